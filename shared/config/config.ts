@@ -1,0 +1,144 @@
+import { readFile } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+import { formatIssues } from '../model/messages.ts';
+import type { Builder, Repo, Step } from '../model/types.ts';
+import { isSafeBranchName } from './refs.ts';
+
+/** The config file: the repos to watch and the builders that build them. Builders are data. */
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected a lower-case name of letters, digits, ".", "_" or "-"');
+const branch = z.string().refine(isSafeBranchName, 'expected a branch name of letters, digits, ".", "_", "/" or "-"');
+const envMap = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string());
+
+const builderCommon = {
+  hostType: z.string().regex(/^[a-z0-9-]+$/, 'expected a host type such as "host"').default('host'),
+  env: envMap.default({}),
+  timeoutSeconds: z.number().int().min(1).max(86_400).default(1200),
+  maxLogBytes: z.number().int().min(4096).max(1 << 30).default(4 << 20),
+  maxAttempts: z.number().int().min(1).max(10).default(3),
+};
+
+const goModuleBuilder = z.strictObject({
+  ...builderCommon,
+  type: z.literal('go-module'),
+  /** Package patterns for vet, build and test. */
+  packages: z.array(z.string().regex(/^[A-Za-z0-9._/-]+$/, 'expected a package pattern')).min(1).default(['./...']),
+});
+
+const commandBuilder = z.strictObject({
+  ...builderCommon,
+  type: z.literal('command'),
+  /** Run with `sh -c` at the repo root. */
+  command: z.string().min(1),
+});
+
+const builderSchema = z.discriminatedUnion('type', [goModuleBuilder, commandBuilder], {
+  error: 'expected "type": "go-module" or "command"',
+});
+
+const repoSchema = z.strictObject({
+  name: name.optional(),
+  url: z
+    .string()
+    .min(1)
+    .refine((url) => !url.startsWith('-'), 'expected a git URL or path, not something that looks like an option'),
+  branches: z.array(branch).min(1).default(['main']),
+  builders: z.array(name).min(1).optional(),
+  backfill: z.number().int().min(1).max(1000).default(10),
+});
+
+const configSchema = z.strictObject({
+  $schema: z.string().optional(),
+  pollIntervalSeconds: z.number().min(1).default(60),
+  repos: z.array(repoSchema).default([]),
+  builders: z.record(name, builderSchema),
+});
+
+export type RawConfig = z.input<typeof configSchema>;
+
+/** A validated config, with every builder resolved to its steps. */
+export interface Config {
+  file: string;
+  pollIntervalSeconds: number;
+  repos: Repo[];
+  builders: Map<string, Builder>;
+}
+
+/** Reads and validates a config file. Throws ConfigError naming the file, the field and what was expected. */
+export async function loadConfig(file: string): Promise<Config> {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${file}: cannot read config (${(error as NodeJS.ErrnoException).code ?? String(error)})`, {
+      cause: error,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${file}: not valid JSON (${(error as Error).message})`, { cause: error });
+  }
+  return parseConfig(json, file);
+}
+
+/** Validates a parsed config; `file` names it in errors. */
+export function parseConfig(json: unknown, file: string): Config {
+  const parsed = configSchema.safeParse(json);
+  if (!parsed.success) throw new ConfigError(`${file}: ${formatIssues(parsed.error)}`);
+  const raw = parsed.data;
+  const builders = new Map<string, Builder>();
+  for (const [builderName, builder] of Object.entries(raw.builders)) {
+    builders.set(builderName, {
+      name: builderName,
+      hostType: builder.hostType,
+      steps: stepsOf(builder),
+      env: builder.type === 'go-module' ? { ...goDefaults, ...builder.env } : builder.env,
+      timeoutSeconds: builder.timeoutSeconds,
+      maxLogBytes: builder.maxLogBytes,
+      maxAttempts: builder.maxAttempts,
+    });
+  }
+  const repos: Repo[] = [];
+  const seen = new Set<string>();
+  raw.repos.forEach((repo, index) => {
+    const repoName = repo.name ?? repoNameFromUrl(repo.url);
+    if (seen.has(repoName)) throw new ConfigError(`${file}: repos.${index}.name: "${repoName}" is used twice; expected unique repo names`);
+    seen.add(repoName);
+    const names = repo.builders ?? [...builders.keys()];
+    names.forEach((builderName, at) => {
+      if (!builders.has(builderName)) {
+        throw new ConfigError(
+          `${file}: repos.${index}.builders.${at}: unknown builder "${builderName}"; expected one of: ${[...builders.keys()].join(', ')}`,
+        );
+      }
+    });
+    repos.push({ name: repoName, url: repo.url, branches: repo.branches, builders: names, backfill: repo.backfill });
+  });
+  return { file, pollIntervalSeconds: raw.pollIntervalSeconds, repos, builders };
+}
+
+// A hermetic Go build: no network, no toolchain download, no module changes.
+const goDefaults = { GOPROXY: 'off', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly', CGO_ENABLED: '0' };
+
+function stepsOf(builder: z.infer<typeof builderSchema>): Step[] {
+  if (builder.type === 'command') return [{ name: builder.command, argv: ['sh', '-c', builder.command] }];
+  return [
+    { name: `go vet ${builder.packages.join(' ')}`, argv: ['go', 'vet', ...builder.packages] },
+    { name: `go build ${builder.packages.join(' ')}`, argv: ['go', 'build', ...builder.packages] },
+    { name: `go test ${builder.packages.join(' ')}`, argv: ['go', 'test', ...builder.packages] },
+  ];
+}
+
+/** A repo name from its URL or path: the last path segment, lower-cased, without `.git`. */
+export function repoNameFromUrl(url: string): string {
+  const last = basename(url.replace(/[/\\]+$/, '').replace(/\.git$/, '')).toLowerCase();
+  const slug = last.replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+/, '').slice(0, 63);
+  return slug.length > 0 ? slug : 'repo';
+}

@@ -1,0 +1,21 @@
+/**
+ * Branch and ref names as this project accepts them: a strict subset of git's rules with no shell or option
+ * meaning anywhere. Names never reach a shell, but rejecting odd ones at the edge keeps logs and URLs plain too.
+ */
+export function isSafeBranchName(name: string): boolean {
+  return (
+    name.length > 0 &&
+    name.length <= 200 &&
+    /^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(name) &&
+    !name.includes('..') &&
+    !name.includes('//') &&
+    !name.endsWith('/') &&
+    !name.endsWith('.') &&
+    !name.endsWith('.lock')
+  );
+}
+
+/** A full commit hash (SHA-1 or SHA-256), lower-case hex. */
+export function isCommitHash(value: string): boolean {
+  return /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(value);
+}

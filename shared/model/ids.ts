@@ -1,0 +1,31 @@
+import { createHash } from 'node:crypto';
+
+/** Deterministic ID of the build of one commit of one repo on one builder: the same inputs, the same ID. */
+export function buildId(repo: string, commit: string, builder: string): string {
+  return digest(['build', repo, commit, builder]);
+}
+
+/** Deterministic ID of one attempt of one step of a build. */
+export function taskId(build: string, step: string, attempt: number): string {
+  return digest(['task', build, step, String(attempt)]);
+}
+
+/** Deterministic ID of a commit document. */
+export function commitDocId(repo: string, commit: string): string {
+  return digest(['commit', repo, commit]);
+}
+
+/** Deterministic ID of a watched branch's poll state. */
+export function branchDocId(repo: string, branch: string): string {
+  return digest(['branch', repo, branch]);
+}
+
+// Hash-shaped IDs: safe in URLs, file names and Firestore document names, and spread evenly (no hot key range).
+function digest(parts: string[]): string {
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 24);
+}
+
+/** True for a 24-hex-digit ID as made above. */
+export function isId(value: string): boolean {
+  return /^[0-9a-f]{24}$/.test(value);
+}

@@ -1,0 +1,86 @@
+import { z } from 'zod';
+import { PermanentError } from '../errors.ts';
+
+/**
+ * Versioned message schemas: every message carries `v`, and every edge parses with these before it trusts a
+ * field. A message that fails is a PermanentError naming the field, bound for the dead letters.
+ */
+
+const id = z.string().regex(/^[0-9a-f]{24}$/, 'expected a 24-hex-digit ID');
+const commitHash = z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a full commit hash');
+const name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected a lower-case name');
+
+export const topics = {
+  pollTick: 'poll-tick',
+  buildRequested: 'build-requested',
+  taskReady: 'task-ready',
+  taskFinished: 'task-finished',
+  buildFinished: 'build-finished',
+} as const;
+export type Topic = (typeof topics)[keyof typeof topics];
+
+export const PollTick = z.strictObject({ v: z.literal(1), repos: z.array(name).optional() });
+export const BuildRequested = z.strictObject({
+  v: z.literal(1),
+  buildId: id,
+  repo: name,
+  commit: commitHash,
+  builder: name,
+});
+export const TaskReady = z.strictObject({ v: z.literal(1), taskId: id });
+export const TaskFinished = z.strictObject({
+  v: z.literal(1),
+  taskId: id,
+  /** `result`: the result object landed. `exited`: the worker is gone, with or without one. */
+  cause: z.enum(['result', 'exited']),
+  /** For `exited`: why the worker ended. */
+  exit: z
+    .strictObject({
+      reason: z.enum(['exited', 'deadline', 'vanished']),
+      code: z.number().int().nullable(),
+      signal: z.string().nullable(),
+    })
+    .optional(),
+});
+export const BuildFinished = z.strictObject({ v: z.literal(1), buildId: id });
+
+export type PollTick = z.infer<typeof PollTick>;
+export type BuildRequested = z.infer<typeof BuildRequested>;
+export type TaskReady = z.infer<typeof TaskReady>;
+export type TaskFinished = z.infer<typeof TaskFinished>;
+export type BuildFinished = z.infer<typeof BuildFinished>;
+
+/** The schema each topic carries. */
+export const schemaOf = {
+  [topics.pollTick]: PollTick,
+  [topics.buildRequested]: BuildRequested,
+  [topics.taskReady]: TaskReady,
+  [topics.taskFinished]: TaskFinished,
+  [topics.buildFinished]: BuildFinished,
+} as const;
+
+/** Parses and validates raw message bytes; throws PermanentError naming the bad field. */
+export function decode<S extends z.ZodType>(schema: S, data: Uint8Array | string, what: string): z.infer<S> {
+  const text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new PermanentError(`${what}: not JSON (${(error as Error).message})`, { cause: error });
+  }
+  return validate(schema, json, what);
+}
+
+/** Validates a parsed value; throws PermanentError naming each bad field and what was expected. */
+export function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new PermanentError(`${what}: ${formatIssues(parsed.error)}`);
+  return parsed.data;
+}
+
+/** "field.path: what was expected; other: ..." */
+export function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+    .join('; ');
+}

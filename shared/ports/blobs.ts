@@ -1,0 +1,32 @@
+/** The blobs port: source tarballs, logs and results, handed to workers only as signed, expiring URLs. */
+
+export interface SignOptions {
+  method: 'GET' | 'PUT';
+  /** ms since the epoch. */
+  expiresAt: number;
+  /** For PUT: the largest body the URL accepts. */
+  maxBytes?: number;
+}
+
+export interface BlobStore {
+  /** Writes a whole object; readers see the old object or the new one, never part of one. */
+  put(key: string, data: Uint8Array | string): Promise<void>;
+  /** The object's bytes, or undefined when there is none. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  exists(key: string): Promise<boolean>;
+  /** Keys under a prefix, sorted. */
+  list(prefix: string): Promise<string[]>;
+  delete(key: string): Promise<void>;
+  /** A URL that lets its holder do one kind of request to one object until it expires, and nothing else. */
+  signUrl(key: string, options: SignOptions): Promise<string>;
+}
+
+/** Throws unless `key` is a plain relative object name: no empty, `.` or `..` segment, no odd characters. */
+export function assertBlobKey(key: string): void {
+  const ok =
+    key.length > 0 &&
+    key.length <= 1024 &&
+    /^[A-Za-z0-9._\-/]+$/.test(key) &&
+    key.split('/').every((segment) => segment !== '' && segment !== '.' && segment !== '..');
+  if (!ok) throw new Error(`invalid blob key ${JSON.stringify(key)}`);
+}

@@ -1,0 +1,43 @@
+import type { TaskSpec } from '../model/wire.ts';
+
+/** The compute port: one throwaway worker per task, gone when the task is done or its deadline passes. */
+
+export interface WorkerRequest {
+  taskId: string;
+  hostType: string;
+  /** Everything the worker is given. */
+  spec: TaskSpec;
+  /** ms since the epoch; the worker and everything it started are killed then. */
+  deadline: number;
+  labels: Record<string, string>;
+}
+
+/** How a worker ended, as its compute adapter saw it. */
+export interface WorkerExit {
+  taskId: string;
+  reason: 'exited' | 'deadline' | 'vanished';
+  code: number | null;
+  signal: string | null;
+}
+
+export interface WorkerInfo {
+  taskId: string;
+  deadline: number;
+  labels: Record<string, string>;
+}
+
+export interface Compute {
+  /** Host types this adapter can run. */
+  readonly hostTypes: readonly string[];
+  /** Starts the task's worker. Idempotent by task ID: a task that already had a worker gets no second one. */
+  start(request: WorkerRequest): Promise<void>;
+  /** Kills and removes the task's worker, if any. */
+  stop(taskId: string): Promise<void>;
+  /** Workers alive now. */
+  list(): Promise<WorkerInfo[]>;
+  /** Kills every worker this adapter started; nothing it started is left running. */
+  close(): Promise<void>;
+}
+
+/** Called by a compute adapter when one of its workers ends, however it ended. */
+export type OnWorkerExit = (exit: WorkerExit) => void;
