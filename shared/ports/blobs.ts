@@ -11,8 +11,12 @@ export interface SignOptions {
 export interface BlobStore {
   /** Writes a whole object; readers see the old object or the new one, never part of one. */
   put(key: string, data: Uint8Array | string): Promise<void>;
+  /** Streams a whole object in; nothing is visible until the stream ends. Rejects past `maxBytes`, writing nothing. */
+  putStream(key: string, source: AsyncIterable<Uint8Array>, options?: { maxBytes?: number }): Promise<{ bytes: number }>;
   /** The object's bytes, or undefined when there is none. */
   get(key: string): Promise<Uint8Array | undefined>;
+  /** The object as a stream, or undefined when there is none. */
+  getStream(key: string): Promise<AsyncIterable<Uint8Array> | undefined>;
   exists(key: string): Promise<boolean>;
   /** Keys under a prefix, sorted. */
   list(prefix: string): Promise<string[]>;

@@ -64,5 +64,7 @@ export interface MessageQueue extends Publisher, DeadLetters {
   deadLetter(delivery: Delivery, reason: string): Promise<void>;
   /** Messages not yet acked or dead-lettered, and when the earliest of them is due (ms since the epoch). */
   backlog(subscription?: string): Promise<{ count: number; nextDueAt: number | undefined }>;
+  /** Calls `listener` after each publish through this object, so a dispatcher can wake at once. */
+  onPublish(listener: (topic: string) => void): () => void;
   close(): Promise<void>;
 }
