@@ -53,8 +53,11 @@ export interface Commit {
 export interface BranchState {
   repo: string;
   branch: string;
-  head: string;
+  /** The head as of the last successful poll. */
+  head?: string;
   polledAt: number;
+  /** Why the last poll failed, when it did. */
+  error?: string;
 }
 
 export interface Build {

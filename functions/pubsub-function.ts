@@ -1,0 +1,86 @@
+import type { CloudEvent } from '@google-cloud/functions-framework';
+import type { z } from 'zod';
+import { describeError, PermanentError } from '../shared/errors.ts';
+import { decode } from '../shared/model/messages.ts';
+import type { Logger } from '../shared/ports/log.ts';
+import type { DeadLetters } from '../shared/ports/messages.ts';
+
+/** The data of a Pub/Sub `messagePublished` CloudEvent, as Eventarc delivers it. */
+export interface MessagePublishedData {
+  message?: {
+    data?: string;
+    attributes?: Record<string, string>;
+    messageId?: string;
+    publishTime?: string;
+  };
+  subscription?: string;
+  /** Present when the subscription has a dead-letter policy. */
+  deliveryAttempt?: number;
+}
+
+export type PubsubFunction = (event: CloudEvent<MessagePublishedData>) => Promise<void>;
+
+/**
+ * Wraps a handler as a Pub/Sub-triggered function: decodes and validates the message, runs the handler, and maps
+ * failures the way the platform needs. A PermanentError (malformed message, unknown ID) is recorded in the dead
+ * letters with its reason and acknowledged; anything else is thrown, so the platform redelivers with backoff.
+ */
+export function pubsubFunction<S extends z.ZodType>(options: {
+  topic: string;
+  schema: S;
+  handle: (message: z.infer<S>) => Promise<unknown>;
+  deadLetters: DeadLetters;
+  logger: Logger;
+}): PubsubFunction {
+  return async (event) => {
+    const message = event.data?.message;
+    const data = Buffer.from(message?.data ?? '', 'base64');
+    try {
+      await options.handle(decode(options.schema, data, `${options.topic} message`));
+    } catch (error) {
+      if (!(error instanceof PermanentError)) throw error;
+      const reason = describeError(error);
+      options.logger.error('message.dead-lettered', { topic: options.topic, id: message?.messageId, reason });
+      await options.deadLetters.record({
+        topic: options.topic,
+        subscription: event.data?.subscription ?? '',
+        data,
+        attributes: message?.attributes ?? {},
+        attempts: event.data?.deliveryAttempt ?? 1,
+        reason,
+      });
+    }
+  };
+}
+
+/** A `messagePublished` CloudEvent for bytes on a topic, shaped as Eventarc delivers it. */
+export function messagePublishedEvent(options: {
+  project: string;
+  topic: string;
+  subscription: string;
+  messageId: string;
+  data: Uint8Array;
+  attributes: Record<string, string>;
+  publishedAt: number;
+  deliveryAttempt: number;
+}): CloudEvent<MessagePublishedData> {
+  const time = new Date(options.publishedAt).toISOString();
+  return {
+    specversion: '1.0',
+    id: options.messageId,
+    type: 'google.cloud.pubsub.topic.v1.messagePublished',
+    source: `//pubsub.googleapis.com/projects/${options.project}/topics/${options.topic}`,
+    time,
+    datacontenttype: 'application/json',
+    data: {
+      message: {
+        data: Buffer.from(options.data).toString('base64'),
+        attributes: options.attributes,
+        messageId: options.messageId,
+        publishTime: time,
+      },
+      subscription: `projects/${options.project}/subscriptions/${options.subscription}`,
+      deliveryAttempt: options.deliveryAttempt,
+    },
+  };
+}

@@ -1,0 +1,198 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { describeError } from '../errors.ts';
+import type { Build } from '../model/types.ts';
+import type { BlobStore } from '../ports/blobs.ts';
+import type { Logger } from '../ports/log.ts';
+import type { DeadLetters } from '../ports/messages.ts';
+import { collections, type StateStore } from '../ports/state.ts';
+import type { Catalog } from '../pipeline/deps.ts';
+import { buildPage, deadLettersPage, gridPage } from './pages.ts';
+import { branchesOf, buildDetail, gridOf, logOf } from './queries.ts';
+
+export interface DashboardDeps {
+  catalog: Catalog;
+  state: StateStore;
+  blobs: BlobStore;
+  deadLetters: DeadLetters;
+  logger: Logger;
+  /** Public base URL, for absolute links in the API. */
+  baseUrl: string;
+}
+
+/** A build as the API and the CLI summary show it. */
+export interface BuildSummary {
+  id: string;
+  repo: string;
+  commit: string;
+  builder: string;
+  status: Build['status'];
+  reason?: string;
+  attempts: number;
+  buildUrl: string;
+  logUrl: string | undefined;
+}
+
+/** The public shape of a build, with absolute links to its page and its current attempt's log. */
+export function summarize(build: Build, baseUrl: string): BuildSummary {
+  return {
+    id: build.id,
+    repo: build.repo,
+    commit: build.commit,
+    builder: build.builder,
+    status: build.status,
+    ...(build.reason === undefined ? {} : { reason: build.reason }),
+    attempts: build.attempts,
+    buildUrl: `${baseUrl}/build/${build.id}`,
+    logUrl: build.taskId === undefined ? undefined : `${baseUrl}/log/${build.taskId}`,
+  };
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+/**
+ * The dashboard as one HTTP handler: the grid at `/`, a page per build, logs as text, and JSON under `/api/`.
+ * Read-only; unknown paths get 404, other methods 405, and a failure a 500 with a short message (never a crash).
+ */
+export function createDashboard(deps: DashboardDeps): Handler {
+  const routes: Array<[RegExp, (match: RegExpExecArray, url: URL) => Promise<Reply>]> = [
+    [/^\/$/, (_, url) => grid(url)],
+    [/^\/build\/([0-9a-f]{24})$/, (match) => build(match[1] ?? '')],
+    [/^\/log\/([0-9a-f]{24})$/, (match) => log(match[1] ?? '')],
+    [/^\/dead-letters$/, async () => htmlReply(deadLettersPage(await deps.deadLetters.list(100)).text)],
+    [/^\/api\/repos$/, () => apiRepos()],
+    [/^\/api\/grid$/, (_, url) => apiGrid(url)],
+    [/^\/api\/builds$/, (_, url) => apiBuilds(url)],
+    [/^\/api\/builds\/([0-9a-f]{24})$/, (match) => apiBuild(match[1] ?? '')],
+    [/^\/api\/dead-letters$/, () => apiDeadLetters()],
+  ];
+
+  return async (req, res) => {
+    let reply: Reply;
+    try {
+      const url = new URL(req.url ?? '/', 'http://dashboard');
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        reply = textReply(405, 'method not allowed\n');
+      } else {
+        const route = routes.map(([pattern, run]) => [pattern.exec(url.pathname), run] as const).find(([match]) => match);
+        reply = route?.[0] ? await route[1](route[0], url) : textReply(404, 'not found\n');
+      }
+    } catch (error) {
+      deps.logger.error('dashboard.failed', { url: req.url, error: describeError(error) });
+      reply = textReply(500, 'internal error\n');
+    }
+    res.writeHead(reply.status, { 'content-type': reply.type, 'cache-control': 'no-store' });
+    res.end(req.method === 'HEAD' ? undefined : reply.body);
+  };
+
+  function limitOf(url: URL, fallback: number): number {
+    const limit = Number(url.searchParams.get('limit') ?? fallback);
+    return Number.isInteger(limit) && limit > 0 ? Math.min(limit, 500) : fallback;
+  }
+
+  function reposOf(url: URL) {
+    const wanted = url.searchParams.get('repo');
+    return deps.catalog.repos.filter((repo) => wanted === null || repo.name === wanted);
+  }
+
+  async function grid(url: URL): Promise<Reply> {
+    const grids = await Promise.all(
+      reposOf(url).map(async (repo) => ({
+        grid: await gridOf(deps.state, repo.name, repo.builders, limitOf(url, 30)),
+        branches: await branchesOf(deps.state, repo.name),
+      })),
+    );
+    return htmlReply(gridPage(grids).text);
+  }
+
+  async function build(id: string): Promise<Reply> {
+    const detail = await buildDetail(deps.state, id);
+    return detail === undefined ? textReply(404, 'no such build\n') : htmlReply(buildPage(detail).text);
+  }
+
+  async function log(taskId: string): Promise<Reply> {
+    const found = await logOf(deps.blobs, taskId);
+    if (found === undefined) return textReply(404, 'no log yet\n');
+    const tail = found.complete ? '' : '\n[hermetic: the task is still running; reload for more]\n';
+    return { status: 200, type: 'text/plain; charset=utf-8', body: Buffer.concat([found.text, Buffer.from(tail)]) };
+  }
+
+  async function apiRepos(): Promise<Reply> {
+    const repos = await Promise.all(
+      deps.catalog.repos.map(async (repo) => ({
+        name: repo.name,
+        url: repo.url,
+        builders: repo.builders,
+        branches: await branchesOf(deps.state, repo.name),
+      })),
+    );
+    return jsonReply({ repos });
+  }
+
+  async function apiGrid(url: URL): Promise<Reply> {
+    const grids = await Promise.all(
+      reposOf(url).map(async (repo) => {
+        const grid = await gridOf(deps.state, repo.name, repo.builders, limitOf(url, 30));
+        return {
+          repo: grid.repo,
+          builders: grid.builders,
+          commits: grid.rows.map((row) => ({
+            ...row.commit,
+            builds: Object.fromEntries(
+              Object.entries(row.builds).map(([name, build]) => [name, summarize(build, deps.baseUrl)]),
+            ),
+          })),
+        };
+      }),
+    );
+    return jsonReply({ grids });
+  }
+
+  async function apiBuilds(url: URL): Promise<Reply> {
+    const where: Record<string, string> = {};
+    for (const field of ['repo', 'commit', 'status'] as const) {
+      const value = url.searchParams.get(field);
+      if (value !== null) where[field] = value;
+    }
+    const builds = await deps.state.query(collections.builds, {
+      where,
+      orderBy: { field: 'seq', direction: 'desc' },
+      limit: limitOf(url, 100),
+    });
+    return jsonReply({ builds: builds.map((build) => summarize(build, deps.baseUrl)) });
+  }
+
+  async function apiBuild(id: string): Promise<Reply> {
+    const detail = await buildDetail(deps.state, id);
+    if (detail === undefined) return jsonReply({ error: 'no such build' }, 404);
+    return jsonReply({
+      build: summarize(detail.build, deps.baseUrl),
+      commit: detail.commit,
+      tasks: detail.tasks.map((task) => ({ ...task, logUrl: `${deps.baseUrl}/log/${task.id}` })),
+    });
+  }
+
+  async function apiDeadLetters(): Promise<Reply> {
+    const letters = await deps.deadLetters.list(100);
+    return jsonReply({
+      deadLetters: letters.map(({ data, ...letter }) => ({ ...letter, data: Buffer.from(data).toString('utf8') })),
+    });
+  }
+}
+
+interface Reply {
+  status: number;
+  type: string;
+  body: string | Buffer;
+}
+
+function textReply(status: number, body: string): Reply {
+  return { status, type: 'text/plain; charset=utf-8', body };
+}
+
+function htmlReply(body: string): Reply {
+  return { status: 200, type: 'text/html; charset=utf-8', body };
+}
+
+function jsonReply(value: unknown, status = 200): Reply {
+  return { status, type: 'application/json', body: `${JSON.stringify(value, null, 2)}\n` };
+}

@@ -1,0 +1,97 @@
+import type { BranchState, Build, Commit, Task } from '../model/types.ts';
+import type { DeadLetter } from '../ports/messages.ts';
+import { html, type Html } from './html.ts';
+import type { Grid } from './queries.ts';
+
+const style = `
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}
+table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+th.builder{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal;padding:4px 2px}
+a{color:#036}.hash{font-family:monospace}.muted{color:#777}.err{color:#a00}
+.s-passed{color:#080}.s-failed{color:#c00;font-weight:bold}.s-flaky{color:#c60}
+.s-infra-failure{color:#808}.s-queued,.s-running,.s-pending,.s-launched{color:#777}.s-timed-out{color:#c00}.s-lost{color:#808}
+`;
+
+function page(title: string, body: Html): Html {
+  return html`<!doctype html><html><head><meta charset="utf-8"><title>${title}</title>
+<meta http-equiv="refresh" content="10"><style>${style}</style></head><body>
+<p><a href="/">hermetic</a> · <a href="/api/repos">api</a></p>${body}</body></html>`;
+}
+
+const cellLabels: Record<Build['status'], string> = {
+  queued: '…',
+  running: '▶',
+  passed: 'ok',
+  failed: 'fail',
+  flaky: 'flaky',
+  'infra-failure': 'infra',
+};
+
+/** The grid: per repo, commits down (newest first), builders across, each cell the verdict linked to its build. */
+export function gridPage(grids: Array<{ grid: Grid; branches: BranchState[] }>): Html {
+  const sections = grids.map(
+    ({ grid, branches }) => html`<h2>${grid.repo}</h2>
+${branches.map(
+  (branch) =>
+    html`<div class="muted">${branch.branch}: ${branch.head?.slice(0, 12) ?? 'not polled yet'}, polled ${new Date(branch.polledAt).toISOString()}${
+      branch.error === undefined ? '' : html` <span class="err">error: ${branch.error}</span>`
+    }</div>`,
+)}
+${
+  grid.rows.length === 0
+    ? html`<p class="muted">No commits yet.</p>`
+    : html`<table><tr><th>commit</th><th>when</th><th>author</th><th>subject</th>${grid.builders.map(
+        (builder) => html`<th class="builder">${builder}</th>`,
+      )}</tr>
+${grid.rows.map(
+  (row) => html`<tr><td class="hash">${row.commit.hash.slice(0, 12)}</td>
+<td class="muted">${new Date(row.commit.committedAt).toISOString().slice(0, 16).replace('T', ' ')}</td>
+<td>${row.commit.author}</td><td>${row.commit.subject.slice(0, 80)}</td>
+${grid.builders.map((builder) => {
+  const build = row.builds[builder];
+  return build === undefined
+    ? html`<td></td>`
+    : html`<td><a class="s-${build.status}" href="/build/${build.id}" title="${build.status}${build.reason === undefined ? '' : `: ${build.reason}`}">${cellLabels[build.status]}</a></td>`;
+})}</tr>`,
+)}</table>`
+}`,
+  );
+  return page('hermetic', html`<h1>Builds</h1>${sections}`);
+}
+
+/** One build: its verdict, and every attempt with its steps and a link to its log. */
+export function buildPage(detail: { build: Build; tasks: Task[]; commit: Commit | undefined }): Html {
+  const { build, tasks, commit } = detail;
+  return page(
+    `${build.builder} ${build.commit.slice(0, 12)}`,
+    html`<h1>${build.repo} ${build.commit.slice(0, 12)} on ${build.builder}:
+<span class="s-${build.status}">${build.status}</span></h1>
+${commit === undefined ? '' : html`<p>${commit.subject} <span class="muted">(${commit.author})</span></p>`}
+${build.reason === undefined ? '' : html`<p class="err">${build.reason}</p>`}
+<p class="muted">${build.finishedAt !== undefined && build.startedAt !== undefined ? `took ${seconds(build.finishedAt - build.startedAt)}` : ''}
+${build.reportedAt === undefined ? '' : ' · reported'}</p>
+<table><tr><th>attempt</th><th>status</th><th>steps</th><th>log</th><th>why</th></tr>
+${tasks.map(
+  (task) => html`<tr><td>${task.attempt}</td><td class="s-${task.status}">${task.status}</td>
+<td>${(task.steps ?? []).map((step) => html`<div>${step.name}: ${step.exitCode ?? step.signal ?? '?'} in ${seconds(step.durationMs)}</div>`)}</td>
+<td><a href="/log/${task.id}">log</a>${task.logTruncated ? ' (cut)' : ''}</td><td>${task.reason ?? ''}</td></tr>`,
+)}</table>`,
+  );
+}
+
+/** Messages that could not be handled, with the reason. */
+export function deadLettersPage(letters: DeadLetter[]): Html {
+  return page(
+    'dead letters',
+    html`<h1>Dead letters</h1><table><tr><th>when</th><th>topic</th><th>attempts</th><th>reason</th><th>data</th></tr>
+${letters.map(
+  (letter) => html`<tr><td>${new Date(letter.at).toISOString()}</td><td>${letter.topic}</td><td>${letter.attempts}</td>
+<td>${letter.reason}</td><td class="hash">${Buffer.from(letter.data).toString('utf8').slice(0, 200)}</td></tr>`,
+)}</table>`,
+  );
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)}s`;
+}

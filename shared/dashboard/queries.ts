@@ -1,0 +1,68 @@
+import { commitDocId } from '../model/ids.ts';
+import type { BranchState, Build, Commit, Task } from '../model/types.ts';
+import { blobKeys } from '../model/wire.ts';
+import type { BlobStore } from '../ports/blobs.ts';
+import { collections, type StateStore } from '../ports/state.ts';
+
+/** One row of the grid: a commit and its builds by builder name. */
+export interface GridRow {
+  commit: Commit;
+  builds: Record<string, Build>;
+}
+
+export interface Grid {
+  repo: string;
+  builders: string[];
+  rows: GridRow[];
+}
+
+/** The newest `limit` commits of a repo, each with its builds. */
+export async function gridOf(state: StateStore, repo: string, builders: readonly string[], limit: number): Promise<Grid> {
+  const commits = await state.query(collections.commits, {
+    where: { repo },
+    orderBy: { field: 'seq', direction: 'desc' },
+    limit,
+  });
+  const builds: Build[] = [];
+  // Firestore allows at most 30 values in an `in` filter.
+  for (let start = 0; start < commits.length; start += 30) {
+    const hashes = commits.slice(start, start + 30).map((commit) => commit.hash);
+    builds.push(...(await state.query(collections.builds, { where: { repo, commit: { in: hashes } } })));
+  }
+  const names = new Set(builders);
+  for (const build of builds) names.add(build.builder);
+  const rows = commits.map((commit) => ({
+    commit,
+    builds: Object.fromEntries(
+      builds.filter((build) => build.commit === commit.hash).map((build) => [build.builder, build]),
+    ),
+  }));
+  return { repo, builders: [...names].sort(), rows };
+}
+
+/** A build with every attempt of its task, oldest first. */
+export async function buildDetail(
+  state: StateStore,
+  id: string,
+): Promise<{ build: Build; tasks: Task[]; commit: Commit | undefined } | undefined> {
+  const build = await state.get(collections.builds, id);
+  if (build === undefined) return undefined;
+  const tasks = await state.query(collections.tasks, { where: { buildId: id } });
+  tasks.sort((a, b) => a.attempt - b.attempt);
+  const commit = await state.get(collections.commits, commitDocId(build.repo, build.commit));
+  return { build, tasks, commit };
+}
+
+/** The poll state of every watched branch of a repo. */
+export function branchesOf(state: StateStore, repo: string): Promise<BranchState[]> {
+  return state.query(collections.branches, { where: { repo } });
+}
+
+/** A task's log so far: its chunks in order, joined; undefined when the task has none yet. */
+export async function logOf(blobs: BlobStore, taskId: string): Promise<{ text: Buffer; complete: boolean } | undefined> {
+  const keys = await blobs.list(blobKeys.logPrefix(taskId));
+  if (keys.length === 0) return undefined;
+  const chunks = await Promise.all(keys.map((key) => blobs.get(key)));
+  const complete = await blobs.exists(blobKeys.result(taskId));
+  return { text: Buffer.concat(chunks.filter((chunk) => chunk !== undefined)), complete };
+}

@@ -1,0 +1,71 @@
+import { describeError, PermanentError } from '../errors.ts';
+import type { TaskFinished } from '../model/messages.ts';
+import { validate } from '../model/messages.ts';
+import { terminalTaskStatuses, type Task } from '../model/types.ts';
+import { blobKeys, TaskResult } from '../model/wire.ts';
+import { collections } from '../ports/state.ts';
+import type { PipelineDeps } from './deps.ts';
+import { finishTask, type TaskOutcome } from './finish-task.ts';
+import { publishFollowUp } from './follow-up.ts';
+
+/**
+ * The `collect` function: reads a finished task's result object, validates it, and records the task's outcome and
+ * its build's verdict (or a new attempt). A worker that ended without a valid result is `lost`; one killed at its
+ * deadline is `timed-out`. A duplicate or late message for a finished task only re-publishes the follow-up.
+ * Throws PermanentError for an unknown task.
+ */
+export function createCollect(deps: PipelineDeps) {
+  return async function collect(message: TaskFinished): Promise<void> {
+    const task = await deps.state.get(collections.tasks, message.taskId);
+    if (task === undefined) throw new PermanentError(`task ${message.taskId} does not exist`);
+    if (terminalTaskStatuses.includes(task.status)) {
+      const build = await deps.state.get(collections.builds, task.buildId);
+      if (build !== undefined) await publishFollowUp(deps, build);
+      return;
+    }
+    const outcome = await outcomeOf(task, message);
+    if (outcome === undefined) return;
+    await finishTask(deps, task.id, outcome);
+    // The result is in: the worker has nothing left to do, and a VM costs money until it is gone.
+    if (message.cause === 'result') await deps.compute.stop(task.id);
+  };
+
+  async function outcomeOf(task: Task, message: TaskFinished): Promise<TaskOutcome | undefined> {
+    const bytes = await deps.blobs.get(blobKeys.result(task.id));
+    if (bytes !== undefined) return outcomeOfResult(task, bytes);
+    if (message.cause === 'result') return undefined; // a stale notice; the worker's exit will follow
+    const exit = message.exit;
+    if (exit?.reason === 'deadline') {
+      const seconds = task.deadline !== undefined && task.launchedAt !== undefined ? (task.deadline - task.launchedAt) / 1000 : undefined;
+      return { status: 'timed-out', reason: `killed at its deadline${seconds === undefined ? '' : ` (${seconds}s)`}` };
+    }
+    if (exit?.reason === 'vanished') return { status: 'lost', reason: 'the worker vanished without a result' };
+    const how = exit?.signal ? `killed by ${exit.signal}` : `exited with code ${exit?.code ?? 'unknown'}`;
+    return { status: 'lost', reason: `the worker ${how} without a result` };
+  }
+
+  function outcomeOfResult(task: Task, bytes: Uint8Array): TaskOutcome {
+    let result: TaskResult;
+    try {
+      result = validate(TaskResult, JSON.parse(Buffer.from(bytes).toString('utf8')), 'result');
+      if (result.taskId !== task.id) throw new Error(`result names task ${result.taskId}, expected ${task.id}`);
+    } catch (error) {
+      const reason = `malformed result: ${describeError(error)}`;
+      deps.logger.error('task.malformed-result', { task: task.id, reason });
+      return { status: 'lost', reason };
+    }
+    switch (result.status) {
+      case 'passed':
+        return { status: 'passed', result };
+      case 'failed': {
+        const failed = result.steps.find((step) => step.exitCode !== 0);
+        const how = failed?.signal ? `was killed by ${failed.signal}` : `exited ${failed?.exitCode ?? '?'}`;
+        return { status: 'failed', reason: failed ? `${failed.name} ${how}` : 'a step failed', result };
+      }
+      case 'timed-out':
+        return { status: 'timed-out', reason: 'timed out before its deadline', result };
+      case 'error':
+        return { status: 'lost', reason: `agent error: ${result.error ?? 'unknown'}`, result };
+    }
+  }
+}

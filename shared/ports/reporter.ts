@@ -1,0 +1,8 @@
+import type { Build } from '../model/types.ts';
+
+/** Where a verdict goes once a build is done: the dashboard's feed, the console, later GitHub statuses. */
+export interface Reporter {
+  readonly name: string;
+  /** Delivers one build's verdict. May be called again for the same build after a crash, so it must be idempotent. */
+  report(build: Build, links: { buildUrl: string; logUrl: string | undefined }): Promise<void>;
+}
