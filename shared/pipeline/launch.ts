@@ -6,6 +6,9 @@ import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask } from './finish-task.ts';
 
+/** Source tarballs remembered as uploaded; past this the memory starts over. */
+const maxRememberedSources = 10_000;
+
 /** The largest result object a worker may upload. */
 const maxResultBytes = 1 << 20;
 
@@ -17,6 +20,10 @@ const maxResultBytes = 1 << 20;
  * failure that says so.
  */
 export function createLaunch(deps: PipelineDeps) {
+  // Source tarballs are content-addressed and never change: remember which are in place, and let concurrent
+  // launches of one commit's builders share a single archive-and-upload.
+  const sources = new Map<string, Promise<void>>();
+
   return async function launch(message: TaskReady): Promise<void> {
     const task = await deps.state.get(collections.tasks, message.taskId);
     if (task === undefined) throw new PermanentError(`task ${message.taskId} does not exist`);
@@ -66,15 +73,22 @@ export function createLaunch(deps: PipelineDeps) {
 
   /** Puts the commit's tarball in the blob store if it is not there yet; undefined when the build was failed. */
   async function ensureSource(task: Task): Promise<string | undefined> {
-    const key = blobKeys.source(task.repo, task.commit);
-    if (!(await deps.blobs.exists(key))) {
-      const repo = deps.catalog.repos.find((candidate) => candidate.name === task.repo);
-      if (repo === undefined) {
-        await finishTask(deps, task.id, { status: 'lost', reason: `repo "${task.repo}" is not configured` });
-        return undefined;
-      }
-      await deps.blobs.put(key, await deps.source.archive(repo, task.commit));
+    const repo = deps.catalog.repos.find((candidate) => candidate.name === task.repo);
+    if (repo === undefined) {
+      await finishTask(deps, task.id, { status: 'lost', reason: `repo "${task.repo}" is not configured` });
+      return undefined;
     }
+    const key = blobKeys.source(task.repo, task.commit);
+    let upload = sources.get(key);
+    if (upload === undefined) {
+      upload = (async () => {
+        if (!(await deps.blobs.exists(key))) await deps.blobs.put(key, await deps.source.archive(repo, task.commit));
+      })();
+      upload.catch(() => sources.delete(key));
+      if (sources.size >= maxRememberedSources) sources.clear();
+      sources.set(key, upload);
+    }
+    await upload;
     return key;
   }
 

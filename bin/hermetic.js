@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+// Checked before any TypeScript loads, so an old Node says what is wrong instead of failing on syntax.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 18)) {
+  process.stderr.write(
+    `hermetic needs Node.js 22.18 or newer; this is ${process.version}.\n` +
+      'Run it through npm (npm start, npm run hermetic -- ...), which uses the Node the project installs.\n',
+  );
+  process.exit(2);
+}
+const { runProcess } = await import('../shared/cli/main.ts');
+await runProcess();

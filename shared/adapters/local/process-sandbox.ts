@@ -1,0 +1,369 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdir, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
+import { silentLogger, type Logger } from '../../ports/log.ts';
+
+export type Isolation = 'pid-namespace' | 'process-group';
+
+export interface ProcessSandboxOptions {
+  /** Each task gets `${workRoot}/${taskId}`; the directory stays (emptied) as a record that the task had a worker. */
+  workRoot: string;
+  onExit: OnWorkerExit;
+  logger?: Logger;
+  /** `auto`: a PID namespace where the host allows one, else process groups. */
+  isolation?: 'auto' | Isolation;
+  /** The agent program; `--workdir DIR` is appended. Defaults to this Node running shared/agent/main.ts. */
+  agentCommand?: string[];
+  /** Keep each worker's files (source, home, agent.log) after it exits, for debugging. */
+  keepWorkDirs?: boolean;
+}
+
+export type ProcessSandbox = Compute & { readonly isolation: Isolation };
+
+const hostType = 'host';
+/** How long to keep killing a worker's leftover processes before giving up and reporting them. */
+const reapTimeoutMs = 10_000;
+
+interface Worker {
+  request: WorkerRequest;
+  child: ChildProcess;
+  dir: string;
+  /** The worker's PID namespace (`pid:[inode]`), once known. */
+  namespace?: string;
+  killReason?: WorkerExit['reason'];
+  deadlineTimer?: NodeJS.Timeout;
+  /** Settles after onExit was called. */
+  gone: Promise<void>;
+}
+
+/**
+ * Compute on this machine: one agent process per task, with a scrubbed environment, in a fresh PID namespace where
+ * the host allows it (else its own process group plus an environment marker), killed at the deadline with
+ * everything it started. Rejects when the requested isolation is not available.
+ */
+export async function createProcessSandbox(options: ProcessSandboxOptions): Promise<ProcessSandbox> {
+  const logger = options.logger ?? silentLogger;
+  const { workRoot, onExit } = options;
+  await mkdir(workRoot, { recursive: true });
+  const isolation = await chooseIsolation(options.isolation ?? 'auto');
+  logger.info('sandbox.isolation', { isolation });
+  const agentCommand = options.agentCommand ?? [
+    process.execPath,
+    fileURLToPath(new URL('../../agent/main.ts', import.meta.url)),
+  ];
+  const hostNamespace = isolation === 'pid-namespace' ? await readlink('/proc/self/ns/pid') : undefined;
+
+  const workers = new Map<string, Worker>();
+  const starting = new Set<Promise<void>>();
+  let closed = false;
+
+  async function start(request: WorkerRequest): Promise<void> {
+    if (closed) throw new Error('the process sandbox is closed');
+    if (request.hostType !== hostType) {
+      throw new Error(`the process sandbox cannot run host type "${request.hostType}"; it runs only "${hostType}"`);
+    }
+    const { taskId } = request;
+    if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(taskId)) throw new Error(`unsafe task ID ${JSON.stringify(taskId)}`);
+    if (workers.has(taskId)) {
+      logger.info('worker.duplicate-start', { taskId });
+      return;
+    }
+    const dir = join(workRoot, taskId);
+    try {
+      // The exclusive mkdir is the idempotency record: it survives a restart of this process.
+      await mkdir(dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+        logger.info('worker.duplicate-start', { taskId, dir });
+        return;
+      }
+      throw error;
+    }
+    const launching = launch(request, dir);
+    starting.add(launching);
+    try {
+      await launching;
+    } finally {
+      starting.delete(launching);
+    }
+  }
+
+  async function launch(request: WorkerRequest, dir: string): Promise<void> {
+    const { taskId } = request;
+    await mkdir(join(dir, 'home'));
+    await mkdir(join(dir, 'tmp'));
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+      HOME: join(dir, 'home'),
+      TMPDIR: join(dir, 'tmp'),
+      LANG: 'C.UTF-8',
+      HERMETIC_WORKER: taskId,
+    };
+    const agent = [...agentCommand, '--workdir', dir];
+    const argv =
+      isolation === 'pid-namespace'
+        ? ['setpriv', '--pdeathsig', 'KILL', '--', 'unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--', ...agent]
+        : agent;
+    const agentLog = await open(join(dir, 'agent.log'), 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(argv[0] ?? '', argv.slice(1), {
+        cwd: dir,
+        env,
+        detached: true,
+        stdio: ['pipe', agentLog.fd, agentLog.fd],
+      });
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+        child.once('exit', (code, signal) => resolve([code, signal])),
+      );
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', reject);
+      });
+      child.on('error', (error) => logger.warn('worker.process-error', { taskId, error: error.message }));
+      const worker: Worker = { request, child, dir, gone: Promise.resolve() };
+      worker.gone = exited.then(([code, signal]) => finish(worker, code, signal));
+      workers.set(taskId, worker);
+      child.stdin?.on('error', () => {
+        // EPIPE: the agent died before reading its spec; its exit tells the rest.
+      });
+      child.stdin?.end(JSON.stringify(request.spec));
+      armDeadline(worker);
+      if (hostNamespace !== undefined) void learnNamespace(worker, hostNamespace);
+      logger.info('worker.started', { taskId, pid: child.pid ?? null, isolation });
+      if (closed) void kill(worker, 'exited');
+    } catch (error) {
+      // Nothing runs, so the task never had a worker: free the record so a retry can start one.
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`cannot start a worker for task ${taskId}: ${(error as Error).message}`, { cause: error });
+    } finally {
+      await agentLog.close();
+    }
+  }
+
+  function armDeadline(worker: Worker): void {
+    // setTimeout overflows past 2^31-1 ms; re-arm until the deadline is really here.
+    const delay = worker.request.deadline - Date.now();
+    worker.deadlineTimer = setTimeout(
+      () => {
+        if (Date.now() < worker.request.deadline) armDeadline(worker);
+        else void kill(worker, 'deadline');
+      },
+      Math.max(0, Math.min(delay, 2 ** 31 - 1)),
+    );
+  }
+
+  /** Polls until the unshare process has made its namespace, to find every process in it later. */
+  async function learnNamespace(worker: Worker, host: string): Promise<void> {
+    const pid = worker.child.pid;
+    for (let i = 0; i < 400 && worker.child.exitCode === null && worker.child.signalCode === null; i++) {
+      try {
+        const namespace = await readlink(`/proc/${pid}/ns/pid_for_children`);
+        if (namespace !== host) {
+          worker.namespace = namespace;
+          return;
+        }
+      } catch {
+        return;
+      }
+      await sleep(5);
+    }
+  }
+
+  function kill(worker: Worker, reason: WorkerExit['reason']): Promise<void> {
+    worker.killReason ??= reason;
+    const pid = worker.child.pid;
+    // In a PID namespace this kills unshare and the agent (its init), and the kernel then kills the rest.
+    if (pid !== undefined) signalGroup(pid, 'SIGKILL');
+    return worker.gone;
+  }
+
+  async function finish(worker: Worker, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
+    const { taskId } = worker.request;
+    clearTimeout(worker.deadlineTimer);
+    const leftovers = await reap(worker);
+    if (leftovers.length > 0) logger.error('worker.leftovers', { taskId, pids: leftovers.join(' ') });
+    const exit: WorkerExit = { taskId, reason: worker.killReason ?? 'exited', code, signal };
+    const fields = { taskId, reason: exit.reason, code, signal };
+    if (exit.reason === 'exited' && code === 0) logger.info('worker.exited', fields);
+    else logger.warn('worker.exited', { ...fields, agentLog: await tail(join(worker.dir, 'agent.log'), 2000) });
+    if (options.keepWorkDirs !== true) await emptyDir(worker.dir, logger);
+    workers.delete(taskId);
+    try {
+      onExit(exit);
+    } catch (error) {
+      logger.error('worker.on-exit-failed', { taskId, error: (error as Error).message });
+    }
+  }
+
+  /** Kills the worker's leftover processes until none is found; returns what would not die. */
+  async function reap(worker: Worker): Promise<number[]> {
+    const pid = worker.child.pid;
+    const deadline = Date.now() + reapTimeoutMs;
+    for (;;) {
+      if (pid !== undefined) signalGroup(pid, 'SIGKILL');
+      const found = await findWorkerProcesses(worker.request.taskId, worker.namespace);
+      if (found.length === 0 || Date.now() > deadline) return found;
+      for (const leftover of found) signalPid(leftover, 'SIGKILL');
+      await sleep(20);
+    }
+  }
+
+  const sandbox: ProcessSandbox = {
+    hostTypes: [hostType],
+    isolation,
+    start,
+    async stop(taskId) {
+      const worker = workers.get(taskId);
+      if (worker !== undefined) await kill(worker, 'exited');
+    },
+    async list(): Promise<WorkerInfo[]> {
+      return [...workers.values()].map(({ request }) => ({
+        taskId: request.taskId,
+        deadline: request.deadline,
+        labels: { ...request.labels },
+      }));
+    },
+    async close() {
+      closed = true;
+      await Promise.allSettled([...starting]);
+      await Promise.all([...workers.values()].map((worker) => kill(worker, 'exited')));
+    },
+  };
+  return sandbox;
+}
+
+async function chooseIsolation(wanted: 'auto' | Isolation): Promise<Isolation> {
+  if (wanted === 'process-group') return wanted;
+  const works = await probePidNamespace();
+  if (works) return 'pid-namespace';
+  if (wanted === 'pid-namespace') {
+    throw new Error(
+      'pid-namespace isolation is not available here: it needs Linux, `setpriv` and `unshare` (util-linux) and the ' +
+        'right to create PID namespaces (root, or unprivileged user namespaces)',
+    );
+  }
+  return 'process-group';
+}
+
+function probePidNamespace(): Promise<boolean> {
+  if (process.platform !== 'linux') return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const probe = spawn(
+      'setpriv',
+      ['--pdeathsig', 'KILL', '--', 'unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--', 'true'],
+      { stdio: 'ignore' },
+    );
+    const timer = setTimeout(() => probe.kill('SIGKILL'), 10_000);
+    probe.once('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+    probe.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code === 0);
+    });
+  });
+}
+
+/**
+ * Live (not zombie) processes that belong to a worker: those carrying its HERMETIC_WORKER marker in their
+ * environment, which catches processes that left the group with setsid, and those in its PID namespace, which
+ * also catches any that cleared their environment. Empty where there is no /proc.
+ */
+async function findWorkerProcesses(taskId: string, namespace: string | undefined): Promise<number[]> {
+  let entries: string[];
+  try {
+    entries = await readdir('/proc');
+  } catch {
+    return [];
+  }
+  const marker = `HERMETIC_WORKER=${taskId}`;
+  const found: number[] = [];
+  await Promise.all(
+    entries.map(async (entry) => {
+      if (!/^\d+$/.test(entry)) return;
+      const pid = Number(entry);
+      if (pid === process.pid) return;
+      try {
+        let belongs = false;
+        if (namespace !== undefined) belongs = (await readlink(`/proc/${pid}/ns/pid`)) === namespace;
+        if (!belongs) {
+          const environ = await readFile(`/proc/${pid}/environ`, 'latin1');
+          belongs = environ.split('\0').includes(marker);
+        }
+        if (belongs && !(await isZombie(pid))) found.push(pid);
+      } catch {
+        // Gone meanwhile, or not ours to read.
+      }
+    }),
+  );
+  return found.sort((a, b) => a - b);
+}
+
+async function isZombie(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'latin1');
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state === 'Z' || state === 'X';
+}
+
+/** Removes everything in `dir` but keeps `dir`; read-only trees (Go's module cache) are made writable first. */
+async function emptyDir(dir: string, logger: Logger): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry);
+    try {
+      await rm(path, { recursive: true, force: true });
+    } catch {
+      try {
+        await makeWritable(path);
+        await rm(path, { recursive: true, force: true });
+      } catch (error) {
+        logger.warn('worker.cleanup-failed', { path, error: (error as Error).message });
+      }
+    }
+  }
+}
+
+async function makeWritable(path: string): Promise<void> {
+  await chmod(path, 0o700).catch(() => undefined);
+  const entries = await readdir(path, { withFileTypes: true }).catch(() => undefined);
+  if (entries === undefined) return;
+  for (const entry of entries) if (entry.isDirectory()) await makeWritable(join(path, entry.name));
+}
+
+async function tail(file: string, bytes: number): Promise<string> {
+  try {
+    const text = await readFile(file, 'utf8');
+    return text.length > bytes ? `...${text.slice(-bytes)}` : text;
+  } catch {
+    return '';
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: nothing left in the group.
+  }
+}
+
+function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // ESRCH: it went by itself.
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,326 @@
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
+import {
+  collections,
+  type Collection,
+  type Query,
+  type Scalar,
+  type StateStore,
+  type Transaction,
+} from '../../ports/state.ts';
+
+/** Firestore's limit on the values of one `in`. */
+const MAX_IN_VALUES = 30;
+// Collection names and indexed fields are spliced into SQL (a partial index is only used when the query names
+// the same literal), so they are held to plain identifiers; no '_' in collection names keeps index names
+// (documents_<collection>_<field>) unambiguous.
+const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9-]*$/;
+const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * A state store in one table of the given database: documents as JSON text keyed by (collection, id), with a
+ * partial expression index on each indexed field of each collection. Every operation, reads included, waits its
+ * turn behind one async lock, so a transaction sees no other operation of this store between its reads and its
+ * commit; its writes are applied in one SQLite transaction at the end. Because of that lock, calling the store (not
+ * `tx`) from inside a transaction's function waits forever. The store does not own `db`: `close()` only makes later
+ * operations reject; whoever opened the database closes it. Schema errors throw here; failed operations reject.
+ */
+export function createSqliteState(db: DatabaseSync): StateStore {
+  db.exec(`CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (collection, id)
+  )`);
+
+  const statements = new Map<string, StatementSync>();
+  const prepared = (sql: string): StatementSync => {
+    let statement = statements.get(sql);
+    if (statement === undefined) {
+      statement = db.prepare(sql);
+      statements.set(sql, statement);
+    }
+    return statement;
+  };
+
+  const indexed = new Set<string>();
+  const ensureIndexes = (collection: Collection<unknown>): void => {
+    for (const field of collection.indexed) {
+      const key = `${collection.name}\0${field}`;
+      if (indexed.has(key)) continue;
+      checkNames(collection.name, field);
+      db.exec(
+        `CREATE INDEX IF NOT EXISTS "${indexName(collection.name, field)}" ` +
+          `ON documents (${extract(field)}, id) WHERE collection = '${collection.name}'`,
+      );
+      indexed.add(key);
+    }
+  };
+  for (const collection of Object.values(collections)) ensureIndexes(collection);
+
+  const exclusive = createLock();
+  let closed = false;
+  const assertOpen = (): void => {
+    if (closed) throw new Error('state store is closed');
+  };
+
+  const read = <T>(collection: Collection<T>, id: string): T | undefined => {
+    checkId(collection, id);
+    const row = prepared('SELECT data FROM documents WHERE collection = ? AND id = ?').get(collection.name, id);
+    return row === undefined ? undefined : parseDocument<T>(row['data']);
+  };
+
+  const commit = (writes: Map<string, Write>): void => {
+    if (writes.size === 0) return;
+    const upsert = prepared(
+      'INSERT INTO documents (collection, id, data) VALUES (?, ?, ?) ' +
+        'ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data',
+    );
+    const remove = prepared('DELETE FROM documents WHERE collection = ? AND id = ?');
+    prepared('BEGIN IMMEDIATE').run();
+    try {
+      for (const write of writes.values()) {
+        if (write.data === undefined) remove.run(write.collection, write.id);
+        else upsert.run(write.collection, write.id, write.data);
+      }
+      prepared('COMMIT').run();
+    } catch (error) {
+      // SQLite rolls some failures back by itself; only roll back what is still open.
+      if (db.isTransaction) prepared('ROLLBACK').run();
+      throw error;
+    }
+  };
+
+  return {
+    get<T>(collection: Collection<T>, id: string): Promise<T | undefined> {
+      return exclusive(() => {
+        assertOpen();
+        return read(collection, id);
+      });
+    },
+
+    query<T>(collection: Collection<T>, query?: Query): Promise<T[]> {
+      return exclusive(() => {
+        assertOpen();
+        ensureIndexes(collection);
+        const { sql, params } = compileQuery(collection, query);
+        return prepared(sql)
+          .all(...params)
+          .map((row) => parseDocument<T>(row['data']));
+      });
+    },
+
+    transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
+      return exclusive(async () => {
+        assertOpen();
+        const writes = new Map<string, Write>();
+        let wrote = false;
+        let finished = false;
+        const assertActive = (): void => {
+          if (finished) throw new Error('transaction already finished: use tx only inside its function');
+        };
+        const tx: Transaction = {
+          async get<T>(collection: Collection<T>, id: string): Promise<T | undefined> {
+            assertActive();
+            if (wrote) {
+              throw new Error(
+                `transaction reads must come before writes: get(${collection.name}/${id}) after a set or delete`,
+              );
+            }
+            return read(collection, id);
+          },
+          set<T>(collection: Collection<T>, id: string, doc: T): void {
+            assertActive();
+            checkId(collection, id);
+            // Serialized now, so a document that is not JSON fails inside fn and the transaction aborts.
+            const data = serialize(collection, doc);
+            writes.set(`${collection.name}\0${id}`, { collection: collection.name, id, data });
+            wrote = true;
+          },
+          delete<T>(collection: Collection<T>, id: string): void {
+            assertActive();
+            checkId(collection, id);
+            writes.set(`${collection.name}\0${id}`, { collection: collection.name, id, data: undefined });
+            wrote = true;
+          },
+        };
+        try {
+          const result = await fn(tx);
+          finished = true;
+          commit(writes);
+          return result;
+        } finally {
+          finished = true;
+        }
+      });
+    },
+
+    close(): Promise<void> {
+      return exclusive(() => {
+        closed = true;
+      });
+    },
+  };
+}
+
+/**
+ * The SQL and parameters the store runs for `query` on `collection` (exported so tests can EXPLAIN it). Throws an
+ * Error when a `where` or `orderBy` field is not indexed, an `in` list is empty or longer than 30, or a limit is not
+ * a positive integer.
+ */
+export function compileQuery(
+  collection: Collection<unknown>,
+  query: Query = {},
+): { sql: string; params: SQLInputValue[] } {
+  checkNames(collection.name);
+  const params: SQLInputValue[] = [];
+  const hasWhere = Object.keys(query.where ?? {}).length > 0;
+  // Without statistics, SQLite takes `collection = ?` on the primary key for selective and would answer every
+  // query from it, then sort. With a `where`, likely() marks that term as matching most rows (it does), so the
+  // planner picks a field's partial index, and the literal still lets it see that the partial index applies.
+  const conditions = [hasWhere ? `likely(collection = '${collection.name}')` : `collection = '${collection.name}'`];
+  for (const [field, condition] of Object.entries(query.where ?? {})) {
+    assertIndexed(collection, field, 'where');
+    const values = isInCondition(condition) ? condition.in : [condition];
+    if (values.length === 0 || values.length > MAX_IN_VALUES) {
+      throw new Error(
+        `query on ${collection.name}: 'in' on ${field} needs 1 to ${MAX_IN_VALUES} values, got ${values.length}`,
+      );
+    }
+    for (const value of values) assertScalar(collection, field, value);
+    const expr = extract(field);
+    conditions.push(values.length === 1 ? `${expr} = ?` : `${expr} IN (${values.map(() => '?').join(', ')})`);
+    params.push(...values.map(sqlValue));
+    const guard = typeGuard(field, values);
+    if (guard !== undefined) {
+      conditions.push(guard.sql);
+      params.push(...guard.params);
+    }
+  }
+  let from = 'documents';
+  let order = 'ORDER BY id';
+  if (query.orderBy !== undefined) {
+    const { field, direction } = query.orderBy;
+    assertIndexed(collection, field, 'orderBy');
+    if (direction !== 'asc' && direction !== 'desc') {
+      throw new Error(`query on ${collection.name}: orderBy direction must be asc or desc, got ${String(direction)}`);
+    }
+    // Firestore leaves out documents without the ordered field; ties go by document ID, in the same direction.
+    conditions.push(`${extract(field)} IS NOT NULL`);
+    const dir = direction === 'asc' ? 'ASC' : 'DESC';
+    order = `ORDER BY ${extract(field)} ${dir}, id ${dir}`;
+    // Ordered only: walking the field's index in order needs no sort and stops at the limit.
+    if (!hasWhere) from = `documents INDEXED BY "${indexName(collection.name, field)}"`;
+  }
+  let sql = `SELECT data FROM ${from} WHERE ${conditions.join(' AND ')} ${order}`;
+  if (query.limit !== undefined) {
+    if (!Number.isSafeInteger(query.limit) || query.limit < 1) {
+      throw new Error(`query on ${collection.name}: limit must be a positive integer, got ${query.limit}`);
+    }
+    sql += ' LIMIT ?';
+    params.push(query.limit);
+  }
+  return { sql, params };
+}
+
+interface Write {
+  collection: string;
+  id: string;
+  /** undefined: delete. */
+  data: string | undefined;
+}
+
+function indexName(collection: string, field: string): string {
+  return `documents_${collection}_${field}`;
+}
+
+function extract(field: string): string {
+  return `json_extract(data, '$.${field}')`;
+}
+
+/**
+ * json_extract turns JSON true and false into 1 and 0, so equality alone would match a boolean with a number.
+ * These extra conditions keep JSON semantics: a boolean equals only a boolean, a number only a number.
+ */
+function typeGuard(field: string, values: readonly Scalar[]): { sql: string; params: SQLInputValue[] } | undefined {
+  const type = `json_type(data, '$.${field}')`;
+  const booleans = values.filter((value) => typeof value === 'boolean');
+  if (booleans.length === 0) {
+    return values.some((value) => typeof value === 'number')
+      ? { sql: `${type} NOT IN ('true', 'false')`, params: [] }
+      : undefined;
+  }
+  const others = values.filter((value) => typeof value !== 'boolean');
+  const otherMatch = others.length === 0 ? '0' : `${extract(field)} IN (${others.map(() => '?').join(', ')})`;
+  return {
+    sql:
+      `(CASE ${type} WHEN 'true' THEN ${booleans.includes(true) ? 1 : 0} ` +
+      `WHEN 'false' THEN ${booleans.includes(false) ? 1 : 0} ELSE ${otherMatch} END)`,
+    params: others.map(sqlValue),
+  };
+}
+
+function sqlValue(value: Scalar): SQLInputValue {
+  return typeof value === 'boolean' ? (value ? 1 : 0) : value;
+}
+
+function isInCondition(condition: Scalar | { in: readonly Scalar[] }): condition is { in: readonly Scalar[] } {
+  return typeof condition === 'object' && condition !== null;
+}
+
+function assertIndexed(collection: Collection<unknown>, field: string, clause: string): void {
+  if (!collection.indexed.includes(field)) {
+    throw new Error(
+      `query on ${collection.name}: ${clause} field ${JSON.stringify(field)} is not indexed ` +
+        `(indexed: ${collection.indexed.join(', ') || 'none'})`,
+    );
+  }
+}
+
+function assertScalar(collection: Collection<unknown>, field: string, value: unknown): void {
+  const ok =
+    typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value));
+  if (!ok) {
+    throw new Error(`query on ${collection.name}: ${field} must be compared with a string, finite number or boolean`);
+  }
+}
+
+function checkNames(collection: string, field?: string): void {
+  if (!COLLECTION_NAME.test(collection)) throw new Error(`invalid collection name ${JSON.stringify(collection)}`);
+  if (field !== undefined && !FIELD_NAME.test(field)) {
+    throw new Error(`invalid indexed field ${JSON.stringify(field)} in collection ${collection}`);
+  }
+}
+
+function checkId(collection: Collection<unknown>, id: string): void {
+  checkNames(collection.name);
+  // Firestore's rules for document IDs, so the local store accepts nothing the cloud one would refuse.
+  if (typeof id !== 'string' || id === '' || id === '.' || id === '..' || id.includes('/')) {
+    throw new Error(`invalid document ID ${JSON.stringify(id)} in ${collection.name}`);
+  }
+}
+
+function serialize(collection: Collection<unknown>, doc: unknown): string {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new Error(`a document in ${collection.name} must be a JSON object`);
+  }
+  return JSON.stringify(doc);
+}
+
+function parseDocument<T>(data: unknown): T {
+  if (typeof data !== 'string') throw new Error(`stored document is not text: ${typeof data}`);
+  const doc: unknown = JSON.parse(data);
+  return doc as T;
+}
+
+/** Runs functions one at a time, in call order; a failure rejects its own caller only. */
+function createLock(): <R>(fn: () => R | Promise<R>) => Promise<R> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <R>(fn: () => R | Promise<R>): Promise<R> => {
+    const result = tail.then(fn);
+    tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  };
+}

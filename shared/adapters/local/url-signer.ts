@@ -1,0 +1,96 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { assertBlobKey, type SignOptions } from '../../ports/blobs.ts';
+
+/** The outcome of checking a signed request: allowed (with the signed size limit) or refused with a short reason. */
+export type VerifyResult = { ok: true; maxBytes: number | undefined } | { ok: false; status: 403; reason: string };
+
+/** Issues and checks HMAC-signed blob URLs, each good for one method on one key until it expires. */
+export interface UrlSigner {
+  sign(key: string, options: SignOptions): string;
+  verify(method: string, key: string, params: URLSearchParams): VerifyResult;
+}
+
+export interface UrlSignerOptions {
+  /** Where the blob server listens, e.g. `http://127.0.0.1:8080`; URLs are `${baseUrl}/blobs/${key}?...`. */
+  baseUrl: string;
+  /** At least 16 bytes; whoever holds it can mint URLs for any object. */
+  secret: Uint8Array;
+  /** ms since the epoch; injectable so tests can expire URLs without waiting. */
+  now?: () => number;
+}
+
+const MIN_SECRET_BYTES = 16;
+const PARAM_NAMES = ['m', 'e', 'x', 's'] as const;
+
+/** Creates a signer; throws on a short secret, and `sign` throws on an invalid key or option. */
+export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
+  if (options.secret.byteLength < MIN_SECRET_BYTES) {
+    throw new Error(`url signer secret must be at least ${MIN_SECRET_BYTES} bytes`);
+  }
+  const secret = Buffer.from(options.secret);
+  const baseUrl = options.baseUrl.replace(/\/+$/, '');
+  const now = options.now ?? Date.now;
+
+  // JSON of a fixed-shape array is unambiguous: no choice of key can make two different tuples encode alike.
+  const mac = (method: string, key: string, expiresAt: number, maxBytes: number | undefined): Buffer =>
+    createHmac('sha256', secret)
+      .update(`hermetic-blob-url-v1\n${JSON.stringify([method, key, expiresAt, maxBytes ?? null])}`)
+      .digest();
+
+  return {
+    sign(key, sign) {
+      assertBlobKey(key);
+      if (sign.method !== 'GET' && sign.method !== 'PUT') throw new Error(`cannot sign method ${String(sign.method)}`);
+      if (!Number.isSafeInteger(sign.expiresAt) || sign.expiresAt < 0) {
+        throw new Error(`expiresAt must be a non-negative integer of ms, got ${sign.expiresAt}`);
+      }
+      if (sign.maxBytes !== undefined && (!Number.isSafeInteger(sign.maxBytes) || sign.maxBytes < 0)) {
+        throw new Error(`maxBytes must be a non-negative integer, got ${sign.maxBytes}`);
+      }
+      const query = new URLSearchParams({ m: sign.method, e: String(sign.expiresAt) });
+      if (sign.maxBytes !== undefined) query.set('x', String(sign.maxBytes));
+      query.set('s', mac(sign.method, key, sign.expiresAt, sign.maxBytes).toString('hex'));
+      // Valid keys hold only URL-safe characters, so the key goes into the path as is.
+      return `${baseUrl}/blobs/${key}?${query.toString()}`;
+    },
+
+    verify(method, key, params) {
+      const refuse = (reason: string): VerifyResult => ({ ok: false, status: 403, reason });
+      try {
+        assertBlobKey(key);
+      } catch {
+        return refuse('invalid key');
+      }
+      // A repeated parameter could mean different things to different readers; allow exactly one of each.
+      for (const name of new Set(params.keys())) {
+        if (!(PARAM_NAMES as readonly string[]).includes(name) || params.getAll(name).length !== 1) {
+          return refuse('malformed signature');
+        }
+      }
+      const signedMethod = params.get('m');
+      const expires = params.get('e');
+      const max = params.get('x');
+      const signature = params.get('s');
+      if (
+        (signedMethod !== 'GET' && signedMethod !== 'PUT') ||
+        expires === null ||
+        !/^\d{1,16}$/.test(expires) ||
+        (max !== null && !/^\d{1,16}$/.test(max)) ||
+        signature === null ||
+        !/^[0-9a-f]{64}$/.test(signature)
+      ) {
+        return refuse('malformed signature');
+      }
+      const expiresAt = Number(expires);
+      const maxBytes = max === null ? undefined : Number(max);
+      if (!Number.isSafeInteger(expiresAt) || (maxBytes !== undefined && !Number.isSafeInteger(maxBytes))) {
+        return refuse('malformed signature');
+      }
+      const expected = mac(signedMethod, key, expiresAt, maxBytes);
+      if (!timingSafeEqual(expected, Buffer.from(signature, 'hex'))) return refuse('bad signature');
+      if (now() >= expiresAt) return refuse('expired');
+      if (method !== signedMethod) return refuse('wrong method');
+      return { ok: true, maxBytes };
+    },
+  };
+}

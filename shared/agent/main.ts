@@ -1,0 +1,70 @@
+import { parseArgs } from 'node:util';
+import { TaskSpec } from '../model/wire.ts';
+import { runAgent } from './agent.ts';
+
+// The worker agent program. Exit codes: 0 the result was uploaded, 1 it could not be, 2 bad usage or a bad spec.
+
+const usage = `usage: node shared/agent/main.ts --workdir DIR < spec.json
+
+Runs one hermetic task: reads its TaskSpec (JSON) from stdin, fetches the source into DIR/src, runs the steps,
+streams the log and uploads the result through the spec's signed URLs.
+
+exit status: 0 result uploaded, 1 result could not be uploaded, 2 bad usage or bad spec
+`;
+
+async function main(): Promise<number> {
+  let values: { workdir?: string | undefined; help?: boolean | undefined };
+  try {
+    ({ values } = parseArgs({
+      options: { workdir: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    process.stderr.write(`hermetic-agent: ${(error as Error).message}\n${usage}`);
+    return 2;
+  }
+  if (values.help === true) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  if (values.workdir === undefined || values.workdir === '') {
+    process.stderr.write(`hermetic-agent: --workdir is required\n${usage}`);
+    return 2;
+  }
+
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (error) {
+    process.stderr.write(`hermetic-agent: bad task spec: not JSON (${(error as Error).message})\n`);
+    return 2;
+  }
+  const parsed = TaskSpec.safeParse(json);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+      .join('; ');
+    process.stderr.write(`hermetic-agent: bad task spec: ${issues}\n`);
+    return 2;
+  }
+
+  const baseEnv: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined) baseEnv[key] = value;
+  try {
+    const result = await runAgent({ spec: parsed.data, workDir: values.workdir, baseEnv });
+    process.stderr.write(
+      `hermetic-agent: task ${result.taskId} ${result.status}; result uploaded` +
+        `${result.error === undefined ? '' : ` (${result.error})`}\n`,
+    );
+    return 0;
+  } catch (error) {
+    process.stderr.write(`hermetic-agent: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
+// Exit at once: a step's escaped process must not keep the agent, and so the worker, alive.
+process.exit(await main());

@@ -1,0 +1,54 @@
+/** Options for one PUT with retries. */
+export interface PutOptions {
+  /** Names the object in error messages; the URL is never quoted, since a signed URL is a credential. */
+  what: string;
+  contentType?: string;
+  attempts?: number;
+  baseDelayMs?: number;
+  timeoutMs?: number;
+}
+
+/**
+ * PUTs `body` to `url`, retrying network failures, timeouts, 408, 429 and 5xx with exponential backoff. Throws an
+ * Error naming `what` and the last failure when every attempt failed or the server refused (any other 4xx).
+ */
+export async function putWithRetry(url: string, body: Uint8Array | string, options: PutOptions): Promise<void> {
+  const attempts = options.attempts ?? 4;
+  const baseDelayMs = options.baseDelayMs ?? 250;
+  let lastError: Error | undefined;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method: 'PUT',
+        // A copy over a plain ArrayBuffer, as fetch's body type asks; log chunks are small.
+        body: typeof body === 'string' ? body : new Uint8Array(body),
+        headers: { 'content-type': options.contentType ?? 'application/octet-stream' },
+        signal: AbortSignal.timeout(options.timeoutMs ?? 30_000),
+      });
+    } catch (error) {
+      lastError = new Error(`${options.what}: ${describe(error)}`, { cause: error });
+      if (attempt < attempts) await sleep(baseDelayMs * 2 ** (attempt - 1));
+      continue;
+    }
+    // Drain the body so the connection can be reused.
+    await response.arrayBuffer().catch(() => undefined);
+    if (response.ok) return;
+    lastError = new Error(`${options.what}: HTTP ${response.status}`);
+    const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
+    if (!retryable) throw lastError;
+    if (attempt < attempts) await sleep(baseDelayMs * 2 ** (attempt - 1));
+  }
+  throw lastError ?? new Error(`${options.what}: not attempted`);
+}
+
+/** "message: cause message", for fetch's unhelpful "fetch failed". */
+export function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
+  return `${error.message}${cause}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,61 @@
+import type { Fields, Logger } from '../ports/log.ts';
+import type { Reporter } from '../ports/reporter.ts';
+
+type Write = (line: string) => void;
+
+/**
+ * A logger for people at a terminal: the pipeline's progress as short lines, warnings and errors always, other
+ * events only when verbose. Everything goes to `write` (stderr), never stdout, which belongs to --json output.
+ */
+export function createConsoleLogger(options: { write: Write; verbose: boolean }): Logger {
+  const { write } = options;
+  return {
+    info(event, fields = {}) {
+      const line = progressLine(event, fields);
+      if (line !== undefined) write(line);
+      else if (options.verbose) write(`${event}${formatFields(fields)}`);
+    },
+    warn(event, fields = {}) {
+      write(event === 'task.retry' ? retryLine(fields) : `warning: ${event}${formatFields(fields)}`);
+    },
+    error(event, fields = {}) {
+      write(`error: ${event}${formatFields(fields)}`);
+    },
+  };
+}
+
+/** Prints each verdict as it is reported, with the link to its log. */
+export function createConsoleReporter(write: Write): Reporter {
+  const marks: Record<string, string> = { passed: '✓', failed: '✗', flaky: '~', 'infra-failure': '!' };
+  return {
+    name: 'console',
+    async report(build, links) {
+      const reason = build.reason === undefined ? '' : ` (${build.reason})`;
+      write(
+        `${marks[build.status] ?? '?'} ${build.status.padEnd(13)} ${build.repo} ${build.commit.slice(0, 12)} ${build.builder}${reason}  ${links.logUrl ?? links.buildUrl}`,
+      );
+    },
+  };
+}
+
+function progressLine(event: string, fields: Fields): string | undefined {
+  switch (event) {
+    case 'poll.found':
+      return `found ${fields['commits']} new commit(s) on ${fields['repo']}/${fields['branch']}`;
+    case 'task.launched':
+      return `▶ started       ${fields['repo']} ${String(fields['commit']).slice(0, 12)} ${fields['builder']}${Number(fields['attempt']) > 1 ? ` (attempt ${fields['attempt']})` : ''}`;
+    default:
+      return undefined;
+  }
+}
+
+function retryLine(fields: Fields): string {
+  return `↻ retrying      ${fields['repo']} ${String(fields['commit']).slice(0, 12)} ${fields['builder']}: ${fields['reason']} (attempt ${fields['attempt']} next)`;
+}
+
+function formatFields(fields: Fields): string {
+  return Object.entries(fields)
+    .filter(([, value]) => value !== undefined)
+    .map(([key, value]) => ` ${key}=${typeof value === 'string' && /\s/.test(value) ? JSON.stringify(value) : String(value)}`)
+    .join('');
+}

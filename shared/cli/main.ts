@@ -1,0 +1,83 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, describeError } from '../errors.ts';
+import { projectDir } from './catalog.ts';
+import { exitCodes, UsageError, type Io } from './io.ts';
+import { up, upHelp } from './up.ts';
+
+const help = `Usage: hermetic <command> [options]
+
+A hermetic build-and-trybot system: every commit built and tested in a throwaway worker, verdicts on a dashboard.
+
+Commands:
+  up          run the whole pipeline on this machine (see: hermetic up --help)
+  help        show this help
+
+Options:
+  -h, --help     show help
+  --version      print the version`;
+
+/** Runs one command line; returns the exit status. Never throws. */
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case undefined:
+      case 'help':
+      case '-h':
+      case '--help':
+        io.stdout(help);
+        return command === undefined ? exitCodes.usage : exitCodes.ok;
+      case '--version':
+        io.stdout(version());
+        return exitCodes.ok;
+      case 'up':
+        return await up(rest, io);
+      default:
+        throw new UsageError(`unknown command "${command}"; expected one of: up, help`);
+    }
+  } catch (error) {
+    const usage = error instanceof UsageError || error instanceof ConfigError || isParseArgsError(error);
+    io.stderr(`hermetic: ${describeError(error)}`);
+    if (usage && command === 'up' && !(error instanceof ConfigError)) io.stderr(`\n${upHelp}`);
+    return usage ? exitCodes.usage : exitCodes.failure;
+  }
+}
+
+function isParseArgsError(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(join(projectDir, 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Runs the CLI as a process: real stdio, Ctrl-C and SIGTERM as a clean stop, a second Ctrl-C as an immediate one. */
+export async function runProcess(): Promise<void> {
+  let stop = () => {};
+  const interrupted = new Promise<void>((resolve) => {
+    stop = resolve;
+  });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      process.stderr.write(`hermetic: ${signal} again; exiting now\n`);
+      process.exit(exitCodes.interrupted);
+    }
+    process.stderr.write(`\nhermetic: ${signal}; stopping (press Ctrl-C again to force)\n`);
+    stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const code = await main(process.argv.slice(2), {
+    cwd: process.cwd(),
+    stdout: (text) => process.stdout.write(`${text}\n`),
+    stderr: (text) => process.stderr.write(`${text}\n`),
+    interrupted,
+  });
+  process.exitCode = code;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+}

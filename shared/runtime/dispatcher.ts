@@ -1,0 +1,107 @@
+import type { PubsubFunction } from '../../functions/pubsub-function.ts';
+import { messagePublishedEvent } from '../../functions/pubsub-function.ts';
+import { describeError } from '../errors.ts';
+import type { Logger } from '../ports/log.ts';
+import type { Delivery, MessageQueue } from '../ports/messages.ts';
+import { Signal } from './signal.ts';
+
+/** One subscription and the function it feeds. */
+export interface Route {
+  topic: string;
+  subscription: string;
+  handle: PubsubFunction;
+  /** Messages of this subscription handled at once. */
+  concurrency: number;
+  maxAttempts: number;
+}
+
+/** Idle pulls wait at most this long, so expired leases and due retries are picked up without a publish. */
+const idlePollMs = 250;
+
+/**
+ * Feeds queued messages to functions as Pub/Sub push would: each delivery becomes a `messagePublished` CloudEvent;
+ * a function that returns acks it, one that throws nacks it (redelivery with backoff, then the dead letters).
+ * Wakes at once on a publish in this process.
+ */
+export function createDispatcher(options: { queue: MessageQueue; routes: Route[]; logger: Logger; project: string }) {
+  const { queue, logger } = options;
+  const signals = new Map(options.routes.map((route) => [route.topic, new Signal()]));
+  const settled = new Signal();
+  let stopped = false;
+  let active = 0;
+  const unsubscribe = queue.onPublish((topic) => signals.get(topic)?.notify());
+  const loops = options.routes.map((route) => loop(route));
+
+  async function loop(route: Route): Promise<void> {
+    const signal = signals.get(route.topic) ?? new Signal();
+    let running = 0;
+    while (!stopped) {
+      const room = route.concurrency - running;
+      const deliveries = room > 0 ? await queue.pull(route.subscription, room) : [];
+      if (deliveries.length === 0) {
+        await signal.wait(idlePollMs);
+        continue;
+      }
+      for (const delivery of deliveries) {
+        running++;
+        active++;
+        void handle(route, delivery).finally(() => {
+          running--;
+          active--;
+          signal.notify();
+          settled.notify();
+        });
+      }
+    }
+  }
+
+  async function handle(route: Route, delivery: Delivery): Promise<void> {
+    const event = messagePublishedEvent({
+      project: options.project,
+      topic: route.topic,
+      subscription: route.subscription,
+      messageId: delivery.messageId,
+      data: delivery.data,
+      attributes: delivery.attributes,
+      publishedAt: delivery.publishedAt,
+      deliveryAttempt: delivery.attempt,
+    });
+    try {
+      await route.handle(event);
+      await queue.ack(delivery);
+    } catch (error) {
+      const reason = describeError(error);
+      const last = delivery.attempt >= route.maxAttempts;
+      logger[last ? 'error' : 'warn'](last ? 'message.dead-lettered' : 'message.retry', {
+        topic: route.topic,
+        id: delivery.messageId,
+        attempt: delivery.attempt,
+        reason,
+      });
+      await queue.nack(delivery, reason).catch((nackError: unknown) => {
+        logger.error('message.nack-failed', { topic: route.topic, reason: describeError(nackError) });
+      });
+    }
+  }
+
+  return {
+    /** Handlers running now. */
+    get active(): number {
+      return active;
+    },
+    /** Resolves at the next handler completion, or after `timeoutMs`. */
+    settled(timeoutMs: number): Promise<void> {
+      return settled.wait(timeoutMs);
+    },
+    /** Stops pulling and waits for running handlers to finish. */
+    async stop(): Promise<void> {
+      stopped = true;
+      unsubscribe();
+      for (const signal of signals.values()) signal.notify();
+      await Promise.all(loops);
+      while (active > 0) await settled.wait(idlePollMs);
+    },
+  };
+}
+
+export type Dispatcher = ReturnType<typeof createDispatcher>;

@@ -1,0 +1,237 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createFunctions, triggers, type Functions, type MessageFunctionName } from '../../functions/functions.ts';
+import { createBlobHandler } from '../adapters/local/blob-server.ts';
+import { createFolderBlobs } from '../adapters/local/folder-blobs.ts';
+import { createGitSource } from '../adapters/local/git-source.ts';
+import { createProcessSandbox } from '../adapters/local/process-sandbox.ts';
+import { openDatabase } from '../adapters/local/sqlite-database.ts';
+import { createSqliteQueue } from '../adapters/local/sqlite-queue.ts';
+import { createSqliteState } from '../adapters/local/sqlite-state.ts';
+import { createUrlSigner } from '../adapters/local/url-signer.ts';
+import { describeError } from '../errors.ts';
+import { topics } from '../model/messages.ts';
+import { terminalBuildStatuses } from '../model/types.ts';
+import { taskIdOfResultKey } from '../model/wire.ts';
+import type { Compute, OnWorkerExit } from '../ports/compute.ts';
+import type { Logger } from '../ports/log.ts';
+import type { SubscriptionOptions } from '../ports/messages.ts';
+import type { Source } from '../ports/source.ts';
+import type { Reporter } from '../ports/reporter.ts';
+import { collections } from '../ports/state.ts';
+import { defaultPipelineOptions, type Catalog, type PipelineDeps, type PipelineOptions } from '../pipeline/deps.ts';
+import { createPoll, type PollSummary } from '../pipeline/poll.ts';
+import { publishMessage } from '../pipeline/publish.ts';
+import { lockDataDir } from './data-dir-lock.ts';
+import { createDispatcher } from './dispatcher.ts';
+
+export interface LocalRuntimeOptions {
+  /** Holds the database, blobs, git mirrors and worker directories. */
+  dataDir: string;
+  catalog: Catalog;
+  logger: Logger;
+  /** How often the timer publishes a poll tick; 0 for never (poll on demand only). */
+  pollIntervalMs: number;
+  reporters?: readonly Reporter[];
+  /** Port for the dashboard and the blob endpoint on 127.0.0.1; 0 picks a free one. */
+  port?: number;
+  host?: string;
+  isolation?: 'auto' | 'pid-namespace' | 'process-group';
+  subscription?: Partial<SubscriptionOptions>;
+  concurrency?: number;
+  pipeline?: Partial<PipelineOptions>;
+  /** Replaces the process sandbox; for benchmarks and tests. */
+  compute?: (onExit: OnWorkerExit) => Promise<Compute>;
+  /** Replaces git; for benchmarks of the control plane alone. */
+  source?: Source;
+}
+
+const defaultSubscription: SubscriptionOptions = {
+  ackDeadlineMs: 120_000,
+  maxAttempts: 5,
+  minBackoffMs: 500,
+  maxBackoffMs: 60_000,
+};
+
+/**
+ * The embedded default's composition root: every function in this process over SQLite, a blob folder served with
+ * signed URLs, git, and the process sandbox; the dashboard and the blob endpoint on one local HTTP port; a timer
+ * for polls. Throws when the data directory is in use or the port is taken.
+ */
+export async function startLocalRuntime(options: LocalRuntimeOptions) {
+  const { dataDir, logger } = options;
+  const lock = await lockDataDir(dataDir);
+  const db = openDatabase(join(dataDir, 'hermetic.db'));
+  const state = createSqliteState(db);
+  const queue = createSqliteQueue(db);
+  const pending = new Set<Promise<unknown>>();
+  /** Publishes from callbacks (a finished upload, a worker's exit) are tracked, so "quiet" means quiet. */
+  function track(work: Promise<unknown>, what: string): void {
+    const tracked = work
+      .catch((error: unknown) => logger.error(`${what}.failed`, { error: describeError(error) }))
+      .finally(() => pending.delete(tracked));
+    pending.add(tracked);
+  }
+
+  const server = createServer();
+  const address = await listen(server, options.port ?? 0, options.host ?? '127.0.0.1');
+  const baseUrl = `http://${address.address}:${address.port}`;
+  const signer = createUrlSigner({ baseUrl, secret: await blobSecret(dataDir) });
+  const blobs = createFolderBlobs({ root: join(dataDir, 'blobs'), signer });
+  const blobHandler = createBlobHandler({
+    store: blobs,
+    signer,
+    onFinalized: (key) => {
+      const taskId = taskIdOfResultKey(key);
+      if (taskId !== undefined) {
+        track(publishMessage(queue, topics.taskFinished, { v: 1, taskId, cause: 'result' }), 'result-notice');
+      }
+    },
+    onError: (error) => logger.error('blobs.failed', { error: describeError(error) }),
+  });
+  const onExit: OnWorkerExit = (exit) => {
+    track(
+      publishMessage(queue, topics.taskFinished, {
+        v: 1,
+        taskId: exit.taskId,
+        cause: 'exited',
+        exit: { reason: exit.reason, code: exit.code, signal: exit.signal },
+      }),
+      'exit-notice',
+    );
+  };
+  const compute = options.compute
+    ? await options.compute(onExit)
+    : await createProcessSandbox({
+        workRoot: join(dataDir, 'workers'),
+        onExit,
+        logger,
+        isolation: options.isolation ?? 'auto',
+      });
+
+  const deps: PipelineDeps = {
+    catalog: options.catalog,
+    state,
+    publisher: queue,
+    blobs,
+    compute,
+    source: options.source ?? createGitSource({ cacheDir: join(dataDir, 'git'), logger }),
+    reporters: options.reporters ?? [],
+    logger,
+    now: Date.now,
+    options: { ...defaultPipelineOptions, dashboardUrl: baseUrl, ...options.pipeline },
+  };
+  const functions: Functions = createFunctions({ ...deps, deadLetters: queue });
+  server.on('request', (req, res) => {
+    const handler = req.url?.startsWith('/blobs/') ? blobHandler : functions.dashboard;
+    void handler(req, res);
+  });
+
+  const subscription = { ...defaultSubscription, ...options.subscription };
+  const names = Object.keys(triggers) as MessageFunctionName[];
+  for (const name of names) await queue.subscribe(triggers[name], name, subscription);
+  const dispatcher = createDispatcher({
+    queue,
+    logger,
+    project: 'local',
+    routes: names.map((name) => ({
+      topic: triggers[name],
+      subscription: name,
+      handle: functions.message[name],
+      concurrency: options.concurrency ?? 8,
+      maxAttempts: subscription.maxAttempts,
+    })),
+  });
+  const timer =
+    options.pollIntervalMs > 0
+      ? setInterval(() => track(publishMessage(queue, topics.pollTick, { v: 1 }), 'poll-tick'), options.pollIntervalMs)
+      : undefined;
+  const poll = createPoll(deps);
+  let stopping: Promise<void> | undefined;
+
+  /** True when nothing is queued, running or about to be published, and no worker is alive. */
+  async function isQuiet(): Promise<boolean> {
+    if (dispatcher.active > 0 || pending.size > 0) return false;
+    if ((await queue.backlog()).count > 0) return false;
+    return (await compute.list()).length === 0;
+  }
+
+  return {
+    url: baseUrl,
+    deps,
+    functions,
+    queue,
+    compute,
+    /** Polls every watched branch now, in this process, and returns what it requested. */
+    pollNow(): Promise<PollSummary> {
+      return poll({ v: 1 });
+    },
+    /** Publishes a poll tick, as the timer does. */
+    async tick(): Promise<void> {
+      await publishMessage(queue, topics.pollTick, { v: 1 });
+    },
+    /**
+     * Resolves once every given build has a reported verdict and the pipeline is quiet; throws after `timeoutMs`
+     * naming the builds still open.
+     */
+    async waitForBuilds(ids: readonly string[], timeoutMs = Number.POSITIVE_INFINITY): Promise<void> {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const open: string[] = [];
+        for (const id of ids) {
+          const build = await state.get(collections.builds, id);
+          if (build === undefined || !terminalBuildStatuses.includes(build.status) || build.reportedAt === undefined) open.push(id);
+        }
+        if (open.length === 0 && (await isQuiet())) return;
+        if (Date.now() > until) throw new Error(`timed out waiting for ${open.length} build(s): ${open.join(', ')}`);
+        await dispatcher.settled(100);
+      }
+    },
+    /** Stops polling and dispatching, kills every worker, and closes the port and the database. Idempotent. */
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        if (timer !== undefined) clearInterval(timer);
+        await dispatcher.stop();
+        await compute.close();
+        await Promise.allSettled([...pending]);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        await state.close();
+        await queue.close();
+        db.close();
+        await lock.release();
+      })();
+      return stopping;
+    },
+  };
+}
+
+export type LocalRuntime = Awaited<ReturnType<typeof startLocalRuntime>>;
+
+async function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'EADDRINUSE' ? new Error(`port ${port} on ${host} is in use; choose another with --port`) : error),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  return server.address() as AddressInfo;
+}
+
+/** The HMAC key for signed URLs, kept in the data directory so URLs stay valid across a restart. */
+async function blobSecret(dataDir: string): Promise<Uint8Array> {
+  const file = join(dataDir, 'blob-secret');
+  try {
+    return await readFile(file);
+  } catch {
+    await mkdir(dataDir, { recursive: true });
+    const secret = randomBytes(32);
+    await writeFile(file, secret, { mode: 0o600 });
+    return secret;
+  }
+}

@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import type { Compute, OnWorkerExit, WorkerExit, WorkerRequest } from '../../shared/ports/compute.ts';
+
+/** What a contract worker does: exit 0 soon, exit non-zero soon, or run until it is killed. */
+export type WorkerBehaviour = 'succeed' | 'fail' | 'hang';
+
+/** One compute adapter, set up for the contract. */
+export interface ComputeHarness {
+  compute: Compute;
+  /** A request (for compute.hostTypes[0]) whose worker behaves as asked. */
+  request(
+    taskId: string,
+    behaviour: WorkerBehaviour,
+    options?: { deadline?: number; labels?: Record<string, string> },
+  ): WorkerRequest;
+  /** How many processes (machines, containers) of the task's worker are still running. */
+  leftovers(taskId: string): Promise<number>;
+  /** Closes the adapter if the test did not, and removes what the harness made. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * The compute port's contract, which every adapter must pass unchanged: idempotent start, list, stop, close,
+ * exactly one onExit per worker after it is gone, and the deadline.
+ */
+export function computeContract(name: string, make: (onExit: OnWorkerExit) => Promise<ComputeHarness>): void {
+  async function setup() {
+    const exits: WorkerExit[] = [];
+    const harness = await make((exit) => exits.push(exit));
+    return { harness, compute: harness.compute, exits, exitsOf: (taskId: string) => exits.filter((e) => e.taskId === taskId) };
+  }
+
+  describe(`compute contract: ${name}`, () => {
+    test('names its host types and refuses another, naming it', async () => {
+      const { harness, compute } = await setup();
+      try {
+        assert.ok(compute.hostTypes.length > 0);
+        const request = { ...harness.request(newTaskId(), 'succeed'), hostType: 'no-such-host-type' };
+        await assert.rejects(compute.start(request), /no-such-host-type/);
+        assert.deepEqual(await compute.list(), []);
+      } finally {
+        await harness.cleanup();
+      }
+    });
+
+    test('a worker that succeeds ends once: reason exited, code 0, not listed after', async () => {
+      const { harness, compute, exitsOf } = await setup();
+      try {
+        const taskId = newTaskId();
+        await compute.start(harness.request(taskId, 'succeed'));
+        await waitFor(() => exitsOf(taskId).length > 0, 'the worker exits');
+        assert.deepEqual(exitsOf(taskId), [{ taskId, reason: 'exited', code: 0, signal: null }]);
+        assert.deepEqual(await compute.list(), []);
+        assert.equal(await harness.leftovers(taskId), 0);
+        await sleep(200);
+        assert.equal(exitsOf(taskId).length, 1, 'exactly one onExit');
+      } finally {
+        await harness.cleanup();
+      }
+    });
+
+    test('a failing worker reports its non-zero code', async () => {
+      const { harness, compute, exitsOf } = await setup();
+      try {
+        const taskId = newTaskId();
+        await compute.start(harness.request(taskId, 'fail'));
+        await waitFor(() => exitsOf(taskId).length > 0, 'the worker exits');
+        const [exit] = exitsOf(taskId);
+        assert.equal(exit?.reason, 'exited');
+        assert.ok(exit?.code !== 0 && exit?.code !== null, `code ${exit?.code}`);
+      } finally {
+        await harness.cleanup();
+      }
+    });
+
+    test('start is idempotent by task ID: concurrent, repeated and after exit', async () => {
+      const { harness, compute, exitsOf } = await setup();
+      try {
+        const taskId = newTaskId();
+        const request = harness.request(taskId, 'hang');
+        await Promise.all([compute.start(request), compute.start(request), compute.start(request)]);
+        await compute.start(request);
+        assert.deepEqual(
+          (await compute.list()).map((worker) => worker.taskId),
+          [taskId],
+        );
+        await compute.stop(taskId);
+        await compute.start(request);
+        await sleep(300);
+        assert.deepEqual(await compute.list(), [], 'a task that had a worker gets no second one');
+        assert.equal(exitsOf(taskId).length, 1);
+      } finally {
+        await harness.cleanup();
+      }
+    });
+
+    test('list shows live workers with their deadline and labels', async () => {
+      const { harness, compute } = await setup();
+      try {
+        const a = newTaskId();
+        const b = newTaskId();
+        const deadline = Date.now() + 120_000;
+        await compute.start(harness.request(a, 'hang', { deadline, labels: { build: 'one' } }));
+        await compute.start(harness.request(b, 'hang', { deadline: deadline + 1, labels: { build: 'two' } }));
+        const listed = (await compute.list()).sort((x, y) => x.deadline - y.deadline);
+        assert.deepEqual(listed, [
+          { taskId: a, deadline, labels: { build: 'one' } },
+          { taskId: b, deadline: deadline + 1, labels: { build: 'two' } },
+        ]);
+      } finally {
+        await harness.cleanup();
+      }
+    });
+
+    test('stop kills a live worker: one onExit before it resolves, nothing left; unknown IDs are a no-op', async () => {
+      const { harness, compute, exitsOf } = await setup();
+      try {
+        const taskId = newTaskId();
+        await compute.start(harness.request(taskId, 'hang'));
+        await compute.stop(taskId);
+        assert.equal(exitsOf(taskId).length, 1, 'onExit was called before stop resolved');
+        assert.equal(exitsOf(taskId)[0]?.reason, 'exited');
+        assert.equal(await harness.leftovers(taskId), 0);
+        assert.deepEqual(await compute.list(), []);
+        await compute.stop(taskId);
+        await compute.stop(newTaskId());
+        await sleep(200);
+        assert.equal(exitsOf(taskId).length, 1);
+      } finally {
+        await harness.cleanup();
+      }
+    });
+
+    test('the deadline kills the worker: reason deadline, nothing left', async () => {
+      const { harness, compute, exitsOf } = await setup();
+      try {
+        const taskId = newTaskId();
+        const started = Date.now();
+        await compute.start(harness.request(taskId, 'hang', { deadline: Date.now() + 1000 }));
+        await waitFor(() => exitsOf(taskId).length > 0, 'the deadline ends the worker');
+        assert.ok(Date.now() - started >= 900, 'not before the deadline');
+        assert.equal(exitsOf(taskId)[0]?.reason, 'deadline');
+        assert.equal(await harness.leftovers(taskId), 0);
+        assert.deepEqual(await compute.list(), []);
+        await sleep(200);
+        assert.equal(exitsOf(taskId).length, 1);
+      } finally {
+        await harness.cleanup();
+      }
+    });
+
+    test('close kills every worker, each with one onExit, before it resolves', async () => {
+      const { harness, compute, exitsOf } = await setup();
+      try {
+        const ids = [newTaskId(), newTaskId(), newTaskId()];
+        for (const taskId of ids) await compute.start(harness.request(taskId, 'hang'));
+        assert.equal((await compute.list()).length, 3);
+        await compute.close();
+        for (const taskId of ids) {
+          assert.equal(exitsOf(taskId).length, 1, `one onExit for ${taskId}`);
+          assert.equal(await harness.leftovers(taskId), 0);
+        }
+        assert.deepEqual(await compute.list(), []);
+      } finally {
+        await harness.cleanup();
+      }
+    });
+  });
+}
+
+/** A task ID as the pipeline makes them: 24 hex digits. */
+export function newTaskId(): string {
+  return randomBytes(12).toString('hex');
+}
+
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
+    await sleep(20);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,106 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createProcessSandbox, type Isolation } from '../../shared/adapters/local/process-sandbox.ts';
+import { blobKeys, type TaskSpec } from '../../shared/model/wire.ts';
+import type { Compute, OnWorkerExit } from '../../shared/ports/compute.ts';
+import { createFakeCompute } from '../fakes/fake-compute.ts';
+import { startFakeBlobServer, taskSpecFor } from '../helpers/fake-blob-server.ts';
+import { processesOfWorker } from '../helpers/proc-scan.ts';
+import { computeContract, type ComputeHarness, type WorkerBehaviour } from './compute.contract.ts';
+
+/** The process sandbox running the real agent, which talks to a fake blob server. */
+function processSandbox(isolation: Isolation) {
+  return async (onExit: OnWorkerExit): Promise<ComputeHarness> => {
+    const server = await startFakeBlobServer();
+    const workRoot = await mkdtemp(join(tmpdir(), 'hermetic-compute-contract-'));
+    const compute = await createProcessSandbox({ workRoot, onExit, isolation });
+    return {
+      compute,
+      request(taskId, behaviour, options = {}) {
+        const steps = behaviour === 'hang' ? [['sleep', '300']] : [['true']];
+        // A refused result upload makes the agent exit 1.
+        if (behaviour === 'fail') server.failPuts(blobKeys.result(taskId), 403, Number.POSITIVE_INFINITY);
+        return {
+          taskId,
+          hostType: 'host',
+          spec: taskSpecFor(server, taskId, { steps }),
+          deadline: options.deadline ?? Date.now() + 120_000,
+          labels: options.labels ?? {},
+        };
+      },
+      leftovers: async (taskId) => processesOfWorker(taskId).length,
+      async cleanup() {
+        await compute.close();
+        await server.close();
+        await rm(workRoot, { recursive: true, force: true });
+      },
+    };
+  };
+}
+
+/** The fake, with workers that end by themselves as their behaviour says. */
+async function fakeCompute(onExit: OnWorkerExit): Promise<ComputeHarness> {
+  const fake = createFakeCompute({ onExit, enforceDeadlines: true });
+  const behaviours = new Map<string, WorkerBehaviour>();
+  const compute: Compute = {
+    hostTypes: fake.hostTypes,
+    async start(request) {
+      const before = fake.started.length;
+      await fake.start(request);
+      if (fake.started.length === before) return;
+      const behaviour = behaviours.get(request.taskId);
+      if (behaviour === 'hang') return;
+      setTimeout(() => fake.finish(request.taskId, { code: behaviour === 'succeed' ? 0 : 1 }), 10);
+    },
+    stop: (taskId) => fake.stop(taskId),
+    list: () => fake.list(),
+    close: () => fake.close(),
+  };
+  return {
+    compute,
+    request(taskId, behaviour, options = {}) {
+      behaviours.set(taskId, behaviour);
+      return {
+        taskId,
+        hostType: 'host',
+        spec: placeholderSpec(taskId),
+        deadline: options.deadline ?? Date.now() + 120_000,
+        labels: options.labels ?? {},
+      };
+    },
+    leftovers: async (taskId) => ((await fake.list()).some((worker) => worker.taskId === taskId) ? 1 : 0),
+    cleanup: () => fake.close(),
+  };
+}
+
+function placeholderSpec(taskId: string): TaskSpec {
+  const url = 'http://blobs.test/x';
+  return {
+    v: 1,
+    taskId,
+    builder: 'test',
+    attempt: 1,
+    steps: [{ name: 'noop', argv: ['true'] }],
+    env: {},
+    deadline: Date.now() + 600_000,
+    source: { url },
+    log: { chunkUrls: [url], chunkBytes: 1024 },
+    result: { url },
+  };
+}
+
+computeContract('fake compute', fakeCompute);
+computeContract('process sandbox (process-group)', processSandbox('process-group'));
+if (await pidNamespacesWork()) computeContract('process sandbox (pid-namespace)', processSandbox('pid-namespace'));
+
+async function pidNamespacesWork(): Promise<boolean> {
+  const workRoot = await mkdtemp(join(tmpdir(), 'hermetic-probe-'));
+  try {
+    const sandbox = await createProcessSandbox({ workRoot, onExit: () => {}, isolation: 'auto' });
+    await sandbox.close();
+    return sandbox.isolation === 'pid-namespace';
+  } finally {
+    await rm(workRoot, { recursive: true, force: true });
+  }
+}

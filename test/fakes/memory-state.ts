@@ -1,0 +1,212 @@
+import type { Collection, Query, Scalar, StateStore, Transaction } from '../../shared/ports/state.ts';
+
+const MAX_IN_VALUES = 30;
+
+/**
+ * An in-memory state store with the SQLite adapter's semantics: documents kept as JSON text (so callers get copies),
+ * every operation serialized behind one lock, transactions that read first, buffer their writes and apply them all at
+ * once when the function returns (none if it throws), and queries only on indexed fields.
+ */
+export function createMemoryState(): StateStore {
+  const data = new Map<string, Map<string, string>>();
+  const exclusive = createLock();
+  let closed = false;
+  const assertOpen = (): void => {
+    if (closed) throw new Error('state store is closed');
+  };
+
+  const read = <T>(collection: Collection<T>, id: string): T | undefined => {
+    checkId(collection, id);
+    const text = data.get(collection.name)?.get(id);
+    return text === undefined ? undefined : parse<T>(text);
+  };
+
+  return {
+    get<T>(collection: Collection<T>, id: string): Promise<T | undefined> {
+      return exclusive(() => {
+        assertOpen();
+        return read(collection, id);
+      });
+    },
+
+    query<T>(collection: Collection<T>, query: Query = {}): Promise<T[]> {
+      return exclusive(() => {
+        assertOpen();
+        const filters = compileWhere(collection, query);
+        const orderBy = query.orderBy;
+        if (orderBy !== undefined) {
+          assertIndexed(collection, orderBy.field, 'orderBy');
+          if (orderBy.direction !== 'asc' && orderBy.direction !== 'desc') {
+            throw new Error(`query on ${collection.name}: orderBy direction must be asc or desc`);
+          }
+        }
+        if (query.limit !== undefined && (!Number.isSafeInteger(query.limit) || query.limit < 1)) {
+          throw new Error(`query on ${collection.name}: limit must be a positive integer, got ${query.limit}`);
+        }
+        let rows: { id: string; doc: Record<string, unknown> }[] = [];
+        for (const [id, text] of data.get(collection.name) ?? []) {
+          const doc = parse<Record<string, unknown>>(text);
+          if (filters.every(([field, values]) => values.some((value) => jsonEquals(doc[field], value)))) {
+            rows.push({ id, doc });
+          }
+        }
+        if (orderBy === undefined) {
+          rows.sort((a, b) => compareText(a.id, b.id));
+        } else {
+          const sign = orderBy.direction === 'asc' ? 1 : -1;
+          // Like Firestore (and the SQLite adapter), documents without the field are left out.
+          rows = rows.filter((row) => row.doc[orderBy.field] !== undefined && row.doc[orderBy.field] !== null);
+          rows.sort(
+            (a, b) => sign * (compareValues(a.doc[orderBy.field], b.doc[orderBy.field]) || compareText(a.id, b.id)),
+          );
+        }
+        if (query.limit !== undefined) rows = rows.slice(0, query.limit);
+        return rows.map((row) => row.doc as T);
+      });
+    },
+
+    transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
+      return exclusive(async () => {
+        assertOpen();
+        const writes = new Map<string, { collection: string; id: string; text: string | undefined }>();
+        let wrote = false;
+        let finished = false;
+        const assertActive = (): void => {
+          if (finished) throw new Error('transaction already finished: use tx only inside its function');
+        };
+        const tx: Transaction = {
+          async get<T>(collection: Collection<T>, id: string): Promise<T | undefined> {
+            assertActive();
+            if (wrote) {
+              throw new Error(
+                `transaction reads must come before writes: get(${collection.name}/${id}) after a set or delete`,
+              );
+            }
+            return read(collection, id);
+          },
+          set<T>(collection: Collection<T>, id: string, doc: T): void {
+            assertActive();
+            checkId(collection, id);
+            if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+              throw new Error(`a document in ${collection.name} must be a JSON object`);
+            }
+            writes.set(`${collection.name}\0${id}`, { collection: collection.name, id, text: JSON.stringify(doc) });
+            wrote = true;
+          },
+          delete<T>(collection: Collection<T>, id: string): void {
+            assertActive();
+            checkId(collection, id);
+            writes.set(`${collection.name}\0${id}`, { collection: collection.name, id, text: undefined });
+            wrote = true;
+          },
+        };
+        try {
+          const result = await fn(tx);
+          finished = true;
+          for (const write of writes.values()) {
+            let docs = data.get(write.collection);
+            if (docs === undefined) {
+              docs = new Map();
+              data.set(write.collection, docs);
+            }
+            if (write.text === undefined) docs.delete(write.id);
+            else docs.set(write.id, write.text);
+          }
+          return result;
+        } finally {
+          finished = true;
+        }
+      });
+    },
+
+    close(): Promise<void> {
+      return exclusive(() => {
+        closed = true;
+      });
+    },
+  };
+}
+
+function compileWhere(collection: Collection<unknown>, query: Query): [string, readonly Scalar[]][] {
+  const filters: [string, readonly Scalar[]][] = [];
+  for (const [field, condition] of Object.entries(query.where ?? {})) {
+    assertIndexed(collection, field, 'where');
+    const values = typeof condition === 'object' && condition !== null ? condition.in : [condition];
+    if (values.length === 0 || values.length > MAX_IN_VALUES) {
+      throw new Error(
+        `query on ${collection.name}: 'in' on ${field} needs 1 to ${MAX_IN_VALUES} values, got ${values.length}`,
+      );
+    }
+    for (const value of values) {
+      const ok =
+        typeof value === 'string' ||
+        typeof value === 'boolean' ||
+        (typeof value === 'number' && Number.isFinite(value));
+      if (!ok) {
+        throw new Error(
+          `query on ${collection.name}: ${field} must be compared with a string, finite number or boolean`,
+        );
+      }
+    }
+    filters.push([field, values]);
+  }
+  return filters;
+}
+
+function assertIndexed(collection: Collection<unknown>, field: string, clause: string): void {
+  if (!collection.indexed.includes(field)) {
+    throw new Error(
+      `query on ${collection.name}: ${clause} field ${JSON.stringify(field)} is not indexed ` +
+        `(indexed: ${collection.indexed.join(', ') || 'none'})`,
+    );
+  }
+}
+
+function checkId(collection: Collection<unknown>, id: string): void {
+  if (typeof id !== 'string' || id === '' || id === '.' || id === '..' || id.includes('/')) {
+    throw new Error(`invalid document ID ${JSON.stringify(id)} in ${collection.name}`);
+  }
+}
+
+function jsonEquals(stored: unknown, value: Scalar): boolean {
+  return typeof stored === typeof value && stored === value;
+}
+
+/** SQLite's order for what json_extract yields: numbers (booleans as 0 and 1), then text (objects as JSON). */
+function compareValues(a: unknown, b: unknown): number {
+  const sa = sortable(a);
+  const sb = sortable(b);
+  if (typeof sa === 'number' && typeof sb === 'number') return sa - sb;
+  if (typeof sa === 'number') return -1;
+  if (typeof sb === 'number') return 1;
+  return compareText(sa, sb);
+}
+
+function sortable(value: unknown): number | string {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (typeof value === 'string') return value;
+  return JSON.stringify(value);
+}
+
+/** Byte order of the UTF-8 encodings, as SQLite's BINARY collation compares text. */
+function compareText(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+function parse<T>(text: string): T {
+  const doc: unknown = JSON.parse(text);
+  return doc as T;
+}
+
+function createLock(): <R>(fn: () => R | Promise<R>) => Promise<R> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <R>(fn: () => R | Promise<R>): Promise<R> => {
+    const result = tail.then(fn);
+    tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  };
+}

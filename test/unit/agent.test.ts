@@ -1,0 +1,408 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { runAgent, displayCommand } from '../../shared/agent/agent.ts';
+import { cutNotice } from '../../shared/agent/chunked-log.ts';
+import { blobKeys, TaskResult, type TaskSpec } from '../../shared/model/wire.ts';
+import { startFakeBlobServer, tarball, type FakeBlobServer, type TarEntry } from '../helpers/fake-blob-server.ts';
+import { processesWithArgument } from '../helpers/proc-scan.ts';
+
+const agentMain = fileURLToPath(new URL('../../shared/agent/main.ts', import.meta.url));
+const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' };
+
+let server: FakeBlobServer;
+let root: string;
+
+before(async () => {
+  server = await startFakeBlobServer();
+  root = await mkdtemp(join(tmpdir(), 'hermetic-agent-test-'));
+});
+after(async () => {
+  await server.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+function newTaskId(): string {
+  return randomBytes(12).toString('hex');
+}
+
+interface SpecOptions {
+  steps: string[][];
+  env?: Record<string, string>;
+  chunks?: number;
+  chunkBytes?: number;
+  deadlineInMs?: number;
+  source?: TarEntry[] | 'missing';
+}
+
+/** A spec whose URLs point at the fake server, with its source tarball in place. */
+function makeSpec(options: SpecOptions): TaskSpec {
+  const taskId = newTaskId();
+  const sourceKey = blobKeys.source('repo', taskId);
+  if (options.source !== 'missing') {
+    server.objects.set(sourceKey, tarball(options.source ?? [{ path: 'hello.txt', body: 'hello from the source\n' }]));
+  }
+  return {
+    v: 1,
+    taskId,
+    builder: 'test',
+    attempt: 1,
+    steps: options.steps.map((argv, index) => ({ name: `step-${index}`, argv })),
+    env: options.env ?? {},
+    deadline: Date.now() + (options.deadlineInMs ?? 60_000),
+    source: { url: server.url(sourceKey) },
+    log: {
+      chunkUrls: Array.from({ length: options.chunks ?? 4 }, (_, index) => server.url(blobKeys.logChunk(taskId, index))),
+      chunkBytes: options.chunkBytes ?? 64 * 1024,
+    },
+    result: { url: server.url(blobKeys.result(taskId)) },
+  };
+}
+
+async function workDir(): Promise<string> {
+  return mkdtemp(join(root, 'work-'));
+}
+
+/** The log as uploaded: every chunk's last PUT, in order. */
+function uploadedLog(spec: TaskSpec): string {
+  const parts: Buffer[] = [];
+  for (let index = 0; index < spec.log.chunkUrls.length; index++) {
+    const body = server.objects.get(blobKeys.logChunk(spec.taskId, index));
+    if (body === undefined) break;
+    parts.push(body);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+function uploadedResult(spec: TaskSpec): TaskResult {
+  const body = server.objects.get(blobKeys.result(spec.taskId));
+  assert.ok(body, 'a result was uploaded');
+  return TaskResult.parse(JSON.parse(body.toString('utf8')));
+}
+
+async function run(spec: TaskSpec, extra: { graceMs?: number; flushIntervalMs?: number } = {}) {
+  const result = await runAgent({ spec, workDir: await workDir(), baseEnv, ...extra });
+  assert.deepEqual(uploadedResult(spec), result, 'the returned result is the uploaded one');
+  return { result, log: uploadedLog(spec) };
+}
+
+describe('runAgent', () => {
+  test('runs passing steps in the unpacked source and reports them', async () => {
+    const spec = makeSpec({ steps: [['cat', 'hello.txt'], ['sh', '-c', 'echo second step']] });
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'passed');
+    assert.equal(result.taskId, spec.taskId);
+    assert.equal(result.error, undefined);
+    assert.deepEqual(
+      result.steps.map((step) => [step.name, step.exitCode, step.signal]),
+      [
+        ['step-0', 0, undefined],
+        ['step-1', 0, undefined],
+      ],
+    );
+    assert.ok(result.finishedAt >= result.startedAt);
+    assert.match(log, /hello from the source\n/);
+    assert.match(log, /second step\n/);
+    assert.equal(result.log.bytes, Buffer.byteLength(log));
+    assert.equal(result.log.truncated, false);
+    assert.equal(result.log.chunks, 1);
+  });
+
+  test('stops at the first failing step', async () => {
+    const spec = makeSpec({ steps: [['echo', 'first'], ['sh', '-c', 'echo failing; exit 3'], ['echo', 'never-run']] });
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'failed');
+    assert.deepEqual(
+      result.steps.map((step) => step.exitCode),
+      [0, 3],
+    );
+    assert.match(log, /failing\n/);
+    assert.doesNotMatch(log, /never-run/);
+  });
+
+  test('frames each step with a header and a footer, output in order', async () => {
+    const script = 'echo one; sleep 0.1; echo two >&2; sleep 0.1; echo three';
+    const spec = makeSpec({ steps: [['sh', '-c', script], ['go-nowhere-xyz', 'vet', './...']] });
+    const { result, log } = await run(spec);
+    const shown = displayCommand(['sh', '-c', script]);
+    assert.equal(shown, `sh -c 'echo one; sleep 0.1; echo two >&2; sleep 0.1; echo three'`);
+    const seconds = ((result.steps[0]?.durationMs ?? -1) / 1000).toFixed(1);
+    const expected =
+      `:: Running ${shown}\none\ntwo\nthree\n:: ${shown} exited 0 after ${seconds}s\n` +
+      `:: Running go-nowhere-xyz vet ./...\n`;
+    assert.ok(log.startsWith(expected), `log was:\n${log}`);
+  });
+
+  test('a missing program fails its step with a clear line', async () => {
+    const spec = makeSpec({ steps: [['no-such-program-hermetic'], ['echo', 'never-run']] });
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'failed');
+    assert.deepEqual(result.steps.map((step) => step.exitCode), [127]);
+    assert.match(log, /cannot run no-such-program-hermetic: program "no-such-program-hermetic" not found \(ENOENT\)/);
+    assert.doesNotMatch(log, /never-run/);
+  });
+
+  test('streams the log across chunks, re-uploading the growing chunk', async () => {
+    const line = `${'x'.repeat(99)}\n`;
+    // 30 lines of 100 bytes in 3 bursts, slower than the flush interval: chunks fill one after another.
+    const script = `for burst in 1 2 3; do for i in 1 2 3 4 5 6 7 8 9 10; do printf '%s\\n' '${line.trim()}'; done; sleep 0.3; done`;
+    const spec = makeSpec({ steps: [['sh', '-c', script]], chunks: 4, chunkBytes: 1024 });
+    const { result, log } = await run(spec, { flushIntervalMs: 50 });
+    assert.equal(result.status, 'passed');
+    assert.equal(log.split(line).length - 1, 30);
+    const total = Buffer.byteLength(log);
+    assert.ok(total > 3000 && total < 4096, `log is ${total} bytes`);
+    assert.equal(result.log.bytes, total);
+    assert.equal(result.log.chunks, Math.ceil(total / 1024));
+    for (let index = 0; index < result.log.chunks - 1; index++) {
+      const final = server.objects.get(blobKeys.logChunk(spec.taskId, index));
+      assert.equal(final?.length, 1024, `chunk ${index} is full`);
+    }
+    assert.equal(server.objects.get(blobKeys.logChunk(spec.taskId, result.log.chunks)), undefined);
+    // Chunk 0 was uploaded while it grew: several PUTs, each a prefix of the next.
+    const puts = server.putsOf(blobKeys.logChunk(spec.taskId, 0));
+    assert.ok(puts.length >= 2, `chunk 0 got ${puts.length} PUTs`);
+    for (let index = 1; index < puts.length; index++) {
+      const previous = puts[index - 1] ?? Buffer.alloc(0);
+      assert.ok((puts[index]?.subarray(0, previous.length) ?? Buffer.alloc(0)).equals(previous));
+      assert.ok((puts[index]?.length ?? 0) >= previous.length);
+    }
+  });
+
+  test('streams while the step still runs', async () => {
+    const spec = makeSpec({ steps: [['sh', '-c', 'echo early; sleep 1; echo late']] });
+    const started = Date.now();
+    await run(spec, { flushIntervalMs: 100 });
+    const first = server.puts.find((put) => put.key === blobKeys.logChunk(spec.taskId, 0));
+    assert.ok(first, 'chunk 0 was uploaded');
+    assert.ok(first.at - started < 800, `first log upload after ${first.at - started}ms`);
+    assert.match(first.body.toString(), /early/);
+  });
+
+  test('cuts the log at its budget with an exact notice and dropped count', async () => {
+    const output = 'y'.repeat(4999) + '\n';
+    const spec = makeSpec({ steps: [['sh', '-c', `printf '%s\\n' ${output.trim()}`]], chunks: 2, chunkBytes: 1024 });
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'passed');
+    const budget = 2048;
+    const kept = budget - Buffer.byteLength(`\n${cutNotice(budget, Number.MAX_SAFE_INTEGER)}`);
+    const command = displayCommand(spec.steps[0]?.argv ?? []);
+    const seconds = ((result.steps[0]?.durationMs ?? -1) / 1000).toFixed(1);
+    const full = `:: Running ${command}\n${output}:: ${command} exited 0 after ${seconds}s\n`;
+    const expected = `${full.slice(0, kept)}\n${cutNotice(kept, Buffer.byteLength(full) - kept)}`;
+    assert.equal(log, expected);
+    assert.ok(Buffer.byteLength(log) <= budget);
+    assert.deepEqual(result.log, { bytes: Buffer.byteLength(log), truncated: true, chunks: 2 });
+  });
+
+  test('a log that fits its budget exactly is not cut', async () => {
+    // Its last bytes land in the room kept for the notice; the whole log fits, so nothing is cut.
+    const budget = 1024;
+    const argvFor = (n: number) => ['sh', '-c', `head -c ${n} /dev/zero | tr '\\0' z`];
+    const shown = displayCommand(argvFor(999)); // the same number of digits as the real one
+    const frame = `:: Running ${shown}\n:: ${shown} exited 0 after 0.0s\n`.length;
+    const spec = makeSpec({ steps: [argvFor(budget - frame)], chunks: 1, chunkBytes: budget });
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'passed');
+    // A slow machine may print a longer duration; the exact fit is only known for "0.0s".
+    if ((result.steps[0]?.durationMs ?? 0) >= 50) return;
+    assert.equal(Buffer.byteLength(log), budget);
+    assert.equal(result.log.truncated, false);
+    assert.match(log, /z{500}/);
+    assert.doesNotMatch(log, /hermetic: log cut/);
+  });
+
+  test('stops a step at the soft deadline: timed-out', async () => {
+    const spec = makeSpec({
+      steps: [['sh', '-c', 'echo started; sleep 30'], ['echo', 'never-run']],
+      deadlineInMs: 1500,
+    });
+    const started = Date.now();
+    const { result, log } = await run(spec, { graceMs: 500 });
+    assert.equal(result.status, 'timed-out');
+    assert.ok(Date.now() - started < 5000);
+    assert.equal(result.steps.length, 1);
+    assert.equal(result.steps[0]?.signal, 'SIGTERM');
+    assert.match(log, /timed out: the task's deadline is near/);
+    assert.doesNotMatch(log, /never-run/);
+  });
+
+  test('a step that ignores SIGTERM is killed a second later', async () => {
+    const spec = makeSpec({ steps: [['sh', '-c', 'trap "" TERM; echo stubborn; sleep 30']], deadlineInMs: 1000 });
+    const started = Date.now();
+    const { result } = await run(spec, { graceMs: 500 });
+    assert.equal(result.status, 'timed-out');
+    assert.equal(result.steps[0]?.signal, 'SIGKILL');
+    assert.ok(Date.now() - started < 4000);
+  });
+
+  test('default grace: a tenth of the time left, at most 5s', async () => {
+    const spec = makeSpec({ steps: [['sleep', '30']], deadlineInMs: 2000 });
+    const started = Date.now();
+    const { result } = await run(spec);
+    const took = Date.now() - started;
+    assert.equal(result.status, 'timed-out');
+    assert.ok(took >= 1600 && took < 2000, `stopped after ${took}ms`);
+  });
+
+  test('kills background processes when their step ends', async () => {
+    const marker = `${Date.now() % 100000}.${Math.floor(Math.random() * 1000)}`;
+    const spec = makeSpec({ steps: [['sh', '-c', `sleep 3${marker} & echo started`]] });
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'passed');
+    assert.match(log, /started/);
+    assert.deepEqual(processesWithArgument(`3${marker}`), []);
+  });
+
+  test('a source that is not there: status error, no step run', async () => {
+    const spec = makeSpec({ steps: [['echo', 'never-run']], source: 'missing' });
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'error');
+    assert.deepEqual(result.steps, []);
+    assert.match(result.error ?? '', /cannot fetch the source: download failed: HTTP 404/);
+    assert.match(log, /cannot fetch the source: download failed: HTTP 404/);
+    assert.doesNotMatch(result.error ?? '', /signature/);
+  });
+
+  test('a source that is not a tarball: status error', async () => {
+    const spec = makeSpec({ steps: [['echo', 'never-run']] });
+    server.objects.set(blobKeys.source('repo', spec.taskId), Buffer.from('this is not a tarball at all, sorry'.repeat(40)));
+    const { result } = await run(spec);
+    assert.equal(result.status, 'error');
+    assert.match(result.error ?? '', /cannot fetch the source/);
+  });
+
+  test('nothing in a hostile tarball lands outside the source directory', async () => {
+    const absolute = join(root, `absolute-${newTaskId()}`);
+    const spec = makeSpec({
+      steps: [['cat', 'fine.txt']],
+      source: [
+        { path: 'fine.txt', body: 'fine\n' },
+        { path: '../evil.txt', body: 'evil\n' },
+        { path: '../../evil2.txt', body: 'evil\n' },
+        { path: `${absolute}/abs.txt`, body: 'absolute\n' },
+        { path: 'up', type: 'SymbolicLink', linkpath: '..' },
+        { path: 'up/through-link.txt', body: 'through a link\n' },
+        { path: 'out', type: 'SymbolicLink', linkpath: root },
+        { path: 'out/through-abs-link.txt', body: 'through a link\n' },
+      ],
+    });
+    const dir = await workDir();
+    const result = await runAgent({ spec, workDir: dir, baseEnv });
+    assert.equal(result.status, 'passed');
+    const log = uploadedLog(spec);
+    assert.match(log, /fine\n/);
+    assert.match(log, /^:: tar: \.\.\/evil\.txt: path contains '\.\.'$/m);
+    assert.match(log, /^:: tar: up: linkpath escapes extraction directory$/m);
+    assert.deepEqual((await readdir(dir)).sort(), ['src']);
+    assert.equal(existsSync(join(dir, '..', 'evil.txt')), false);
+    assert.equal(existsSync(join(root, 'evil2.txt')), false);
+    assert.equal(existsSync(join(root, 'through-abs-link.txt')), false);
+    assert.equal(existsSync(absolute), false);
+    assert.equal(await readFile(join(dir, 'src', 'fine.txt'), 'utf8'), 'fine\n');
+  });
+
+  test('steps see spec.env and HERMETIC_*, not the URLs nor the agent process environment', async () => {
+    process.env.HERMETIC_TEST_ONLY_IN_TEST_PROCESS = 'leaked';
+    try {
+      const spec = makeSpec({ steps: [['env']], env: { FROM_SPEC: 'spec-value' } });
+      const { result, log } = await run(spec);
+      assert.equal(result.status, 'passed');
+      assert.match(log, /^FROM_SPEC=spec-value$/m);
+      assert.match(log, new RegExp(`^HERMETIC_TASK_ID=${spec.taskId}$`, 'm'));
+      assert.match(log, /^HERMETIC_ATTEMPT=1$/m);
+      assert.match(log, /^LANG=C\.UTF-8$/m);
+      assert.doesNotMatch(log, /HERMETIC_TEST_ONLY_IN_TEST_PROCESS|leaked/);
+      assert.doesNotMatch(log, /signature|127\.0\.0\.1/);
+    } finally {
+      delete process.env.HERMETIC_TEST_ONLY_IN_TEST_PROCESS;
+    }
+  });
+
+  test('retries failed uploads', async () => {
+    const spec = makeSpec({ steps: [['echo', 'retried']] });
+    server.failPuts(blobKeys.logChunk(spec.taskId, 0), 503, 2);
+    server.failPuts(blobKeys.result(spec.taskId), 500, 2);
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'passed');
+    assert.equal(result.error, undefined);
+    assert.match(log, /retried/);
+  });
+
+  test('a log that cannot be uploaded is noted in the result', async () => {
+    const spec = makeSpec({ steps: [['echo', 'lost']] });
+    server.failPuts(blobKeys.logChunk(spec.taskId, 0), 403, Number.POSITIVE_INFINITY);
+    const { result } = await run(spec);
+    assert.equal(result.status, 'passed');
+    assert.match(result.error ?? '', /log upload failed \(chunk 0: log chunk 0: HTTP 403\)/);
+  });
+
+  test('rejects when the result cannot be uploaded', async () => {
+    const spec = makeSpec({ steps: [['true']] });
+    server.failPuts(blobKeys.result(spec.taskId), 403, Number.POSITIVE_INFINITY);
+    await assert.rejects(runAgent({ spec, workDir: await workDir(), baseEnv }), /cannot upload the result.*HTTP 403/);
+  });
+
+  test('a slow upload coalesces flushes and loses nothing', async () => {
+    const spec = makeSpec({ steps: [['sh', '-c', 'for i in $(seq 1 40); do echo line-$i; sleep 0.02; done']] });
+    server.delayPuts(`tasks/${spec.taskId}/log/`, 400);
+    const { result, log } = await run(spec, { flushIntervalMs: 10 });
+    assert.equal(result.status, 'passed');
+    for (let index = 1; index <= 40; index++) assert.match(log, new RegExp(`^line-${index}$`, 'm'));
+    const puts = server.putsOf(blobKeys.logChunk(spec.taskId, 0)).length;
+    assert.ok(puts <= 6, `${puts} PUTs for about 1s of output with 400ms uploads`);
+  });
+});
+
+describe('agent program', () => {
+  function runMain(args: string[], stdin: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [agentMain, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
+      child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+      child.stdin.end(stdin);
+    });
+  }
+
+  test('--help prints usage', async () => {
+    const { code, stdout } = await runMain(['--help'], '');
+    assert.equal(code, 0);
+    assert.match(stdout, /usage: .*--workdir DIR/);
+  });
+
+  test('a bad spec exits 2 naming the field', async () => {
+    const spec = makeSpec({ steps: [['true']] });
+    const { code, stderr } = await runMain(['--workdir', await workDir()], JSON.stringify({ ...spec, steps: [] }));
+    assert.equal(code, 2);
+    assert.match(stderr, /bad task spec: steps:/);
+    const notJson = await runMain(['--workdir', await workDir()], '{');
+    assert.equal(notJson.code, 2);
+    const noWorkdir = await runMain([], JSON.stringify(spec));
+    assert.equal(noWorkdir.code, 2);
+    assert.match(noWorkdir.stderr, /--workdir is required/);
+  });
+
+  test('exits 0 once the result is uploaded, 1 when it cannot be', async () => {
+    const spec = makeSpec({ steps: [['echo', 'from the program']] });
+    const ok = await runMain(['--workdir', await workDir()], JSON.stringify(spec));
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(uploadedResult(spec).status, 'passed');
+    assert.match(uploadedLog(spec), /from the program/);
+
+    const refused = makeSpec({ steps: [['true']] });
+    server.failPuts(blobKeys.result(refused.taskId), 403, Number.POSITIVE_INFINITY);
+    const failed = await runMain(['--workdir', await workDir()], JSON.stringify(refused));
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /cannot upload the result/);
+  });
+});

@@ -1,0 +1,400 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createProcessSandbox, type Isolation, type ProcessSandbox } from '../../shared/adapters/local/process-sandbox.ts';
+import { blobKeys, TaskResult } from '../../shared/model/wire.ts';
+import type { WorkerExit, WorkerRequest } from '../../shared/ports/compute.ts';
+import type { Fields, Logger } from '../../shared/ports/log.ts';
+import { newTaskId } from '../contract/compute.contract.ts';
+import { startFakeBlobServer, taskSpecFor, uploadedLog, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
+import { processesOfWorker, processesWithArgument } from '../helpers/proc-scan.ts';
+
+let server: FakeBlobServer;
+let root: string;
+
+before(async () => {
+  server = await startFakeBlobServer();
+  root = await mkdtemp(join(tmpdir(), 'hermetic-sandbox-test-'));
+});
+after(async () => {
+  await server.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+/** An exit as onExit saw it, with what was still running at that very moment. */
+interface SeenExit extends WorkerExit {
+  leftovers: number[];
+}
+
+interface Setup {
+  sandbox: ProcessSandbox;
+  workRoot: string;
+  exits: SeenExit[];
+  logged: { level: string; event: string; fields: Fields }[];
+  /** Arguments whose processes must all be gone when onExit runs. */
+  watched: string[];
+  request(taskId: string, spec: TestSpecOptions, options?: { deadline?: number }): WorkerRequest;
+  exitOf(taskId: string): Promise<SeenExit>;
+}
+
+async function setup(
+  isolation: Isolation,
+  options: { workRoot?: string; keepWorkDirs?: boolean; agentCommand?: string[] } = {},
+): Promise<Setup> {
+  const workRoot = options.workRoot ?? (await mkdtemp(join(root, 'workers-')));
+  const exits: SeenExit[] = [];
+  const watched: string[] = [];
+  const logged: Setup['logged'] = [];
+  const logger: Logger = {
+    info: (event, fields = {}) => logged.push({ level: 'info', event, fields }),
+    warn: (event, fields = {}) => logged.push({ level: 'warn', event, fields }),
+    error: (event, fields = {}) => logged.push({ level: 'error', event, fields }),
+  };
+  const sandbox = await createProcessSandbox({
+    workRoot,
+    isolation,
+    logger,
+    onExit: (exit) => {
+      // Checked synchronously inside onExit: the worker's processes must already be gone.
+      const leftovers = [
+        ...processesOfWorker(exit.taskId),
+        ...watched.flatMap((argument) => processesWithArgument(argument)),
+      ];
+      exits.push({ ...exit, leftovers });
+    },
+    ...(options.keepWorkDirs === undefined ? {} : { keepWorkDirs: options.keepWorkDirs }),
+    ...(options.agentCommand === undefined ? {} : { agentCommand: options.agentCommand }),
+  });
+  return {
+    sandbox,
+    workRoot,
+    exits,
+    logged,
+    watched,
+    request: (taskId, spec, requestOptions = {}) => ({
+      taskId,
+      hostType: 'host',
+      spec: taskSpecFor(server, taskId, spec),
+      deadline: requestOptions.deadline ?? Date.now() + 60_000,
+      labels: { test: 'process-sandbox' },
+    }),
+    async exitOf(taskId) {
+      const until = Date.now() + 20_000;
+      for (;;) {
+        const exit = exits.find((seen) => seen.taskId === taskId);
+        if (exit !== undefined) return exit;
+        if (Date.now() > until) throw new Error(`no onExit for ${taskId}`);
+        await sleep(20);
+      }
+    },
+  };
+}
+
+function resultOf(taskId: string): TaskResult | undefined {
+  const body = server.objects.get(blobKeys.result(taskId));
+  return body === undefined ? undefined : TaskResult.parse(JSON.parse(body.toString('utf8')));
+}
+
+/** A sleep duration no other process on the machine has as its argument. */
+function uniqueSleep(): string {
+  return `${3000 + Math.floor(Math.random() * 1000)}.${Date.now() % 100000}`;
+}
+
+const available = await pidNamespacesWork();
+const modes: Isolation[] = available ? ['pid-namespace', 'process-group'] : ['process-group'];
+
+for (const isolation of modes) {
+  describe(`process sandbox (${isolation})`, () => {
+    test('runs a task with the real agent: the result arrives, the work dir is emptied', async () => {
+      const s = await setup(isolation);
+      try {
+        const taskId = newTaskId();
+        await s.sandbox.start(s.request(taskId, { steps: [['cat', 'README'], ['sh', '-c', 'echo "cwd=$(pwd)"']] }));
+        const exit = await s.exitOf(taskId);
+        assert.deepEqual(exit, { taskId, reason: 'exited', code: 0, signal: null, leftovers: [] });
+        const result = resultOf(taskId);
+        assert.equal(result?.status, 'passed');
+        assert.equal(result?.steps.length, 2);
+        const log = uploadedLog(server, taskId);
+        assert.match(log, /a test source tree/);
+        assert.match(log, new RegExp(`cwd=${escape(join(s.workRoot, taskId, 'src'))}\\n`));
+        assert.deepEqual(await readdir(join(s.workRoot, taskId)), [], 'emptied, kept as the record of the start');
+        assert.deepEqual(await s.sandbox.list(), []);
+        assert.deepEqual(
+          s.logged.filter((entry) => entry.event === 'sandbox.isolation').map((entry) => entry.fields.isolation),
+          [isolation],
+        );
+      } finally {
+        await s.sandbox.close();
+      }
+    });
+
+    test('leaves no background process behind, even one that left with setsid', async () => {
+      const s = await setup(isolation);
+      try {
+        const taskId = newTaskId();
+        const inGroup = uniqueSleep();
+        const escaped = uniqueSleep();
+        s.watched.push(inGroup, escaped);
+        await s.sandbox.start(
+          s.request(taskId, {
+            steps: [
+              ['sh', '-c', `sleep ${inGroup} & echo started`],
+              ['sh', '-c', `setsid sleep ${escaped} </dev/null >/dev/null 2>&1 & echo detached`],
+              ['sh', '-c', 'sleep 0.2; echo done'],
+            ],
+          }),
+        );
+        const exit = await s.exitOf(taskId);
+        assert.equal(exit.reason, 'exited');
+        assert.deepEqual(exit.leftovers, []);
+        assert.equal(resultOf(taskId)?.status, 'passed');
+        assert.match(uploadedLog(server, taskId), /started\n[^]*detached\n[^]*done\n/);
+      } finally {
+        await s.sandbox.close();
+      }
+    });
+
+    test('a hanging task is killed at the deadline: reason deadline, nothing left', async () => {
+      const s = await setup(isolation);
+      try {
+        const taskId = newTaskId();
+        const hang = uniqueSleep();
+        s.watched.push(hang);
+        const started = Date.now();
+        // The agent's own deadline is far away: only the sandbox's can end this worker.
+        await s.sandbox.start(
+          s.request(taskId, { steps: [['sh', '-c', `setsid sleep ${hang} & sleep ${hang}`]] }, { deadline: Date.now() + 1500 }),
+        );
+        const exit = await s.exitOf(taskId);
+        assert.ok(Date.now() - started >= 1400, `killed after ${Date.now() - started}ms`);
+        assert.equal(exit.reason, 'deadline');
+        assert.deepEqual(exit.leftovers, []);
+        assert.equal(resultOf(taskId), undefined, 'killed before it could upload a result');
+        assert.deepEqual(await s.sandbox.list(), []);
+      } finally {
+        await s.sandbox.close();
+      }
+    });
+
+    test("the agent's soft deadline comes first when both deadlines agree: a timed-out result", async () => {
+      const s = await setup(isolation);
+      try {
+        const taskId = newTaskId();
+        const deadline = Date.now() + 2500;
+        await s.sandbox.start(s.request(taskId, { steps: [['sleep', '60']], deadline }, { deadline }));
+        const exit = await s.exitOf(taskId);
+        assert.equal(exit.reason, 'exited');
+        assert.equal(exit.code, 0);
+        assert.equal(resultOf(taskId)?.status, 'timed-out');
+        assert.match(uploadedLog(server, taskId), /timed out: the task's deadline is near/);
+      } finally {
+        await s.sandbox.close();
+      }
+    });
+
+    test('a duplicate start runs one worker, even after exit and after a restart', async () => {
+      const s = await setup(isolation);
+      const counter = join(s.workRoot, `..`, `runs-${newTaskId()}`);
+      const taskId = newTaskId();
+      const request = s.request(taskId, { steps: [['sh', '-c', 'echo run >> "$COUNTER"; sleep 0.3']], env: { COUNTER: counter } });
+      try {
+        await Promise.all([s.sandbox.start(request), s.sandbox.start(request)]);
+        await s.sandbox.start(request);
+        assert.equal((await s.sandbox.list()).length, 1);
+        await s.exitOf(taskId);
+        await s.sandbox.start(request);
+        assert.deepEqual(await s.sandbox.list(), []);
+      } finally {
+        await s.sandbox.close();
+      }
+      const restarted = await setup(isolation, { workRoot: s.workRoot });
+      try {
+        await restarted.sandbox.start(request);
+        assert.deepEqual(await restarted.sandbox.list(), []);
+        assert.ok(restarted.logged.some((entry) => entry.event === 'worker.duplicate-start'));
+      } finally {
+        await restarted.sandbox.close();
+      }
+      await sleep(300);
+      assert.equal(await readFile(counter, 'utf8'), 'run\n');
+      assert.equal(s.exits.length + restarted.exits.length, 1);
+      assert.equal(server.putsOf(blobKeys.result(taskId)).length, 1);
+    });
+
+    test('close() during a run kills everything and reports each worker once', async () => {
+      const s = await setup(isolation);
+      const ids = [newTaskId(), newTaskId()];
+      const sleeps = [uniqueSleep(), uniqueSleep()];
+      s.watched.push(...sleeps);
+      for (const [index, taskId] of ids.entries()) {
+        const arg = sleeps[index] ?? '';
+        await s.sandbox.start(s.request(taskId, { steps: [['sh', '-c', `setsid sleep ${arg} & echo started; sleep ${arg}`]] }));
+      }
+      const until = Date.now() + 10_000;
+      while (!ids.every((taskId) => /started/.test(uploadedLog(server, taskId)))) {
+        assert.ok(Date.now() < until, 'the steps started');
+        await sleep(50);
+      }
+      await s.sandbox.close();
+      assert.deepEqual(s.exits.map((exit) => exit.taskId).sort(), [...ids].sort());
+      for (const exit of s.exits) {
+        assert.equal(exit.reason, 'exited');
+        assert.equal(exit.signal, 'SIGKILL');
+        assert.deepEqual(exit.leftovers, []);
+      }
+      for (const arg of sleeps) assert.deepEqual(processesWithArgument(arg), []);
+      await assert.rejects(s.sandbox.start(s.request(newTaskId(), { steps: [['true']] })), /closed/);
+    });
+
+    test('stop() kills a running worker', async () => {
+      const s = await setup(isolation);
+      try {
+        const taskId = newTaskId();
+        await s.sandbox.start(s.request(taskId, { steps: [['sleep', '60']] }));
+        await s.sandbox.stop(taskId);
+        assert.equal(s.exits.length, 1);
+        assert.deepEqual(s.exits[0], { taskId, reason: 'exited', code: null, signal: 'SIGKILL', leftovers: [] });
+      } finally {
+        await s.sandbox.close();
+      }
+    });
+
+    test('the environment is scrubbed: a step sees only the sandbox variables and its own', async () => {
+      process.env.HERMETIC_SANDBOX_TEST_SECRET = 'must-not-leak';
+      const s = await setup(isolation);
+      try {
+        const taskId = newTaskId();
+        await s.sandbox.start(s.request(taskId, { steps: [['env']], env: { FROM_SPEC: 'yes' } }));
+        await s.exitOf(taskId);
+        const log = uploadedLog(server, taskId);
+        assert.doesNotMatch(log, /HERMETIC_SANDBOX_TEST_SECRET|must-not-leak/);
+        const dir = join(s.workRoot, taskId);
+        const vars = new Map(
+          log
+            .split('\n')
+            .filter((line) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(line))
+            .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+        );
+        assert.deepEqual([...vars.keys()].sort(), [
+          'FROM_SPEC',
+          'HERMETIC_ATTEMPT',
+          'HERMETIC_TASK_ID',
+          'HERMETIC_WORKER',
+          'HOME',
+          'LANG',
+          'PATH',
+          'TMPDIR',
+        ]);
+        assert.equal(vars.get('HOME'), join(dir, 'home'));
+        assert.equal(vars.get('TMPDIR'), join(dir, 'tmp'));
+        assert.equal(vars.get('LANG'), 'C.UTF-8');
+        assert.equal(vars.get('HERMETIC_WORKER'), taskId);
+        assert.equal(vars.get('PATH'), process.env.PATH);
+      } finally {
+        delete process.env.HERMETIC_SANDBOX_TEST_SECRET;
+        await s.sandbox.close();
+      }
+    });
+
+    test('refuses another host type, naming it, and starts nothing', async () => {
+      const s = await setup(isolation);
+      try {
+        const taskId = newTaskId();
+        await assert.rejects(s.sandbox.start({ ...s.request(taskId, { steps: [['true']] }), hostType: 'linux-arm64' }), /"linux-arm64"/);
+        assert.equal(existsSync(join(s.workRoot, taskId)), false);
+      } finally {
+        await s.sandbox.close();
+      }
+    });
+
+    test('keepWorkDirs keeps the files; an agent failure is logged with the tail of agent.log', async () => {
+      const s = await setup(isolation, { keepWorkDirs: true });
+      try {
+        const taskId = newTaskId();
+        server.failPuts(blobKeys.result(taskId), 403, Number.POSITIVE_INFINITY);
+        await s.sandbox.start(s.request(taskId, { steps: [['true']] }));
+        const exit = await s.exitOf(taskId);
+        assert.equal(exit.code, 1);
+        const agentLog = await readFile(join(s.workRoot, taskId, 'agent.log'), 'utf8');
+        assert.match(agentLog, /cannot upload the result/);
+        assert.ok(existsSync(join(s.workRoot, taskId, 'src', 'README')));
+        const warning = s.logged.find((entry) => entry.event === 'worker.exited' && entry.level === 'warn');
+        assert.match(String(warning?.fields.agentLog), /cannot upload the result/);
+      } finally {
+        await s.sandbox.close();
+      }
+    });
+  });
+}
+
+describe('process sandbox: isolation specifics', () => {
+  test('an agent that cannot be started: start rejects and a retry may start it', { skip: false }, async () => {
+    const workRoot = await mkdtemp(join(root, 'workers-'));
+    const broken = await setup('process-group', { workRoot, agentCommand: [join(root, 'no-such-agent')] });
+    const taskId = newTaskId();
+    const request = broken.request(taskId, { steps: [['true']] });
+    try {
+      await assert.rejects(broken.sandbox.start(request), /cannot start a worker.*ENOENT/);
+      assert.equal(existsSync(join(workRoot, taskId)), false);
+    } finally {
+      await broken.sandbox.close();
+    }
+    const working = await setup('process-group', { workRoot });
+    try {
+      await working.sandbox.start(request);
+      assert.equal((await working.exitOf(taskId)).code, 0);
+    } finally {
+      await working.sandbox.close();
+    }
+  });
+
+  test('pid-namespace: even a process that drops the marker and leaves the group is killed', { skip: !available }, async () => {
+    const s = await setup('pid-namespace');
+    try {
+      const taskId = newTaskId();
+      const hidden = uniqueSleep();
+      s.watched.push(hidden);
+      await s.sandbox.start(
+        s.request(taskId, { steps: [['sh', '-c', `setsid env -i sleep ${hidden} </dev/null >/dev/null 2>&1 & echo hidden`]] }),
+      );
+      const exit = await s.exitOf(taskId);
+      assert.equal(exit.reason, 'exited');
+      assert.deepEqual(exit.leftovers, []);
+    } finally {
+      await s.sandbox.close();
+    }
+  });
+
+  test("isolation 'pid-namespace' where unavailable is an error; 'auto' picks what works", async () => {
+    const workRoot = await mkdtemp(join(root, 'workers-'));
+    const auto = await createProcessSandbox({ workRoot, onExit: () => {} });
+    await auto.close();
+    assert.equal(auto.isolation, available ? 'pid-namespace' : 'process-group');
+    if (!available) {
+      await assert.rejects(createProcessSandbox({ workRoot, onExit: () => {}, isolation: 'pid-namespace' }), /not available/);
+    }
+  });
+});
+
+async function pidNamespacesWork(): Promise<boolean> {
+  const workRoot = await mkdtemp(join(tmpdir(), 'hermetic-probe-'));
+  try {
+    const sandbox = await createProcessSandbox({ workRoot, onExit: () => {} });
+    await sandbox.close();
+    return sandbox.isolation === 'pid-namespace';
+  } finally {
+    await rm(workRoot, { recursive: true, force: true });
+  }
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
