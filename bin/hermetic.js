@@ -8,5 +8,13 @@ if (major < 22 || (major === 22 && minor < 18)) {
   );
   process.exit(2);
 }
+// node:sqlite is stable in use but still flagged experimental on Node 22; its one-time warning would only
+// clutter stderr, which belongs to progress and errors. Every other warning still prints.
+const emitWarning = process.emitWarning;
+process.emitWarning = (warning, ...rest) => {
+  const type = typeof rest[0] === 'string' ? rest[0] : rest[0]?.type;
+  if (type === 'ExperimentalWarning' && String(warning).startsWith('SQLite')) return;
+  emitWarning.call(process, warning, ...rest);
+};
 const { runProcess } = await import('../shared/cli/main.ts');
 await runProcess();

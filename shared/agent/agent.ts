@@ -6,11 +6,12 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { x as extractTar } from 'tar';
 import type { TaskResult, TaskSpec } from '../model/wire.ts';
 import { createChunkedLog, type ChunkedLog } from './chunked-log.ts';
-import { describe, putWithRetry } from './put-with-retry.ts';
+import { describeFailure, putWithRetry } from './put-with-retry.ts';
 
 // The agent runs inside workers and is copied into their images: it imports node built-ins, zod (through the wire
 // schemas) and tar, and nothing else from the project.
 
+/** One task for the agent to run, and the knobs tests turn. */
 export interface AgentOptions {
   spec: TaskSpec;
   /** The worker's scratch directory; the source goes to `${workDir}/src`. */
@@ -57,8 +58,8 @@ export async function runAgent(options: AgentOptions): Promise<TaskResult> {
   } catch (error) {
     // A bug in the agent, not in the task: say so rather than die without a result.
     status = 'error';
-    errors.push(`agent: ${describe(error)}`);
-    log.write(`:: hermetic agent failed: ${describe(error)}\n`);
+    errors.push(`agent: ${describeFailure(error)}`);
+    log.write(`:: hermetic agent failed: ${describeFailure(error)}\n`);
   }
 
   const summary = await log.close();
@@ -76,7 +77,7 @@ export async function runAgent(options: AgentOptions): Promise<TaskResult> {
   try {
     await putWithRetry(spec.result.url, JSON.stringify(result), { what: 'result', contentType: 'application/json' });
   } catch (error) {
-    throw new Error(`cannot upload the result of task ${spec.taskId}: ${describe(error)}`, { cause: error });
+    throw new Error(`cannot upload the result of task ${spec.taskId}: ${describeFailure(error)}`, { cause: error });
   }
   return result;
 }
@@ -103,7 +104,7 @@ async function runTask(context: TaskContext): Promise<Status> {
       log.write(':: deadline reached while fetching the source; no step was run\n');
       return 'timed-out';
     }
-    const reason = `cannot fetch the source: ${describe(error)}`;
+    const reason = `cannot fetch the source: ${describeFailure(error)}`;
     log.write(`:: ${reason}\n`);
     errors.push(reason);
     return 'error';
@@ -129,8 +130,16 @@ async function runTask(context: TaskContext): Promise<Status> {
   return 'passed';
 }
 
-/** Streams the tarball at `url` into `dest`; tar refuses absolute paths, `..` and writes through links. */
-async function fetchSource(url: string, dest: string, signal: AbortSignal, warn: (message: string) => void): Promise<void> {
+/**
+ * Streams the tarball at `url` into `dest`. tar keeps every entry inside: absolute paths are made relative, and
+ * `..` entries, escaping links and writes through links are skipped with a warning.
+ */
+async function fetchSource(
+  url: string,
+  dest: string,
+  signal: AbortSignal,
+  warn: (message: string) => void,
+): Promise<void> {
   await mkdir(dest, { recursive: true });
   const response = await fetch(url, { signal });
   if (!response.ok || response.body === null) {
@@ -147,11 +156,11 @@ async function fetchSource(url: string, dest: string, signal: AbortSignal, warn:
   await new Promise<void>((resolve, reject) => {
     const fail = (error: unknown) => {
       body.destroy();
-      reject(new Error(`extract failed: ${describe(error)}`, { cause: error }));
+      reject(new Error(`extract failed: ${describeFailure(error)}`, { cause: error }));
     };
     body.on('error', (error) => {
       unpack.abort(error);
-      reject(new Error(`download failed: ${describe(error)}`, { cause: error }));
+      reject(new Error(`download failed: ${describeFailure(error)}`, { cause: error }));
     });
     unpack.on('error', fail);
     unpack.on('close', () => resolve());
@@ -163,8 +172,8 @@ async function fetchSource(url: string, dest: string, signal: AbortSignal, warn:
 function entryPath(data: Record<string, unknown>): string | undefined {
   if (typeof data.path === 'string') return data.path;
   const entry = data.entry;
-  if (typeof entry === 'object' && entry !== null && 'path' in entry && typeof entry.path === 'string') return entry.path;
-  return undefined;
+  if (typeof entry !== 'object' || entry === null || !('path' in entry)) return undefined;
+  return typeof entry.path === 'string' ? entry.path : undefined;
 }
 
 interface StepContext {
@@ -218,7 +227,7 @@ function runStep(
         stdio: ['ignore', 'pipe', 'pipe'],
       });
     } catch (error) {
-      log.write(`:: cannot run ${command}: ${describe(error)}\n`);
+      log.write(`:: cannot run ${command}: ${describeFailure(error)}\n`);
       finish(126, null);
       return;
     }
@@ -233,7 +242,7 @@ function runStep(
       log.write(
         missing
           ? `:: cannot run ${command}: program ${JSON.stringify(program)} not found (ENOENT)\n`
-          : `:: cannot run ${command}: ${describe(error)}\n`,
+          : `:: cannot run ${command}: ${describeFailure(error)}\n`,
       );
       finish(missing ? 127 : 126, null);
     });
@@ -282,5 +291,7 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 
 /** The argv as a shell would show it: plain words bare, anything else single-quoted. */
 export function displayCommand(argv: readonly string[]): string {
-  return argv.map((arg) => (/^[A-Za-z0-9_./=:@%+,-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`)).join(' ');
+  return argv
+    .map((arg) => (/^[A-Za-z0-9_./=:@%+,-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`))
+    .join(' ');
 }

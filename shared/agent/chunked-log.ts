@@ -1,6 +1,7 @@
 /** Uploads one object; rejects when it could not, after its own retries. */
 export type PutChunk = (url: string, body: Uint8Array, what: string) => Promise<void>;
 
+/** Where a chunked log goes and how often. */
 export interface ChunkedLogOptions {
   /** One signed PUT URL per chunk, in order. */
   chunkUrls: readonly string[];
@@ -10,6 +11,7 @@ export interface ChunkedLogOptions {
   put: PutChunk;
 }
 
+/** What landed, for the result's `log` field. */
 export interface LogSummary {
   bytes: number;
   truncated: boolean;
@@ -18,6 +20,7 @@ export interface LogSummary {
   error?: string;
 }
 
+/** A log being streamed to its chunk URLs. */
 export interface ChunkedLog {
   /** Appends bytes; never blocks and never throws, so a step's pipes drain at their own pace. */
   write(data: Uint8Array | string): void;
@@ -145,7 +148,8 @@ export function createChunkedLog(options: ChunkedLogOptions): ChunkedLog {
   return {
     write(data) {
       if (closed) return;
-      const buffer = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      const buffer =
+        typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       offered += buffer.length;
       if (cut || buffer.length === 0) return;
       const room = Math.max(0, softLimit - committed);

@@ -27,7 +27,7 @@ export async function putWithRetry(url: string, body: Uint8Array | string, optio
         signal: AbortSignal.timeout(options.timeoutMs ?? 30_000),
       });
     } catch (error) {
-      lastError = new Error(`${options.what}: ${describe(error)}`, { cause: error });
+      lastError = new Error(`${options.what}: ${describeFailure(error)}`, { cause: error });
       if (attempt < attempts) await sleep(baseDelayMs * 2 ** (attempt - 1));
       continue;
     }
@@ -42,11 +42,15 @@ export async function putWithRetry(url: string, body: Uint8Array | string, optio
   throw lastError ?? new Error(`${options.what}: not attempted`);
 }
 
-/** "message: cause message", for fetch's unhelpful "fetch failed". */
-export function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
-  return `${error.message}${cause}`;
+/** The message and each new message down its `cause` chain: "fetch failed: connect ECONNREFUSED ...". */
+export function describeFailure(error: unknown): string {
+  let text = error instanceof Error ? error.message : String(error);
+  let cause = error instanceof Error ? error.cause : undefined;
+  for (let depth = 0; cause instanceof Error && depth < 5; depth++) {
+    if (!text.includes(cause.message)) text += `: ${cause.message}`;
+    cause = cause.cause;
+  }
+  return text;
 }
 
 function sleep(ms: number): Promise<void> {

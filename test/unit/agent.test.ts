@@ -270,12 +270,20 @@ describe('runAgent', () => {
     assert.doesNotMatch(result.error ?? '', /signature/);
   });
 
-  test('a source that is not a tarball: status error', async () => {
-    const spec = makeSpec({ steps: [['echo', 'never-run']] });
-    server.objects.set(blobKeys.source('repo', spec.taskId), Buffer.from('this is not a tarball at all, sorry'.repeat(40)));
-    const { result } = await run(spec);
-    assert.equal(result.status, 'error');
-    assert.match(result.error ?? '', /cannot fetch the source/);
+  test('a source that is not a tarball, or is cut short: status error', async () => {
+    const whole = tarball([{ path: 'big.txt', body: 'b'.repeat(20_000) }]);
+    const bodies = {
+      'not a tarball': Buffer.from('this is not a tarball at all, sorry'.repeat(40)),
+      'cut short': whole.subarray(0, whole.length - 40),
+    };
+    for (const [what, body] of Object.entries(bodies)) {
+      const spec = makeSpec({ steps: [['echo', 'never-run']] });
+      server.objects.set(blobKeys.source('repo', spec.taskId), body);
+      const { result, log } = await run(spec);
+      assert.equal(result.status, 'error', what);
+      assert.match(result.error ?? '', /^cannot fetch the source: extract failed: /, what);
+      assert.doesNotMatch(log, /never-run/);
+    }
   });
 
   test('nothing in a hostile tarball lands outside the source directory', async () => {

@@ -143,7 +143,8 @@ for (const isolation of modes) {
           s.request(taskId, {
             steps: [
               ['sh', '-c', `sleep ${inGroup} & echo started`],
-              ['sh', '-c', `setsid sleep ${escaped} </dev/null >/dev/null 2>&1 & echo detached`],
+              // The pause lets setsid happen before the step ends and the agent kills the step's group.
+              ['sh', '-c', `setsid sleep ${escaped} </dev/null >/dev/null 2>&1 & sleep 0.3; echo detached`],
               ['sh', '-c', 'sleep 0.2; echo done'],
             ],
           }),
@@ -359,7 +360,9 @@ describe('process sandbox: isolation specifics', () => {
       const hidden = uniqueSleep();
       s.watched.push(hidden);
       await s.sandbox.start(
-        s.request(taskId, { steps: [['sh', '-c', `setsid env -i sleep ${hidden} </dev/null >/dev/null 2>&1 & echo hidden`]] }),
+        s.request(taskId, {
+          steps: [['sh', '-c', `setsid env -i sleep ${hidden} </dev/null >/dev/null 2>&1 & sleep 0.3; echo hidden`]],
+        }),
       );
       const exit = await s.exitOf(taskId);
       assert.equal(exit.reason, 'exited');

@@ -1,12 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, readlink, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
 
+/** How a worker's processes are held together so that all of them can be killed. */
 export type Isolation = 'pid-namespace' | 'process-group';
 
+/** What the process sandbox is built from. */
 export interface ProcessSandboxOptions {
   /** Each task gets `${workRoot}/${taskId}`; the directory stays (emptied) as a record that the task had a worker. */
   workRoot: string;
@@ -20,9 +22,22 @@ export interface ProcessSandboxOptions {
   keepWorkDirs?: boolean;
 }
 
+/** A Compute that also says which isolation it settled on. */
 export type ProcessSandbox = Compute & { readonly isolation: Isolation };
 
 const hostType = 'host';
+const pidNamespaceWrapper = [
+  'setpriv',
+  '--pdeathsig',
+  'KILL',
+  '--',
+  'unshare',
+  '--pid',
+  '--fork',
+  '--kill-child',
+  '--mount-proc',
+  '--',
+];
 /** How long to keep killing a worker's leftover processes before giving up and reporting them. */
 const reapTimeoutMs = 10_000;
 
@@ -92,8 +107,6 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
 
   async function launch(request: WorkerRequest, dir: string): Promise<void> {
     const { taskId } = request;
-    await mkdir(join(dir, 'home'));
-    await mkdir(join(dir, 'tmp'));
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       HOME: join(dir, 'home'),
@@ -102,45 +115,48 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       HERMETIC_WORKER: taskId,
     };
     const agent = [...agentCommand, '--workdir', dir];
-    const argv =
-      isolation === 'pid-namespace'
-        ? ['setpriv', '--pdeathsig', 'KILL', '--', 'unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--', ...agent]
-        : agent;
-    const agentLog = await open(join(dir, 'agent.log'), 'a');
+    // In a PID namespace the agent is its init: when the agent exits, the kernel kills everything left in it; and
+    // pdeathsig plus --kill-child take the agent down with this process if it dies.
+    const argv = isolation === 'pid-namespace' ? [...pidNamespaceWrapper, ...agent] : agent;
+    let agentLog: FileHandle | undefined;
     let child: ChildProcess;
+    let exited: Promise<[number | null, NodeJS.Signals | null]>;
     try {
-      child = spawn(argv[0] ?? '', argv.slice(1), {
+      await mkdir(join(dir, 'home'));
+      await mkdir(join(dir, 'tmp'));
+      agentLog = await open(join(dir, 'agent.log'), 'a');
+      const spawned = spawn(argv[0] ?? '', argv.slice(1), {
         cwd: dir,
         env,
         detached: true,
         stdio: ['pipe', agentLog.fd, agentLog.fd],
       });
-      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-        child.once('exit', (code, signal) => resolve([code, signal])),
-      );
+      exited = new Promise((resolve) => spawned.once('exit', (code, signal) => resolve([code, signal])));
       await new Promise<void>((resolve, reject) => {
-        child.once('spawn', resolve);
-        child.once('error', reject);
+        spawned.once('spawn', resolve);
+        spawned.once('error', reject);
       });
-      child.on('error', (error) => logger.warn('worker.process-error', { taskId, error: error.message }));
-      const worker: Worker = { request, child, dir, gone: Promise.resolve() };
-      worker.gone = exited.then(([code, signal]) => finish(worker, code, signal));
-      workers.set(taskId, worker);
-      child.stdin?.on('error', () => {
-        // EPIPE: the agent died before reading its spec; its exit tells the rest.
-      });
-      child.stdin?.end(JSON.stringify(request.spec));
-      armDeadline(worker);
-      if (hostNamespace !== undefined) void learnNamespace(worker, hostNamespace);
-      logger.info('worker.started', { taskId, pid: child.pid ?? null, isolation });
-      if (closed) void kill(worker, 'exited');
+      child = spawned;
     } catch (error) {
       // Nothing runs, so the task never had a worker: free the record so a retry can start one.
       await rm(dir, { recursive: true, force: true });
       throw new Error(`cannot start a worker for task ${taskId}: ${(error as Error).message}`, { cause: error });
     } finally {
-      await agentLog.close();
+      await agentLog?.close();
     }
+
+    child.on('error', (error) => logger.warn('worker.process-error', { taskId, error: error.message }));
+    const worker: Worker = { request, child, dir, gone: Promise.resolve() };
+    worker.gone = exited.then(([code, signal]) => finish(worker, code, signal));
+    workers.set(taskId, worker);
+    child.stdin?.on('error', () => {
+      // EPIPE: the agent died before reading its spec; its exit tells the rest.
+    });
+    child.stdin?.end(JSON.stringify(request.spec));
+    armDeadline(worker);
+    if (hostNamespace !== undefined) void learnNamespace(worker, hostNamespace);
+    logger.info('worker.started', { taskId, pid: child.pid ?? null, isolation });
+    if (closed) void kill(worker, 'exited');
   }
 
   function armDeadline(worker: Worker): void {
@@ -173,7 +189,8 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
   }
 
   function kill(worker: Worker, reason: WorkerExit['reason']): Promise<void> {
-    worker.killReason ??= reason;
+    // A worker that already exited by itself keeps that as its reason; it is only being reaped.
+    if (worker.child.exitCode === null && worker.child.signalCode === null) worker.killReason ??= reason;
     const pid = worker.child.pid;
     // In a PID namespace this kills unshare and the agent (its init), and the kernel then kills the rest.
     if (pid !== undefined) signalGroup(pid, 'SIGKILL');
@@ -183,13 +200,18 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
   async function finish(worker: Worker, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     const { taskId } = worker.request;
     clearTimeout(worker.deadlineTimer);
-    const leftovers = await reap(worker);
-    if (leftovers.length > 0) logger.error('worker.leftovers', { taskId, pids: leftovers.join(' ') });
     const exit: WorkerExit = { taskId, reason: worker.killReason ?? 'exited', code, signal };
-    const fields = { taskId, reason: exit.reason, code, signal };
-    if (exit.reason === 'exited' && code === 0) logger.info('worker.exited', fields);
-    else logger.warn('worker.exited', { ...fields, agentLog: await tail(join(worker.dir, 'agent.log'), 2000) });
-    if (options.keepWorkDirs !== true) await emptyDir(worker.dir, logger);
+    try {
+      const leftovers = await reap(worker);
+      if (leftovers.length > 0) logger.error('worker.leftovers', { taskId, pids: leftovers.join(' ') });
+      const fields = { taskId, reason: exit.reason, code, signal };
+      if (exit.reason === 'exited' && code === 0) logger.info('worker.exited', fields);
+      else logger.warn('worker.exited', { ...fields, agentLog: await tail(join(worker.dir, 'agent.log'), 2000) });
+      if (options.keepWorkDirs !== true) await emptyDir(worker.dir, logger);
+    } catch (error) {
+      logger.error('worker.cleanup-failed', { taskId, error: (error as Error).message });
+    }
+    // Whatever went wrong above, the owner hears of the exit exactly once.
     workers.delete(taskId);
     try {
       onExit(exit);
@@ -251,11 +273,8 @@ async function chooseIsolation(wanted: 'auto' | Isolation): Promise<Isolation> {
 function probePidNamespace(): Promise<boolean> {
   if (process.platform !== 'linux') return Promise.resolve(false);
   return new Promise((resolve) => {
-    const probe = spawn(
-      'setpriv',
-      ['--pdeathsig', 'KILL', '--', 'unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--', 'true'],
-      { stdio: 'ignore' },
-    );
+    const [program = 'setpriv', ...args] = [...pidNamespaceWrapper, 'true'];
+    const probe = spawn(program, args, { stdio: 'ignore' });
     const timer = setTimeout(() => probe.kill('SIGKILL'), 10_000);
     probe.once('error', () => {
       clearTimeout(timer);

@@ -1,0 +1,134 @@
+import type { CloudEvent } from '@google-cloud/functions-framework';
+import { createFunctions, triggers, type MessageFunctionName } from '../../functions/functions.ts';
+import { messagePublishedEvent, type MessagePublishedData } from '../../functions/pubsub-function.ts';
+import { createUrlSigner } from '../../shared/adapters/local/url-signer.ts';
+import { parseConfig } from '../../shared/config/config.ts';
+import { topics } from '../../shared/model/messages.ts';
+import type { Build } from '../../shared/model/types.ts';
+import type { WorkerExit } from '../../shared/ports/compute.ts';
+import { silentLogger, type Logger } from '../../shared/ports/log.ts';
+import type { Delivery } from '../../shared/ports/messages.ts';
+import type { Reporter } from '../../shared/ports/reporter.ts';
+import { defaultPipelineOptions } from '../../shared/pipeline/deps.ts';
+import { publishMessage } from '../../shared/pipeline/publish.ts';
+import { createFakeCompute } from '../fakes/fake-compute.ts';
+import { createFakeSource } from '../fakes/fake-source.ts';
+import { createMemoryBlobs } from '../fakes/memory-blobs.ts';
+import { createMemoryQueue } from '../fakes/memory-queue.ts';
+import { createMemoryState } from '../fakes/memory-state.ts';
+
+const subscription = { ackDeadlineMs: 60_000, maxAttempts: 5, minBackoffMs: 10, maxBackoffMs: 100 };
+
+/**
+ * The whole pipeline over in-memory fakes, driven by hand: messages sit in the queue until the test delivers them,
+ * once, twice, or in any order. Builders: `ok` (host, 3 attempts) and `vm` (a host type the fake cannot run).
+ */
+export async function createPipelineHarness(options: { logger?: Logger } = {}) {
+  let clock = 1_700_000_000_000;
+  const now = () => clock;
+  const state = createMemoryState();
+  const queue = createMemoryQueue({ now });
+  const signer = createUrlSigner({ baseUrl: 'http://blobs.test', secret: new Uint8Array(32).fill(7), now });
+  const blobs = createMemoryBlobs({ signer });
+  const exits: WorkerExit[] = [];
+  const compute = createFakeCompute({ onExit: (exit) => exits.push(exit) });
+  const source = createFakeSource();
+  const reported: Build[] = [];
+  const reporter: Reporter = {
+    name: 'test',
+    async report(build) {
+      reported.push(build);
+    },
+  };
+  const config = parseConfig(
+    {
+      repos: [{ name: 'demo', url: '/nowhere/demo', branches: ['main'], builders: ['ok'] }],
+      builders: {
+        ok: { type: 'command', command: 'true', maxAttempts: 3, timeoutSeconds: 60 },
+        vm: { type: 'command', command: 'true', hostType: 'windows-amd64' },
+      },
+    },
+    'test-config.json',
+  );
+  const functions = createFunctions({
+    catalog: config,
+    state,
+    publisher: queue,
+    blobs,
+    compute,
+    source,
+    reporters: [reporter],
+    logger: options.logger ?? silentLogger,
+    now,
+    options: defaultPipelineOptions,
+    deadLetters: queue,
+  });
+  const names = Object.keys(triggers) as MessageFunctionName[];
+  for (const name of names) await queue.subscribe(triggers[name], name, subscription);
+
+  function eventOf(name: MessageFunctionName, delivery: Pick<Delivery, 'messageId' | 'data' | 'attributes' | 'publishedAt' | 'attempt'>): CloudEvent<MessagePublishedData> {
+    return messagePublishedEvent({
+      project: 'test',
+      topic: triggers[name],
+      subscription: name,
+      messageId: delivery.messageId,
+      data: delivery.data,
+      attributes: delivery.attributes,
+      publishedAt: delivery.publishedAt,
+      deliveryAttempt: delivery.attempt,
+    });
+  }
+
+  return {
+    state,
+    queue,
+    blobs,
+    compute,
+    source,
+    config,
+    reported,
+    exits,
+    functions,
+    advance(ms: number) {
+      clock += ms;
+    },
+    /** Takes every message due on a function's subscription, acked: the test decides what to deliver. */
+    async take(name: MessageFunctionName): Promise<Delivery[]> {
+      const taken: Delivery[] = [];
+      for (let batch = await queue.pull(name, 100); batch.length > 0; batch = await queue.pull(name, 100)) {
+        for (const delivery of batch) await queue.ack(delivery);
+        taken.push(...batch);
+      }
+      return taken;
+    },
+    /** Hands one delivery to its function, as the platform would; resolves or rejects as the function does. */
+    deliver(name: MessageFunctionName, delivery: Delivery): Promise<void> {
+      return functions.message[name](eventOf(name, delivery));
+    },
+    /** Hands raw bytes to a function, as a malformed message would arrive. */
+    deliverRaw(name: MessageFunctionName, data: string): Promise<void> {
+      return functions.message[name](
+        eventOf(name, { messageId: 'raw-1', data: Buffer.from(data), attributes: {}, publishedAt: clock, attempt: 1 }),
+      );
+    },
+    /** Delivers everything queued, function by function, until the queue is empty. */
+    async drain(): Promise<void> {
+      for (let moved = true; moved; ) {
+        moved = false;
+        for (const name of names) {
+          for (const delivery of await this.take(name)) {
+            moved = true;
+            await this.deliver(name, delivery);
+          }
+        }
+      }
+    },
+    /** Publishes a poll tick and delivers it. */
+    async poll(): Promise<void> {
+      await publishMessage(queue, topics.pollTick, { v: 1 });
+      for (const delivery of await this.take('poll')) await this.deliver('poll', delivery);
+    },
+  };
+}
+
+export type PipelineHarness = Awaited<ReturnType<typeof createPipelineHarness>>;

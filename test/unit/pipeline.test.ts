@@ -1,0 +1,280 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { buildId } from '../../shared/model/ids.ts';
+import { topics } from '../../shared/model/messages.ts';
+import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
+import { publishMessage } from '../../shared/pipeline/publish.ts';
+import { collections } from '../../shared/ports/state.ts';
+import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
+
+/** Pushes a commit, polls, and runs the pipeline until its worker is started. */
+async function launchOne(h: PipelineHarness) {
+  const commit = h.source.push('demo', 'main');
+  await h.poll();
+  await h.drain();
+  const id = buildId('demo', commit, 'ok');
+  const build = await h.state.get(collections.builds, id);
+  assert.ok(build?.taskId, 'the build has a task');
+  return { commit, buildId: id, taskId: build.taskId };
+}
+
+function result(taskId: string, status: TaskResult['status'], exitCode = status === 'passed' ? 0 : 1): TaskResult {
+  return {
+    v: 1,
+    taskId,
+    status,
+    startedAt: 1,
+    finishedAt: 2,
+    steps: [{ name: 'true', exitCode, durationMs: 1 }],
+    log: { bytes: 10, truncated: false, chunks: 1 },
+    ...(status === 'error' ? { error: 'could not fetch the source' } : {}),
+  };
+}
+
+async function finish(h: PipelineHarness, taskId: string, status: TaskResult['status']) {
+  await h.blobs.put(blobKeys.result(taskId), JSON.stringify(result(taskId, status)));
+  await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
+  await h.drain();
+}
+
+async function tasksOf(h: PipelineHarness, build: string) {
+  return h.state.query(collections.tasks, { where: { buildId: build } });
+}
+
+describe('pipeline: happy path', () => {
+  it('takes a commit from poll to a reported verdict', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, taskId } = await launchOne(h);
+    assert.equal(h.compute.started.length, 1);
+    assert.equal((await h.state.get(collections.tasks, taskId))?.status, 'launched');
+    assert.equal((await h.state.get(collections.builds, id))?.status, 'running');
+    await finish(h, taskId, 'passed');
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'passed');
+    assert.ok(build?.reportedAt !== undefined);
+    assert.deepEqual(h.reported.map((b) => b.id), [id]);
+  });
+
+  it('hands the worker only signed URLs for its own task, and the builder env', async () => {
+    const h = await createPipelineHarness();
+    const { taskId } = await launchOne(h);
+    const spec = h.compute.started[0]?.spec;
+    assert.ok(spec);
+    assert.equal(spec.env['GO_BUILDER_NAME'], 'ok');
+    for (const url of [spec.source.url, spec.result.url, ...spec.log.chunkUrls]) {
+      assert.match(url, /[?&]s=[0-9a-f]+/);
+    }
+    assert.ok(spec.result.url.includes(`tasks/${taskId}/result.json`));
+    assert.ok(spec.log.chunkUrls.every((url) => url.includes(`tasks/${taskId}/log/`)));
+  });
+});
+
+describe('pipeline: every message twice changes nothing the second time', () => {
+  it('poll-tick: builds are created once', async () => {
+    const h = await createPipelineHarness();
+    h.source.push('demo', 'main');
+    await h.poll();
+    await h.poll();
+    assert.equal((await h.state.query(collections.builds)).length, 1);
+    assert.equal((await h.take('plan')).length, 1, 'only the first poll requested a build');
+  });
+
+  it('build-requested: one task per build', async () => {
+    const h = await createPipelineHarness();
+    h.source.push('demo', 'main');
+    await h.poll();
+    const [request] = await h.take('plan');
+    assert.ok(request);
+    await h.deliver('plan', request);
+    await h.deliver('plan', request);
+    const [build] = await h.state.query(collections.builds);
+    assert.ok(build);
+    assert.equal((await tasksOf(h, build.id)).length, 1);
+    await h.drain();
+    assert.equal(h.compute.started.length, 1);
+  });
+
+  it('task-ready: one worker per task, delivered twice in a row or at once', async () => {
+    const h = await createPipelineHarness();
+    h.source.push('demo', 'main');
+    await h.poll();
+    for (const delivery of await h.take('plan')) await h.deliver('plan', delivery);
+    const [ready] = await h.take('launch');
+    assert.ok(ready);
+    await Promise.all([h.deliver('launch', ready), h.deliver('launch', ready)]);
+    await h.deliver('launch', ready);
+    assert.equal(h.compute.started.length, 1);
+    assert.equal(h.compute.startCalls, 2, 'both concurrent deliveries reached compute, which started one worker');
+  });
+
+  it('task-finished: one verdict per build, whichever notice comes first', async () => {
+    for (const order of [['result', 'exited'], ['exited', 'result']] as const) {
+      const h = await createPipelineHarness();
+      const { buildId: id, taskId } = await launchOne(h);
+      await h.blobs.put(blobKeys.result(taskId), JSON.stringify(result(taskId, 'failed')));
+      for (const cause of order) {
+        await publishMessage(h.queue, topics.taskFinished, {
+          v: 1,
+          taskId,
+          cause,
+          ...(cause === 'exited' ? { exit: { reason: 'exited' as const, code: 0, signal: null } } : {}),
+        });
+      }
+      const notices = await h.take('collect');
+      for (const notice of [...notices, ...notices]) await h.deliver('collect', notice);
+      const build = await h.state.get(collections.builds, id);
+      assert.equal(build?.status, 'failed', `order ${order.join(' then ')}`);
+      assert.equal((await tasksOf(h, id)).length, 1, 'no retry for a task with a result');
+      const finishedAt = build?.finishedAt;
+      await h.drain();
+      assert.equal((await h.state.get(collections.builds, id))?.finishedAt, finishedAt);
+      assert.equal(h.reported.length, 1);
+    }
+  });
+
+  it('build-finished: one report', async () => {
+    const h = await createPipelineHarness();
+    const { taskId } = await launchOne(h);
+    await h.blobs.put(blobKeys.result(taskId), JSON.stringify(result(taskId, 'passed')));
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
+    for (const delivery of await h.take('collect')) await h.deliver('collect', delivery);
+    const [finished] = await h.take('report');
+    assert.ok(finished);
+    await h.deliver('report', finished);
+    await h.deliver('report', finished);
+    assert.equal(h.reported.length, 1);
+  });
+});
+
+describe('pipeline: out of order', () => {
+  it('a late task-ready or build-requested after the verdict starts nothing', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, commit, taskId } = await launchOne(h);
+    await finish(h, taskId, 'passed');
+    await publishMessage(h.queue, topics.taskReady, { v: 1, taskId });
+    await publishMessage(h.queue, topics.buildRequested, { v: 1, buildId: id, repo: 'demo', commit, builder: 'ok' });
+    await h.drain();
+    assert.equal(h.compute.started.length, 1);
+    assert.equal((await tasksOf(h, id)).length, 1);
+    assert.equal(h.reported.length, 1);
+  });
+
+  it('a result notice before the result object is ignored until the object or the exit arrives', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, taskId } = await launchOne(h);
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
+    await h.drain();
+    assert.equal((await h.state.get(collections.builds, id))?.status, 'running');
+    await finish(h, taskId, 'passed');
+    assert.equal((await h.state.get(collections.builds, id))?.status, 'passed');
+  });
+
+  it('a result that lands before launch records the worker yields one verdict and no second worker', async () => {
+    const h = await createPipelineHarness();
+    h.source.push('demo', 'main');
+    await h.poll();
+    for (const delivery of await h.take('plan')) await h.deliver('plan', delivery);
+    const [build] = await h.state.query(collections.builds);
+    assert.ok(build?.taskId);
+    const held = await h.take('launch'); // task-ready is held back: the task stays pending
+    await h.blobs.put(blobKeys.result(build.taskId), JSON.stringify(result(build.taskId, 'passed')));
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId: build.taskId, cause: 'result' });
+    await h.drain();
+    assert.equal((await h.state.get(collections.builds, build.id))?.status, 'passed');
+    for (const delivery of held) await h.deliver('launch', delivery);
+    assert.equal(h.compute.started.length, 0, 'a finished task is never launched');
+    assert.equal(h.reported.length, 1);
+  });
+});
+
+describe('pipeline: lost workers, deadlines and bad results', () => {
+  it('a worker that dies without a result is retried, then the build is an infra failure', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id } = await launchOne(h);
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const build = await h.state.get(collections.builds, id);
+      assert.equal(build?.attempts, attempt);
+      assert.ok(build?.taskId);
+      h.compute.finish(build.taskId, { reason: 'exited', code: 137, signal: 'SIGKILL' });
+      for (const exit of h.exits.splice(0)) {
+        await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId: exit.taskId, cause: 'exited', exit: { reason: exit.reason, code: exit.code, signal: exit.signal } });
+      }
+      await h.drain();
+    }
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'infra-failure');
+    assert.match(build?.reason ?? '', /worker lost 3 times.*killed by SIGKILL/);
+    assert.equal(h.compute.started.length, 3, 'one fresh worker per attempt');
+    assert.equal((await tasksOf(h, id)).filter((task) => task.status === 'lost').length, 3);
+    assert.equal(h.reported.length, 1);
+  });
+
+  it('an agent error result counts as a lost worker', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, taskId } = await launchOne(h);
+    await finish(h, taskId, 'error');
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'running');
+    assert.equal(build?.attempts, 2);
+    assert.equal((await h.state.get(collections.tasks, taskId))?.reason, 'agent error: could not fetch the source');
+  });
+
+  it('a malformed result is a lost attempt with the reason, not a crash', async () => {
+    const h = await createPipelineHarness();
+    const { taskId } = await launchOne(h);
+    await h.blobs.put(blobKeys.result(taskId), '{"v":1,"taskId":"nope"}');
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
+    await h.drain();
+    const task = await h.state.get(collections.tasks, taskId);
+    assert.equal(task?.status, 'lost');
+    assert.match(task?.reason ?? '', /^malformed result: result: taskId/);
+  });
+
+  it('a worker killed at its deadline makes the build fail as timed out', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, taskId } = await launchOne(h);
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'exited', exit: { reason: 'deadline', code: null, signal: 'SIGKILL' } });
+    await h.drain();
+    assert.equal((await h.state.get(collections.tasks, taskId))?.status, 'timed-out');
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'failed');
+    assert.match(build?.reason ?? '', /killed at its deadline \(60s\)/);
+  });
+
+  it('a host type this runtime cannot run is an infra failure that says so, with no worker', async () => {
+    const h = await createPipelineHarness();
+    const commit = h.source.push('demo', 'main');
+    const id = buildId('demo', commit, 'vm');
+    await h.state.transaction(async (tx) => {
+      tx.set(collections.builds, id, { id, repo: 'demo', commit, builder: 'vm', seq: 1, status: 'queued', createdAt: 1, attempts: 0 });
+    });
+    await publishMessage(h.queue, topics.buildRequested, { v: 1, buildId: id, repo: 'demo', commit, builder: 'vm' });
+    await h.drain();
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'infra-failure');
+    assert.match(build?.reason ?? '', /host type "windows-amd64" is not available on this runtime/);
+    assert.equal(h.compute.started.length, 0);
+  });
+});
+
+describe('pipeline: malformed messages go to the dead letters with the reason', () => {
+  const cases = [
+    ['plan', 'not json', /build-requested message: not JSON/],
+    ['plan', '{"v":1,"buildId":"xyz","repo":"demo","commit":"abc","builder":"ok"}', /buildId: expected a 24-hex-digit ID; commit: expected a full commit hash/],
+    ['launch', '{"v":2,"taskId":"000000000000000000000000"}', /task-ready message: v: /],
+    ['launch', '{"v":1,"taskId":"000000000000000000000000"}', /task 000000000000000000000000 does not exist/],
+    ['collect', '{"v":1,"taskId":"000000000000000000000000","cause":"maybe"}', /cause: /],
+    ['report', '{"v":1,"buildId":"000000000000000000000000","extra":true}', /Unrecognized key: "extra"/],
+    ['poll', '{"v":1,"repos":["$(rm -rf /)"]}', /repos.0: expected a lower-case name/],
+  ] as const;
+  for (const [name, data, reason] of cases) {
+    it(`${name}: ${data.slice(0, 40)}`, async () => {
+      const h = await createPipelineHarness();
+      await h.deliverRaw(name, data);
+      const [letter] = await h.queue.list();
+      assert.ok(letter, 'a dead letter was recorded');
+      assert.match(letter.reason, reason);
+      assert.equal(Buffer.from(letter.data).toString(), data, 'the message is kept as it came');
+    });
+  }
+});
