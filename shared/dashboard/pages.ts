@@ -52,7 +52,7 @@ ${grid.builders.map((builder) => {
   const build = row.builds[builder];
   return build === undefined
     ? html`<td></td>`
-    : html`<td><a class="s-${build.status}" href="/build/${build.id}" title="${build.status}${build.reason === undefined ? '' : `: ${build.reason}`}">${cellLabels[build.status]}</a></td>`;
+    : html`<td><a class="s-${build.status}" href="${build.taskId === undefined ? `/build/${build.id}` : `/log/${build.taskId}`}" title="${build.status}${build.reason === undefined ? '' : `: ${build.reason}`}">${cellLabels[build.status]}</a> <a class="muted" href="/build/${build.id}" title="build details">›</a></td>`;
 })}</tr>`,
 )}</table>`
 }`,

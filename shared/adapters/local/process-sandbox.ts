@@ -40,6 +40,8 @@ const pidNamespaceWrapper = [
 ];
 /** How long to keep killing a worker's leftover processes before giving up and reporting them. */
 const reapTimeoutMs = 10_000;
+/** How long `stop` lets an agent that has uploaded its result exit by itself before killing it. */
+const stopGraceMs = 2_000;
 
 interface Worker {
   request: WorkerRequest;
@@ -48,6 +50,8 @@ interface Worker {
   /** The worker's PID namespace (`pid:[inode]`), once known. */
   namespace?: string;
   killReason?: WorkerExit['reason'];
+  /** Stopped by its owner (its result is in): an exit then is expected, not a warning. */
+  stopRequested?: boolean;
   deadlineTimer?: NodeJS.Timeout;
   /** Settles after onExit was called. */
   gone: Promise<void>;
@@ -205,7 +209,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       const leftovers = await reap(worker);
       if (leftovers.length > 0) logger.error('worker.leftovers', { taskId, pids: leftovers.join(' ') });
       const fields = { taskId, reason: exit.reason, code, signal };
-      if (exit.reason === 'exited' && code === 0) logger.info('worker.exited', fields);
+      if (exit.reason === 'exited' && (code === 0 || worker.stopRequested === true)) logger.info('worker.exited', fields);
       else logger.warn('worker.exited', { ...fields, agentLog: await tail(join(worker.dir, 'agent.log'), 2000) });
       if (options.keepWorkDirs !== true) await emptyDir(worker.dir, logger);
     } catch (error) {
@@ -239,7 +243,13 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     start,
     async stop(taskId) {
       const worker = workers.get(taskId);
-      if (worker !== undefined) await kill(worker, 'exited');
+      if (worker === undefined) return;
+      worker.stopRequested = true;
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<'late'>((resolve) => (timer = setTimeout(resolve, stopGraceMs, 'late')));
+      const outcome = await Promise.race([worker.gone.then(() => 'gone' as const), grace]);
+      clearTimeout(timer);
+      if (outcome === 'late') await kill(worker, 'exited');
     },
     async list(): Promise<WorkerInfo[]> {
       return [...workers.values()].map(({ request }) => ({
