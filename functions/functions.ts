@@ -5,7 +5,8 @@ import type { DeadLetters } from '../shared/ports/messages.ts';
 import { createCollect } from '../shared/pipeline/collect.ts';
 import type { PipelineDeps } from '../shared/pipeline/deps.ts';
 import { createLaunch } from '../shared/pipeline/launch.ts';
-import { createPlan } from '../shared/pipeline/plan.ts';
+import { finishTask } from '../shared/pipeline/finish-task.ts';
+import { abandonPlan, createPlan } from '../shared/pipeline/plan.ts';
 import { createPoll } from '../shared/pipeline/poll.ts';
 import { createReport } from '../shared/pipeline/report.ts';
 import { pubsubFunction, type PubsubFunction } from './pubsub-function.ts';
@@ -13,6 +14,8 @@ import { pubsubFunction, type PubsubFunction } from './pubsub-function.ts';
 /** What the entry points need: the pipeline's deps and a place for dead letters. */
 export interface FunctionDeps extends PipelineDeps {
   deadLetters: DeadLetters;
+  /** Deliveries of one message before its function gives up on it (the subscription's max delivery attempts). */
+  maxDeliveryAttempts: number;
 }
 
 /** Each message-triggered function and the topic it listens on. One place, used by every runtime and by deploy. */
@@ -33,13 +36,34 @@ export interface Functions {
 
 /** Builds every entry point over one set of deps. Creates no client and does no I/O. */
 export function createFunctions(deps: FunctionDeps): Functions {
-  const wrap = { deadLetters: deps.deadLetters, logger: deps.logger };
+  const wrap = { deadLetters: deps.deadLetters, logger: deps.logger, maxAttempts: deps.maxDeliveryAttempts };
+  // A task whose launch or collection keeps failing counts as a lost worker: retried on a fresh one, then shown.
+  const loseTask = (what: string) => (message: { taskId: string }, reason: string) =>
+    finishTask(deps, message.taskId, { status: 'lost', reason: `${what} ${reason}` });
   return {
     message: {
       poll: pubsubFunction({ ...wrap, topic: triggers.poll, schema: PollTick, handle: createPoll(deps) }),
-      plan: pubsubFunction({ ...wrap, topic: triggers.plan, schema: BuildRequested, handle: createPlan(deps) }),
-      launch: pubsubFunction({ ...wrap, topic: triggers.launch, schema: TaskReady, handle: createLaunch(deps) }),
-      collect: pubsubFunction({ ...wrap, topic: triggers.collect, schema: TaskFinished, handle: createCollect(deps) }),
+      plan: pubsubFunction({
+        ...wrap,
+        topic: triggers.plan,
+        schema: BuildRequested,
+        handle: createPlan(deps),
+        giveUp: (message, reason) => abandonPlan(deps, message.buildId, reason),
+      }),
+      launch: pubsubFunction({
+        ...wrap,
+        topic: triggers.launch,
+        schema: TaskReady,
+        handle: createLaunch(deps),
+        giveUp: loseTask('launch'),
+      }),
+      collect: pubsubFunction({
+        ...wrap,
+        topic: triggers.collect,
+        schema: TaskFinished,
+        handle: createCollect(deps),
+        giveUp: loseTask('collect'),
+      }),
       report: pubsubFunction({ ...wrap, topic: triggers.report, schema: BuildFinished, handle: createReport(deps) }),
     },
     dashboard: createDashboard({

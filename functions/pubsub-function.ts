@@ -23,30 +23,39 @@ export type PubsubFunction = (event: CloudEvent<MessagePublishedData>) => Promis
 /**
  * Wraps a handler as a Pub/Sub-triggered function: decodes and validates the message, runs the handler, and maps
  * failures the way the platform needs. A PermanentError (malformed message, unknown ID) is recorded in the dead
- * letters with its reason and acknowledged; anything else is thrown, so the platform redelivers with backoff.
+ * letters with its reason and acknowledged. Any other failure is thrown, so the platform redelivers with backoff,
+ * until the last of `maxAttempts` deliveries: then `giveUp` records the failure where people will see it (a build's
+ * verdict, say), the message goes to the dead letters, and it is acknowledged, so nothing waits forever.
  */
 export function pubsubFunction<S extends z.ZodType>(options: {
   topic: string;
   schema: S;
   handle: (message: z.infer<S>) => Promise<unknown>;
+  giveUp?: (message: z.infer<S>, reason: string) => Promise<unknown>;
+  maxAttempts: number;
   deadLetters: DeadLetters;
   logger: Logger;
 }): PubsubFunction {
   return async (event) => {
     const message = event.data?.message;
     const data = Buffer.from(message?.data ?? '', 'base64');
+    const attempt = event.data?.deliveryAttempt ?? 1;
+    let decoded: z.infer<S> | undefined;
     try {
-      await options.handle(decode(options.schema, data, `${options.topic} message`));
+      decoded = decode(options.schema, data, `${options.topic} message`);
+      await options.handle(decoded);
     } catch (error) {
-      if (!(error instanceof PermanentError)) throw error;
-      const reason = describeError(error);
+      const permanent = error instanceof PermanentError;
+      if (!permanent && attempt < options.maxAttempts) throw error;
+      const reason = permanent ? describeError(error) : `failed ${attempt} times; last: ${describeError(error)}`;
+      if (!permanent && decoded !== undefined) await options.giveUp?.(decoded, reason);
       options.logger.error('message.dead-lettered', { topic: options.topic, id: message?.messageId, reason });
       await options.deadLetters.record({
         topic: options.topic,
         subscription: event.data?.subscription ?? '',
         data,
         attributes: message?.attributes ?? {},
-        attempts: event.data?.deliveryAttempt ?? 1,
+        attempts: attempt,
         reason,
       });
     }

@@ -21,12 +21,7 @@ export function createPlan(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publi
       if (build === undefined) throw new PermanentError(`build ${message.buildId} does not exist`);
       if (build.status !== 'queued' || build.taskId !== undefined) return build;
       if (!deps.catalog.builders.has(build.builder)) {
-        const failed: Build = {
-          ...build,
-          status: 'infra-failure',
-          reason: `builder "${build.builder}" is not configured`,
-          finishedAt: deps.now(),
-        };
+        const failed = unplannable(build, `builder "${build.builder}" is not configured`, deps.now());
         tx.set(collections.builds, build.id, failed);
         return failed;
       }
@@ -38,6 +33,29 @@ export function createPlan(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publi
     });
     await publishFollowUp(deps, build);
   };
+}
+
+/**
+ * Ends a build that could not be planned as an infra failure with the reason, unless it was planned meanwhile.
+ * For the last delivery of a `build-requested` message whose handling kept failing.
+ */
+export async function abandonPlan(
+  deps: Pick<PipelineDeps, 'state' | 'publisher' | 'now'>,
+  buildId: string,
+  reason: string,
+): Promise<void> {
+  const build = await deps.state.transaction(async (tx) => {
+    const build = await tx.get(collections.builds, buildId);
+    if (build === undefined || build.status !== 'queued' || build.taskId !== undefined) return build;
+    const failed = unplannable(build, `could not plan: ${reason}`, deps.now());
+    tx.set(collections.builds, build.id, failed);
+    return failed;
+  });
+  if (build !== undefined) await publishFollowUp(deps, build);
+}
+
+function unplannable(build: Build, reason: string, now: number): Build {
+  return { ...build, status: 'infra-failure', reason, finishedAt: now };
 }
 
 /** A fresh pending task for the given attempt of a build. */

@@ -124,13 +124,13 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     now: Date.now,
     options: { ...defaultPipelineOptions, dashboardUrl: baseUrl, ...options.pipeline },
   };
-  const functions: Functions = createFunctions({ ...deps, deadLetters: queue });
+  const subscription = { ...defaultSubscription, ...options.subscription };
+  const functions: Functions = createFunctions({ ...deps, deadLetters: queue, maxDeliveryAttempts: subscription.maxAttempts });
   server.on('request', (req, res) => {
     const handler = req.url?.startsWith('/blobs/') ? blobHandler : functions.dashboard;
     void handler(req, res);
   });
 
-  const subscription = { ...defaultSubscription, ...options.subscription };
   const names = Object.keys(triggers) as MessageFunctionName[];
   for (const name of names) await queue.subscribe(triggers[name], name, subscription);
   const dispatcher = createDispatcher({
@@ -141,7 +141,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
       topic: triggers[name],
       subscription: name,
       handle: functions.message[name],
-      concurrency: options.concurrency ?? 8,
+      // One poll at a time: overlapping polls of one branch would only do the same work twice.
+      concurrency: name === 'poll' ? 1 : (options.concurrency ?? 16),
       maxAttempts: subscription.maxAttempts,
     })),
   });

@@ -62,6 +62,7 @@ export async function createPipelineHarness(options: { logger?: Logger } = {}) {
     now,
     options: defaultPipelineOptions,
     deadLetters: queue,
+    maxDeliveryAttempts: subscription.maxAttempts,
   });
   const names = Object.keys(triggers) as MessageFunctionName[];
   for (const name of names) await queue.subscribe(triggers[name], name, subscription);

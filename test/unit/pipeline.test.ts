@@ -257,6 +257,51 @@ describe('pipeline: lost workers, deadlines and bad results', () => {
   });
 });
 
+describe('pipeline: a handler that keeps failing gives up visibly on the last delivery', () => {
+  it('launch: the task counts as a lost worker, and the message is kept with the reason', async () => {
+    const h = await createPipelineHarness();
+    h.source.push('demo', 'main');
+    h.source.archive = async () => {
+      throw new Error('git archive: bad object');
+    };
+    await h.poll();
+    for (const delivery of await h.take('plan')) await h.deliver('plan', delivery);
+    const [ready] = await h.take('launch');
+    assert.ok(ready);
+    for (let attempt = 1; attempt < 5; attempt++) {
+      await assert.rejects(h.deliver('launch', { ...ready, attempt }), /bad object/);
+    }
+    await h.deliver('launch', { ...ready, attempt: 5 }); // the last delivery: acknowledged
+    const { taskId } = JSON.parse(Buffer.from(ready.data).toString()) as { taskId: string };
+    const task = await h.state.get(collections.tasks, taskId);
+    assert.equal(task?.status, 'lost');
+    assert.match(task?.reason ?? '', /^launch failed 5 times; last: git archive: bad object/);
+    const [build] = await h.state.query(collections.builds);
+    assert.equal(build?.attempts, 2, 'a fresh attempt was made');
+    const [letter] = await h.queue.list(1);
+    assert.equal(letter?.topic, 'task-ready');
+    assert.equal(letter?.attempts, 5);
+  });
+
+  it('plan: the build becomes an infra failure that says why', async () => {
+    const h = await createPipelineHarness();
+    h.source.push('demo', 'main');
+    await h.poll();
+    const [request] = await h.take('plan');
+    assert.ok(request);
+    const transaction = h.state.transaction.bind(h.state);
+    let failures = 5; // every delivery's own transaction fails; the give-up's succeeds
+    h.state.transaction = (fn) => (failures-- > 0 ? Promise.reject(new Error('database is locked')) : transaction(fn));
+    for (let attempt = 1; attempt < 5; attempt++) await assert.rejects(h.deliver('plan', { ...request, attempt }), /locked/);
+    await h.deliver('plan', { ...request, attempt: 5 });
+    const [build] = await h.state.query(collections.builds);
+    assert.equal(build?.status, 'infra-failure');
+    assert.equal(build?.reason, 'could not plan: failed 5 times; last: database is locked');
+    await h.drain();
+    assert.equal(h.reported.length, 1, 'the failure is reported like any verdict');
+  });
+});
+
 describe('pipeline: malformed messages go to the dead letters with the reason', () => {
   const cases = [
     ['plan', 'not json', /build-requested message: not JSON/],
