@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { createPublishListeners } from '../../shared/adapters/publish-listeners.ts';
 import type { DeadLetter, Delivery, MessageQueue, SubscriptionOptions } from '../../shared/ports/messages.ts';
 
 export interface MemoryQueueOptions {
@@ -31,7 +32,7 @@ export function createMemoryQueue(options: MemoryQueueOptions = {}): MessageQueu
   const now = options.now ?? Date.now;
   const subscriptions = new Map<string, Subscription>();
   const deadLetters: DeadLetter[] = [];
-  const listeners = new Set<(topic: string) => void>();
+  const listeners = createPublishListeners();
   let nextSeq = 1;
   let closed = false;
   const assertOpen = (): void => {
@@ -121,15 +122,7 @@ export function createMemoryQueue(options: MemoryQueueOptions = {}): MessageQueu
           ackId: undefined,
         });
       }
-      for (const listener of [...listeners]) {
-        try {
-          listener(topic);
-        } catch (error) {
-          queueMicrotask(() => {
-            throw error;
-          });
-        }
-      }
+      listeners.notify(topic);
       return id;
     },
 
@@ -231,11 +224,7 @@ export function createMemoryQueue(options: MemoryQueueOptions = {}): MessageQueu
     },
 
     onPublish(listener: (topic: string) => void): () => void {
-      const entry = (topic: string): void => listener(topic);
-      listeners.add(entry);
-      return () => {
-        listeners.delete(entry);
-      };
+      return listeners.add(listener);
     },
 
     async close(): Promise<void> {

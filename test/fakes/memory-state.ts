@@ -1,3 +1,4 @@
+import { checkDocumentId, createLock, runBufferedTransaction } from '../../shared/adapters/buffered-transaction.ts';
 import type { Collection, Query, Scalar, StateStore, Transaction } from '../../shared/ports/state.ts';
 
 const MAX_IN_VALUES = 30;
@@ -16,7 +17,7 @@ export function createMemoryState(): StateStore {
   };
 
   const read = <T>(collection: Collection<T>, id: string): T | undefined => {
-    checkId(collection, id);
+    checkDocumentId(collection, id);
     const text = data.get(collection.name)?.get(id);
     return text === undefined ? undefined : parse<T>(text);
   };
@@ -68,54 +69,17 @@ export function createMemoryState(): StateStore {
     transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
       return exclusive(async () => {
         assertOpen();
-        const writes = new Map<string, { collection: string; id: string; text: string | undefined }>();
-        let wrote = false;
-        let finished = false;
-        const assertActive = (): void => {
-          if (finished) throw new Error('transaction already finished: use tx only inside its function');
-        };
-        const tx: Transaction = {
-          async get<T>(collection: Collection<T>, id: string): Promise<T | undefined> {
-            assertActive();
-            if (wrote) {
-              throw new Error(
-                `transaction reads must come before writes: get(${collection.name}/${id}) after a set or delete`,
-              );
-            }
-            return read(collection, id);
-          },
-          set<T>(collection: Collection<T>, id: string, doc: T): void {
-            assertActive();
-            checkId(collection, id);
-            if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
-              throw new Error(`a document in ${collection.name} must be a JSON object`);
-            }
-            writes.set(`${collection.name}\0${id}`, { collection: collection.name, id, text: JSON.stringify(doc) });
-            wrote = true;
-          },
-          delete<T>(collection: Collection<T>, id: string): void {
-            assertActive();
-            checkId(collection, id);
-            writes.set(`${collection.name}\0${id}`, { collection: collection.name, id, text: undefined });
-            wrote = true;
-          },
-        };
-        try {
-          const result = await fn(tx);
-          finished = true;
-          for (const write of writes.values()) {
-            let docs = data.get(write.collection);
-            if (docs === undefined) {
-              docs = new Map();
-              data.set(write.collection, docs);
-            }
-            if (write.text === undefined) docs.delete(write.id);
-            else docs.set(write.id, write.text);
+        const { result, writes } = await runBufferedTransaction(fn, { read, checkId: checkDocumentId });
+        for (const write of writes) {
+          let docs = data.get(write.collection);
+          if (docs === undefined) {
+            docs = new Map();
+            data.set(write.collection, docs);
           }
-          return result;
-        } finally {
-          finished = true;
+          if (write.data === undefined) docs.delete(write.id);
+          else docs.set(write.id, write.data);
         }
+        return result;
       });
     },
 
@@ -162,12 +126,6 @@ function assertIndexed(collection: Collection<unknown>, field: string, clause: s
   }
 }
 
-function checkId(collection: Collection<unknown>, id: string): void {
-  if (typeof id !== 'string' || id === '' || id === '.' || id === '..' || id.includes('/')) {
-    throw new Error(`invalid document ID ${JSON.stringify(id)} in ${collection.name}`);
-  }
-}
-
 function jsonEquals(stored: unknown, value: Scalar): boolean {
   return typeof stored === typeof value && stored === value;
 }
@@ -197,16 +155,4 @@ function compareText(a: string, b: string): number {
 function parse<T>(text: string): T {
   const doc: unknown = JSON.parse(text);
   return doc as T;
-}
-
-function createLock(): <R>(fn: () => R | Promise<R>) => Promise<R> {
-  let tail: Promise<unknown> = Promise.resolve();
-  return <R>(fn: () => R | Promise<R>): Promise<R> => {
-    const result = tail.then(fn);
-    tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
-  };
 }

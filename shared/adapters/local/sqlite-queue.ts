@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { DatabaseSync, SQLOutputValue } from 'node:sqlite';
 import type { DeadLetter, Delivery, MessageQueue, SubscriptionOptions } from '../../ports/messages.ts';
+import { createPublishListeners } from '../publish-listeners.ts';
 
 export interface SqliteQueueOptions {
   /** The clock for publish times, leases and backoff; Date.now unless a test drives time. */
@@ -120,7 +121,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
   };
 
   const subscriptions = new Map<string, Subscription>();
-  const listeners = new Set<(topic: string) => void>();
+  const listeners = createPublishListeners();
   let closed = false;
   const assertOpen = (): void => {
     if (closed) throw new Error('message queue is closed');
@@ -191,7 +192,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       if (!(data instanceof Uint8Array)) throw new Error(`publish to ${topic}: data must be a Uint8Array`);
       const id = randomUUID();
       sql.publish.run({ id, topic, data, attributes: encodeAttributes(topic, attributes), now: now() });
-      notify(listeners, topic);
+      listeners.notify(topic);
       return id;
     },
 
@@ -314,12 +315,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
     },
 
     onPublish(listener: (topic: string) => void): () => void {
-      // A wrapper per call, so the same function registered twice is called twice and removed once per unsubscribe.
-      const entry = (topic: string): void => listener(topic);
-      listeners.add(entry);
-      return () => {
-        listeners.delete(entry);
-      };
+      return listeners.add(listener);
     },
 
     async close(): Promise<void> {
@@ -331,22 +327,6 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
 /** Redelivery delay after the given attempt failed: minBackoffMs doubled per earlier attempt, capped. */
 function backoff(sub: Subscription, attempt: number): number {
   return Math.min(sub.maxBackoffMs, sub.minBackoffMs * 2 ** (attempt - 1));
-}
-
-/**
- * Listeners run after the publish is durable; one that throws must not turn a stored message into a failed publish
- * (the caller would publish again), so its error is rethrown on its own, where the process reports it.
- */
-function notify(listeners: Set<(topic: string) => void>, topic: string): void {
-  for (const listener of [...listeners]) {
-    try {
-      listener(topic);
-    } catch (error) {
-      queueMicrotask(() => {
-        throw error;
-      });
-    }
-  }
 }
 
 function seqOfAckId(ackId: string): number | undefined {

@@ -7,6 +7,7 @@ import {
   type StateStore,
   type Transaction,
 } from '../../ports/state.ts';
+import { checkDocumentId, createLock, runBufferedTransaction, type BufferedWrite } from '../buffered-transaction.ts';
 
 /** Firestore's limit on the values of one `in`. */
 const MAX_IN_VALUES = 30;
@@ -69,8 +70,8 @@ export function createSqliteState(db: DatabaseSync): StateStore {
     return row === undefined ? undefined : parseDocument<T>(row['data']);
   };
 
-  const commit = (writes: Map<string, Write>): void => {
-    if (writes.size === 0) return;
+  const commit = (writes: readonly BufferedWrite[]): void => {
+    if (writes.length === 0) return;
     const upsert = prepared(
       'INSERT INTO documents (collection, id, data) VALUES (?, ?, ?) ' +
         'ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data',
@@ -78,7 +79,7 @@ export function createSqliteState(db: DatabaseSync): StateStore {
     const remove = prepared('DELETE FROM documents WHERE collection = ? AND id = ?');
     prepared('BEGIN IMMEDIATE').run();
     try {
-      for (const write of writes.values()) {
+      for (const write of writes) {
         if (write.data === undefined) remove.run(write.collection, write.id);
         else upsert.run(write.collection, write.id, write.data);
       }
@@ -112,45 +113,9 @@ export function createSqliteState(db: DatabaseSync): StateStore {
     transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
       return exclusive(async () => {
         assertOpen();
-        const writes = new Map<string, Write>();
-        let wrote = false;
-        let finished = false;
-        const assertActive = (): void => {
-          if (finished) throw new Error('transaction already finished: use tx only inside its function');
-        };
-        const tx: Transaction = {
-          async get<T>(collection: Collection<T>, id: string): Promise<T | undefined> {
-            assertActive();
-            if (wrote) {
-              throw new Error(
-                `transaction reads must come before writes: get(${collection.name}/${id}) after a set or delete`,
-              );
-            }
-            return read(collection, id);
-          },
-          set<T>(collection: Collection<T>, id: string, doc: T): void {
-            assertActive();
-            checkId(collection, id);
-            // Serialized now, so a document that is not JSON fails inside fn and the transaction aborts.
-            const data = serialize(collection, doc);
-            writes.set(`${collection.name}\0${id}`, { collection: collection.name, id, data });
-            wrote = true;
-          },
-          delete<T>(collection: Collection<T>, id: string): void {
-            assertActive();
-            checkId(collection, id);
-            writes.set(`${collection.name}\0${id}`, { collection: collection.name, id, data: undefined });
-            wrote = true;
-          },
-        };
-        try {
-          const result = await fn(tx);
-          finished = true;
-          commit(writes);
-          return result;
-        } finally {
-          finished = true;
-        }
+        const { result, writes } = await runBufferedTransaction(fn, { read, checkId });
+        commit(writes);
+        return result;
       });
     },
 
@@ -222,13 +187,6 @@ export function compileQuery(
   return { sql, params };
 }
 
-interface Write {
-  collection: string;
-  id: string;
-  /** undefined: delete. */
-  data: string | undefined;
-}
-
 function indexName(collection: string, field: string): string {
   return `documents_${collection}_${field}`;
 }
@@ -293,34 +251,11 @@ function checkNames(collection: string, field?: string): void {
 
 function checkId(collection: Collection<unknown>, id: string): void {
   checkNames(collection.name);
-  // Firestore's rules for document IDs, so the local store accepts nothing the cloud one would refuse.
-  if (typeof id !== 'string' || id === '' || id === '.' || id === '..' || id.includes('/')) {
-    throw new Error(`invalid document ID ${JSON.stringify(id)} in ${collection.name}`);
-  }
-}
-
-function serialize(collection: Collection<unknown>, doc: unknown): string {
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
-    throw new Error(`a document in ${collection.name} must be a JSON object`);
-  }
-  return JSON.stringify(doc);
+  checkDocumentId(collection, id);
 }
 
 function parseDocument<T>(data: unknown): T {
   if (typeof data !== 'string') throw new Error(`stored document is not text: ${typeof data}`);
   const doc: unknown = JSON.parse(data);
   return doc as T;
-}
-
-/** Runs functions one at a time, in call order; a failure rejects its own caller only. */
-function createLock(): <R>(fn: () => R | Promise<R>) => Promise<R> {
-  let tail: Promise<unknown> = Promise.resolve();
-  return <R>(fn: () => R | Promise<R>): Promise<R> => {
-    const result = tail.then(fn);
-    tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
-  };
 }
