@@ -1,32 +1,134 @@
+import { Header, Pack, ReadEntry } from 'tar';
 import type { Repo } from '../../shared/model/types.ts';
 import type { BranchChanges, CommitInfo, Source } from '../../shared/ports/source.ts';
 
-/** A source whose branches are lists of commits, oldest first; `push` adds one. For the pipeline's unit tests. */
-export function createFakeSource() {
-  const branches = new Map<string, CommitInfo[]>();
+/** The in-memory Source, plus the hooks a test uses to make history. */
+export interface FakeSource extends Source {
+  /**
+   * Adds a commit on top of the branch (a root commit when the branch is new) whose tree is the parent's with
+   * `files` written over it; returns its hash.
+   */
+  commit(repo: string, branch: string, files: Record<string, string>, subject?: string): string;
+  /** Adds a commit that changes no file; returns its hash. */
+  push(repo: string, branch: string, subject?: string): string;
+  /** Points the branch at `to`, a commit of the repo, as a force push would. Throws when `to` is unknown. */
+  reset(repo: string, branch: string, to: string): void;
+}
+
+interface StoredCommit {
+  info: CommitInfo;
+  files: ReadonlyMap<string, string>;
+}
+
+/**
+ * A Source over in-memory linear histories, passing the source contract; for the pipeline's unit tests. Rejects
+ * like the git adapter: an Error naming the missing branch or commit.
+ */
+export function createFakeSource(): FakeSource {
+  /** Per repo name: every commit ever made, kept after a reset like git keeps unreachable objects. */
+  const commits = new Map<string, Map<string, StoredCommit>>();
+  const heads = new Map<string, string>();
+  const tarballs = new WeakMap<ReadonlyMap<string, string>, Promise<Uint8Array>>();
   let counter = 0;
+
+  const branchKey = (repo: string, branch: string): string => `${repo}\0${branch}`;
+  const commitsOf = (repo: string): Map<string, StoredCommit> => {
+    let map = commits.get(repo);
+    if (map === undefined) commits.set(repo, (map = new Map()));
+    return map;
+  };
+
+  /** The history ending at `hash`, oldest first. Every fake commit has at most one parent. */
+  function history(repo: string, hash: string): CommitInfo[] {
+    const chain: CommitInfo[] = [];
+    for (let at: string | undefined = hash; at !== undefined; ) {
+      const stored = commitsOf(repo).get(at);
+      if (stored === undefined) throw new Error(`fake source: repo "${repo}" lost commit ${at}`);
+      chain.push(stored.info);
+      at = stored.info.parents[0];
+    }
+    return chain.reverse();
+  }
+
+  function commit(repo: string, branch: string, files: Record<string, string>, subject = `commit ${counter + 1}`): string {
+    const parent = heads.get(branchKey(repo, branch));
+    const parentTree = parent === undefined ? undefined : commitsOf(repo).get(parent)?.files;
+    // A commit that changes nothing shares its parent's tree, and with it the cached tarball: the control-plane
+    // bench archives hundreds of such commits and should measure the pipeline, not gzip.
+    const tree =
+      parentTree !== undefined && Object.keys(files).length === 0
+        ? parentTree
+        : new Map([...(parentTree ?? []), ...Object.entries(files)]);
+    counter += 1;
+    const hash = counter.toString(16).padStart(40, '0');
+    const info: CommitInfo = {
+      hash,
+      parents: parent === undefined ? [] : [parent],
+      author: 'Fake Author <author@example.com>',
+      subject,
+      committedAt: counter * 1000,
+    };
+    commitsOf(repo).set(hash, { info, files: tree });
+    heads.set(branchKey(repo, branch), hash);
+    return hash;
+  }
+
   return {
-    /** Adds a commit on top of the branch and returns its hash. */
-    push(repo: string, branch: string, subject = `commit ${counter + 1}`): string {
-      const key = `${repo}/${branch}`;
-      const list = branches.get(key) ?? [];
-      const hash = (++counter).toString(16).padStart(40, '0');
-      const parent = list.at(-1);
-      list.push({ hash, parents: parent ? [parent.hash] : [], author: 'Tester', subject, committedAt: counter * 1000 });
-      branches.set(key, list);
-      return hash;
+    commit,
+    push: (repo, branch, subject) => commit(repo, branch, {}, subject),
+
+    reset(repo, branch, to) {
+      if (!commitsOf(repo).has(to)) throw new Error(`fake source: repo "${repo}" has no commit ${to}`);
+      heads.set(branchKey(repo, branch), to);
     },
+
     async changes(repo: Repo, branch: string, previousHead: string | undefined, limit: number): Promise<BranchChanges> {
-      const list = branches.get(`${repo.name}/${branch}`);
-      if (list === undefined || list.length === 0) throw new Error(`no branch ${branch} in ${repo.name}`);
-      const head = list[list.length - 1]?.hash ?? '';
-      const from = previousHead === undefined ? -1 : list.findIndex((commit) => commit.hash === previousHead);
-      const fresh = previousHead === undefined ? list : list.slice(from + 1);
-      const commits = fresh.slice(-limit);
-      return { head, commits, forced: previousHead !== undefined && from < 0, skipped: fresh.length - commits.length };
+      const head = heads.get(branchKey(repo.name, branch));
+      if (head === undefined) throw new Error(`repo "${repo.name}" has no branch "${branch}"`);
+      if (previousHead === head) return { head, commits: [], forced: false, skipped: 0 };
+      const chain = history(repo.name, head);
+      const newest = (list: CommitInfo[]): CommitInfo[] => list.slice(Math.max(0, list.length - limit));
+      // Like the git adapter: the first poll, or a previous head this repo never had, takes the last `limit`
+      // commits and counts no older history as skipped, since none of it is new work.
+      if (previousHead === undefined || !commitsOf(repo.name).has(previousHead)) {
+        return { head, commits: newest(chain), forced: previousHead !== undefined, skipped: 0 };
+      }
+      const seen = new Set(history(repo.name, previousHead).map((info) => info.hash));
+      const fresh = chain.filter((info) => !seen.has(info.hash));
+      const commits = newest(fresh);
+      return { head, commits, forced: !chain.some((info) => info.hash === previousHead), skipped: fresh.length - commits.length };
     },
-    async archive(repo: Repo, commit: string): Promise<Uint8Array> {
-      return Buffer.from(`tarball of ${repo.name}@${commit}`);
+
+    async archive(repo: Repo, hash: string): Promise<Uint8Array> {
+      const stored = commitsOf(repo.name).get(hash);
+      if (stored === undefined) throw new Error(`repo "${repo.name}" has no commit ${hash}`);
+      let tarball = tarballs.get(stored.files);
+      if (tarball === undefined) tarballs.set(stored.files, (tarball = gzippedTarball(stored.files)));
+      // A copy, so a caller that writes into its bytes cannot change what the next caller gets.
+      return new Uint8Array(await tarball);
     },
-  } satisfies Source & { push: unknown };
+  };
+}
+
+/** Trees are shared between commits, so entries carry no commit's time. */
+const FIXED_MTIME = new Date(0);
+
+/** A real .tar.gz of the files, built in memory: tar's Pack writes a ReadEntry it is handed as is. */
+async function gzippedTarball(files: ReadonlyMap<string, string>): Promise<Uint8Array> {
+  const pack = new Pack({ gzip: true, portable: true });
+  const chunks: Buffer[] = [];
+  const done = new Promise<void>((resolve, reject) => {
+    pack.on('data', (chunk: Buffer) => chunks.push(chunk));
+    pack.on('end', () => resolve());
+    pack.on('error', reject);
+  });
+  for (const [path, contents] of [...files].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const data = Buffer.from(contents, 'utf8');
+    const entry = new ReadEntry(new Header({ path, type: 'File', mode: 0o644, size: data.length, mtime: FIXED_MTIME }));
+    entry.end(data);
+    pack.add(entry);
+  }
+  pack.end();
+  await done;
+  return Buffer.concat(chunks);
 }
