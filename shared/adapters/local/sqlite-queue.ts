@@ -156,6 +156,33 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
     }
   };
 
+  // Group commit: publishes and acks issued before the event loop turns share one SQLite transaction, so a burst
+  // of them costs one journal write instead of one each. Each call still resolves only once its write is durable.
+  let pending: Array<{ write: () => void; resolve: () => void; reject: (error: unknown) => void }> = [];
+  const groupCommit = (write: () => void): Promise<void> =>
+    new Promise((resolve, reject) => {
+      if (pending.length === 0) setImmediate(flush);
+      pending.push({ write, resolve, reject });
+    });
+  const flush = (): void => {
+    const batch = pending;
+    pending = [];
+    try {
+      atomically(() => batch.forEach((entry) => entry.write()));
+      for (const entry of batch) entry.resolve();
+    } catch {
+      // Something in the batch failed and rolled it all back: redo each alone, so only the bad one fails.
+      for (const entry of batch) {
+        try {
+          entry.write();
+          entry.resolve();
+        } catch (error) {
+          entry.reject(error);
+        }
+      }
+    }
+  };
+
   const moveToDeadLetters = (seq: number, attempts: number, reason: string): void => {
     sql.copyToDeadLetters.run({ seq, attempts, reason, at: now() });
     sql.remove.run(seq);
@@ -191,7 +218,8 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       checkName('topic', topic);
       if (!(data instanceof Uint8Array)) throw new Error(`publish to ${topic}: data must be a Uint8Array`);
       const id = randomUUID();
-      sql.publish.run({ id, topic, data, attributes: encodeAttributes(topic, attributes), now: now() });
+      const row = { id, topic, data, attributes: encodeAttributes(topic, attributes) };
+      await groupCommit(() => sql.publish.run({ ...row, now: now() }));
       listeners.notify(topic);
       return id;
     },
@@ -248,7 +276,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
     async ack(delivery: Delivery): Promise<void> {
       assertOpen();
       const seq = seqOfAckId(delivery.ackId);
-      if (seq !== undefined) sql.ack.run(seq, delivery.ackId);
+      if (seq !== undefined) await groupCommit(() => sql.ack.run(seq, delivery.ackId));
     },
 
     async nack(delivery: Delivery, reason: string): Promise<void> {
