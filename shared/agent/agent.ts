@@ -38,7 +38,7 @@ const drainMs = 1000;
  * be uploaded.
  */
 export async function runAgent(options: AgentOptions): Promise<TaskResult> {
-  const { spec, workDir } = options;
+  const { spec } = options;
   const now = options.now ?? Date.now;
   const startedAt = now();
   const graceMs = options.graceMs ?? Math.min(5000, Math.max(0, Math.floor((spec.deadline - startedAt) / 10)));

@@ -1,10 +1,10 @@
-import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, repoNameFromUrl, type Config } from '../config/config.ts';
 import { isSafeBranchName } from '../config/refs.ts';
 import { ConfigError } from '../errors.ts';
 import type { Repo } from '../model/types.ts';
+import { pathExists } from './path-exists.ts';
 
 /** The project's own folder, where the shipped config and the example recipe live. */
 export const projectDir = fileURLToPath(new URL('../../', import.meta.url));
@@ -33,7 +33,7 @@ export interface ResolvedCatalog {
  * named. Throws ConfigError naming the flag or file, the field and what was expected.
  */
 export async function resolveCatalog(request: CatalogRequest): Promise<ResolvedCatalog> {
-  const file = request.config ?? ((await exists(join(request.cwd, 'hermetic.config.json'))) ? join(request.cwd, 'hermetic.config.json') : shippedConfigFile);
+  const file = request.config ?? ((await pathExists(join(request.cwd, 'hermetic.config.json'))) ? join(request.cwd, 'hermetic.config.json') : shippedConfigFile);
   const config = await loadConfig(file);
   for (const name of request.builders) {
     if (!config.builders.has(name)) {
@@ -81,11 +81,4 @@ function uniqueName(base: string, taken: Set<string>): string {
   for (let n = 2; taken.has(name); n++) name = `${base.slice(0, 60)}-${n}`;
   taken.add(name);
   return name;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }

@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
-import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { pathExists } from './path-exists.ts';
 
 const run = promisify(execFile);
 
@@ -11,7 +12,7 @@ const run = promisify(execFile);
  * again. Throws with git's message when git fails.
  */
 export async function ensureExampleRepo(dir: string, recipeDir: string): Promise<void> {
-  if (await exists(join(dir, '.git', 'hermetic-example-complete'))) return;
+  if (await pathExists(join(dir, '.git', 'hermetic-example-complete'))) return;
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   const env = {
@@ -35,11 +36,4 @@ export async function ensureExampleRepo(dir: string, recipeDir: string): Promise
     await git('commit', '--quiet', '--no-gpg-sign', '-m', message);
   }
   await writeFile(join(dir, '.git', 'hermetic-example-complete'), 'made by hermetic up\n');
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }

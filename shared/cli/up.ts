@@ -99,7 +99,7 @@ async function forever(runtime: LocalRuntime): Promise<number> {
 }
 
 async function once(runtime: LocalRuntime, json: boolean, io: Io): Promise<number> {
-  const deadLettersBefore = (await runtime.queue.list(1_000_000)).length;
+  const startedAt = Date.now();
   const poll = await runtime.pollNow();
   const ids = [...new Set(poll.requested.map((build) => build.buildId))];
   io.stderr(`hermetic: ${ids.length} build(s) to run`);
@@ -111,7 +111,7 @@ async function once(runtime: LocalRuntime, json: boolean, io: Io): Promise<numbe
   }
   if (json) io.stdout(JSON.stringify(summaries, null, 2));
   else io.stdout(summaryTable(summaries));
-  const deadLetters = (await runtime.queue.list(1_000_000)).length - deadLettersBefore;
+  const deadLetters = (await runtime.queue.list(1000)).filter((letter) => letter.at >= startedAt).length;
   for (const error of poll.errors) io.stderr(`hermetic: could not poll ${error.repo}/${error.branch}: ${error.error}`);
   if (deadLetters > 0) io.stderr(`hermetic: ${deadLetters} message(s) were dead-lettered; see ${runtime.url}/dead-letters`);
   return poll.errors.length > 0 || deadLetters > 0 ? exitCodes.failure : exitCodes.ok;

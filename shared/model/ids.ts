@@ -24,8 +24,3 @@ export function branchDocId(repo: string, branch: string): string {
 function digest(parts: string[]): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 24);
 }
-
-/** True for a 24-hex-digit ID as made above. */
-export function isId(value: string): boolean {
-  return /^[0-9a-f]{24}$/.test(value);
-}

@@ -50,15 +50,6 @@ export type TaskReady = z.infer<typeof TaskReady>;
 export type TaskFinished = z.infer<typeof TaskFinished>;
 export type BuildFinished = z.infer<typeof BuildFinished>;
 
-/** The schema each topic carries. */
-export const schemaOf = {
-  [topics.pollTick]: PollTick,
-  [topics.buildRequested]: BuildRequested,
-  [topics.taskReady]: TaskReady,
-  [topics.taskFinished]: TaskFinished,
-  [topics.buildFinished]: BuildFinished,
-} as const;
-
 /** Parses and validates raw message bytes; throws PermanentError naming the bad field. */
 export function decode<S extends z.ZodType>(schema: S, data: Uint8Array | string, what: string): z.infer<S> {
   const text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');

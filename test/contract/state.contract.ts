@@ -15,6 +15,11 @@ const things: Collection<Thing> = { name: 'contract-things', indexed: ['kind', '
 const others: Collection<Thing> = { name: 'contract-others', indexed: ['kind'] };
 
 /** The StateStore contract: every adapter passes these unchanged. `make` gives a fresh, empty store. */
+/** A minimal build document for tests of the pipeline's collections. */
+export function buildFixture(id: string, seq: number, status: Build['status']): Build {
+  return { id, repo: 'go', commit: `c${seq}`, builder: 'linux', seq, status, createdAt: seq, attempts: 0 };
+}
+
 export function stateContract(
   adapterName: string,
   make: () => Promise<{ store: StateStore; cleanup(): Promise<void> }>,
@@ -186,20 +191,10 @@ export function stateContract(
       });
 
       it('queries the pipeline collections on their indexed fields', async () => {
-        const build = (id: string, seq: number, status: Build['status']): Build => ({
-          id,
-          repo: 'go',
-          commit: `c${seq}`,
-          builder: 'linux',
-          seq,
-          status,
-          createdAt: seq,
-          attempts: 0,
-        });
         await store.transaction(async (tx) => {
-          tx.set(collections.builds, 'b1', build('b1', 1, 'passed'));
-          tx.set(collections.builds, 'b2', build('b2', 2, 'running'));
-          tx.set(collections.builds, 'b3', build('b3', 3, 'queued'));
+          tx.set(collections.builds, 'b1', buildFixture('b1', 1, 'passed'));
+          tx.set(collections.builds, 'b2', buildFixture('b2', 2, 'running'));
+          tx.set(collections.builds, 'b3', buildFixture('b3', 3, 'queued'));
         });
         const active = await store.query(collections.builds, {
           where: { repo: 'go', status: { in: ['queued', 'running'] } },

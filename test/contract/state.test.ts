@@ -5,10 +5,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openDatabase } from '../../shared/adapters/local/sqlite-database.ts';
 import { compileQuery, createSqliteState } from '../../shared/adapters/local/sqlite-state.ts';
-import type { Build } from '../../shared/model/types.ts';
 import { collections, type Query } from '../../shared/ports/state.ts';
 import { createMemoryState } from '../fakes/memory-state.ts';
-import { stateContract } from './state.contract.ts';
+import { buildFixture, stateContract } from './state.contract.ts';
 
 stateContract('sqlite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'hermetic-state-'));
@@ -39,16 +38,6 @@ describe('sqlite state, beyond the contract', () => {
     }
   };
 
-  const build = (id: string, seq: number, status: Build['status']): Build => ({
-    id,
-    repo: 'go',
-    commit: `c${seq}`,
-    builder: 'linux',
-    seq,
-    status,
-    createdAt: seq,
-    attempts: 0,
-  });
 
   it('keeps documents across closing and reopening the file', () =>
     withDir(async (dir) => {
@@ -56,8 +45,8 @@ describe('sqlite state, beyond the contract', () => {
       const db = openDatabase(path);
       const store = createSqliteState(db);
       await store.transaction(async (tx) => {
-        tx.set(collections.builds, 'b1', build('b1', 1, 'passed'));
-        tx.set(collections.builds, 'b2', build('b2', 2, 'queued'));
+        tx.set(collections.builds, 'b1', buildFixture('b1', 1, 'passed'));
+        tx.set(collections.builds, 'b2', buildFixture('b2', 2, 'queued'));
       });
       await store.close();
       db.close();
@@ -65,7 +54,7 @@ describe('sqlite state, beyond the contract', () => {
       const reopened = openDatabase(path);
       const again = createSqliteState(reopened);
       try {
-        assert.deepEqual(await again.get(collections.builds, 'b1'), build('b1', 1, 'passed'));
+        assert.deepEqual(await again.get(collections.builds, 'b1'), buildFixture('b1', 1, 'passed'));
         assert.deepEqual(
           (await again.query(collections.builds, { where: { status: 'queued' } })).map((b) => b.id),
           ['b2'],
@@ -92,7 +81,7 @@ describe('sqlite state, beyond the contract', () => {
       try {
         await store.transaction(async (tx) => {
           for (let i = 0; i < 200; i++) {
-            tx.set(collections.builds, `b${i}`, build(`b${i}`, i, i % 2 ? 'passed' : 'queued'));
+            tx.set(collections.builds, `b${i}`, buildFixture(`b${i}`, i, i % 2 ? 'passed' : 'queued'));
           }
           tx.set(collections.tasks, 't1', {
             id: 't1',

@@ -6,17 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { processesWithEnv } from '../helpers/processes.ts';
+import { needsGo } from '../helpers/toolchain.ts';
 
 const bin = fileURLToPath(new URL('../../bin/hermetic.js', import.meta.url));
 
-const hasGo = (() => {
-  try {
-    execFileSync('go', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 interface Run {
   code: number | null;
@@ -79,7 +72,7 @@ describe('hermetic CLI', () => {
     assert.match(run.stderr, /--branch "main;touch PWNED": expected a branch name/);
   });
 
-  it('builds the example repository once and prints a JSON summary on stdout', { skip: hasGo ? false : 'needs the go toolchain (apt-get install golang-go)' }, async () => {
+  it('builds the example repository once and prints a JSON summary on stdout', { skip: needsGo }, async () => {
     const run = await hermetic(['up', '--once', '--json', '--port', '0', '--data', join(dir, 'data')], dir);
     assert.equal(run.code, 0, run.stderr);
     const summary = JSON.parse(run.stdout) as Array<{ repo: string; commit: string; builder: string; status: string; logUrl: string }>;

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,15 +8,8 @@ import { silentLogger } from '../../shared/ports/log.ts';
 import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { processesWithEnv } from '../helpers/processes.ts';
+import { needsGo } from '../helpers/toolchain.ts';
 
-const hasGo = (() => {
-  try {
-    execFileSync('go', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 const goModule = {
   'go.mod': 'module example.com/calc\n\ngo 1.19\n',
@@ -36,7 +28,7 @@ interface GridJson {
   grids: Array<{ repo: string; builders: string[]; commits: Array<{ hash: string; subject: string; builds: Record<string, GridBuild> }> }>;
 }
 
-describe('the local stack, end to end, on a real git repo', { skip: hasGo ? false : 'needs the go toolchain (apt-get install golang-go)' }, () => {
+describe('the local stack, end to end, on a real git repo', { skip: needsGo }, () => {
   let dir: string;
   let runtime: LocalRuntime;
   const commits: Record<string, string> = {};
