@@ -139,14 +139,16 @@ export interface TestSpecOptions {
   deadline?: number;
   chunks?: number;
   chunkBytes?: number;
-  /** The source tarball's entries; a small default tree when absent. */
-  source?: readonly TarEntry[];
+  /** The source tarball's entries (a small default tree when absent), or 'missing' for no tarball at all. */
+  source?: readonly TarEntry[] | 'missing';
 }
 
 /** A TaskSpec whose signed-looking URLs point at `server`, with its source tarball in place there. */
 export function taskSpecFor(server: FakeBlobServer, taskId: string, options: TestSpecOptions): TaskSpec {
-  const sourceKey = `source/test/${taskId}.tar.gz`;
-  server.objects.set(sourceKey, tarball(options.source ?? [{ path: 'README', body: 'a test source tree\n' }]));
+  const sourceKey = blobKeys.source('test', taskId);
+  if (options.source !== 'missing') {
+    server.objects.set(sourceKey, tarball(options.source ?? [{ path: 'README', body: 'a test source tree\n' }]));
+  }
   return {
     v: 1,
     taskId,

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { runAgent, displayCommand } from '../../shared/agent/agent.ts';
 import { cutNotice } from '../../shared/agent/chunked-log.ts';
 import { blobKeys, TaskResult, type TaskSpec } from '../../shared/model/wire.ts';
-import { startFakeBlobServer, tarball, type FakeBlobServer, type TarEntry } from '../helpers/fake-blob-server.ts';
+import { startFakeBlobServer, taskSpecFor, tarball, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
 import { processesWithArgument } from '../helpers/proc-scan.ts';
 
 const agentMain = fileURLToPath(new URL('../../shared/agent/main.ts', import.meta.url));
@@ -32,37 +32,10 @@ function newTaskId(): string {
   return randomBytes(12).toString('hex');
 }
 
-interface SpecOptions {
-  steps: string[][];
-  env?: Record<string, string>;
-  chunks?: number;
-  chunkBytes?: number;
-  deadlineInMs?: number;
-  source?: TarEntry[] | 'missing';
-}
-
-/** A spec whose URLs point at the fake server, with its source tarball in place. */
-function makeSpec(options: SpecOptions): TaskSpec {
-  const taskId = newTaskId();
-  const sourceKey = blobKeys.source('repo', taskId);
-  if (options.source !== 'missing') {
-    server.objects.set(sourceKey, tarball(options.source ?? [{ path: 'hello.txt', body: 'hello from the source\n' }]));
-  }
-  return {
-    v: 1,
-    taskId,
-    builder: 'test',
-    attempt: 1,
-    steps: options.steps.map((argv, index) => ({ name: `step-${index}`, argv })),
-    env: options.env ?? {},
-    deadline: Date.now() + (options.deadlineInMs ?? 60_000),
-    source: { url: server.url(sourceKey) },
-    log: {
-      chunkUrls: Array.from({ length: options.chunks ?? 4 }, (_, index) => server.url(blobKeys.logChunk(taskId, index))),
-      chunkBytes: options.chunkBytes ?? 64 * 1024,
-    },
-    result: { url: server.url(blobKeys.result(taskId)) },
-  };
+/** A spec for a fresh task whose URLs point at the fake server; `deadlineInMs` counts from now. */
+function makeSpec(options: Omit<TestSpecOptions, 'deadline'> & { deadlineInMs?: number }): TaskSpec {
+  const { deadlineInMs = 60_000, ...rest } = options;
+  return taskSpecFor(server, newTaskId(), { ...rest, deadline: Date.now() + deadlineInMs });
 }
 
 async function workDir(): Promise<string> {
@@ -94,7 +67,10 @@ async function run(spec: TaskSpec, extra: { graceMs?: number; flushIntervalMs?: 
 
 describe('runAgent', () => {
   test('runs passing steps in the unpacked source and reports them', async () => {
-    const spec = makeSpec({ steps: [['cat', 'hello.txt'], ['sh', '-c', 'echo second step']] });
+    const spec = makeSpec({
+      steps: [['cat', 'hello.txt'], ['sh', '-c', 'echo second step']],
+      source: [{ path: 'hello.txt', body: 'hello from the source\n' }],
+    });
     const { result, log } = await run(spec);
     assert.equal(result.status, 'passed');
     assert.equal(result.taskId, spec.taskId);
@@ -278,7 +254,7 @@ describe('runAgent', () => {
     };
     for (const [what, body] of Object.entries(bodies)) {
       const spec = makeSpec({ steps: [['echo', 'never-run']] });
-      server.objects.set(blobKeys.source('repo', spec.taskId), body);
+      server.objects.set(blobKeys.source('test', spec.taskId), body);
       const { result, log } = await run(spec);
       assert.equal(result.status, 'error', what);
       assert.match(result.error ?? '', /^cannot fetch the source: extract failed: /, what);
