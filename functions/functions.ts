@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createDashboard } from '../shared/dashboard/dashboard.ts';
-import { BuildFinished, BuildRequested, PollTick, TaskFinished, TaskReady, topics } from '../shared/model/messages.ts';
+import { BuildFinished, BuildRequested, PollTick, ReapTick, TaskFinished, TaskReady, topics } from '../shared/model/messages.ts';
 import type { DeadLetters } from '../shared/ports/messages.ts';
 import { createCollect } from '../shared/pipeline/collect.ts';
 import type { PipelineDeps } from '../shared/pipeline/deps.ts';
@@ -8,6 +8,7 @@ import { createLaunch } from '../shared/pipeline/launch.ts';
 import { finishTask } from '../shared/pipeline/finish-task.ts';
 import { abandonPlan, createPlan } from '../shared/pipeline/plan.ts';
 import { createPoll } from '../shared/pipeline/poll.ts';
+import { createReap } from '../shared/pipeline/reap.ts';
 import { createReport } from '../shared/pipeline/report.ts';
 import { pubsubFunction, type PubsubFunction } from './pubsub-function.ts';
 
@@ -21,6 +22,7 @@ export interface FunctionDeps extends PipelineDeps {
 /** Each message-triggered function and the topic it listens on. One place, used by every runtime and by deploy. */
 export const triggers = {
   poll: topics.pollTick,
+  reap: topics.reapTick,
   plan: topics.buildRequested,
   launch: topics.taskReady,
   collect: topics.taskFinished,
@@ -43,6 +45,7 @@ export function createFunctions(deps: FunctionDeps): Functions {
   return {
     message: {
       poll: pubsubFunction({ ...wrap, topic: triggers.poll, schema: PollTick, handle: createPoll(deps) }),
+      reap: pubsubFunction({ ...wrap, topic: triggers.reap, schema: ReapTick, handle: createReap(deps) }),
       plan: pubsubFunction({
         ...wrap,
         topic: triggers.plan,

@@ -12,6 +12,7 @@ const name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected a lower-c
 
 export const topics = {
   pollTick: 'poll-tick',
+  reapTick: 'reap-tick',
   buildRequested: 'build-requested',
   taskReady: 'task-ready',
   taskFinished: 'task-finished',
@@ -20,6 +21,7 @@ export const topics = {
 export type Topic = (typeof topics)[keyof typeof topics];
 
 export const PollTick = z.strictObject({ v: z.literal(1), repos: z.array(name).optional() });
+export const ReapTick = z.strictObject({ v: z.literal(1) });
 export const BuildRequested = z.strictObject({
   v: z.literal(1),
   buildId: id,
@@ -45,6 +47,7 @@ export const TaskFinished = z.strictObject({
 export const BuildFinished = z.strictObject({ v: z.literal(1), buildId: id });
 
 export type PollTick = z.infer<typeof PollTick>;
+export type ReapTick = z.infer<typeof ReapTick>;
 export type BuildRequested = z.infer<typeof BuildRequested>;
 export type TaskReady = z.infer<typeof TaskReady>;
 export type TaskFinished = z.infer<typeof TaskFinished>;

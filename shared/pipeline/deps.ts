@@ -23,6 +23,11 @@ export interface PipelineOptions {
   urlSlackMs: number;
   /** Public base URL of the dashboard, for links in reports. */
   dashboardUrl: string;
+  /**
+   * How long past its deadline a worker may live before the reaper removes it, and how long after launch a task may
+   * go unlisted by its compute before the reaper calls its worker vanished.
+   */
+  reapGraceMs: number;
 }
 
 export const defaultPipelineOptions: PipelineOptions = {
@@ -30,6 +35,7 @@ export const defaultPipelineOptions: PipelineOptions = {
   logChunkBytes: 256 * 1024,
   urlSlackMs: 5 * 60_000,
   dashboardUrl: 'http://localhost',
+  reapGraceMs: 60_000,
 };
 
 /** Everything a pipeline function may touch. Each function uses only the part it needs. */

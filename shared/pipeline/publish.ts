@@ -1,9 +1,10 @@
-import type { BuildFinished, BuildRequested, TaskFinished, TaskReady, PollTick } from '../model/messages.ts';
+import type { BuildFinished, BuildRequested, PollTick, ReapTick, TaskFinished, TaskReady } from '../model/messages.ts';
 import { topics } from '../model/messages.ts';
 import type { Publisher } from '../ports/messages.ts';
 
 interface MessageOf {
   [topics.pollTick]: PollTick;
+  [topics.reapTick]: ReapTick;
   [topics.buildRequested]: BuildRequested;
   [topics.taskReady]: TaskReady;
   [topics.taskFinished]: TaskFinished;

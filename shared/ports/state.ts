@@ -22,7 +22,7 @@ export const collections = {
   branches: collection<BranchState>('branches', ['repo']),
   commits: collection<Commit>('commits', ['repo', 'seq']),
   builds: collection<Build>('builds', ['repo', 'commit', 'status', 'seq']),
-  tasks: collection<Task>('tasks', ['buildId']),
+  tasks: collection<Task>('tasks', ['buildId', 'status']),
 } as const;
 
 export type Scalar = string | number | boolean;

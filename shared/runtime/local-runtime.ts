@@ -35,6 +35,8 @@ export interface LocalRuntimeOptions {
   logger: Logger;
   /** How often the timer publishes a poll tick; 0 for never (poll on demand only). */
   pollIntervalMs: number;
+  /** How often the reaper sweeps for expired and vanished workers (30 s). */
+  reapIntervalMs?: number;
   reporters?: readonly Reporter[];
   /** Port for the dashboard and the blob endpoint on 127.0.0.1; 0 picks a free one. */
   port?: number;
@@ -122,7 +124,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     reporters: options.reporters ?? [],
     logger,
     now: Date.now,
-    options: { ...defaultPipelineOptions, dashboardUrl: baseUrl, ...options.pipeline },
+    // Local compute lists its workers the moment they start, so a short grace is enough for the reaper.
+    options: { ...defaultPipelineOptions, dashboardUrl: baseUrl, reapGraceMs: 5_000, ...options.pipeline },
   };
   const subscription = { ...defaultSubscription, ...options.subscription };
   const functions: Functions = createFunctions({ ...deps, deadLetters: queue, maxDeliveryAttempts: subscription.maxAttempts });
@@ -141,15 +144,20 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
       topic: triggers[name],
       subscription: name,
       handle: functions.message[name],
-      // One poll at a time: overlapping polls of one branch would only do the same work twice.
-      concurrency: name === 'poll' ? 1 : (options.concurrency ?? 16),
+      // One poll and one sweep at a time: overlapping ones would only do the same work twice.
+      concurrency: name === 'poll' || name === 'reap' ? 1 : (options.concurrency ?? 16),
       maxAttempts: subscription.maxAttempts,
     })),
   });
-  const timer =
+  // The timers play Cloud Scheduler: they publish ticks, and the functions do the work. The reaper also runs once
+  // now, so tasks left launched by a runtime that was killed are retried without waiting.
+  const timers = [
     options.pollIntervalMs > 0
       ? setInterval(() => track(publishMessage(queue, topics.pollTick, { v: 1 }), 'poll-tick'), options.pollIntervalMs)
-      : undefined;
+      : undefined,
+    setInterval(() => track(publishMessage(queue, topics.reapTick, { v: 1 }), 'reap-tick'), options.reapIntervalMs ?? 30_000),
+  ];
+  track(publishMessage(queue, topics.reapTick, { v: 1 }), 'reap-tick');
   const poll = createPoll(deps);
   let stopping: Promise<void> | undefined;
 
@@ -194,7 +202,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     /** Stops polling and dispatching, kills every worker, and closes the port and the database. Idempotent. */
     stop(): Promise<void> {
       stopping ??= (async () => {
-        if (timer !== undefined) clearInterval(timer);
+        for (const timer of timers) clearInterval(timer);
         await dispatcher.stop();
         await compute.close();
         await Promise.allSettled([...pending]);

@@ -1,23 +1,38 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../../shared/config/config.ts';
+import { buildId } from '../../shared/model/ids.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { startLocalRuntime } from '../../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { processesWithEnv } from '../helpers/processes.ts';
 
+const bin = fileURLToPath(new URL('../../bin/hermetic.js', import.meta.url));
+
+/** Waits until `check` is true, polling; throws with `what` after `timeoutMs`. */
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 describe('a runtime stopped in the middle of a build', () => {
-  let dir: string | undefined;
+  const dirs: string[] = [];
   after(async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
 
   it('kills the worker, and after a restart the build reaches exactly one verdict on a fresh attempt', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'hermetic-restart-'));
+    const dir = await mkdtemp(join(tmpdir(), 'hermetic-restart-'));
+    dirs.push(dir);
     const repo = await createTestRepo(join(dir, 'repo'));
     await repo.commit({ 'wait.sh': '#!/bin/sh\nif [ "$HERMETIC_ATTEMPT" = 1 ]; then sleep 600; fi\necho done\n' }, 'wait', { executable: ['wait.sh'] });
     const catalog = parseConfig(
@@ -44,6 +59,39 @@ describe('a runtime stopped in the middle of a build', () => {
       assert.deepEqual(tasks.map((task) => task.status).sort(), ['lost', 'passed']);
     } finally {
       await second.stop();
+    }
+  });
+
+  it('after kill -9 of the runtime, its workers die with it, and a restart retries the build to exactly one verdict', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hermetic-kill-'));
+    dirs.push(dir);
+    const repo = await createTestRepo(join(dir, 'repo'));
+    const commit = await repo.commit({ 'wait.sh': '#!/bin/sh\nif [ "$HERMETIC_ATTEMPT" = 1 ]; then sleep 600; fi\necho done\n' }, 'wait', { executable: ['wait.sh'] });
+    const configFile = join(dir, 'config.json');
+    const rawConfig = { repos: [{ name: 'repo', url: repo.path, builders: ['wait'] }], builders: { wait: { type: 'command', command: './wait.sh' } } };
+    await writeFile(configFile, JSON.stringify(rawConfig));
+    const dataDir = join(dir, 'data');
+    const child = spawn(process.execPath, [bin, 'up', '--config', configFile, '--port', '0', '--data', dataDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    await until(async () => /▶ started/.test(stderr) && (await processesWithEnv('HOME', dataDir)).length > 0, 'the worker to start');
+    child.kill('SIGKILL');
+    await exited;
+    await until(async () => (await processesWithEnv('HOME', dataDir)).length === 0, 'the orphaned worker to die');
+
+    const runtime = await startLocalRuntime({ dataDir, catalog: parseConfig(rawConfig, configFile), logger: silentLogger, pollIntervalMs: 0, port: 0 });
+    try {
+      const id = buildId('repo', commit, 'wait');
+      await runtime.waitForBuilds([id], 60_000);
+      const build = await runtime.deps.state.get(collections.builds, id);
+      assert.equal(build?.status, 'passed');
+      assert.equal(build?.attempts, 2);
+      const tasks = await runtime.deps.state.query(collections.tasks, { where: { buildId: id } });
+      assert.deepEqual(tasks.map((task) => `${task.attempt}:${task.status}`).sort(), ['1:lost', '2:passed']);
+      assert.equal(tasks.find((task) => task.attempt === 1)?.reason, 'the worker vanished without a result');
+    } finally {
+      await runtime.stop();
     }
   });
 });

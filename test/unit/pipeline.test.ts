@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { buildId } from '../../shared/model/ids.ts';
 import { topics } from '../../shared/model/messages.ts';
 import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
+import { defaultPipelineOptions } from '../../shared/pipeline/deps.ts';
 import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
@@ -299,6 +300,51 @@ describe('pipeline: a handler that keeps failing gives up visibly on the last de
     assert.equal(build?.reason, 'could not plan: failed 5 times; last: database is locked');
     await h.drain();
     assert.equal(h.reported.length, 1, 'the failure is reported like any verdict');
+  });
+});
+
+describe('pipeline: the reaper', () => {
+  async function reap(h: PipelineHarness) {
+    await publishMessage(h.queue, topics.reapTick, { v: 1 });
+    await h.drain();
+  }
+
+  it('reports a launched task whose worker vanished, and the task is retried on a fresh worker', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, taskId } = await launchOne(h);
+    h.compute.finish(taskId); // the worker is gone, and its exit notice is lost with the runtime that heard it
+    h.exits.length = 0;
+    await reap(h);
+    assert.equal((await h.state.get(collections.tasks, taskId))?.status, 'launched', 'too early to call it lost');
+    h.advance(defaultPipelineOptions.reapGraceMs + 1);
+    await reap(h);
+    const task = await h.state.get(collections.tasks, taskId);
+    assert.equal(task?.status, 'lost');
+    assert.equal(task?.reason, 'the worker vanished without a result');
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.attempts, 2);
+    assert.equal(h.compute.started.length, 2);
+    await reap(h);
+    assert.equal(h.compute.started.length, 2, 'a second sweep changes nothing');
+  });
+
+  it('removes a worker past its deadline and the build fails as timed out', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, taskId } = await launchOne(h);
+    h.advance(60_000 + defaultPipelineOptions.reapGraceMs + 1); // the builder's timeout is 60 s
+    await reap(h);
+    assert.deepEqual((await h.compute.list()).map((worker) => worker.taskId), []);
+    assert.equal((await h.state.get(collections.tasks, taskId))?.status, 'timed-out');
+    assert.equal((await h.state.get(collections.builds, id))?.status, 'failed');
+  });
+
+  it('leaves a live worker within its deadline alone', async () => {
+    const h = await createPipelineHarness();
+    const { taskId } = await launchOne(h);
+    h.advance(defaultPipelineOptions.reapGraceMs + 1);
+    await reap(h);
+    assert.equal((await h.state.get(collections.tasks, taskId))?.status, 'launched');
+    assert.equal((await h.compute.list()).length, 1);
   });
 });
 
