@@ -15,7 +15,9 @@ const branch = z.string().refine(isSafeBranchName, 'expected a branch name of le
 const envMap = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string());
 
 const builderCommon = {
-  hostType: z.string().regex(/^[a-z0-9-]+$/, 'expected a host type such as "host"').default('host'),
+  hostType: z.string().regex(/^[a-z0-9-]+$/, 'expected a host type such as "host" or "linux-amd64"').default('host'),
+  /** Where to run when `hostType` is not available on this runtime (e.g. `host` where no Docker engine runs). */
+  fallbackHostType: z.string().regex(/^[a-z0-9-]+$/, 'expected a host type such as "host"').optional(),
   env: envMap.default({}),
   timeoutSeconds: z.number().int().min(1).max(86_400).default(1200),
   maxLogBytes: z.number().int().min(4096).max(1 << 30).default(4 << 20),
@@ -98,6 +100,7 @@ export function parseConfig(json: unknown, file: string): Config {
     builders.set(builderName, {
       name: builderName,
       hostType: builder.hostType,
+      ...(builder.fallbackHostType === undefined ? {} : { fallbackHostType: builder.fallbackHostType }),
       steps: stepsOf(builder),
       env: builder.type === 'go-module' ? { ...goDefaults, ...builder.env } : builder.env,
       timeoutSeconds: builder.timeoutSeconds,

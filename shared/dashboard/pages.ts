@@ -71,9 +71,9 @@ ${commit === undefined ? '' : html`<p>${commit.subject} <span class="muted">(${c
 ${build.reason === undefined ? '' : html`<p class="err">${build.reason}</p>`}
 <p class="muted">${build.finishedAt !== undefined && build.startedAt !== undefined ? `took ${seconds(build.finishedAt - build.startedAt)}` : ''}
 ${build.reportedAt === undefined ? '' : ' · reported'}</p>
-<table><tr><th>attempt</th><th>status</th><th>steps</th><th>log</th><th>why</th></tr>
+<table><tr><th>attempt</th><th>host</th><th>status</th><th>steps</th><th>log</th><th>why</th></tr>
 ${tasks.map(
-  (task) => html`<tr><td>${task.attempt}</td><td class="s-${task.status}">${task.status}</td>
+  (task) => html`<tr><td>${task.attempt}</td><td>${task.hostType ?? ''}</td><td class="s-${task.status}">${task.status}</td>
 <td>${(task.steps ?? []).map((step) => html`<div>${step.name}: ${step.exitCode ?? step.signal ?? '?'} in ${seconds(step.durationMs)}</div>`)}</td>
 <td><a href="/log/${task.id}">log</a>${task.logTruncated ? ' (cut)' : ''}</td><td>${task.reason ?? ''}</td></tr>`,
 )}</table>`,

@@ -19,6 +19,8 @@ export interface Builder {
   name: string;
   /** `host` runs in the process sandbox with the host's own tools; other host types name an environment. */
   hostType: string;
+  /** Where it runs when `hostType` is not available on the runtime; never silently, the task records it. */
+  fallbackHostType?: string;
   steps: Step[];
   env: Record<string, string>;
   timeoutSeconds: number;
@@ -96,6 +98,8 @@ export interface Task {
   attempt: number;
   status: TaskStatus;
   createdAt: number;
+  /** The host type its worker ran on, set at launch. */
+  hostType?: string;
   launchedAt?: number;
   /** When the worker is killed, ms since the epoch; set at launch. */
   deadline?: number;

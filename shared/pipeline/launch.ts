@@ -33,7 +33,10 @@ export function createLaunch(deps: PipelineDeps) {
       await finishTask(deps, task.id, { status: 'lost', reason: `builder "${task.builder}" is not configured` });
       return;
     }
-    if (!deps.compute.hostTypes.includes(builder.hostType)) {
+    const hostType = [builder.hostType, builder.fallbackHostType].find(
+      (candidate) => candidate !== undefined && deps.compute.hostTypes.includes(candidate),
+    );
+    if (hostType === undefined) {
       const available = deps.compute.hostTypes.join(', ');
       const reason = `host type "${builder.hostType}" is not available on this runtime (it runs: ${available})`;
       await finishTask(deps, task.id, { status: 'lost', reason });
@@ -45,7 +48,7 @@ export function createLaunch(deps: PipelineDeps) {
     const spec = await specFor(task, builder, sourceUrl, deadline);
     await deps.compute.start({
       taskId: task.id,
-      hostType: builder.hostType,
+      hostType,
       spec,
       deadline,
       labels: { task: task.id, build: task.buildId, builder: task.builder, repo: task.repo },
@@ -55,7 +58,7 @@ export function createLaunch(deps: PipelineDeps) {
       const build = await tx.get(collections.builds, task.buildId);
       if (current?.status !== 'pending' || build === undefined) return false;
       const now = deps.now();
-      tx.set(collections.tasks, task.id, { ...current, status: 'launched', launchedAt: now, deadline });
+      tx.set(collections.tasks, task.id, { ...current, status: 'launched', hostType, launchedAt: now, deadline });
       if (build.status === 'queued') tx.set(collections.builds, build.id, { ...build, status: 'running', startedAt: now });
       return true;
     });
@@ -67,7 +70,11 @@ export function createLaunch(deps: PipelineDeps) {
         commit: task.commit,
         builder: task.builder,
         attempt: task.attempt,
+        hostType,
       });
+      if (hostType !== builder.hostType) {
+        deps.logger.info('task.fallback', { task: task.id, builder: builder.name, wanted: builder.hostType, hostType });
+      }
     }
   };
 

@@ -1,0 +1,32 @@
+import type { Compute, WorkerInfo } from '../ports/compute.ts';
+
+/**
+ * One Compute over several: each host type goes to the first adapter that runs it (containers before the process
+ * sandbox, say). Stopping, listing and closing reach every adapter, so a worker is found whichever started it, even
+ * after a restart. Throws on a host type no adapter runs.
+ */
+export function createComputeRouter(adapters: readonly Compute[]): Compute {
+  const byHostType = new Map<string, Compute>();
+  for (const adapter of adapters) {
+    for (const hostType of adapter.hostTypes) if (!byHostType.has(hostType)) byHostType.set(hostType, adapter);
+  }
+  return {
+    hostTypes: [...byHostType.keys()],
+    async start(request) {
+      const adapter = byHostType.get(request.hostType);
+      if (adapter === undefined) {
+        throw new Error(`no compute runs host type "${request.hostType}" (available: ${[...byHostType.keys()].join(', ')})`);
+      }
+      await adapter.start(request);
+    },
+    async stop(taskId) {
+      await Promise.all(adapters.map((adapter) => adapter.stop(taskId)));
+    },
+    async list(): Promise<WorkerInfo[]> {
+      return (await Promise.all(adapters.map((adapter) => adapter.list()))).flat();
+    },
+    async close() {
+      await Promise.all(adapters.map((adapter) => adapter.close()));
+    },
+  };
+}
