@@ -21,7 +21,8 @@ const subscription = { ackDeadlineMs: 60_000, maxAttempts: 5, minBackoffMs: 10, 
 
 /**
  * The whole pipeline over in-memory fakes, driven by hand: messages sit in the queue until the test delivers them,
- * once, twice, or in any order. Builders: `ok` (host, 3 attempts) and `vm` (a host type the fake cannot run).
+ * once, twice, or in any order. Builders: `ok` (host, 3 attempts), `vm` (a host type the fake cannot run) and `fb`
+ * (prefers one the fake cannot run, falls back to `host`).
  */
 export async function createPipelineHarness(options: { logger?: Logger } = {}) {
   let clock = 1_700_000_000_000;
@@ -46,6 +47,7 @@ export async function createPipelineHarness(options: { logger?: Logger } = {}) {
       builders: {
         ok: { type: 'command', command: 'true', maxAttempts: 3, timeoutSeconds: 60 },
         vm: { type: 'command', command: 'true', hostType: 'windows-amd64' },
+        fb: { type: 'command', command: 'true', hostType: 'linux-arm64', fallbackHostType: 'host' },
       },
     },
     'test-config.json',

@@ -258,6 +258,23 @@ describe('pipeline: lost workers, deadlines and bad results', () => {
   });
 });
 
+describe('pipeline: host types', () => {
+  it('runs a builder on its fallback host type where its own is not available, and records it', async () => {
+    const h = await createPipelineHarness();
+    const commit = h.source.push('demo', 'main');
+    const id = buildId('demo', commit, 'fb');
+    await h.state.transaction(async (tx) => {
+      tx.set(collections.builds, id, { id, repo: 'demo', commit, builder: 'fb', seq: 1, status: 'queued', createdAt: 1, attempts: 0 });
+    });
+    await publishMessage(h.queue, topics.buildRequested, { v: 1, buildId: id, repo: 'demo', commit, builder: 'fb' });
+    await h.drain();
+    assert.equal(h.compute.started[0]?.hostType, 'host');
+    const [task] = await tasksOf(h, id);
+    assert.equal(task?.hostType, 'host');
+    assert.equal(task?.status, 'launched');
+  });
+});
+
 describe('pipeline: a handler that keeps failing gives up visibly on the last delivery', () => {
   it('launch: the task counts as a lost worker, and the message is kept with the reason', async () => {
     const h = await createPipelineHarness();
