@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { chown, lchown, mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -18,10 +18,24 @@ export interface AgentOptions {
   workDir: string;
   /** The environment steps start from; the sandbox has already scrubbed it. */
   baseEnv: Record<string, string>;
+  /** Fence each step off from the agent (which must then run as root, as in a container); absent: run steps as is. */
+  isolateSteps?: StepIsolation;
   now?: () => number;
   /** How long before spec.deadline the steps are stopped, to leave time for uploads. */
   graceMs?: number;
   flushIntervalMs?: number;
+}
+
+/**
+ * How steps are fenced off from an agent running as root: each runs as `uid`/`gid` with no capabilities (none
+ * inheritable, an empty bounding set, no_new_privs), in a fresh PID namespace (so everything it started dies when it
+ * ends) and, unless `network`, a fresh network namespace holding only a loopback interface.
+ */
+export interface StepIsolation {
+  uid: number;
+  gid: number;
+  /** Let steps use the agent's network (a builder that asked for it). */
+  network: boolean;
 }
 
 type Status = TaskResult['status'];
@@ -110,9 +124,23 @@ async function runTask(context: TaskContext): Promise<Status> {
     return 'error';
   }
 
+  const isolation = options.isolateSteps;
+  const home = join(options.workDir, 'home');
+  if (isolation !== undefined) {
+    try {
+      await handOver(src, home, isolation);
+    } catch (error) {
+      const reason = `cannot hand the source and home to uid ${isolation.uid}: ${describeFailure(error)}`;
+      log.write(`:: ${reason}\n`);
+      errors.push(reason);
+      return 'error';
+    }
+  }
+
   // The spec's URLs stay with the agent: steps run untrusted code and get none of them.
   const env: Record<string, string> = {
     ...options.baseEnv,
+    ...(isolation === undefined ? {} : { HOME: home }),
     ...spec.env,
     HERMETIC_TASK_ID: spec.taskId,
     HERMETIC_ATTEMPT: String(spec.attempt),
@@ -122,7 +150,8 @@ async function runTask(context: TaskContext): Promise<Status> {
       log.write(`:: deadline reached; not running ${displayCommand(step.argv)} nor the steps after it\n`);
       return 'timed-out';
     }
-    const ran = await runStep(step, { cwd: src, env, log, now, softDeadline });
+    const argv = isolation === undefined ? step.argv : isolatedArgv(isolation, step.argv);
+    const ran = await runStep(step, argv, { cwd: src, env, log, now, softDeadline });
     steps.push(ran.outcome);
     if (ran.timedOut) return 'timed-out';
     if (ran.outcome.exitCode !== 0) return 'failed';
@@ -168,6 +197,48 @@ async function fetchSource(
   });
 }
 
+/** Makes `home` and gives it and the whole unpacked tree to the steps' user; links are changed, never followed. */
+async function handOver(src: string, home: string, isolation: StepIsolation): Promise<void> {
+  await mkdir(home, { recursive: true });
+  await chown(home, isolation.uid, isolation.gid);
+  await chownTree(src, isolation.uid, isolation.gid);
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  await Promise.all(
+    entries.map((entry) => {
+      const path = join(dir, entry.name);
+      return entry.isDirectory() ? chownTree(path, uid, gid) : lchown(path, uid, gid);
+    }),
+  );
+  await lchown(dir, uid, gid);
+}
+
+/**
+ * `argv` wrapped to run isolated. util-linux does the work: `unshare` (needs CAP_SYS_ADMIN) makes the namespaces
+ * and forks the step as PID 1 of its own namespace; `setpriv` drops to the user (CAP_SETUID, CAP_SETGID) and empties
+ * the bounding set, which needs CAP_SETPCAP: without it setpriv silently leaves the bounding set as it was.
+ */
+export function isolatedArgv(isolation: StepIsolation, argv: readonly string[]): string[] {
+  return [
+    'unshare',
+    ...(isolation.network ? [] : ['--net']),
+    '--pid',
+    '--fork',
+    '--',
+    'setpriv',
+    `--reuid=${isolation.uid}`,
+    `--regid=${isolation.gid}`,
+    '--clear-groups',
+    '--inh-caps=-all',
+    '--bounding-set=-all',
+    '--no-new-privs',
+    '--',
+    ...argv,
+  ];
+}
+
 /** The archive path a tar warning is about, as it was in the archive. */
 function entryPath(data: Record<string, unknown>): string | undefined {
   if (typeof data.path === 'string') return data.path;
@@ -184,9 +255,10 @@ interface StepContext {
   softDeadline: number;
 }
 
-/** Runs one step in its own process group and kills the group when the step ends. Never rejects. */
+/** Runs one step (as `argv`) in its own process group and kills the group when the step ends. Never rejects. */
 function runStep(
   step: TaskSpec['steps'][number],
+  argv: readonly string[],
   context: StepContext,
 ): Promise<{ outcome: StepOutcome; timedOut: boolean }> {
   const { log, now } = context;
@@ -217,7 +289,7 @@ function runStep(
       resolve({ outcome, timedOut });
     };
 
-    const [program = '', ...args] = step.argv;
+    const [program = '', ...args] = argv;
     let child: ChildProcess;
     try {
       child = spawn(program, args, {

@@ -1,22 +1,42 @@
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { TaskSpec } from '../model/wire.ts';
 import { runAgent } from './agent.ts';
 
+/** The user steps run as under --isolate-steps: the images' `builder`. */
+const stepUser = 1000;
+
 // The worker agent program. Exit codes: 0 the result was uploaded, 1 it could not be, 2 bad usage or a bad spec.
 
-const usage = `usage: node shared/agent/main.ts --workdir DIR < spec.json
+const usage = `usage: node shared/agent/main.ts --workdir DIR [--spec FILE] [--isolate-steps [--step-network]]
 
-Runs one hermetic task: reads its TaskSpec (JSON) from stdin, fetches the source into DIR/src, runs the steps,
-streams the log and uploads the result through the spec's signed URLs.
+Runs one hermetic task: reads its TaskSpec (JSON) from FILE, or from stdin without --spec, fetches the source into
+DIR/src, runs the steps, streams the log and uploads the result through the spec's signed URLs.
+
+  --isolate-steps  run each step as uid/gid ${stepUser} with no capabilities, in its own PID namespace and with no
+                   network but loopback; the agent must run as root (in a container) for this
+  --step-network   with --isolate-steps: let steps keep the network
 
 exit status: 0 result uploaded, 1 result could not be uploaded, 2 bad usage or bad spec
 `;
 
 async function main(): Promise<number> {
-  let values: { workdir?: string | undefined; help?: boolean | undefined };
+  let values: {
+    workdir?: string | undefined;
+    spec?: string | undefined;
+    'isolate-steps'?: boolean | undefined;
+    'step-network'?: boolean | undefined;
+    help?: boolean | undefined;
+  };
   try {
     ({ values } = parseArgs({
-      options: { workdir: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        workdir: { type: 'string' },
+        spec: { type: 'string' },
+        'isolate-steps': { type: 'boolean' },
+        'step-network': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
       strict: true,
       allowPositionals: false,
     }));
@@ -33,11 +53,21 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  if (values['step-network'] === true && values['isolate-steps'] !== true) {
+    process.stderr.write(`hermetic-agent: --step-network needs --isolate-steps\n${usage}`);
+    return 2;
+  }
+
+  let text: string;
+  try {
+    text = values.spec === undefined ? await readStdin() : await readFile(values.spec, 'utf8');
+  } catch (error) {
+    process.stderr.write(`hermetic-agent: cannot read the task spec: ${(error as Error).message}\n`);
+    return 2;
+  }
   let json: unknown;
   try {
-    json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    json = JSON.parse(text);
   } catch (error) {
     process.stderr.write(`hermetic-agent: bad task spec: not JSON (${(error as Error).message})\n`);
     return 2;
@@ -54,7 +84,16 @@ async function main(): Promise<number> {
   const baseEnv: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined) baseEnv[key] = value;
   try {
-    const result = await runAgent({ spec: parsed.data, workDir: values.workdir, baseEnv });
+    const isolateSteps =
+      values['isolate-steps'] === true
+        ? { uid: stepUser, gid: stepUser, network: values['step-network'] === true }
+        : undefined;
+    const result = await runAgent({
+      spec: parsed.data,
+      workDir: values.workdir,
+      baseEnv,
+      ...(isolateSteps === undefined ? {} : { isolateSteps }),
+    });
     process.stderr.write(
       `hermetic-agent: task ${result.taskId} ${result.status}; result uploaded` +
         `${result.error === undefined ? '' : ` (${result.error})`}\n`,
@@ -64,6 +103,12 @@ async function main(): Promise<number> {
     process.stderr.write(`hermetic-agent: ${(error as Error).message}\n`);
     return 1;
   }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 // Exit at once: a step's escaped process must not keep the agent, and so the worker, alive.

@@ -42,6 +42,9 @@ export function createLaunch(deps: PipelineDeps) {
       await finishTask(deps, task.id, { status: 'lost', reason });
       return;
     }
+    // A result already in means a worker ran (its notice is on the way to collect): starting another would be a
+    // second worker for one task, which an adapter whose workers leave no trace cannot otherwise prevent.
+    if (await deps.blobs.exists(blobKeys.result(task.id))) return;
     const sourceUrl = await ensureSource(task);
     if (sourceUrl === undefined) return;
     const deadline = deps.now() + builder.timeoutSeconds * 1000;

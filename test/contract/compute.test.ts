@@ -1,10 +1,15 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describe } from 'node:test';
+import Docker from 'dockerode';
+import { createDockerCompute } from '../../shared/adapters/docker/docker-compute.ts';
 import { createProcessSandbox, type Isolation } from '../../shared/adapters/local/process-sandbox.ts';
 import { blobKeys, type TaskSpec } from '../../shared/model/wire.ts';
 import type { Compute, OnWorkerExit } from '../../shared/ports/compute.ts';
 import { createFakeCompute } from '../fakes/fake-compute.ts';
+import { dockerAnswers, testHostType, testWorkerImage } from '../helpers/agent-test-image.ts';
 import { startFakeBlobServer, taskSpecFor } from '../helpers/fake-blob-server.ts';
 import { processesOfWorker } from '../helpers/proc-scan.ts';
 import { computeContract, type ComputeHarness, type WorkerBehaviour } from './compute.contract.ts';
@@ -34,6 +39,39 @@ function processSandbox(isolation: Isolation) {
         await compute.close();
         await server.close();
         await rm(workRoot, { recursive: true, force: true });
+      },
+    };
+  };
+}
+
+/** The Docker compute on a fresh internal network, running the real agent in a real worker image. */
+function dockerCompute(docker: Docker, image: string) {
+  return async (onExit: OnWorkerExit): Promise<ComputeHarness> => {
+    const network = `hermetic-test-${randomBytes(4).toString('hex')}`;
+    const compute = await createDockerCompute({ docker, images: new Map([[testHostType, image]]), network, onExit });
+    // Workers reach the host only at their network's gateway, so the blob server listens there.
+    const server = await startFakeBlobServer({ host: compute.gatewayIp });
+    return {
+      compute,
+      request(taskId, behaviour, options = {}) {
+        const steps = behaviour === 'hang' ? [['sleep', '300']] : [['true']];
+        if (behaviour === 'fail') server.failPuts(blobKeys.result(taskId), 403, Number.POSITIVE_INFINITY);
+        return {
+          taskId,
+          hostType: testHostType,
+          spec: taskSpecFor(server, taskId, { steps }),
+          deadline: options.deadline ?? Date.now() + 120_000,
+          labels: options.labels ?? {},
+        };
+      },
+      async leftovers(taskId) {
+        const found = await docker.listContainers({ all: true, filters: { name: [`hermetic-${taskId}`] } });
+        return found.filter((info) => info.Names.includes(`/hermetic-${taskId}`)).length;
+      },
+      async cleanup() {
+        await compute.close();
+        await server.close();
+        await docker.getNetwork(network).remove();
       },
     };
   };
@@ -93,6 +131,12 @@ function placeholderSpec(taskId: string): TaskSpec {
 computeContract('fake compute', fakeCompute);
 computeContract('process sandbox (process-group)', processSandbox('process-group'));
 if (await pidNamespacesWork()) computeContract('process sandbox (pid-namespace)', processSandbox('pid-namespace'));
+const docker = new Docker();
+if (await dockerAnswers(docker)) {
+  computeContract('Docker compute', dockerCompute(docker, await testWorkerImage(docker)));
+} else {
+  describe('compute contract: Docker compute', { skip: 'no Docker engine answers (start dockerd, or set DOCKER_HOST)' }, () => {});
+}
 
 async function pidNamespacesWork(): Promise<boolean> {
   const workRoot = await mkdtemp(join(tmpdir(), 'hermetic-probe-'));

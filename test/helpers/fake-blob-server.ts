@@ -29,8 +29,9 @@ export interface FakeBlobServer {
   close(): Promise<void>;
 }
 
-/** Starts the fake server on a free localhost port. */
-export async function startFakeBlobServer(): Promise<FakeBlobServer> {
+/** Starts the fake server on a free port of `host` (default 127.0.0.1; a container network's gateway for containers). */
+export async function startFakeBlobServer(options: { host?: string } = {}): Promise<FakeBlobServer> {
+  const host = options.host ?? '127.0.0.1';
   const objects = new Map<string, Buffer>();
   const puts: RecordedPut[] = [];
   const faults = new Map<string, { status: number; times: number }>();
@@ -71,9 +72,12 @@ export async function startFakeBlobServer(): Promise<FakeBlobServer> {
   const server = createServer((request, response) => {
     handle(request, response).catch(() => response.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, resolve);
+  });
   const { port } = server.address() as AddressInfo;
-  const baseUrl = `http://127.0.0.1:${port}`;
+  const baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
   return {
     baseUrl,

@@ -1,0 +1,183 @@
+import { parseArgs } from 'node:util';
+import Docker from 'dockerode';
+import { describeError } from '../errors.ts';
+import { buildImages, envDirOf, type BuiltImage } from '../images/build-images.ts';
+import { listHostTypes } from '../images/host-types.ts';
+import { imageStatus } from '../images/image-status.ts';
+import { exitCodes, UsageError, type Io } from './io.ts';
+
+export const imagesHelp = `Usage: hermetic images <command> [options]
+
+Builds and lists the worker images, one per host type, made from the recipes in infra/env/<host type>/. An image's
+tag is the hash of its recipe (Dockerfile, metadata, Debian base, agent, Node binary), so an image that exists is
+up to date, and a changed recipe always gets a new tag.
+
+Commands:
+  build [HOST_TYPE...]   build the missing images (default: every host type available on this host)
+  list                   show each host type, its tag, whether it is built and whether it can run here
+
+Options:
+  -h, --help   show help (also: hermetic images build --help, hermetic images list --help)`;
+
+const buildHelp = `Usage: hermetic images build [HOST_TYPE...] [options]
+
+Builds the image of each named host type (default: every one available on this host) unless its tag exists.
+The Debian base is made first when missing, from Debian's packages with mmdebstrap; no registry is needed.
+Progress goes to stderr.
+
+Options:
+  --force      build again, bases included and without the layer cache, even when the tags exist
+  --json       print a JSON array of {hostType, tag, built, seconds} on stdout, and nothing else there
+  -h, --help   show this help
+
+Exit status: 0 when every image is built or up to date, 1 when one could not be built (or a named host type
+cannot run here; the reason is on stderr), 2 for bad usage or an unknown host type, 130 when interrupted.`;
+
+const listHelp = `Usage: hermetic images list [options]
+
+Shows each host type: its platform, the tag its recipe hashes to, whether that image is built, and whether the
+host type can run on this host (and if not, why).
+
+Options:
+  --json       print a JSON array of {hostType, description, platform, tag, built, available, reason} on stdout
+  -h, --help   show this help
+
+Exit status: 0, or 2 for bad usage.`;
+
+/** `hermetic images build|list`: builds or lists the host types' worker images; returns the exit status. */
+export async function images(args: string[], io: Io): Promise<number> {
+  const [command, ...rest] = args;
+  switch (command) {
+    case undefined:
+      io.stdout(imagesHelp);
+      return exitCodes.usage;
+    case 'help':
+    case '-h':
+    case '--help':
+      io.stdout(imagesHelp);
+      return exitCodes.ok;
+    case 'build':
+      return build(rest, io);
+    case 'list':
+      return list(rest, io);
+    default:
+      throw new UsageError(`unknown images command "${command}"; expected build or list`);
+  }
+}
+
+async function build(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      force: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    io.stdout(buildHelp);
+    return exitCodes.ok;
+  }
+  const known = (await listHostTypes(envDirOf({}))).map((type) => type.name);
+  for (const name of positionals) {
+    if (!known.includes(name)) throw new UsageError(`unknown host type "${name}"; expected one of: ${known.join(', ')}`);
+  }
+  const docker = new Docker();
+  const unreachable = await engineProblem(docker);
+  if (unreachable !== undefined) {
+    io.stderr(`hermetic: images are built by a Docker engine, and none answers: ${unreachable}`);
+    return exitCodes.failure;
+  }
+
+  const controller = new AbortController();
+  let interrupted = false;
+  void io.interrupted.then(() => {
+    interrupted = true;
+    controller.abort();
+  });
+  let built: BuiltImage[];
+  try {
+    built = await buildImages({
+      docker,
+      ...(positionals.length > 0 ? { hostTypes: positionals } : {}),
+      force: values.force,
+      onProgress: (line) => io.stderr(line),
+      signal: controller.signal,
+    });
+  } catch (error) {
+    if (interrupted) {
+      io.stderr('hermetic: interrupted; the build was stopped');
+      return exitCodes.interrupted;
+    }
+    io.stderr(`hermetic: ${describeError(error)}`);
+    return exitCodes.failure;
+  }
+  if (values.json) io.stdout(JSON.stringify(built, null, 2));
+  else io.stdout(builtTable(built));
+  return exitCodes.ok;
+}
+
+async function list(args: string[], io: Io): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    io.stdout(listHelp);
+    return exitCodes.ok;
+  }
+  const docker = new Docker();
+  const unreachable = await engineProblem(docker);
+  if (unreachable !== undefined) io.stderr(`hermetic: no Docker engine answers (${unreachable}); whether images are built is unknown`);
+  const statuses = await imageStatus(unreachable === undefined ? { docker } : {});
+  if (values.json) {
+    io.stdout(JSON.stringify(statuses.map((status) => ({ ...status, tag: status.tag ?? null, built: status.built ?? null, reason: status.reason ?? null })), null, 2));
+    return exitCodes.ok;
+  }
+  const rows = [['HOST TYPE', 'PLATFORM', 'TAG', 'BUILT', 'AVAILABLE']];
+  for (const status of statuses) {
+    rows.push([
+      status.hostType,
+      status.platform,
+      status.tag ?? '?',
+      status.built === undefined ? '?' : status.built ? 'yes' : 'no',
+      status.available ? 'yes' : 'no',
+    ]);
+  }
+  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
+  const lines = rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd());
+  for (const status of statuses) if (status.reason !== undefined) lines.push(`${status.hostType}: ${status.reason}`);
+  io.stdout(lines.join('\n'));
+  return exitCodes.ok;
+}
+
+/** Why the engine does not answer, or undefined when it does. */
+async function engineProblem(docker: Docker): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve('no answer within 10 s'), 10_000);
+  });
+  try {
+    return await Promise.race([docker.ping().then(() => undefined), timeout]);
+  } catch (error) {
+    return describeError(error);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function builtTable(built: BuiltImage[]): string {
+  if (built.length === 0) return 'No host type is available on this host.';
+  const nameWidth = Math.max(...built.map((image) => image.hostType.length));
+  const tagWidth = Math.max(...built.map((image) => image.tag.length));
+  return built
+    .map((image) => `${image.hostType.padEnd(nameWidth)}  ${image.tag.padEnd(tagWidth)}  ${image.built ? `built in ${image.seconds.toFixed(1)} s` : 'up to date'}`)
+    .join('\n');
+}

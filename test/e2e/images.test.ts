@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Docker from 'dockerode';
+import { images } from '../../shared/cli/images.ts';
+import type { Io } from '../../shared/cli/io.ts';
+import { buildImages, ensureImages, ImageBuildError, imageTagFor, type BuiltImage } from '../../shared/images/build-images.ts';
+import { checkHostType } from '../../shared/images/check-host-type.ts';
+
+// Builds the real linux-amd64 and linux-386 images once (minutes on a fresh machine, seconds after), then runs
+// containers from them. The images are the project's own, tagged by recipe, and are kept like a build cache: the
+// runtime and the other end-to-end tests use the same tags, so a test run builds each image once. Containers are
+// named hermetic-test-images-* and removed.
+
+const docker = new Docker();
+const noEngine = await docker.ping().then(
+  () => false as const,
+  (error: unknown) => `no Docker engine answers (${(error as Error).message}); start one (dockerd) to build images`,
+);
+const wanted = ['linux-amd64', 'linux-386'];
+
+interface Run {
+  code: number;
+  output: string;
+}
+
+describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_000 }, () => {
+  const containers: string[] = [];
+  const progress: string[] = [];
+  let scratch: string;
+  let first: BuiltImage[];
+  let tags: Map<string, string>;
+  let skip386: string | false = false;
+
+  /** Runs `script` with sh in a container of `image` (entrypoint overridden), without network. */
+  async function shell(image: string, script: string, user = '0'): Promise<Run> {
+    return run(image, { Entrypoint: ['sh', '-c'], Cmd: [script], User: user });
+  }
+
+  async function run(image: string, options: Docker.ContainerCreateOptions): Promise<Run> {
+    const name = `hermetic-test-images-${randomBytes(4).toString('hex')}`;
+    containers.push(name);
+    const container = await docker.createContainer({
+      name,
+      Image: image,
+      Tty: true,
+      Labels: { 'hermetic-test': 'images' },
+      HostConfig: { NetworkMode: 'none' },
+      ...options,
+    });
+    await container.start();
+    const exit = (await container.wait()) as { StatusCode: number };
+    const output = (await container.logs({ stdout: true, stderr: true, follow: false })).toString('utf8');
+    await container.remove({ force: true });
+    return { code: exit.StatusCode, output };
+  }
+
+  before(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'hermetic-images-e2e-'));
+    const available = await checkHostType('linux-386');
+    if (!available.available) skip386 = available.reason;
+    first = await buildImages({ docker, hostTypes: available.available ? wanted : ['linux-amd64'], onProgress: (line) => progress.push(line) });
+    tags = new Map(first.map((image) => [image.hostType, image.tag]));
+  });
+
+  after(async () => {
+    for (const name of containers) await docker.getContainer(name).remove({ force: true }).catch(() => {});
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('tags each image by its recipe, and shows progress', async () => {
+    for (const image of first) {
+      assert.equal(image.tag, await imageTagFor(image.hostType));
+      assert.match(image.tag, new RegExp(`^hermetic/${image.hostType}:[0-9a-f]{12}$`));
+      const inspected = await docker.getImage(image.tag).inspect();
+      assert.equal(inspected.Config.Labels?.['hermetic.host-type'], image.hostType);
+    }
+    assert.ok(progress.some((line) => /^linux-amd64: hermetic\/linux-amd64:[0-9a-f]{12} (built in [\d.]+ s|is up to date)$/.test(line)), progress.slice(-5).join('\n'));
+  });
+
+  it('linux-amd64 has Debian\'s Go for amd64, the builder user, and the agent as its entrypoint', async () => {
+    const tag = tags.get('linux-amd64') ?? assert.fail('no linux-amd64 image');
+    const go = await shell(tag, 'go version && go env GOARCH CGO_ENABLED && id -u builder && stat -c %u:%g /work && gcc --version | head -1 && git --version');
+    assert.equal(go.code, 0, go.output);
+    assert.match(go.output, /go version go1\.\d+.* linux\/amd64/);
+    assert.match(go.output, /^amd64\r?$/m);
+    assert.match(go.output, /^1000\r?$/m);
+    assert.match(go.output, /^1000:1000\r?$/m);
+    assert.match(go.output, /^gcc /m);
+    assert.match(go.output, /^git version /m);
+
+    const help = await shell(tag, '/opt/hermetic/node /opt/hermetic/agent.mjs --help');
+    assert.equal(help.code, 0, help.output);
+    assert.match(help.output, /--workdir/);
+    // The image's own entrypoint, with only the command overridden: the agent's flags plus --help.
+    const entrypoint = await run(tag, { Cmd: ['--help'] });
+    assert.equal(entrypoint.code, 0, entrypoint.output);
+    assert.match(entrypoint.output, /--isolate-steps/);
+  });
+
+  it('linux-386 builds and runs 32-bit Go test binaries', async (t) => {
+    if (skip386 !== false) return t.skip(skip386);
+    const tag = tags.get('linux-386') ?? assert.fail('no linux-386 image');
+    const script = [
+      'set -e',
+      'go env GOARCH',
+      'mkdir -p /tmp/m && cd /tmp/m',
+      'printf "module m\\n\\ngo 1.19\\n" > go.mod',
+      'printf "package m\\n\\nimport (\\n\\t\\"testing\\"\\n\\t\\"unsafe\\"\\n)\\n\\nfunc TestWord(t *testing.T) {\\n\\tif unsafe.Sizeof(uintptr(0)) != 4 {\\n\\t\\tt.Fatal(\\"not 32-bit\\")\\n\\t}\\n}\\n" > m_test.go',
+      'HOME=/tmp GOCACHE=/tmp/go-build go test -v .',
+    ].join('\n');
+    const result = await shell(tag, script, '1000:1000');
+    assert.equal(result.code, 0, result.output);
+    assert.match(result.output, /^386\r?$/m);
+    assert.match(result.output, /--- PASS: TestWord/);
+  });
+
+  it('builds nothing the second time, fast', async () => {
+    const startedAt = performance.now();
+    const again = await buildImages({ docker, hostTypes: [...tags.keys()], onProgress: () => {} });
+    const seconds = (performance.now() - startedAt) / 1000;
+    assert.deepEqual(
+      again.map((image) => [image.hostType, image.tag, image.built]),
+      first.map((image) => [image.hostType, image.tag, false]),
+    );
+    assert.ok(seconds < 15, `an unchanged rebuild took ${seconds.toFixed(1)} s`);
+    assert.deepEqual(await ensureImages({ docker, hostTypes: [...tags.keys()] }), tags);
+  });
+
+  it('prints only JSON on stdout with --json', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const io: Io = { cwd: scratch, stdout: (text) => out.push(text), stderr: (text) => err.push(text), interrupted: new Promise(() => {}) };
+    assert.equal(await images(['build', 'linux-amd64', '--json'], io), 0);
+    const printed = JSON.parse(out.join('\n')) as BuiltImage[];
+    assert.deepEqual(printed.map((image) => [image.hostType, image.tag, image.built]), [['linux-amd64', tags.get('linux-amd64'), false]]);
+    assert.ok(err.some((line) => line.includes('is up to date')));
+  });
+
+  it('names the failing step and shows its output when a build fails', async () => {
+    const envDir = join(scratch, 'env');
+    const recipe = join(envDir, 'hermetic-test-broken');
+    await mkdir(recipe, { recursive: true });
+    await writeFile(join(recipe, 'host-type.json'), JSON.stringify({ description: 'a recipe that fails', platform: 'linux/amd64' }));
+    await writeFile(join(recipe, 'Dockerfile'), 'ARG BASE\nFROM ${BASE}\nRUN echo "about to fail" && exit 3\n');
+    await assert.rejects(buildImages({ docker, envDir, onProgress: () => {} }), (error: unknown) => {
+      assert.ok(error instanceof ImageBuildError);
+      assert.match(error.message, /^hermetic-test-broken: docker build failed at "Step 3\/\d+ : RUN echo "about to fail" && exit 3"/);
+      assert.match(error.message, /non-zero code: 3/);
+      assert.match(error.message, /^about to fail$/m);
+      assert.doesNotMatch(error.message, /intermediate container/, 'the engine\'s own chatter is left out');
+      return true;
+    });
+    const left = await docker.listImages({ filters: JSON.stringify({ reference: ['hermetic/hermetic-test-broken'] }) });
+    assert.deepEqual(left, []);
+  });
+});
