@@ -43,7 +43,7 @@ function progressLine(event: string, fields: Fields): string | undefined {
     case 'poll.found':
       return `found ${fields['commits']} new commit(s) on ${fields['repo']}/${fields['branch']}`;
     case 'task.launched':
-      return `▶ started       ${fields['repo']} ${String(fields['commit']).slice(0, 12)} ${fields['builder']}${Number(fields['attempt']) > 1 ? ` (attempt ${fields['attempt']})` : ''}`;
+      return `▶ started       ${fields['repo']} ${String(fields['commit']).slice(0, 12)} ${fields['builder']} on ${fields['hostType']}${Number(fields['attempt']) > 1 ? ` (attempt ${fields['attempt']})` : ''}`;
     default:
       return undefined;
   }

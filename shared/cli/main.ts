@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ConfigError, describeError } from '../errors.ts';
 import { projectDir } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
+import { images, imagesHelp } from './images.ts';
 import { up, upHelp } from './up.ts';
 
 const help = `Usage: hermetic <command> [options]
@@ -11,6 +12,7 @@ A hermetic build-and-trybot system: every commit built and tested in a throwaway
 
 Commands:
   up          run the whole pipeline on this machine (see: hermetic up --help)
+  images      build and list the builder images (see: hermetic images --help)
   help        show this help
 
 Options:
@@ -33,13 +35,16 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return exitCodes.ok;
       case 'up':
         return await up(rest, io);
+      case 'images':
+        return await images(rest, io);
       default:
-        throw new UsageError(`unknown command "${command}"; expected one of: up, help`);
+        throw new UsageError(`unknown command "${command}"; expected one of: up, images, help`);
     }
   } catch (error) {
     const usage = error instanceof UsageError || error instanceof ConfigError || isParseArgsError(error);
     io.stderr(`hermetic: ${describeError(error)}`);
-    if (usage && command === 'up' && !(error instanceof ConfigError)) io.stderr(`\n${upHelp}`);
+    const commandHelp = command === 'up' ? upHelp : command === 'images' ? imagesHelp : undefined;
+    if (usage && commandHelp !== undefined && !(error instanceof ConfigError)) io.stderr(`\n${commandHelp}`);
     return usage ? exitCodes.usage : exitCodes.failure;
   }
 }

@@ -12,8 +12,9 @@ import { exitCodes, UsageError, type Io } from './io.ts';
 export const upHelp = `Usage: hermetic up [options]
 
 Runs the whole pipeline on this machine: polls the watched repos, builds every new commit on every builder in
-a throwaway worker, and serves the dashboard. With no --repo and no repos in the config, watches an example
-repository made on first run.
+a throwaway worker (a container where a Docker engine runs, else the process sandbox), and serves the
+dashboard. Builder images that are missing are built first. With no --repo and no repos in the config, watches
+an example repository made on first run.
 
 Options:
   --repo PATH_OR_URL   watch this git repo (repeatable); its builders are --builder, else "local"
@@ -22,6 +23,7 @@ Options:
   --config FILE        config file (default: ./hermetic.config.json, else the one shipped with hermetic)
   --data DIR           state, logs and workers live here (default: ./.hermetic)
   --port N             dashboard port on 127.0.0.1 (default: 8080; 0 picks a free one)
+  --no-docker          run every builder in the process sandbox, even where a Docker engine runs
   --once               poll once, run every build found to its verdict, print a summary and exit
   --json               with --once: print the summary as a JSON array on stdout
   --verbose            log every pipeline event on stderr
@@ -43,6 +45,7 @@ export async function up(args: string[], io: Io): Promise<number> {
       config: { type: 'string' },
       data: { type: 'string' },
       port: { type: 'string', default: '8080' },
+      'no-docker': { type: 'boolean', default: false },
       once: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
@@ -75,6 +78,8 @@ export async function up(args: string[], io: Io): Promise<number> {
     reporters: [createConsoleReporter(io.stderr)],
     pollIntervalMs: values.once ? 0 : config.pollIntervalSeconds * 1000,
     port,
+    containers: values['no-docker'] ? 'off' : 'auto',
+    onProgress: (line) => io.stderr(`images: ${line}`),
   });
   io.stderr(`hermetic: dashboard at ${runtime.url}/`);
   io.stderr(`hermetic: watching ${config.repos.map((repo) => `${repo.name} (${repo.builders.join(', ')})`).join('; ')}`);

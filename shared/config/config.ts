@@ -127,8 +127,9 @@ export function parseConfig(json: unknown, file: string): Config {
   return { file, pollIntervalSeconds: raw.pollIntervalSeconds, repos, builders };
 }
 
-// A hermetic Go build: no network, no toolchain download, no module changes.
-const goDefaults = { GOPROXY: 'off', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly', CGO_ENABLED: '0' };
+// A hermetic Go build: no module download, no toolchain download (module changes are refused by default since
+// Go 1.16). GOFLAGS and CGO_ENABLED are left to the host type's image: linux-amd64-race sets -race and cgo.
+const goDefaults = { GOPROXY: 'off', GOTOOLCHAIN: 'local' };
 
 function stepsOf(builder: z.infer<typeof builderSchema>): Step[] {
   if (builder.type === 'command') return [{ name: builder.command, argv: ['sh', '-c', builder.command] }];

@@ -7,7 +7,6 @@ import { createFunctions, triggers, type Functions, type MessageFunctionName } f
 import { createBlobHandler } from '../adapters/local/blob-server.ts';
 import { createFolderBlobs } from '../adapters/local/folder-blobs.ts';
 import { createGitSource } from '../adapters/local/git-source.ts';
-import { createProcessSandbox } from '../adapters/local/process-sandbox.ts';
 import { openDatabase } from '../adapters/local/sqlite-database.ts';
 import { createSqliteQueue } from '../adapters/local/sqlite-queue.ts';
 import { createSqliteState } from '../adapters/local/sqlite-state.ts';
@@ -27,6 +26,7 @@ import { createPoll, type PollSummary } from '../pipeline/poll.ts';
 import { publishMessage } from '../pipeline/publish.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { createDispatcher } from './dispatcher.ts';
+import { createLocalCompute } from './local-compute.ts';
 
 export interface LocalRuntimeOptions {
   /** Holds the database, blobs, git mirrors and worker directories. */
@@ -45,7 +45,11 @@ export interface LocalRuntimeOptions {
   subscription?: Partial<SubscriptionOptions>;
   concurrency?: number;
   pipeline?: Partial<PipelineOptions>;
-  /** Replaces the process sandbox; for benchmarks and tests. */
+  /** `off`: every builder runs in the process sandbox (or fails), even where a Docker engine runs. */
+  containers?: 'auto' | 'off';
+  /** Image build progress at start, for people. */
+  onProgress?: (line: string) => void;
+  /** Replaces the local compute (containers and the process sandbox); for benchmarks and tests. */
   compute?: (onExit: OnWorkerExit) => Promise<Compute>;
   /** Replaces git; for benchmarks of the control plane alone. */
   source?: Source;
@@ -60,8 +64,9 @@ const defaultSubscription: SubscriptionOptions = {
 
 /**
  * The embedded default's composition root: every function in this process over SQLite, a blob folder served with
- * signed URLs, git, and the process sandbox; the dashboard and the blob endpoint on one local HTTP port; a timer
- * for polls. Throws when the data directory is in use or the port is taken.
+ * signed URLs, git, and containers (where a Docker engine runs) beside the process sandbox; the dashboard and the
+ * blob endpoint on one local HTTP port; timers for polls and the reaper. Throws when the data directory is in use
+ * or the port is taken.
  */
 export async function startLocalRuntime(options: LocalRuntimeOptions) {
   const { dataDir, logger } = options;
@@ -78,10 +83,42 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     pending.add(tracked);
   }
 
+  const onExit: OnWorkerExit = (exit) => {
+    track(
+      publishMessage(queue, topics.taskFinished, {
+        v: 1,
+        taskId: exit.taskId,
+        cause: 'exited',
+        exit: { reason: exit.reason, code: exit.code, signal: exit.signal },
+      }),
+      'exit-notice',
+    );
+  };
+  const local = options.compute
+    ? { compute: await options.compute(onExit), workerHost: undefined }
+    : await createLocalCompute({
+        dataDir,
+        workRoot: join(dataDir, 'workers'),
+        onExit,
+        logger,
+        hostTypes: hostTypesUsed(options.catalog),
+        containers: options.containers ?? 'auto',
+        isolation: options.isolation ?? 'auto',
+        onProgress: options.onProgress ?? (() => {}),
+      });
+  const { compute } = local;
+
   const server = createServer();
   const address = await listen(server, options.port ?? 0, options.host ?? '127.0.0.1');
   const baseUrl = `http://${address.address}:${address.port}`;
-  const signer = createUrlSigner({ baseUrl, secret: await blobSecret(dataDir) });
+  // Containers reach this host only at their network's gateway: there the blob endpoint alone is served, and
+  // every worker, sandboxed or not, gets URLs signed for it.
+  const blobServer = local.workerHost === undefined ? undefined : createServer();
+  const blobAddress = blobServer === undefined ? address : await listen(blobServer, 0, local.workerHost ?? '');
+  const signer = createUrlSigner({
+    baseUrl: `http://${blobAddress.address}:${blobAddress.port}`,
+    secret: await blobSecret(dataDir),
+  });
   const blobs = createFolderBlobs({ root: join(dataDir, 'blobs'), signer });
   const blobHandler = createBlobHandler({
     store: blobs,
@@ -94,25 +131,10 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     },
     onError: (error) => logger.error('blobs.failed', { error: describeError(error) }),
   });
-  const onExit: OnWorkerExit = (exit) => {
-    track(
-      publishMessage(queue, topics.taskFinished, {
-        v: 1,
-        taskId: exit.taskId,
-        cause: 'exited',
-        exit: { reason: exit.reason, code: exit.code, signal: exit.signal },
-      }),
-      'exit-notice',
-    );
-  };
-  const compute = options.compute
-    ? await options.compute(onExit)
-    : await createProcessSandbox({
-        workRoot: join(dataDir, 'workers'),
-        onExit,
-        logger,
-        isolation: options.isolation ?? 'auto',
-      });
+  blobServer?.on('request', (req, res) => {
+    if (req.url?.startsWith('/blobs/')) void blobHandler(req, res);
+    else res.writeHead(404).end();
+  });
 
   const deps: PipelineDeps = {
     catalog: options.catalog,
@@ -206,10 +228,13 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
         await dispatcher.stop();
         await compute.close();
         await Promise.allSettled([...pending]);
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        });
+        for (const open of [server, blobServer]) {
+          await new Promise<void>((resolve) => {
+            if (open === undefined) return resolve();
+            open.close(() => resolve());
+            open.closeAllConnections();
+          });
+        }
         await state.close();
         await queue.close();
         db.close();
@@ -221,6 +246,14 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
 }
 
 export type LocalRuntime = Awaited<ReturnType<typeof startLocalRuntime>>;
+
+/** The host types of the builders the watched repos use, fallbacks included: the images worth having. */
+function hostTypesUsed(catalog: Catalog): string[] {
+  const builders = new Set(catalog.repos.flatMap((repo) => repo.builders));
+  return [...catalog.builders.values()]
+    .filter((builder) => builders.has(builder.name))
+    .flatMap((builder) => [builder.hostType, ...(builder.fallbackHostType === undefined ? [] : [builder.fallbackHostType])]);
+}
 
 async function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
   await new Promise<void>((resolve, reject) => {

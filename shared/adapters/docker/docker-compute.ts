@@ -20,6 +20,8 @@ export interface DockerComputeOptions {
   docker: Docker;
   /** Host type -> image tag. The images run the agent as their entrypoint (see infra/env/). */
   images: ReadonlyMap<string, string>;
+  /** Host type -> Docker platform ("linux/arm64"), for images of another architecture than the engine's. */
+  platforms?: ReadonlyMap<string, string>;
   /**
    * An internal (no route out) bridge network for the workers, made if missing. Its gateway is the one host address
    * workers reach. Containers are owned by the adapter with this network name: one runtime per network.
@@ -142,8 +144,10 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
     const networkAccess = options.networkAccess?.(request) === true;
     let container: Docker.Container;
     try {
+      const platform = options.platforms?.get(request.hostType);
       container = await docker.createContainer({
         name,
+        ...(platform === undefined ? {} : { platform }),
         Image: image,
         Labels: labels,
         // Appended to the image's entrypoint (the agent with --isolate-steps).
@@ -333,6 +337,11 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
       closed = true;
       await Promise.allSettled([...starting.values()]);
       await Promise.all([...workers.values()].map((worker) => kill(worker, 'exited')));
+      // Bridge networks draw on a small pool of subnets: leave none behind. One still in use stays, harmlessly.
+      await docker
+        .getNetwork(network)
+        .remove()
+        .catch((error: unknown) => logger.info('network.kept', { network, reason: messageOf(error) }));
     },
   };
 }

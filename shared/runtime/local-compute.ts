@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import Docker from 'dockerode';
+import { createComputeRouter } from '../adapters/compute-router.ts';
+import { createDockerCompute } from '../adapters/docker/docker-compute.ts';
+import { createProcessSandbox } from '../adapters/local/process-sandbox.ts';
+import { describeError } from '../errors.ts';
+import { ensureImages } from '../images/build-images.ts';
+import { listHostTypes } from '../images/host-types.ts';
+import type { Compute, OnWorkerExit } from '../ports/compute.ts';
+import type { Logger } from '../ports/log.ts';
+
+export interface LocalComputeOptions {
+  /** Names the workers' network, so runtimes on different data directories never adopt each other's containers. */
+  dataDir: string;
+  workRoot: string;
+  onExit: OnWorkerExit;
+  logger: Logger;
+  /** Container host types the configured builders ask for. */
+  hostTypes: readonly string[];
+  /** `off`: only the process sandbox, even where a Docker engine runs. */
+  containers: 'auto' | 'off';
+  isolation: 'auto' | 'pid-namespace' | 'process-group';
+  /** Image build progress, for people. */
+  onProgress: (line: string) => void;
+}
+
+export interface LocalCompute {
+  compute: Compute;
+  /** The address containers reach this host at, when containers run; the blob endpoint must listen there too. */
+  workerHost: string | undefined;
+}
+
+/** How long a Docker engine may take to answer before the runtime goes on without one. */
+const pingTimeoutMs = 3_000;
+
+/**
+ * The embedded default's compute: containers for every host type the builders ask for whose image is (or can be
+ * made) here, when a Docker engine answers; the process sandbox for `host`, and for builders that fall back to it.
+ * Missing images are built first, with progress. Never fails for want of Docker: it says so and goes on.
+ */
+export async function createLocalCompute(options: LocalComputeOptions): Promise<LocalCompute> {
+  const { logger } = options;
+  const sandbox = await createProcessSandbox({
+    workRoot: options.workRoot,
+    onExit: options.onExit,
+    logger,
+    isolation: options.isolation,
+  });
+  const wanted = [...new Set(options.hostTypes)].filter((hostType) => hostType !== 'host');
+  if (options.containers === 'off' || wanted.length === 0) return { compute: sandbox, workerHost: undefined };
+  const docker = new Docker();
+  try {
+    await withTimeout(docker.ping(), pingTimeoutMs, 'no answer');
+  } catch (error) {
+    logger.warn('docker.unavailable', { reason: describeError(error), hostTypes: wanted.join(', ') });
+    return { compute: sandbox, workerHost: undefined };
+  }
+  const known = new Map((await listHostTypes()).map((hostType) => [hostType.name, hostType]));
+  const images = await ensureImages({
+    docker,
+    hostTypes: wanted.filter((hostType) => known.has(hostType)),
+    onProgress: options.onProgress,
+  });
+  if (images.size === 0) return { compute: sandbox, workerHost: undefined };
+  const containers = await createDockerCompute({
+    docker,
+    images,
+    platforms: new Map([...images.keys()].map((hostType) => [hostType, known.get(hostType)?.platform ?? 'linux/amd64'])),
+    network: `hermetic-${createHash('sha256').update(options.dataDir).digest('hex').slice(0, 12)}`,
+    onExit: options.onExit,
+    logger,
+  });
+  logger.info('compute.containers', { hostTypes: [...images.keys()].join(', '), gateway: containers.gatewayIp });
+  return { compute: createComputeRouter([containers, sandbox]), workerHost: containers.gatewayIp };
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} in ${ms / 1000}s`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
