@@ -114,7 +114,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
   // Containers reach this host only at their network's gateway: there the blob endpoint alone is served, and
   // every worker, sandboxed or not, gets URLs signed for it.
   const blobServer = local.workerHost === undefined ? undefined : createServer();
-  const blobAddress = blobServer === undefined ? address : await listen(blobServer, 0, local.workerHost ?? '');
+  const blobAddress =
+    blobServer === undefined ? address : await listenOnKeptPort(blobServer, local.workerHost ?? '', join(dataDir, 'blob-port'));
   const signer = createUrlSigner({
     baseUrl: `http://${blobAddress.address}:${blobAddress.port}`,
     secret: await blobSecret(dataDir),
@@ -263,6 +264,22 @@ async function listen(server: Server, port: number, host: string): Promise<Addre
     server.listen(port, host, () => resolve());
   });
   return server.address() as AddressInfo;
+}
+
+/**
+ * Listens on the port this data directory used last time, if it is free, else on any: containers that outlived a
+ * restarted runtime hold URLs signed for the old address, and can finish their uploads only if it still answers.
+ */
+async function listenOnKeptPort(server: Server, host: string, file: string): Promise<AddressInfo> {
+  const kept = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+  let address: AddressInfo;
+  try {
+    address = await listen(server, Number.isInteger(kept) && kept > 0 ? kept : 0, host);
+  } catch {
+    address = await listen(server, 0, host);
+  }
+  await writeFile(file, `${address.port}\n`);
+  return address;
 }
 
 /** The HMAC key for signed URLs, kept in the data directory so URLs stay valid across a restart. */
