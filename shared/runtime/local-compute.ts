@@ -62,16 +62,31 @@ export async function createLocalCompute(options: LocalComputeOptions): Promise<
     onProgress: options.onProgress,
   });
   if (images.size === 0) return { compute: sandbox, workerHost: undefined };
+  const network = `hermetic-${createHash('sha256').update(options.dataDir).digest('hex').slice(0, 12)}`;
   const containers = await createDockerCompute({
     docker,
     images,
     platforms: new Map([...images.keys()].map((hostType) => [hostType, known.get(hostType)?.platform ?? 'linux/amd64'])),
-    network: `hermetic-${createHash('sha256').update(options.dataDir).digest('hex').slice(0, 12)}`,
+    network,
     onExit: options.onExit,
     logger,
   });
   logger.info('compute.containers', { hostTypes: [...images.keys()].join(', '), gateway: containers.gatewayIp });
-  return { compute: createComputeRouter([containers, sandbox]), workerHost: containers.gatewayIp };
+  const router = createComputeRouter([containers, sandbox]);
+  return {
+    compute: {
+      ...router,
+      async close() {
+        await router.close();
+        // Bridge networks draw on a small pool of subnets: leave none behind. One still in use stays, harmlessly.
+        await docker
+          .getNetwork(network)
+          .remove()
+          .catch((error: unknown) => logger.info('network.kept', { network, reason: describeError(error) }));
+      },
+    },
+    workerHost: containers.gatewayIp,
+  };
 }
 
 function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {

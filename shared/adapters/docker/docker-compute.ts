@@ -337,11 +337,6 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
       closed = true;
       await Promise.allSettled([...starting.values()]);
       await Promise.all([...workers.values()].map((worker) => kill(worker, 'exited')));
-      // Bridge networks draw on a small pool of subnets: leave none behind. One still in use stays, harmlessly.
-      await docker
-        .getNetwork(network)
-        .remove()
-        .catch((error: unknown) => logger.info('network.kept', { network, reason: messageOf(error) }));
     },
   };
 }
