@@ -5,7 +5,11 @@ import type { Compute, WorkerInfo } from '../ports/compute.ts';
  * sandbox, say). Stopping, listing and closing reach every adapter, so a worker is found whichever started it, even
  * after a restart. Throws on a host type no adapter runs.
  */
-export function createComputeRouter(adapters: readonly Compute[]): Compute {
+export function createComputeRouter(
+  adapters: readonly Compute[],
+  /** Host types known to be missing here, with the reason, for the verdicts of builds that ask for them. */
+  unavailable: ReadonlyMap<string, string> = new Map(),
+): Compute {
   const byHostType = new Map<string, Compute>();
   for (const adapter of adapters) {
     for (const hostType of adapter.hostTypes) if (!byHostType.has(hostType)) byHostType.set(hostType, adapter);
@@ -27,6 +31,9 @@ export function createComputeRouter(adapters: readonly Compute[]): Compute {
     },
     async close() {
       await Promise.all(adapters.map((adapter) => adapter.close()));
+    },
+    unavailableReason(hostType) {
+      return unavailable.get(hostType) ?? adapters.map((adapter) => adapter.unavailableReason?.(hostType)).find(Boolean);
     },
   };
 }

@@ -11,6 +11,8 @@ export interface TaskOutcome {
   status: 'passed' | 'failed' | 'timed-out' | 'lost';
   reason?: string;
   result?: TaskResult;
+  /** For `lost`: another attempt would fare no better (a host type this runtime lacks), so the build ends now. */
+  final?: boolean;
 }
 
 /**
@@ -35,7 +37,7 @@ export async function finishTask(
     tx.set(collections.tasks, task.id, finished);
     if (build.taskId !== task.id) return { build, task: finished, changed: true, retry: undefined };
     const maxAttempts = deps.catalog.builders.get(build.builder)?.maxAttempts ?? 1;
-    if (outcome.status === 'lost' && task.attempt < maxAttempts) {
+    if (outcome.status === 'lost' && outcome.final !== true && task.attempt < maxAttempts) {
       const retry = newTask(build, task.attempt + 1, now);
       tx.set(collections.tasks, retry.id, retry);
       const next: Build = { ...build, taskId: retry.id, attempts: build.attempts + 1 };
@@ -77,6 +79,7 @@ function verdictOf(status: TaskOutcome['status']): BuildStatus {
 }
 
 function reasonOf(outcome: TaskOutcome, task: Task, maxAttempts: number): string {
+  if (outcome.status === 'lost' && outcome.final === true) return outcome.reason ?? 'lost';
   if (outcome.status === 'lost') {
     const tries = maxAttempts === 1 ? 'once' : `${task.attempt} times`;
     return `worker lost ${tries}; last: ${outcome.reason ?? 'no reason given'}`;

@@ -30,16 +30,16 @@ export function createLaunch(deps: PipelineDeps) {
     if (task.status !== 'pending') return;
     const builder = deps.catalog.builders.get(task.builder);
     if (builder === undefined) {
-      await finishTask(deps, task.id, { status: 'lost', reason: `builder "${task.builder}" is not configured` });
+      await finishTask(deps, task.id, { status: 'lost', final: true, reason: `builder "${task.builder}" is not configured` });
       return;
     }
     const hostType = [builder.hostType, builder.fallbackHostType].find(
       (candidate) => candidate !== undefined && deps.compute.hostTypes.includes(candidate),
     );
     if (hostType === undefined) {
-      const available = deps.compute.hostTypes.join(', ');
-      const reason = `host type "${builder.hostType}" is not available on this runtime (it runs: ${available})`;
-      await finishTask(deps, task.id, { status: 'lost', reason });
+      const why = deps.compute.unavailableReason?.(builder.hostType) ?? `it runs: ${deps.compute.hostTypes.join(', ')}`;
+      const reason = `host type "${builder.hostType}" is not available on this runtime: ${why}`;
+      await finishTask(deps, task.id, { status: 'lost', final: true, reason });
       return;
     }
     // A result already in means a worker ran (its notice is on the way to collect): starting another would be a
@@ -85,7 +85,7 @@ export function createLaunch(deps: PipelineDeps) {
   async function ensureSource(task: Task): Promise<string | undefined> {
     const repo = deps.catalog.repos.find((candidate) => candidate.name === task.repo);
     if (repo === undefined) {
-      await finishTask(deps, task.id, { status: 'lost', reason: `repo "${task.repo}" is not configured` });
+      await finishTask(deps, task.id, { status: 'lost', final: true, reason: `repo "${task.repo}" is not configured` });
       return undefined;
     }
     const key = blobKeys.source(task.repo, task.commit);

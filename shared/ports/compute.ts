@@ -37,6 +37,8 @@ export interface Compute {
   list(): Promise<WorkerInfo[]>;
   /** Kills every worker this adapter started; nothing it started is left running. */
   close(): Promise<void>;
+  /** Why a host type it does not run is not available here, when it knows (no Docker engine, no qemu, ...). */
+  unavailableReason?(hostType: string): string | undefined;
 }
 
 /** Called by a compute adapter when one of its workers ends, however it ended. */

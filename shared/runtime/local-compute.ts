@@ -5,6 +5,7 @@ import { createDockerCompute } from '../adapters/docker/docker-compute.ts';
 import { createProcessSandbox } from '../adapters/local/process-sandbox.ts';
 import { describeError } from '../errors.ts';
 import { ensureImages } from '../images/build-images.ts';
+import { checkHostType } from '../images/check-host-type.ts';
 import { listHostTypes } from '../images/host-types.ts';
 import type { Compute, OnWorkerExit } from '../ports/compute.ts';
 import type { Logger } from '../ports/log.ts';
@@ -47,13 +48,19 @@ export async function createLocalCompute(options: LocalComputeOptions): Promise<
     isolation: options.isolation,
   });
   const wanted = [...new Set(options.hostTypes)].filter((hostType) => hostType !== 'host');
-  if (options.containers === 'off' || wanted.length === 0) return { compute: sandbox, workerHost: undefined };
+  const sandboxOnly = (why: string) => ({
+    compute: createComputeRouter([sandbox], new Map(wanted.map((hostType) => [hostType, why]))),
+    workerHost: undefined,
+  });
+  if (wanted.length === 0) return { compute: sandbox, workerHost: undefined };
+  if (options.containers === 'off') return sandboxOnly('containers are turned off (--no-docker)');
   const docker = new Docker();
   try {
     await withTimeout(docker.ping(), pingTimeoutMs, 'no answer');
   } catch (error) {
-    logger.warn('docker.unavailable', { reason: describeError(error), hostTypes: wanted.join(', ') });
-    return { compute: sandbox, workerHost: undefined };
+    const reason = `no Docker engine answers (${describeError(error)})`;
+    logger.warn('docker.unavailable', { reason, hostTypes: wanted.join(', ') });
+    return sandboxOnly(reason);
   }
   const known = new Map((await listHostTypes()).map((hostType) => [hostType.name, hostType]));
   const images = await ensureImages({
@@ -61,7 +68,20 @@ export async function createLocalCompute(options: LocalComputeOptions): Promise<
     hostTypes: wanted.filter((hostType) => known.has(hostType)),
     onProgress: options.onProgress,
   });
-  if (images.size === 0) return { compute: sandbox, workerHost: undefined };
+  const unavailable = new Map<string, string>();
+  for (const hostType of wanted.filter((name) => !images.has(name))) {
+    const recipe = known.get(hostType);
+    const availability = recipe === undefined ? undefined : await checkHostType(recipe);
+    unavailable.set(
+      hostType,
+      recipe === undefined
+        ? `no recipe for it under infra/env/ (known: ${[...known.keys()].join(', ')})`
+        : availability?.available === false
+          ? availability.reason
+          : 'its image could not be made',
+    );
+  }
+  if (images.size === 0) return { compute: createComputeRouter([sandbox], unavailable), workerHost: undefined };
   const network = `hermetic-${createHash('sha256').update(options.dataDir).digest('hex').slice(0, 12)}`;
   const containers = await createDockerCompute({
     docker,
@@ -72,7 +92,7 @@ export async function createLocalCompute(options: LocalComputeOptions): Promise<
     logger,
   });
   logger.info('compute.containers', { hostTypes: [...images.keys()].join(', '), gateway: containers.gatewayIp });
-  const router = createComputeRouter([containers, sandbox]);
+  const router = createComputeRouter([containers, sandbox], unavailable);
   return {
     compute: {
       ...router,

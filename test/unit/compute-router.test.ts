@@ -26,4 +26,11 @@ describe('compute router', () => {
     assert.deepEqual(await router.list(), []);
     await assert.rejects(router.start(request('c'.repeat(24), 'windows-amd64')), /no compute runs host type "windows-amd64"/);
   });
+
+  it('says why a host type is missing, when it was told', () => {
+    const sandbox = createFakeCompute({ onExit: () => {} });
+    const router = createComputeRouter([sandbox], new Map([['linux-arm64', 'not available on this host: no binfmt_misc']]));
+    assert.equal(router.unavailableReason?.('linux-arm64'), 'not available on this host: no binfmt_misc');
+    assert.equal(router.unavailableReason?.('linux-amd64'), undefined);
+  });
 });

@@ -253,7 +253,8 @@ describe('pipeline: lost workers, deadlines and bad results', () => {
     await h.drain();
     const build = await h.state.get(collections.builds, id);
     assert.equal(build?.status, 'infra-failure');
-    assert.match(build?.reason ?? '', /host type "windows-amd64" is not available on this runtime/);
+    assert.match(build?.reason ?? '', /^host type "windows-amd64" is not available on this runtime: it runs: host$/);
+    assert.equal(build?.attempts, 1, 'no retry: another attempt would fare no better');
     assert.equal(h.compute.started.length, 0);
   });
 });
