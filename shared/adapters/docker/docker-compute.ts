@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { TaskSpec } from '../../model/wire.ts';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
+import { stopWithGrace } from '../stop-with-grace.ts';
 
 /** Resources one worker container may use. */
 export interface DockerLimits {
@@ -317,11 +318,7 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
       const worker = workers.get(taskId);
       if (worker === undefined) return;
       worker.stopRequested = true;
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise<'late'>((resolve) => (timer = setTimeout(resolve, stopGraceMs, 'late')));
-      const outcome = await Promise.race([worker.gone.then(() => 'gone' as const), grace]);
-      clearTimeout(timer);
-      if (outcome === 'late') await kill(worker, 'exited');
+      await stopWithGrace(worker.gone, () => kill(worker, 'exited'), stopGraceMs);
     },
     async list(): Promise<WorkerInfo[]> {
       const found = await docker.listContainers({ all: true, filters: { label: ownerFilter } });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
+import { stopWithGrace } from '../stop-with-grace.ts';
 
 /** How a worker's processes are held together so that all of them can be killed. */
 export type Isolation = 'pid-namespace' | 'process-group';
@@ -245,11 +246,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       const worker = workers.get(taskId);
       if (worker === undefined) return;
       worker.stopRequested = true;
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise<'late'>((resolve) => (timer = setTimeout(resolve, stopGraceMs, 'late')));
-      const outcome = await Promise.race([worker.gone.then(() => 'gone' as const), grace]);
-      clearTimeout(timer);
-      if (outcome === 'late') await kill(worker, 'exited');
+      await stopWithGrace(worker.gone, () => kill(worker, 'exited'), stopGraceMs);
     },
     async list(): Promise<WorkerInfo[]> {
       return [...workers.values()].map(({ request }) => ({
