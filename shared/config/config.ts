@@ -22,6 +22,8 @@ const builderCommon = {
   timeoutSeconds: z.number().int().min(1).max(86_400).default(1200),
   maxLogBytes: z.number().int().min(4096).max(1 << 30).default(4 << 20),
   maxAttempts: z.number().int().min(1).max(10).default(3),
+  /** Let the steps reach the network. Off by default: tests run with loopback only (in containers). */
+  network: z.boolean().default(false),
 };
 
 const goModuleBuilder = z.strictObject({
@@ -106,6 +108,7 @@ export function parseConfig(json: unknown, file: string): Config {
       timeoutSeconds: builder.timeoutSeconds,
       maxLogBytes: builder.maxLogBytes,
       maxAttempts: builder.maxAttempts,
+      network: builder.network,
     });
   }
   const repos: Repo[] = [];

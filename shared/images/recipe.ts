@@ -28,6 +28,7 @@ export interface ImageRecipe {
   hostType: string;
   /** Every file of the recipe folder (Dockerfile, host-type.json, anything else it copies), by relative path. */
   files: ReadonlyArray<{ path: string; sha256: string }>;
+  /** The image it is built on (its BASE): a Debian base's tag, or the tag of its parent host type's image. */
   baseTag: string;
   agentSha256: string;
   nodeSha256: string;
@@ -60,7 +61,10 @@ export function baseTag(recipe: BaseRecipe): string {
   return `hermetic/base-${recipe.suite}-${recipe.arch}:${hash.slice(0, 12)}`;
 }
 
-/** `hermetic/<host type>:<12 hex of the recipe's hash>`; the base tag carries the base recipe's hash into it. */
+/**
+ * `hermetic/<host type>:<12 hex of the recipe's hash>`. The base tag carries the base recipe's hash into it, or, for
+ * a host type built on a parent, the parent's tag, and so everything that went into the parent.
+ */
 export function imageTag(recipe: ImageRecipe): string {
   const hash = sha256(
     JSON.stringify({
@@ -76,9 +80,16 @@ export function imageTag(recipe: ImageRecipe): string {
   return `hermetic/${recipe.hostType}:${hash.slice(0, 12)}`;
 }
 
-/** Every regular file under a recipe folder with the sha256 of its content, paths with "/" whatever the OS. */
-export async function readRecipeFiles(dir: string): Promise<Array<{ path: string; sha256: string }>> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  const files = entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
+/**
+ * Every regular file under a recipe folder, and under the folder whose Dockerfile it builds when that is another
+ * (`contextDir`, as "../<name>/..."), with the sha256 of its content; paths with "/" whatever the OS.
+ */
+export async function readRecipeFiles(dir: string, contextDir: string = dir): Promise<Array<{ path: string; sha256: string }>> {
+  const folders = contextDir === dir ? [dir] : [dir, contextDir];
+  const files: string[] = [];
+  for (const folder of folders) {
+    const entries = await readdir(folder, { recursive: true, withFileTypes: true });
+    files.push(...entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name)));
+  }
   return Promise.all(files.sort().map(async (file) => ({ path: relative(dir, file).split(sep).join('/'), sha256: sha256(await readFile(file)) })));
 }

@@ -27,6 +27,8 @@ export interface Builder {
   maxLogBytes: number;
   /** Attempts a task gets when its worker dies without a result, before the build is an infra failure. */
   maxAttempts: number;
+  /** Whether the steps may reach the network; containers otherwise give them loopback only. */
+  network: boolean;
 }
 
 /** A watched repository. `url` is a git remote URL or a local path. */

@@ -55,6 +55,7 @@ export function createLaunch(deps: PipelineDeps) {
       spec,
       deadline,
       labels: { task: task.id, build: task.buildId, builder: task.builder, repo: task.repo },
+      network: builder.network,
     });
     const launched = await deps.state.transaction(async (tx) => {
       const current = await tx.get(collections.tasks, task.id);

@@ -10,6 +10,8 @@ export interface WorkerRequest {
   /** ms since the epoch; the worker and everything it started are killed then. */
   deadline: number;
   labels: Record<string, string>;
+  /** The builder lets its steps reach the network; adapters that cut it off otherwise leave it on. */
+  network?: boolean;
 }
 
 /** How a worker ended, as its compute adapter saw it. */

@@ -30,13 +30,15 @@ const module = {
 };
 
 const rawConfig = (repo: string) => ({
-  repos: [{ name: 'arch', url: repo, builders: ['amd64', 'x386', 'background', 'hang'] }],
+  repos: [{ name: 'arch', url: repo, builders: ['amd64', 'x386', 'background', 'hang', 'offline', 'online'] }],
   builders: {
     amd64: { type: 'go-module', hostType: 'linux-amd64', env: { WANT_GOARCH: 'amd64' }, timeoutSeconds: 300 },
     x386: { type: 'go-module', hostType: 'linux-386', env: { WANT_GOARCH: '386' }, timeoutSeconds: 300 },
     background: { type: 'command', hostType: 'linux-amd64', command: 'sleep 300 & echo started in the background' },
     hang: { type: 'command', hostType: 'linux-amd64', command: 'echo hanging; sleep 600', timeoutSeconds: 15 },
     slow: { type: 'command', hostType: 'linux-amd64', command: 'sleep 6; echo done' },
+    offline: { type: 'command', hostType: 'linux-amd64', command: 'cat /proc/net/dev' },
+    online: { type: 'command', hostType: 'linux-amd64', command: 'cat /proc/net/dev', network: true },
   },
 });
 
@@ -102,6 +104,17 @@ describe('builds in containers, end to end', { skip: noDocker }, () => {
     assert.deepEqual(await containersOf(task.id), []);
     const log = await (await fetch(`${runtime?.url}/log/${task.id}`)).text();
     assert.match(log, /hanging/);
+  });
+
+  it('gives the steps no network but loopback, unless the builder asks for it', async () => {
+    const interfaces = async (builder: string) => {
+      const { build, task } = await buildOf(builder);
+      assert.equal(build.status, 'passed');
+      const log = await (await fetch(`${runtime?.url}/log/${task.id}`)).text();
+      return [...log.matchAll(/^\s*(\w+):/gm)].map((match) => match[1]).filter((name) => name !== 'Inter');
+    };
+    assert.deepEqual(await interfaces('offline'), ['lo']);
+    assert.ok((await interfaces('online')).some((name) => name !== 'lo'), 'a network interface besides loopback');
   });
 
   it('finishes a build once after the runtime is killed mid-build and restarted', async () => {

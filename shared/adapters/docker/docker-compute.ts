@@ -31,7 +31,10 @@ export interface DockerComputeOptions {
   onExit: OnWorkerExit;
   logger?: Logger;
   limits?: DockerLimits;
-  /** Says which tasks' builders asked for the network: their workers get the default bridge, and steps keep it. */
+  /**
+   * Says which tasks' builders asked for the network (default: the request's `network`): their workers get the
+   * default bridge, and their steps keep it.
+   */
   networkAccess?: (request: WorkerRequest) => boolean;
 }
 
@@ -142,7 +145,7 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
   async function launch(request: WorkerRequest, image: string, labels: Record<string, string>): Promise<void> {
     const { taskId } = request;
     const name = `hermetic-${taskId}`;
-    const networkAccess = options.networkAccess?.(request) === true;
+    const networkAccess = (options.networkAccess ?? ((asked) => asked.network === true))(request);
     let container: Docker.Container;
     try {
       const platform = options.platforms?.get(request.hostType);
