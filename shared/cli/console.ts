@@ -40,6 +40,8 @@ export function createConsoleReporter(write: Write): Reporter {
 
 function progressLine(event: string, fields: Fields): string | undefined {
   switch (event) {
+    case 'compute.containers':
+      return `hermetic: containers for ${fields['hostTypes']} (workers reach this host at ${fields['gateway']})`;
     case 'poll.found':
       return `found ${fields['commits']} new commit(s) on ${fields['repo']}/${fields['branch']}`;
     case 'task.launched':
