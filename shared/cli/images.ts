@@ -9,8 +9,8 @@ import { exitCodes, UsageError, type Io } from './io.ts';
 export const imagesHelp = `Usage: hermetic images <command> [options]
 
 Builds and lists the worker images, one per host type, made from the recipes in infra/env/<host type>/. An image's
-tag is the hash of its recipe (Dockerfile, metadata, Debian base, agent, Node binary), so an image that exists is
-up to date, and a changed recipe always gets a new tag.
+tag is the hash of its recipe (Dockerfile, metadata, Debian base or parent image, agent, Node binary), so an image
+that exists is up to date, and a changed recipe always gets a new tag.
 
 Commands:
   build [HOST_TYPE...]   build the missing images (default: every host type available on this host)
@@ -22,8 +22,8 @@ Options:
 const buildHelp = `Usage: hermetic images build [HOST_TYPE...] [options]
 
 Builds the image of each named host type (default: every one available on this host) unless its tag exists.
-The Debian base is made first when missing, from Debian's packages with mmdebstrap; no registry is needed.
-Progress goes to stderr.
+A parent image and the Debian base are made first when missing, the base from Debian's packages with mmdebstrap;
+no registry is needed. Progress goes to stderr.
 
 Options:
   --force      build again, bases included and without the layer cache, even when the tags exist

@@ -70,9 +70,9 @@ export function defaultCacheDir(): string {
 }
 
 /**
- * The tag a host type's image has (or will have): `hermetic/<name>:<12 hex>` of its recipe, base recipe, agent
- * bundle and Node binary. Throws UnknownHostTypeError for a name without a recipe, or the reason the agent or its
- * Node binary cannot be had.
+ * The tag a host type's image has (or will have): `hermetic/<name>:<12 hex>` of its recipe, the base recipe (or its
+ * parent's tag), the agent bundle and the Node binary. Throws UnknownHostTypeError for a name without a recipe, or
+ * the reason the agent or its Node binary cannot be had.
  */
 export async function imageTagFor(hostType: string, options: ImagesOptions = {}): Promise<string> {
   const type = await findHostType(hostType, settingsOf(options).envDir);
@@ -95,8 +95,9 @@ export function envDirOf(options: ImagesOptions): string {
 
 /**
  * Builds the images of the named host types (default: all available here), each only if its tag is missing (or
- * `force`), showing progress through `onProgress`. Resolves with one entry per host type built or found; throws
- * ImageBuildError naming the host type and the failing step's output, or UnknownHostTypeError for a bad name.
+ * `force`), a missing parent's first, showing progress through `onProgress`. Resolves with one entry per host type
+ * asked for, built or found; throws ImageBuildError naming the host type and the failing step's output (a child's
+ * names its parent's), or UnknownHostTypeError for a bad name.
  */
 export async function buildImages(options: BuildOptions): Promise<BuiltImage[]> {
   return run(options, options.hostTypes === undefined ? 'skip' : 'throw');
@@ -156,8 +157,16 @@ async function run(options: BuildOptions, unavailable: 'skip' | 'throw'): Promis
   const resolve = createRecipeResolver(settings, onProgress);
   const lockDir = join(settings.cacheDir, 'locks');
   const bases = new Map<string, Promise<MadeImage>>();
-  const results: BuiltImage[] = [];
-  for (const type of runnable) {
+  const images = new Map<string, Promise<BuiltImage>>();
+  const withLock = <T>(name: string, key: string, work: () => Promise<T>) =>
+    withBuildLock(lockDir, key, work, {
+      onWait: (pid) => onProgress(`${name}: waiting for process ${pid}, which is making ${key}`),
+      ...(signal === undefined ? {} : { signal }),
+    });
+
+  // Once per host type and run: a parent that several children (or the caller) name is made, and reported, once.
+  const ensure = (type: HostType): Promise<BuiltImage> => once(images, type.name, () => ensureOnce(type));
+  const ensureOnce = async (type: HostType): Promise<BuiltImage> => {
     signal?.throwIfAborted();
     const startedAt = performance.now();
     try {
@@ -167,52 +176,63 @@ async function run(options: BuildOptions, unavailable: 'skip' | 'throw'): Promis
         await settings.probe.enableEmulation(type.arch);
       }
       const recipe = await resolve(type);
-      const withLock = <T>(key: string, work: () => Promise<T>) =>
-        withBuildLock(lockDir, key, work, {
-          onWait: (pid) => onProgress(`${type.name}: waiting for process ${pid}, which is making ${key}`),
-          ...(signal === undefined ? {} : { signal }),
-        });
-      const built = await withLock(recipe.tag, async () => {
+      const built = await withLock(type.name, recipe.tag, async () => {
         // Checked under the lock: another process may have made it while this one waited.
         if (!force && (await imageExists(docker, recipe.tag))) return false;
-        let base = bases.get(recipe.baseTag);
-        if (base === undefined) {
-          base = withLock(recipe.baseTag, () =>
-            makeBaseImage({ docker, recipe: recipe.base, onProgress, force, ...(signal === undefined ? {} : { signal }) }),
-          );
-          bases.set(recipe.baseTag, base);
-        }
-        await base;
+        if (type.parent !== undefined) await ensureParent(type, type.parent);
+        else await ensureBase(recipe);
         await dockerBuild(docker, type, recipe, { onProgress, force, signal });
         return true;
       });
       const seconds = (performance.now() - startedAt) / 1000;
       onProgress(built ? `${type.name}: ${recipe.tag} built in ${seconds.toFixed(1)} s` : `${type.name}: ${recipe.tag} is up to date`);
-      results.push({ hostType: type.name, tag: recipe.tag, built, seconds: Math.round(seconds * 1000) / 1000 });
+      return { hostType: type.name, tag: recipe.tag, built, seconds: Math.round(seconds * 1000) / 1000 };
     } catch (error) {
       if (signal?.aborted === true || error instanceof ImageBuildError) throw error;
       throw new ImageBuildError(`${type.name}: ${describeError(error)}`, { cause: error });
     }
-  }
+  };
+  const ensureParent = async (child: HostType, parent: HostType): Promise<void> => {
+    try {
+      await ensure(parent);
+    } catch (error) {
+      if (signal?.aborted === true) throw error;
+      throw new ImageBuildError(`${child.name}: its parent could not be built: ${describeError(error)}`, { cause: error });
+    }
+  };
+  const ensureBase = async (recipe: ResolvedRecipe): Promise<void> => {
+    await once(bases, recipe.baseTag, () =>
+      withLock(`base ${recipe.base.suite}/${recipe.base.arch}`, recipe.baseTag, () =>
+        makeBaseImage({ docker, recipe: recipe.base, onProgress, force, ...(signal === undefined ? {} : { signal }) }),
+      ),
+    );
+  };
+
+  const results: BuiltImage[] = [];
+  for (const type of runnable) results.push(await ensure(type));
   return results;
 }
 
 interface ResolvedRecipe {
+  /** The Debian base at the root of its chain of parents (one platform, so one base, all along the chain). */
   base: BaseRecipe;
+  /** What the Dockerfile gets as BASE: the Debian base's tag, or the parent host type's image tag. */
   baseTag: string;
   payload: AgentPayload;
   tag: string;
 }
 
-/** Resolves recipes to tags, bundling the agent and finding each architecture's Node binary once per resolver. */
+/**
+ * Resolves recipes to tags, each host type (parents included) once per resolver, bundling the agent and finding
+ * each architecture's Node binary once.
+ */
 function createRecipeResolver(settings: Settings, onProgress?: (line: string) => void): (type: HostType) => Promise<ResolvedRecipe> {
   let suite: Promise<string> | undefined;
   const payloads = new Map<string, Promise<AgentPayload>>();
-  const payloadFor = (arch: string) => {
-    let payload = payloads.get(arch);
-    if (payload === undefined) {
+  const payloadFor = (arch: string) =>
+    once(payloads, arch, () => {
       const startedAt = performance.now();
-      payload = agentPayloadFor(arch, {
+      return agentPayloadFor(arch, {
         projectDir: settings.projectDir,
         cacheDir: settings.cacheDir,
         ...(onProgress === undefined ? {} : { onProgress }),
@@ -221,21 +241,38 @@ function createRecipeResolver(settings: Settings, onProgress?: (line: string) =>
         onProgress?.(`agent (${arch}): bundled agent.mjs (${kb} KB), Node from ${made.nodeSource}, in ${((performance.now() - startedAt) / 1000).toFixed(1)} s`);
         return made;
       });
-      payloads.set(arch, payload);
-    }
-    return payload;
-  };
-  return async (type) => {
+    });
+  const recipes = new Map<string, Promise<ResolvedRecipe>>();
+  const resolve = (type: HostType): Promise<ResolvedRecipe> => once(recipes, type.dir, () => resolveOnce(type));
+  const resolveOnce = async (type: HostType): Promise<ResolvedRecipe> => {
     suite ??= settings.suite === undefined ? debianSuite() : Promise.resolve(settings.suite);
     const base = baseRecipeFor(await suite, type.arch, settings.salt);
-    const [payload, files] = await Promise.all([payloadFor(type.arch), readRecipeFiles(type.dir)]);
-    const tagOfBase = baseTag(base);
-    const tag = imageTag({ hostType: type.name, files, baseTag: tagOfBase, agentSha256: payload.bundleSha256, nodeSha256: payload.nodeSha256, salt: settings.salt });
-    return { base, baseTag: tagOfBase, payload, tag };
+    const [payload, files, parent] = await Promise.all([
+      payloadFor(type.arch),
+      readRecipeFiles(type.dir, type.contextDir),
+      type.parent === undefined ? undefined : resolve(type.parent),
+    ]);
+    // A child's BASE is its parent's image, so the parent's tag (its folder, its base, the agent) is in the child's.
+    const from = parent?.tag ?? baseTag(base);
+    const tag = imageTag({ hostType: type.name, files, baseTag: from, agentSha256: payload.bundleSha256, nodeSha256: payload.nodeSha256, salt: settings.salt });
+    return { base, baseTag: from, payload, tag };
   };
+  return resolve;
 }
 
-/** Stages the build context (the recipe folder plus agent/), runs `docker build` and checks the tag landed. */
+/** What `map` holds for `key`, made by `make` (and kept) the first time it is asked for. */
+function once<K, V extends object>(map: Map<K, V>, key: K, make: () => V): V {
+  const known = map.get(key);
+  if (known !== undefined) return known;
+  const made = make();
+  map.set(key, made);
+  return made;
+}
+
+/**
+ * Stages the build context (the folder of the Dockerfile it builds, plus agent/), runs `docker build` with BASE set to
+ * the base's or the parent's tag, and checks the tag landed.
+ */
 async function dockerBuild(
   docker: Docker,
   type: HostType,
@@ -244,7 +281,7 @@ async function dockerBuild(
 ): Promise<void> {
   const context = await mkdtemp(join(tmpdir(), 'hermetic-context-'));
   try {
-    await cp(type.dir, context, { recursive: true });
+    await cp(type.contextDir, context, { recursive: true });
     await mkdir(join(context, 'agent'));
     await writeFile(join(context, 'agent', 'agent.mjs'), recipe.payload.bundle);
     // A link, packed as the file it points to (follow), spares copying a 100 MB binary per build.

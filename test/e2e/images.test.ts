@@ -10,17 +10,17 @@ import type { Io } from '../../shared/cli/io.ts';
 import { buildImages, ensureImages, ImageBuildError, imageTagFor, type BuiltImage } from '../../shared/images/build-images.ts';
 import { checkHostType } from '../../shared/images/check-host-type.ts';
 
-// Builds the real linux-amd64 and linux-386 images once (minutes on a fresh machine, seconds after), then runs
-// containers from them. The images are the project's own, tagged by recipe, and are kept like a build cache: the
-// runtime and the other end-to-end tests use the same tags, so a test run builds each image once. Containers are
-// named hermetic-test-images-* and removed.
+// Builds the real linux-amd64, linux-386 and linux-amd64-race images once (minutes on a fresh machine, seconds
+// after), then runs containers from them. The images are the project's own, tagged by recipe, and are kept like a
+// build cache: the runtime and the other end-to-end tests use the same tags, so a test run builds each image once.
+// Containers are named hermetic-test-images-* and removed; so are the hermetic/hermetic-test-* images made here.
 
 const docker = new Docker();
 const noEngine = await docker.ping().then(
   () => false as const,
   (error: unknown) => `no Docker engine answers (${(error as Error).message}); start one (dockerd) to build images`,
 );
-const wanted = ['linux-amd64', 'linux-386'];
+const wanted = ['linux-amd64', 'linux-386', 'linux-amd64-race'];
 
 interface Run {
   code: number;
@@ -58,16 +58,26 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
     return { code: exit.StatusCode, output };
   }
 
+  /** Removes every hermetic/hermetic-test-* image this test made, children before the parents they are built on. */
+  async function removeTestImages(): Promise<void> {
+    const made = await docker.listImages({ filters: JSON.stringify({ reference: ['hermetic/hermetic-test-*'] }) });
+    for (const image of made.sort((a, b) => b.Created - a.Created)) {
+      for (const tag of image.RepoTags ?? []) await docker.getImage(tag).remove().catch(() => {});
+    }
+  }
+
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'hermetic-images-e2e-'));
     const available = await checkHostType('linux-386');
     if (!available.available) skip386 = available.reason;
-    first = await buildImages({ docker, hostTypes: available.available ? wanted : ['linux-amd64'], onProgress: (line) => progress.push(line) });
+    const hostTypes = wanted.filter((name) => available.available || name !== 'linux-386');
+    first = await buildImages({ docker, hostTypes, onProgress: (line) => progress.push(line) });
     tags = new Map(first.map((image) => [image.hostType, image.tag]));
   });
 
   after(async () => {
     for (const name of containers) await docker.getContainer(name).remove({ force: true }).catch(() => {});
+    await removeTestImages();
     await rm(scratch, { recursive: true, force: true });
   });
 
@@ -118,6 +128,76 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
     assert.match(result.output, /--- PASS: TestWord/);
   });
 
+  it('builds linux-386 and linux-amd64-race on the linux-amd64 image, adding only their settings', async () => {
+    const parent = (await docker.getImage(tags.get('linux-amd64') ?? assert.fail('no linux-amd64 image')).inspect()).Config;
+    const own: Record<string, string[]> = { 'linux-386': ['GOARCH=386', 'CGO_ENABLED=0'], 'linux-amd64-race': ['CGO_ENABLED=1', 'GOFLAGS=-race'] };
+    for (const [child, env] of Object.entries(own)) {
+      const tag = tags.get(child);
+      if (tag === undefined) continue; // linux-386 where the kernel runs no 32-bit programs
+      const config = (await docker.getImage(tag).inspect()).Config;
+      assert.deepEqual(config.Env, [...parent.Env, ...env], child);
+      assert.ok(parent.Env.includes('GOTOOLCHAIN=local'));
+      assert.deepEqual(config.Entrypoint, parent.Entrypoint, child);
+      assert.equal(config.WorkingDir, '/work', child);
+      assert.equal(config.Labels?.['hermetic.host-type'], child, 'the child\'s own label, not the parent\'s');
+      const agent = await run(tag, { Cmd: ['--help'] });
+      assert.equal(agent.code, 0, agent.output);
+      assert.match(agent.output, /--isolate-steps/, `${child}: the agent is the entrypoint`);
+    }
+  });
+
+  it('linux-amd64-race finds a data race', async () => {
+    const tag = tags.get('linux-amd64-race') ?? assert.fail('no linux-amd64-race image');
+    const racy =
+      'package m\n\nimport "testing"\n\nfunc TestRace(t *testing.T) {\n\tn := 0\n\tdone := make(chan bool)\n' +
+      '\tgo func() { n++; done <- true }()\n\tn++\n\t<-done\n}\n';
+    const script = [
+      'set -e',
+      'go env CGO_ENABLED GOFLAGS',
+      'mkdir -p /tmp/m && cd /tmp/m',
+      'printf "module m\\n\\ngo 1.19\\n" > go.mod',
+      `printf '%s' '${racy}' > m_test.go`,
+      'HOME=/tmp GOCACHE=/tmp/go-build go test . || echo "go test failed"',
+    ].join('\n');
+    const result = await shell(tag, script, '1000:1000');
+    assert.equal(result.code, 0, result.output);
+    assert.match(result.output, /^1\r?\n-race\r?$/m);
+    assert.match(result.output, /WARNING: DATA RACE/);
+    assert.match(result.output, /^go test failed\r?$/m);
+  });
+
+  it('builds a missing parent first, once, and the child on it', async () => {
+    const envDir = join(scratch, 'env-family');
+    // A fresh comment in the parent gives fresh tags, so nothing left by an earlier run counts as built.
+    const nonce = randomBytes(6).toString('hex');
+    const recipes: Record<string, { from?: string; dockerfile: string }> = {
+      'hermetic-test-parent': { dockerfile: `# ${nonce}\nARG BASE\nFROM \${BASE}\nRUN echo parent > /parent.txt\nENV FROM_PARENT=1\n` },
+      'hermetic-test-child': { from: 'hermetic-test-parent', dockerfile: 'ARG BASE\nFROM ${BASE}\nENV FROM_CHILD=1\n' },
+      'hermetic-test-grandchild': { from: 'hermetic-test-child', dockerfile: 'ARG BASE\nFROM ${BASE}\nRUN cat /parent.txt\n' },
+    };
+    for (const [name, recipe] of Object.entries(recipes)) {
+      await mkdir(join(envDir, name), { recursive: true });
+      const from = recipe.from === undefined ? {} : { from: recipe.from };
+      await writeFile(join(envDir, name, 'host-type.json'), JSON.stringify({ description: name, platform: 'linux/amd64', ...from }));
+      await writeFile(join(envDir, name, 'Dockerfile'), recipe.dockerfile);
+    }
+    const lines: string[] = [];
+    const built = await buildImages({ docker, envDir, hostTypes: ['hermetic-test-grandchild', 'hermetic-test-child'], onProgress: (line) => lines.push(line) });
+    assert.deepEqual(built.map((image) => [image.hostType, image.built]), [['hermetic-test-grandchild', true], ['hermetic-test-child', true]]);
+    const made = lines.filter((line) => / built in /.test(line)).map((line) => line.split(':')[0]);
+    assert.deepEqual(made, ['hermetic-test-parent', 'hermetic-test-child', 'hermetic-test-grandchild'], 'each once, parents first');
+    const parentTag = await imageTagFor('hermetic-test-parent', { envDir });
+    const childTag = await imageTagFor('hermetic-test-child', { envDir });
+    assert.ok(lines.includes(`hermetic-test-child: building ${childTag} (linux/amd64) from ${parentTag}`), lines.join('\n'));
+
+    const grandchild = await shell(built[0]?.tag ?? assert.fail('no grandchild'), 'cat /parent.txt; echo "$FROM_PARENT$FROM_CHILD"');
+    assert.equal(grandchild.code, 0, grandchild.output);
+    assert.match(grandchild.output, /^parent\r?\n11\r?$/m);
+
+    const again = await buildImages({ docker, envDir, hostTypes: ['hermetic-test-grandchild'], onProgress: () => {} });
+    assert.deepEqual(again.map((image) => image.built), [false]);
+  });
+
   it('builds nothing the second time, fast', async () => {
     const startedAt = performance.now();
     const again = await buildImages({ docker, hostTypes: [...tags.keys()], onProgress: () => {} });
@@ -156,5 +236,15 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
     });
     const left = await docker.listImages({ filters: JSON.stringify({ reference: ['hermetic/hermetic-test-broken'] }) });
     assert.deepEqual(left, []);
+
+    const child = join(envDir, 'hermetic-test-broken-child');
+    await mkdir(child);
+    await writeFile(join(child, 'host-type.json'), JSON.stringify({ description: 'built on one that fails', platform: 'linux/amd64', from: 'hermetic-test-broken' }));
+    await writeFile(join(child, 'Dockerfile'), 'ARG BASE\nFROM ${BASE}\nENV NEVER=1\n');
+    await assert.rejects(buildImages({ docker, envDir, hostTypes: ['hermetic-test-broken-child'], onProgress: () => {} }), (error: unknown) => {
+      assert.ok(error instanceof ImageBuildError);
+      assert.match(error.message, /^hermetic-test-broken-child: its parent could not be built: hermetic-test-broken: docker build failed at "Step 3\/\d+ : RUN echo/);
+      return true;
+    });
   });
 });

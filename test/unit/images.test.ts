@@ -130,6 +130,38 @@ describe('recipe hashing', () => {
     assert.notEqual(await imageTagFor('linux-amd64', { ...options, envDir, salt: 'x' }), original);
   });
 
+  it('folds a parent\'s tag into its children\'s, and a borrowed Dockerfile into the borrower\'s', async () => {
+    const copy = join(scratch, 'env-family');
+    await cp(envDir, copy, { recursive: true });
+    const options = { suite: 'bookworm', cacheDir: join(scratch, 'cache'), envDir: copy };
+    const tagsOf = async (extra: { suite?: string } = {}) =>
+      Object.fromEntries(
+        await Promise.all(['linux-amd64', 'linux-386', 'linux-amd64-race', 'linux-arm64'].map(async (name) => [name, await imageTagFor(name, { ...options, ...extra })])),
+      ) as Record<string, string>;
+    const before = await tagsOf();
+
+    // The parent's Dockerfile: every child's tag and the borrower's change with the parent's.
+    const parentDockerfile = join(copy, 'linux-amd64', 'Dockerfile');
+    await writeFile(parentDockerfile, (await readFile(parentDockerfile, 'utf8')).replace('golang-go gcc', 'golang-go gcc make'));
+    const afterParent = await tagsOf();
+    for (const name of Object.keys(before)) assert.notEqual(afterParent[name], before[name], `${name} changes with linux-amd64's Dockerfile`);
+
+    // A child's own folder: only that child's tag changes.
+    await writeFile(join(copy, 'linux-386', 'Dockerfile'), `${await readFile(join(copy, 'linux-386', 'Dockerfile'), 'utf8')}ENV GO386=softfloat\n`);
+    const afterChild = await tagsOf();
+    assert.notEqual(afterChild['linux-386'], afterParent['linux-386']);
+    for (const name of ['linux-amd64', 'linux-amd64-race', 'linux-arm64']) assert.equal(afterChild[name], afterParent[name], `${name} does not depend on linux-386`);
+
+    // The parent's base reaches the children through the parent's tag.
+    const trixie = await tagsOf({ suite: 'trixie' });
+    for (const name of Object.keys(before)) assert.notEqual(trixie[name], afterChild[name], `${name} changes with the suite`);
+
+    // The parent's tag is what a child's recipe hashes as its base.
+    const parentTag = imageTag(imageRecipe());
+    const child = imageRecipe({ hostType: 'linux-386', baseTag: parentTag });
+    assert.notEqual(imageTag(child), imageTag({ ...child, baseTag: imageTag(imageRecipe({ agentSha256: 'e'.repeat(64) })) }));
+  });
+
   it('gives a new tag when the agent bundle changes', async () => {
     // Two checkouts that differ only in the agent's source; node_modules is the real one.
     const tags: string[] = [];
@@ -169,9 +201,20 @@ describe('host types', () => {
     assert.equal(byName.get('linux-386')?.platform, 'linux/amd64');
     assert.equal(byName.get('linux-386')?.runs32BitPrograms, true);
     assert.equal(byName.get('linux-amd64')?.runs32BitPrograms, false);
+    assert.equal(byName.get('linux-386')?.parent?.name, 'linux-amd64');
+    assert.equal(byName.get('linux-amd64-race')?.parent?.name, 'linux-amd64');
+    assert.equal(byName.get('linux-amd64')?.parent, undefined);
+    assert.equal(byName.get('linux-arm64')?.parent, undefined);
+    assert.equal(byName.get('linux-arm64')?.contextDir, byName.get('linux-amd64')?.dir, 'linux-arm64 builds linux-amd64\'s Dockerfile');
     for (const type of types) {
-      const dockerfile = await readFile(join(type.dir, 'Dockerfile'), 'utf8');
+      const dockerfile = await readFile(join(type.contextDir, 'Dockerfile'), 'utf8');
       assert.match(dockerfile, /^ARG BASE\nFROM \$\{BASE\}$/m, type.name);
+      if (type.parent !== undefined) {
+        // A child holds only what differs from its parent; everything else comes with the parent's image.
+        assert.doesNotMatch(dockerfile, /apt-get|^COPY|^ENTRYPOINT|useradd/m, type.name);
+        assert.match(dockerfile, /^ENV /m, type.name);
+        continue;
+      }
       assert.match(dockerfile, /--no-install-recommends/, type.name);
       assert.match(dockerfile, /rm -rf \/var\/lib\/apt\/lists/, type.name);
       assert.match(dockerfile, /^COPY agent\/ \/opt\/hermetic\/$/m, type.name);
@@ -201,6 +244,67 @@ describe('host types', () => {
     await writeFile(join(dir, 'linux-bad', 'host-type.json'), JSON.stringify({ description: 'x', platform: 'linux/amd64' }));
     await rm(join(dir, 'linux-bad', 'Dockerfile'));
     await assert.rejects(listHostTypes(dir), /no Dockerfile/);
+  });
+
+  /** A folder of recipes: each name maps to its host-type.json fields, and gets a Dockerfile unless it borrows one. */
+  async function family(name: string, recipes: Record<string, Record<string, unknown>>): Promise<string> {
+    const dir = join(scratch, name);
+    for (const [type, metadata] of Object.entries(recipes)) {
+      await mkdir(join(dir, type), { recursive: true });
+      await writeFile(join(dir, type, 'host-type.json'), JSON.stringify({ description: type, platform: 'linux/amd64', ...metadata }));
+      if (metadata['dockerfile'] === undefined) await writeFile(join(dir, type, 'Dockerfile'), 'ARG BASE\nFROM ${BASE}\n');
+    }
+    return dir;
+  }
+  const configError = (pattern: RegExp) => (error: unknown) => {
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.match(error.message, pattern);
+    return true;
+  };
+
+  it('links a host type to its parent, which passes on its need for 32-bit programs', async () => {
+    const dir = await family('env-linked', { root: { runs32BitPrograms: true }, middle: { from: 'root' }, leaf: { from: 'middle' } });
+    const leaf = await findHostType('leaf', dir);
+    assert.equal(leaf.parent?.name, 'middle');
+    assert.equal(leaf.parent?.parent?.name, 'root');
+    assert.equal(leaf.runs32BitPrograms, true, 'a child image holds what its parent holds');
+    assert.equal((await checkHostType(leaf, { probe: fakeProbe({ run32Bit: 'no 32-bit here' }) })).available, false);
+  });
+
+  it('refuses a parent that does not exist, naming the file and the field', async () => {
+    const dir = await family('env-orphan', { 'linux-a': {}, 'linux-b': { from: 'linux-nope' } });
+    await assert.rejects(listHostTypes(dir), configError(/linux-b\/host-type\.json: from: no host type "linux-nope"; expected one of: linux-a, linux-b$/));
+    await assert.rejects(findHostType('linux-a', dir), ConfigError, 'one bad recipe fails the listing, as a malformed one does');
+  });
+
+  it('refuses a cycle of parents', async () => {
+    const cycle = await family('env-cycle', { 'linux-a': { from: 'linux-c' }, 'linux-b': { from: 'linux-a' }, 'linux-c': { from: 'linux-b' }, 'linux-d': {} });
+    await assert.rejects(listHostTypes(cycle), configError(/host-type\.json: from: the host types linux-a → linux-c → linux-b → linux-a each build on the next, a cycle/));
+    const itself = await family('env-itself', { 'linux-a': { from: 'linux-a' } });
+    await assert.rejects(listHostTypes(itself), configError(/linux-a\/host-type\.json: from: names linux-a itself/));
+  });
+
+  it('refuses a child whose platform is not its parent\'s, naming both', async () => {
+    const dir = await family('env-platform', { 'linux-amd': {}, 'linux-arm': { platform: 'linux/arm64', from: 'linux-amd' } });
+    await assert.rejects(
+      listHostTypes(dir),
+      configError(/linux-arm\/host-type\.json: platform: linux\/arm64, but its parent linux-amd \("from"\) is linux\/amd64/),
+    );
+  });
+
+  it('builds another host type\'s Dockerfile when told to, and refuses a name it cannot use', async () => {
+    const dir = await family('env-borrow', { 'linux-amd': {}, 'linux-arm': { platform: 'linux/arm64', dockerfile: 'linux-amd' } });
+    const arm = await findHostType('linux-arm', dir);
+    assert.equal(arm.contextDir, join(dir, 'linux-amd'));
+    assert.equal(arm.dir, join(dir, 'linux-arm'));
+    assert.equal(arm.arch, 'arm64');
+
+    await writeFile(join(dir, 'linux-arm', 'Dockerfile'), 'ARG BASE\nFROM ${BASE}\n');
+    await assert.rejects(listHostTypes(dir), configError(/linux-arm\/host-type\.json: dockerfile: names linux-amd's Dockerfile, but .* has its own/));
+    const unknown = await family('env-borrow-unknown', { 'linux-arm': { dockerfile: 'linux-nope' } });
+    await assert.rejects(listHostTypes(unknown), configError(/linux-arm\/host-type\.json: dockerfile: no host type "linux-nope"/));
+    const chain = await family('env-borrow-chain', { 'linux-a': {}, 'linux-b': { dockerfile: 'linux-a' }, 'linux-c': { dockerfile: 'linux-b' } });
+    await assert.rejects(listHostTypes(chain), configError(/linux-c\/host-type\.json: dockerfile: linux-b has no Dockerfile of its own \(it builds linux-a's\)/));
   });
 });
 
