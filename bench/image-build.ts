@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import Docker from 'dockerode';
-import { buildImages } from '../shared/images/build-images.ts';
+import { buildImages, imageTagFor } from '../shared/images/build-images.ts';
 import { debianSuite } from '../shared/images/debian-suite.ts';
 import { baseRecipeFor, baseTag } from '../shared/images/recipe.ts';
 import { findHostType } from '../shared/images/host-types.ts';
@@ -59,7 +59,11 @@ for (let run = 0; run < coldRuns; run++) {
     cold.push((performance.now() - startedAt) / 1000);
     bases.push(baseSeconds);
     if (image === undefined) throw new Error(`${hostType} was not built`);
-    made.push(image.tag, baseTag(baseRecipeFor(suite, type.arch, salt)));
+    // The image, every parent it was built on (children first), then the base: all salted, all removed after.
+    for (let each: typeof type | undefined = type; each !== undefined; each = each.parent) {
+      made.push(await imageTagFor(each.name, { salt }));
+    }
+    made.push(baseTag(baseRecipeFor(suite, type.arch, salt)));
     if (run === 0) {
       for (let warmRun = 0; warmRun < warmRuns; warmRun++) {
         const again = performance.now();
