@@ -37,7 +37,8 @@ const pingTimeoutMs = 3_000;
 /**
  * The embedded default's compute: containers for every host type the builders ask for whose image is (or can be
  * made) here, when a Docker engine answers; the process sandbox for `host`, and for builders that fall back to it.
- * Missing images are built first, with progress. Never fails for want of Docker: it says so and goes on.
+ * Missing images are built first, with progress. Never fails for want of Docker or of an image: it says so, and
+ * builders that cannot run get that reason as their verdict.
  */
 export async function createLocalCompute(options: LocalComputeOptions): Promise<LocalCompute> {
   const { logger } = options;
@@ -63,11 +64,18 @@ export async function createLocalCompute(options: LocalComputeOptions): Promise<
     return sandboxOnly(reason);
   }
   const known = new Map((await listHostTypes()).map((hostType) => [hostType.name, hostType]));
-  const images = await ensureImages({
-    docker,
-    hostTypes: wanted.filter((hostType) => known.has(hostType)),
-    onProgress: options.onProgress,
-  });
+  let images: Map<string, string>;
+  try {
+    images = await ensureImages({
+      docker,
+      hostTypes: wanted.filter((hostType) => known.has(hostType)),
+      onProgress: options.onProgress,
+    });
+  } catch (error) {
+    const reason = `its image could not be built (${describeError(error)})`;
+    logger.error('images.failed', { reason });
+    return sandboxOnly(reason);
+  }
   const unavailable = new Map<string, string>();
   for (const hostType of wanted.filter((name) => !images.has(name))) {
     const recipe = known.get(hostType);
