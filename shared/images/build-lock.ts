@@ -1,6 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isProcessAlive } from '../process-alive.ts';
 
 export interface BuildLockOptions {
   /** Called once if another process holds the lock, with its pid. */
@@ -28,7 +29,7 @@ export async function withBuildLock<T>(dir: string, key: string, work: () => Pro
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) {
+    if (!Number.isInteger(pid) || pid <= 0 || !isProcessAlive(pid)) {
       // A dead holder's lock is taken over. An empty file is usually caught between create and write, so it gets a
       // few seconds before it counts as left by a crash.
       if ((Number.isInteger(pid) && pid > 0) || ++unreadable > 100) await rm(file, { force: true });
@@ -45,14 +46,5 @@ export async function withBuildLock<T>(dir: string, key: string, work: () => Pro
     return await work();
   } finally {
     await rm(file, { force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -1,5 +1,6 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isProcessAlive } from '../process-alive.ts';
 
 /**
  * Takes the data directory for this process, so two runtimes never share one database and worker tree. A lock left
@@ -15,20 +16,11 @@ export async function lockDataDir(dataDir: string): Promise<{ release(): Promise
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+      if (Number.isInteger(pid) && pid > 0 && isProcessAlive(pid)) {
         throw new Error(`another hermetic (pid ${pid}) is using the data directory ${dataDir}; stop it or use --data`);
       }
       await rm(file, { force: true });
     }
   }
   throw new Error(`could not lock the data directory ${dataDir}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
