@@ -69,8 +69,6 @@ const specPath = 'etc/hermetic/task.json';
 const agentCapabilities = ['SYS_ADMIN', 'SETUID', 'SETGID', 'SETPCAP', 'CHOWN', 'KILL', 'DAC_OVERRIDE'];
 
 const defaultLimits = { cpus: 2, memoryBytes: 4 * 1024 ** 3, pids: 4096 };
-/** How long `stop` lets an agent that has uploaded its result exit by itself before killing it. */
-const stopGraceMs = 2_000;
 /** How much of a failed worker's output goes to the log. */
 const tailBytes = 2_000;
 /** Pause before looking at a container again when waiting on it failed (the engine restarting, a broken socket). */
@@ -321,7 +319,7 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
       const worker = workers.get(taskId);
       if (worker === undefined) return;
       worker.stopRequested = true;
-      await stopWithGrace(worker.gone, () => kill(worker, 'exited'), stopGraceMs);
+      await stopWithGrace(worker.gone, () => kill(worker, 'exited'));
     },
     async list(): Promise<WorkerInfo[]> {
       const found = await docker.listContainers({ all: true, filters: { label: ownerFilter } });

@@ -41,8 +41,6 @@ const pidNamespaceWrapper = [
 ];
 /** How long to keep killing a worker's leftover processes before giving up and reporting them. */
 const reapTimeoutMs = 10_000;
-/** How long `stop` lets an agent that has uploaded its result exit by itself before killing it. */
-const stopGraceMs = 2_000;
 
 interface Worker {
   request: WorkerRequest;
@@ -246,7 +244,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       const worker = workers.get(taskId);
       if (worker === undefined) return;
       worker.stopRequested = true;
-      await stopWithGrace(worker.gone, () => kill(worker, 'exited'), stopGraceMs);
+      await stopWithGrace(worker.gone, () => kill(worker, 'exited'));
     },
     async list(): Promise<WorkerInfo[]> {
       return [...workers.values()].map(({ request }) => ({
