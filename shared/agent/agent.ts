@@ -1,12 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chown, lchown, mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { openAsBlob } from 'node:fs';
+import { lchown, mkdir, readdir, realpath, rm, stat } from 'node:fs/promises';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { x as extractTar } from 'tar';
 import type { TaskResult, TaskSpec } from '../model/wire.ts';
 import { createChunkedLog, type ChunkedLog } from './chunked-log.ts';
 import { describeFailure, putWithRetry } from './put-with-retry.ts';
+import { packSnapshot } from './snapshot.ts';
 
 // The agent runs inside workers and is copied into their images: it imports node built-ins, zod (through the wire
 // schemas) and tar, and nothing else from the project.
@@ -14,7 +16,7 @@ import { describeFailure, putWithRetry } from './put-with-retry.ts';
 /** One task for the agent to run, and the knobs tests turn. */
 export interface AgentOptions {
   spec: TaskSpec;
-  /** The worker's scratch directory; the source goes to `${workDir}/src`. */
+  /** The worker's scratch directory: the source goes to `${workDir}/src`, a snapshot's `src/` and `home/` to it. */
   workDir: string;
   /** The environment steps start from; the sandbox has already scrubbed it. */
   baseEnv: Record<string, string>;
@@ -40,16 +42,20 @@ export interface StepIsolation {
 
 type Status = TaskResult['status'];
 type StepOutcome = TaskResult['steps'][number];
+/** What runTask learns besides the status and steps. */
+type Report = Partial<Pick<TaskResult, 'source' | 'snapshot'>>;
 
 /** How long a step that ignored SIGTERM at the soft deadline gets before SIGKILL. */
 const termGraceMs = 1000;
 /** How long to wait for a step's pipes to close after its group was killed (an escaped process may hold them). */
 const drainMs = 1000;
+/** How much captured output is kept when the spec does not say. */
+const defaultOutputBytes = 1 << 20;
 
 /**
- * Runs one task: fetches and unpacks the source, runs the steps in order while streaming the log, and uploads the
- * result. Resolves with the uploaded result, whatever the steps did; rejects only when the result itself could not
- * be uploaded.
+ * Runs one task: fetches and unpacks the source (or snapshot), runs the steps in order while streaming the log, packs
+ * and uploads a snapshot when asked and every step passed, and uploads the result. Resolves with the uploaded result,
+ * whatever the steps did; rejects only when the result itself could not be uploaded.
  */
 export async function runAgent(options: AgentOptions): Promise<TaskResult> {
   const { spec } = options;
@@ -65,10 +71,12 @@ export async function runAgent(options: AgentOptions): Promise<TaskResult> {
   });
   const steps: StepOutcome[] = [];
   const errors: string[] = [];
+  const output = createOutputCapture(spec.outputBytes ?? defaultOutputBytes);
+  const report: Report = {};
 
   let status: Status;
   try {
-    status = await runTask({ options, now, softDeadline, log, steps, errors });
+    status = await runTask({ options, now, softDeadline, log, output, steps, errors, report });
   } catch (error) {
     // A bug in the agent, not in the task: say so rather than die without a result.
     status = 'error';
@@ -86,6 +94,8 @@ export async function runAgent(options: AgentOptions): Promise<TaskResult> {
     finishedAt: now(),
     steps,
     log: { bytes: summary.bytes, truncated: summary.truncated, chunks: summary.chunks },
+    ...output.fields(),
+    ...report,
   };
   if (errors.length > 0) result.error = errors.join('; ');
   try {
@@ -101,18 +111,29 @@ interface TaskContext {
   now: () => number;
   softDeadline: number;
   log: ChunkedLog;
+  output: OutputCapture;
   steps: StepOutcome[];
   errors: string[];
+  report: Report;
 }
 
 async function runTask(context: TaskContext): Promise<Status> {
-  const { options, now, softDeadline, log, steps, errors } = context;
+  const { options, now, softDeadline, log, steps, errors, report } = context;
   const { spec } = options;
   const src = join(options.workDir, 'src');
 
   const fetchTimeout = AbortSignal.timeout(Math.max(1, softDeadline - now()));
+  const fetchStarted = now();
   try {
-    await fetchSource(spec.source.url, src, fetchTimeout, (message) => log.write(`:: tar: ${message}\n`));
+    const warn = (message: string) => log.write(`:: tar: ${message}\n`);
+    if (spec.source.layout === 'snapshot') {
+      await fetchSource(spec.source.url, options.workDir, fetchTimeout, warn);
+      // A make task whose tree was all excluded still hands over a place to run in.
+      await mkdir(src, { recursive: true });
+    } else {
+      await fetchSource(spec.source.url, src, fetchTimeout, warn);
+    }
+    report.source = { seconds: roundSeconds(now() - fetchStarted) };
   } catch (error) {
     if (fetchTimeout.aborted) {
       log.write(':: deadline reached while fetching the source; no step was run\n');
@@ -138,25 +159,152 @@ async function runTask(context: TaskContext): Promise<Status> {
   }
 
   // The spec's URLs stay with the agent: steps run untrusted code and get none of them.
-  const env: Record<string, string> = {
+  const taskEnv: Record<string, string> = {
     ...options.baseEnv,
     ...(isolation === undefined ? {} : { HOME: home }),
     ...spec.env,
-    HERMETIC_TASK_ID: spec.taskId,
-    HERMETIC_ATTEMPT: String(spec.attempt),
   };
+  const hermeticEnv = { HERMETIC_TASK_ID: spec.taskId, HERMETIC_ATTEMPT: String(spec.attempt) };
+  let failed = false;
   for (const step of spec.steps) {
     if (now() >= softDeadline) {
       log.write(`:: deadline reached; not running ${displayCommand(step.argv)} nor the steps after it\n`);
       return 'timed-out';
     }
+    let cwd: string;
+    try {
+      cwd = await stepDirectory(src, step.dir);
+    } catch (error) {
+      const reason = `cannot run step ${step.name}: ${describeFailure(error)}`;
+      log.write(`:: ${reason}\n`);
+      errors.push(reason);
+      return 'error';
+    }
     const argv = isolation === undefined ? step.argv : isolatedArgv(isolation, step.argv);
-    const ran = await runStep(step, argv, { cwd: src, env, log, now, softDeadline });
+    const env = { ...taskEnv, ...step.env, ...hermeticEnv };
+    const stepContext: StepContext = { cwd, env, log, now, softDeadline };
+    if (step.capture === true) stepContext.capture = context.output.sink();
+    const ran = await runStep(step, argv, stepContext);
     steps.push(ran.outcome);
     if (ran.timedOut) return 'timed-out';
-    if (ran.outcome.exitCode !== 0) return 'failed';
+    if (ran.outcome.exitCode !== 0) {
+      if (spec.keepGoing !== true) return 'failed';
+      failed = true;
+    }
   }
-  return 'passed';
+  if (failed) return 'failed';
+  return spec.snapshot === undefined ? 'passed' : uploadSnapshot(context, spec.snapshot);
+}
+
+/**
+ * The directory a step runs in: `dir` under `src`. The spec's path was checked to be relative, but a link in the
+ * tree could still lead out of it; throws when the resolved path is outside `src` or not a directory.
+ */
+async function stepDirectory(src: string, dir: string | undefined): Promise<string> {
+  if (dir === undefined) return src;
+  const root = await realpath(src);
+  let resolved: string;
+  try {
+    resolved = await realpath(join(src, dir));
+  } catch (error) {
+    throw new Error(`directory ${JSON.stringify(dir)} is not in the source`, { cause: error });
+  }
+  const inside = relative(root, resolved);
+  if (inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
+    throw new Error(`directory ${JSON.stringify(dir)} leads outside the source`);
+  }
+  if (!(await stat(resolved)).isDirectory()) throw new Error(`${JSON.stringify(dir)} is not a directory`);
+  return resolved;
+}
+
+/**
+ * Packs `src/` (less the excluded paths) and `home/` of the work directory and PUTs the tarball to the snapshot URL,
+ * streaming it from disk. Returns 'passed' once it landed, 'error' (with the reason noted) when it could not be
+ * packed, was over its limit, or could not be uploaded.
+ */
+async function uploadSnapshot(context: TaskContext, snapshot: NonNullable<TaskSpec['snapshot']>): Promise<Status> {
+  const { options, now, log, errors, report } = context;
+  const { workDir } = options;
+  // Outside src/ and home/, so the tarball is not packed into itself.
+  const file = join(workDir, 'snapshot.tar.gz');
+  const fail = (reason: string): Status => {
+    log.write(`:: ${reason}\n`);
+    errors.push(reason);
+    return 'error';
+  };
+  try {
+    let packed: Awaited<ReturnType<typeof packSnapshot>>;
+    try {
+      const home = await stat(join(workDir, 'home')).then(
+        (stats) => stats.isDirectory(),
+        () => false,
+      );
+      packed = await packSnapshot(workDir, file, {
+        include: home ? ['src', 'home'] : ['src'],
+        exclude: snapshot.exclude.map((path) => `src/${path}`),
+      });
+    } catch (error) {
+      return fail(`cannot pack the snapshot: ${describeFailure(error)}`);
+    }
+    if (packed.bytes > snapshot.maxBytes) {
+      return fail(`snapshot not uploaded: it is ${packed.bytes} bytes, over its limit of ${snapshot.maxBytes} bytes`);
+    }
+    const uploadStarted = now();
+    try {
+      await putWithRetry(snapshot.url, await openAsBlob(file), { what: 'snapshot', contentType: 'application/gzip' });
+    } catch (error) {
+      return fail(`cannot upload the snapshot: ${describeFailure(error)}`);
+    }
+    const uploadSeconds = roundSeconds(now() - uploadStarted);
+    const packSeconds = roundSeconds(packed.seconds * 1000);
+    report.snapshot = { bytes: packed.bytes, files: packed.files, packSeconds, uploadSeconds };
+    log.write(
+      `:: snapshot: ${(packed.bytes / 1e6).toFixed(1)} MB, ${packed.files} files, ` +
+        `packed in ${packSeconds.toFixed(1)}s, uploaded in ${uploadSeconds.toFixed(1)}s\n`,
+    );
+    return 'passed';
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+/** Milliseconds as seconds, to the millisecond. */
+function roundSeconds(ms: number): number {
+  return Math.round(ms) / 1000;
+}
+
+/** The stdout of capture steps, kept up to a budget for the result's `output`. */
+interface OutputCapture {
+  /** A writer for one capture step; that a step was captured is itself reported, even if it printed nothing. */
+  sink(): (data: Buffer) => void;
+  /** The result's `output` and `outputTruncated`; empty when no capture step ran. */
+  fields(): Pick<TaskResult, 'output' | 'outputTruncated'>;
+}
+
+function createOutputCapture(limit: number): OutputCapture {
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  let truncated = false;
+  let used = false;
+  const write = (data: Buffer) => {
+    const room = limit - bytes;
+    if (data.length > room) truncated = true;
+    const kept = data.length > room ? data.subarray(0, room) : data;
+    if (kept.length === 0) return;
+    parts.push(Buffer.from(kept));
+    bytes += kept.length;
+  };
+  return {
+    sink() {
+      used = true;
+      return write;
+    },
+    fields() {
+      if (!used) return {};
+      const output = Buffer.concat(parts).toString('utf8');
+      return truncated ? { output, outputTruncated: true } : { output };
+    },
+  };
 }
 
 /**
@@ -197,10 +345,13 @@ async function fetchSource(
   });
 }
 
-/** Makes `home` and gives it and the whole unpacked tree to the steps' user; links are changed, never followed. */
+/**
+ * Makes `home` and gives it and the unpacked tree, both whole, to the steps' user: a snapshot's home already holds
+ * files (a build cache) the steps write to. Links are changed, never followed.
+ */
 async function handOver(src: string, home: string, isolation: StepIsolation): Promise<void> {
   await mkdir(home, { recursive: true });
-  await chown(home, isolation.uid, isolation.gid);
+  await chownTree(home, isolation.uid, isolation.gid);
   await chownTree(src, isolation.uid, isolation.gid);
 }
 
@@ -253,9 +404,14 @@ interface StepContext {
   log: ChunkedLog;
   now: () => number;
   softDeadline: number;
+  /** Takes the step's stdout instead of the log. */
+  capture?: (data: Buffer) => void;
 }
 
-/** Runs one step (as `argv`) in its own process group and kills the group when the step ends. Never rejects. */
+/**
+ * Runs one step (as `argv`) in its own process group and kills the group when the step ends; its outcome holds the
+ * range of the log between its header and footer lines. Never rejects.
+ */
 function runStep(
   step: TaskSpec['steps'][number],
   argv: readonly string[],
@@ -265,6 +421,7 @@ function runStep(
   const command = displayCommand(step.argv);
   const started = now();
   log.write(`:: Running ${command}\n`);
+  const logStart = log.written();
 
   return new Promise((resolve) => {
     let timedOut = false;
@@ -279,12 +436,13 @@ function runStep(
       clearTimeout(killTimer);
       const durationMs = Math.max(0, Math.round(now() - started));
       const seconds = (durationMs / 1000).toFixed(1);
+      const range = { start: logStart, end: log.written() };
       log.write(
         signal === null
           ? `:: ${command} exited ${exitCode} after ${seconds}s\n`
           : `:: ${command} killed by ${signal} after ${seconds}s\n`,
       );
-      const outcome: StepOutcome = { name: step.name, exitCode, durationMs };
+      const outcome: StepOutcome = { name: step.name, exitCode, durationMs, log: range };
       if (signal !== null) outcome.signal = signal;
       resolve({ outcome, timedOut });
     };
@@ -304,7 +462,8 @@ function runStep(
       return;
     }
 
-    child.stdout?.on('data', (data: Buffer) => log.write(data));
+    const stdout = context.capture ?? ((data: Buffer) => log.write(data));
+    child.stdout?.on('data', stdout);
     child.stderr?.on('data', (data: Buffer) => log.write(data));
 
     child.on('error', (error: NodeJS.ErrnoException) => {

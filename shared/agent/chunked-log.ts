@@ -24,6 +24,8 @@ export interface LogSummary {
 export interface ChunkedLog {
   /** Appends bytes; never blocks and never throws, so a step's pipes drain at their own pace. */
   write(data: Uint8Array | string): void;
+  /** Every byte offered to write so far, including those the cut dropped: the offsets of steps' log ranges. */
+  written(): number;
   /** Adds the cut notice if the log was cut, uploads what is left and says what landed. Never rejects. */
   close(): Promise<LogSummary>;
 }
@@ -168,6 +170,8 @@ export function createChunkedLog(options: ChunkedLogOptions): ChunkedLog {
         heldBytes = 0;
       }
     },
+
+    written: () => offered,
 
     async close() {
       if (!closed) {

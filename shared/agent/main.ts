@@ -11,7 +11,8 @@ const stepUser = 1000;
 const usage = `usage: node shared/agent/main.ts --workdir DIR [--spec FILE] [--isolate-steps [--step-network]]
 
 Runs one hermetic task: reads its TaskSpec (JSON) from FILE, or from stdin without --spec, fetches the source into
-DIR/src, runs the steps, streams the log and uploads the result through the spec's signed URLs.
+DIR/src (or a snapshot's src/ and home/ into DIR), runs the steps, streams the log, uploads a snapshot if asked and
+the result, all through the spec's signed URLs.
 
   --isolate-steps  run each step as uid/gid ${stepUser} with no capabilities, in its own PID namespace and with no
                    network but loopback; the agent must run as root (in a container) for this

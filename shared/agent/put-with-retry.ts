@@ -5,16 +5,21 @@ export interface PutOptions {
   contentType?: string;
   attempts?: number;
   baseDelayMs?: number;
+  /** Per attempt; default 30 s plus 1 s per MiB of body. */
   timeoutMs?: number;
 }
 
 /**
- * PUTs `body` to `url`, retrying network failures, timeouts, 408, 429 and 5xx with exponential backoff. Throws an
- * Error naming `what` and the last failure when every attempt failed or the server refused (any other 4xx).
+ * PUTs `body` to `url`, retrying network failures, timeouts, 408, 429 and 5xx with exponential backoff; a Blob (say,
+ * from `fs.openAsBlob`) is streamed and read afresh on each attempt. Throws an Error naming `what` and the last failure
+ * when every attempt failed or the server refused (any other 4xx).
  */
-export async function putWithRetry(url: string, body: Uint8Array | string, options: PutOptions): Promise<void> {
+export async function putWithRetry(url: string, body: Uint8Array | string | Blob, options: PutOptions): Promise<void> {
   const attempts = options.attempts ?? 4;
   const baseDelayMs = options.baseDelayMs ?? 250;
+  const size = typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Blob ? body.size : body.byteLength;
+  // A snapshot of a few hundred MiB must not be cut off by a timeout sized for log chunks.
+  const timeoutMs = options.timeoutMs ?? 30_000 + 1000 * Math.floor(size / (1 << 20));
   let lastError: Error | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     let response: Response;
@@ -22,9 +27,9 @@ export async function putWithRetry(url: string, body: Uint8Array | string, optio
       response = await fetch(url, {
         method: 'PUT',
         // A copy over a plain ArrayBuffer, as fetch's body type asks; log chunks are small.
-        body: typeof body === 'string' ? body : new Uint8Array(body),
+        body: typeof body === 'string' || body instanceof Blob ? body : new Uint8Array(body),
         headers: { 'content-type': options.contentType ?? 'application/octet-stream' },
-        signal: AbortSignal.timeout(options.timeoutMs ?? 30_000),
+        signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {
       lastError = new Error(`${options.what}: ${describeFailure(error)}`, { cause: error });

@@ -9,6 +9,8 @@ import { c as createTar, x as extractTar } from 'tar';
  */
 
 export interface PackOptions {
+  /** The entries of the tree to pack, relative to it (default `['.']`, the whole tree); each must exist. */
+  include?: readonly string[];
   /** Paths (relative to the tree, `/`-separated) to leave out, with everything under them. */
   exclude: readonly string[];
   /** gzip level: 1 packs fastest, 9 smallest. Snapshots are written once and read a few dozen times. */
@@ -22,8 +24,9 @@ export interface PackResult {
 }
 
 /**
- * Packs the tree at `dir` into a gzipped tarball at `file`, leaving out `exclude`. File modes and symlinks are kept;
- * owners and times are not (a snapshot must unpack the same anywhere). Rejects when the tree cannot be read.
+ * Packs `include` of the tree at `dir` into a gzipped tarball at `file`, leaving out `exclude`. File modes and
+ * symlinks are kept; owners and times are not (a snapshot must unpack the same anywhere). Rejects when the tree
+ * cannot be read.
  */
 export async function packSnapshot(dir: string, file: string, options: PackOptions): Promise<PackResult> {
   const startedAt = performance.now();
@@ -42,7 +45,7 @@ export async function packSnapshot(dir: string, file: string, options: PackOptio
         return keep;
       },
     },
-    ['.'],
+    [...(options.include ?? ['.'])],
   );
   await pipeline(tar, createWriteStream(file));
   return { bytes: (await stat(file)).size, files, seconds: (performance.now() - startedAt) / 1000 };

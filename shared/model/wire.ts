@@ -5,7 +5,22 @@ import { z } from 'zod';
  * own task's objects. The result is all it gives back, and is validated before anything trusts it.
  */
 
-const step = z.strictObject({ name: z.string().min(1).max(200), argv: z.array(z.string()).min(1) });
+/** A path inside the task's tree: relative, `/`-separated, no `.` or `..` segment. */
+const relativePath = z
+  .string()
+  .regex(/^[A-Za-z0-9._+-]+(\/[A-Za-z0-9._+-]+)*$/, 'expected a relative path')
+  .refine((path) => path.split('/').every((segment) => segment !== '.' && segment !== '..'), 'expected no . or .. in the path');
+
+const step = z.strictObject({
+  name: z.string().min(1).max(200),
+  argv: z.array(z.string()).min(1),
+  /** Where the step runs, relative to the source root. */
+  dir: relativePath.optional(),
+  /** Variables for this step only, over the task's. */
+  env: z.record(z.string(), z.string()).optional(),
+  /** Its stdout becomes the result's `output` (up to `outputBytes`), not part of the log. */
+  capture: z.boolean().optional(),
+});
 
 export const TaskSpec = z.strictObject({
   v: z.literal(1),
@@ -16,7 +31,19 @@ export const TaskSpec = z.strictObject({
   env: z.record(z.string(), z.string()),
   /** ms since the epoch; the agent stops its steps a little before, to upload what it has. */
   deadline: z.number().int(),
-  source: z.strictObject({ url: z.url() }),
+  /**
+   * `tree` (default): a source tarball, unpacked into `src/`. `snapshot`: a built tree from a make task, holding
+   * `src/` and `home/`, unpacked into the work directory.
+   */
+  source: z.strictObject({ url: z.url(), layout: z.enum(['tree', 'snapshot']).optional() }),
+  /** Run every step whatever the earlier ones did (a shard's units); otherwise the first failure stops the task. */
+  keepGoing: z.boolean().optional(),
+  /** The most bytes of captured output kept (default 1 MiB). */
+  outputBytes: z.number().int().min(1).max(16 << 20).optional(),
+  /** When every step passed: pack `src/` (less `exclude`) and `home/` and PUT the snapshot here. */
+  snapshot: z
+    .strictObject({ url: z.url(), exclude: z.array(relativePath), maxBytes: z.number().int().min(1) })
+    .optional(),
   log: z.strictObject({
     /** One signed PUT URL per chunk, in order; chunk i is rewritten as it grows, up to chunkBytes. */
     chunkUrls: z.array(z.url()).min(1),
@@ -39,9 +66,25 @@ export const TaskResult = z.strictObject({
       exitCode: z.number().int().nullable(),
       signal: z.string().optional(),
       durationMs: z.number().int().min(0),
+      /** Where the step's output is in the log, as byte offsets [start, end) of everything written to it. */
+      log: z.strictObject({ start: z.number().int().min(0), end: z.number().int().min(0) }).optional(),
     }),
   ),
   log: z.strictObject({ bytes: z.number().int().min(0), truncated: z.boolean(), chunks: z.number().int().min(0) }),
+  /** The captured stdout of the `capture` steps. */
+  output: z.string().optional(),
+  outputTruncated: z.boolean().optional(),
+  /** How long the source or snapshot took to download and unpack. */
+  source: z.strictObject({ seconds: z.number().min(0) }).optional(),
+  /** The snapshot this task uploaded. */
+  snapshot: z
+    .strictObject({
+      bytes: z.number().int().min(0),
+      files: z.number().int().min(0),
+      packSeconds: z.number().min(0),
+      uploadSeconds: z.number().min(0),
+    })
+    .optional(),
   error: z.string().optional(),
 });
 export type TaskResult = z.infer<typeof TaskResult>;
@@ -52,6 +95,12 @@ export const blobKeys = {
   logChunk: (taskId: string, index: number) => `tasks/${taskId}/log/${String(index).padStart(4, '0')}`,
   logPrefix: (taskId: string) => `tasks/${taskId}/log/`,
   result: (taskId: string) => `tasks/${taskId}/result.json`,
+  /** A built tree, keyed by what went into it (see snapshotKey). */
+  snapshot: (key: string) => `snapshots/${key}/tree.tar.gz`,
+  /** The units listed from that tree; written after the snapshot landed, so its presence means both are whole. */
+  snapshotUnits: (key: string) => `snapshots/${key}/units.json`,
+  /** A sharded build's merged log. */
+  mergedLog: (buildId: string) => `builds/${buildId}/log.txt`,
 } as const;
 
 /** The task ID of a result object's key, or undefined for any other key. */

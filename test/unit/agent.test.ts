@@ -59,10 +59,24 @@ function uploadedResult(spec: TaskSpec): TaskResult {
   return TaskResult.parse(JSON.parse(body.toString('utf8')));
 }
 
-async function run(spec: TaskSpec, extra: { graceMs?: number; flushIntervalMs?: number } = {}) {
+async function run(spec: TaskSpec, extra: { graceMs?: number; flushIntervalMs?: number; workDir?: string } = {}) {
   const result = await runAgent({ spec, workDir: await workDir(), baseEnv, ...extra });
   assert.deepEqual(uploadedResult(spec), result, 'the returned result is the uploaded one');
   return { result, log: uploadedLog(spec) };
+}
+
+type Step = TaskSpec['steps'][number];
+
+/** `spec` with `extras[i]` (dir, env, capture) laid over its step i. */
+function withSteps(spec: TaskSpec, extras: readonly Partial<Step>[]): TaskSpec {
+  return { ...spec, steps: spec.steps.map((step, index) => ({ ...step, ...extras[index] })) };
+}
+
+/** The bytes of the uploaded log in a step's range, as text. */
+function stepLog(spec: TaskSpec, step: Step | TaskResult['steps'][number] | undefined): string {
+  const range = step !== undefined && 'log' in step ? step.log : undefined;
+  assert.ok(range, 'the step has a log range');
+  return Buffer.from(uploadedLog(spec)).subarray(range.start, range.end).toString('utf8');
 }
 
 describe('runAgent', () => {
@@ -341,6 +355,238 @@ describe('runAgent', () => {
     for (let index = 1; index <= 40; index++) assert.match(log, new RegExp(`^line-${index}$`, 'm'));
     const puts = server.putsOf(blobKeys.logChunk(spec.taskId, 0)).length;
     assert.ok(puts <= 6, `${puts} PUTs for about 1s of output with 400ms uploads`);
+  });
+});
+
+describe('runAgent for sharded runs', () => {
+  test('keepGoing runs every step and reports failed', async () => {
+    const spec = {
+      ...makeSpec({
+        steps: [['echo', 'first'], ['sh', '-c', 'exit 3'], ['no-such-program-hermetic'], ['echo', 'last']],
+      }),
+      keepGoing: true,
+    };
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'failed');
+    assert.deepEqual(result.steps.map((step) => step.exitCode), [0, 3, 127, 0]);
+    assert.match(log, /^last$/m);
+
+    const passing = { ...makeSpec({ steps: [['true'], ['echo', 'second']] }), keepGoing: true };
+    assert.equal((await run(passing)).result.status, 'passed');
+  });
+
+  test('keepGoing still ends at the deadline: timed-out, later steps not run', async () => {
+    const spec = {
+      ...makeSpec({ steps: [['sh', '-c', 'exit 1'], ['sleep', '30'], ['echo', 'never-run']], deadlineInMs: 1500 }),
+      keepGoing: true,
+    };
+    const { result, log } = await run(spec, { graceMs: 500 });
+    assert.equal(result.status, 'timed-out');
+    assert.deepEqual(result.steps.map((step) => step.exitCode), [1, null]);
+    assert.doesNotMatch(log, /never-run/);
+  });
+
+  test("each step's log range holds exactly its own output, in bytes", async () => {
+    const spec = withSteps(
+      {
+        ...makeSpec({
+          steps: [
+            ['printf', 'h\u00e9llo\\nw\u00f6rld\\n'],
+            ['no-such-program-hermetic'],
+            ['sh', '-c', 'echo to-stdout; echo to-stderr >&2'],
+            ['true'],
+          ],
+        }),
+        keepGoing: true,
+      },
+      [{}, {}, { capture: true }],
+    );
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'failed');
+    const [printing, missing, captured, silent] = result.steps;
+    assert.equal(stepLog(spec, printing), 'h\u00e9llo\nw\u00f6rld\n');
+    assert.equal(
+      stepLog(spec, missing),
+      ':: cannot run no-such-program-hermetic: program "no-such-program-hermetic" not found (ENOENT)\n',
+    );
+    assert.equal(stepLog(spec, captured), 'to-stderr\n');
+    assert.equal(stepLog(spec, silent), '');
+    // Between the ranges: only the agent's own header and footer lines.
+    const bytes = Buffer.from(log);
+    for (const [index, step] of result.steps.entries()) {
+      const command = displayCommand(spec.steps[index]?.argv ?? []);
+      const header = `:: Running ${command}\n`;
+      const start = step.log?.start ?? -1;
+      assert.equal(bytes.subarray(start - Buffer.byteLength(header), start).toString(), header);
+      assert.ok(bytes.subarray(step.log?.end ?? -1).toString().startsWith(`:: ${command} exited `));
+    }
+  });
+
+  test('log ranges count the bytes the cut dropped', async () => {
+    const spec = makeSpec({
+      steps: [['sh', '-c', 'head -c 3000 /dev/zero | tr "\\0" y'], ['echo', 'after']],
+      chunks: 1,
+      chunkBytes: 1024,
+    });
+    const { result } = await run(spec);
+    assert.equal(result.log.truncated, true);
+    const [big, after] = result.steps;
+    assert.equal((big?.log?.end ?? 0) - (big?.log?.start ?? 0), 3000);
+    assert.equal((after?.log?.end ?? 0) - (after?.log?.start ?? 0), 'after\n'.length);
+    assert.ok((after?.log?.start ?? 0) > (big?.log?.end ?? 0));
+  });
+
+  test('capture puts stdout in the output, not the log, cut at outputBytes', async () => {
+    const spec = withSteps(
+      {
+        ...makeSpec({
+          steps: [
+            ['printf', 'abc'],
+            ['echo', 'in-the-log'],
+            ['sh', '-c', `head -c 3000 /dev/zero | tr '\\0' x; echo err >&2`],
+          ],
+        }),
+        outputBytes: 2000,
+      },
+      [{ capture: true }, {}, { capture: true }],
+    );
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'passed');
+    assert.equal(result.output, `abc${'x'.repeat(1997)}`);
+    assert.equal(result.outputTruncated, true);
+    assert.match(log, /^in-the-log$/m);
+    assert.equal(stepLog(spec, result.steps[0]), '');
+    assert.equal(stepLog(spec, result.steps[2]), 'err\n');
+    assert.doesNotMatch(log, /xxx/);
+
+    const small = withSteps(makeSpec({ steps: [['printf', 'unit-a\\nunit-b\\n']] }), [{ capture: true }]);
+    const listed = (await run(small)).result;
+    assert.equal(listed.output, 'unit-a\nunit-b\n');
+    assert.equal(listed.outputTruncated, undefined);
+    const none = (await run(makeSpec({ steps: [['echo', 'plain']] }))).result;
+    assert.equal(none.output, undefined);
+  });
+
+  test('a step runs in its dir with its env over the task env', async () => {
+    const spec = withSteps(
+      makeSpec({
+        steps: [
+          ['sh', '-c', 'cat file.txt; echo "$TASK_VAR $STEP_VAR"'],
+          ['sh', '-c', 'ls; echo "$TASK_VAR $STEP_VAR $HERMETIC_TASK_ID"'],
+        ],
+        env: { TASK_VAR: 'from-task', STEP_VAR: 'task-default' },
+        source: [
+          { path: 'README', body: 'top\n' },
+          { path: 'sub/dir/file.txt', body: 'in sub/dir\n' },
+        ],
+      }),
+      [{ dir: 'sub/dir', env: { STEP_VAR: 'from-step', HERMETIC_TASK_ID: 'spoofed' } }],
+    );
+    const { result } = await run(spec);
+    assert.equal(result.status, 'passed');
+    assert.equal(stepLog(spec, result.steps[0]), 'in sub/dir\nfrom-task from-step\n');
+    assert.equal(stepLog(spec, result.steps[1]), `README\nsub\nfrom-task task-default ${spec.taskId}\n`);
+  });
+
+  test('a step dir that is missing, a file, or leads out of the source: status error', async () => {
+    const cases: [string, RegExp][] = [
+      ['no/such/dir', /cannot run step step-1: directory "no\/such\/dir" is not in the source/],
+      ['README', /cannot run step step-1: "README" is not a directory/],
+      ['escape', /cannot run step step-1: directory "escape" leads outside the source/],
+    ];
+    for (const [dir, message] of cases) {
+      const spec = withSteps(makeSpec({ steps: [['ln', '-s', '/', 'escape'], ['echo', 'never-run']] }), [{}, { dir }]);
+      const { result, log } = await run(spec);
+      assert.equal(result.status, 'error', dir);
+      assert.match(result.error ?? '', message);
+      assert.match(log, message);
+      assert.doesNotMatch(log, /never-run/);
+      assert.equal(result.steps.length, 1);
+    }
+  });
+
+  test('a make task uploads a snapshot that a shard task unpacks', async () => {
+    const key = `test-${newTaskId()}`;
+    const snapshotKey = blobKeys.snapshot(key);
+    const build = [
+      'mkdir -p bin cache ../home/.cache/go-build',
+      'echo built > bin/tool',
+      'echo scratch > cache/junk',
+      'echo cached > ../home/.cache/go-build/entry',
+    ].join(' && ');
+    const make = {
+      ...makeSpec({ steps: [['sh', '-c', build]], source: [{ path: 'README', body: 'the source\n' }] }),
+      snapshot: { url: server.url(snapshotKey), exclude: ['cache'], maxBytes: 1 << 20 },
+    };
+    // The first PUT fails: the file-backed body is read again for the retry.
+    server.failPuts(snapshotKey, 503, 1);
+    const makeDir = await workDir();
+    const made = await run(make, { workDir: makeDir });
+    assert.equal(made.result.status, 'passed', made.log);
+    assert.equal(made.result.error, undefined);
+    const uploaded = server.objects.get(snapshotKey);
+    assert.ok(uploaded, 'the snapshot was uploaded');
+    assert.equal(made.result.snapshot?.bytes, uploaded.length);
+    assert.ok((made.result.snapshot?.files ?? 0) >= 8, `${made.result.snapshot?.files} files`);
+    assert.ok((made.result.snapshot?.packSeconds ?? -1) >= 0 && (made.result.snapshot?.uploadSeconds ?? -1) >= 0);
+    assert.match(made.log, /^:: snapshot: 0\.0 MB, \d+ files, packed in \d+\.\ds, uploaded in \d+\.\ds$/m);
+    assert.deepEqual((await readdir(makeDir)).sort(), ['home', 'src'], 'the packed file is gone');
+    assert.ok((made.result.source?.seconds ?? -1) >= 0);
+
+    const shard = {
+      ...makeSpec({
+        steps: [
+          ['cat', 'README', 'bin/tool', '../home/.cache/go-build/entry'],
+          ['sh', '-c', 'test ! -e cache && echo no-cache'],
+        ],
+        source: 'missing',
+      }),
+      source: { url: server.url(snapshotKey), layout: 'snapshot' as const },
+    };
+    const shardDir = await workDir();
+    const { result, log } = await run(shard, { workDir: shardDir });
+    assert.equal(result.status, 'passed', log);
+    assert.equal(stepLog(shard, result.steps[0]), 'the source\nbuilt\ncached\n');
+    assert.equal(stepLog(shard, result.steps[1]), 'no-cache\n');
+    assert.deepEqual((await readdir(shardDir)).sort(), ['home', 'src']);
+    assert.ok((result.source?.seconds ?? -1) >= 0);
+    assert.equal(result.snapshot, undefined);
+  });
+
+  test('a snapshot without src/ still gives the steps a src directory', async () => {
+    const spec = makeSpec({ steps: [['sh', '-c', 'basename "$PWD"; cat ../home/note']] });
+    server.objects.set(blobKeys.source('test', spec.taskId), tarball([{ path: 'home/note', body: 'only home\n' }]));
+    const { result } = await run({ ...spec, source: { ...spec.source, layout: 'snapshot' } });
+    assert.equal(result.status, 'passed');
+    assert.equal(stepLog(spec, result.steps[0]), 'src\nonly home\n');
+  });
+
+  test('a snapshot over maxBytes, or refused: status error, nothing uploaded; a failed task packs none', async () => {
+    const over = makeSpec({ steps: [['true']] });
+    const overKey = blobKeys.snapshot(`over-${over.taskId}`);
+    const dir = await workDir();
+    const overSnapshot = { url: server.url(overKey), exclude: [], maxBytes: 10 };
+    const tooBig = await run({ ...over, snapshot: overSnapshot }, { workDir: dir });
+    assert.equal(tooBig.result.status, 'error');
+    assert.match(tooBig.result.error ?? '', /^snapshot not uploaded: it is \d+ bytes, over its limit of 10 bytes$/);
+    assert.match(tooBig.log, /^:: snapshot not uploaded: it is \d+ bytes, over its limit of 10 bytes$/m);
+    assert.equal(tooBig.result.snapshot, undefined);
+    assert.deepEqual(server.putsOf(overKey), []);
+    assert.deepEqual((await readdir(dir)).sort(), ['src']);
+
+    const refused = makeSpec({ steps: [['true']] });
+    const refusedKey = blobKeys.snapshot(`refused-${refused.taskId}`);
+    server.failPuts(refusedKey, 403, Number.POSITIVE_INFINITY);
+    const denied = await run({ ...refused, snapshot: { url: server.url(refusedKey), exclude: [], maxBytes: 1 << 20 } });
+    assert.equal(denied.result.status, 'error');
+    assert.equal(denied.result.error, 'cannot upload the snapshot: snapshot: HTTP 403');
+    assert.match(denied.log, /^:: cannot upload the snapshot: snapshot: HTTP 403$/m);
+
+    const failing = makeSpec({ steps: [['false']] });
+    const failingKey = blobKeys.snapshot(`failing-${failing.taskId}`);
+    const failed = await run({ ...failing, snapshot: { url: server.url(failingKey), exclude: [], maxBytes: 1 << 20 } });
+    assert.equal(failed.result.status, 'failed');
+    assert.deepEqual(server.putsOf(failingKey), []);
   });
 });
 

@@ -58,6 +58,17 @@ describe('snapshots of a built tree', () => {
     assert.deepEqual(await readFile(a), await readFile(b));
   });
 
+  it('packs only the included entries, excluding by their full path', async () => {
+    const file = join(root, 'included.tar.gz');
+    await packSnapshot(tree, file, { include: ['bin', 'src'], exclude: ['src/fmt'] });
+    const out = join(root, 'included-out');
+    await mkdir(out);
+    await unpackSnapshot(file, out);
+    assert.deepEqual(await listTree(out), ['bin', 'bin/go', 'src', 'src/VERSION.link']);
+    const missing = packSnapshot(tree, join(root, 'missing.tar.gz'), { include: ['no-such-entry'], exclude: [] });
+    await assert.rejects(missing, /ENOENT/);
+  });
+
   it('rejects a corrupt snapshot', async () => {
     const file = join(root, 'corrupt.tar.gz');
     await packSnapshot(tree, file, { exclude: [] });
