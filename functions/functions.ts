@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createDashboard } from '../shared/dashboard/dashboard.ts';
-import { BuildFinished, BuildRequested, PollTick, ReapTick, TaskFinished, TaskReady, topics } from '../shared/model/messages.ts';
+import { BuildFinished, BuildRequested, PollTick, ReapTick, TaskFinished, TaskReady, TestsFinished, topics } from '../shared/model/messages.ts';
 import type { DeadLetters } from '../shared/ports/messages.ts';
 import { createCollect } from '../shared/pipeline/collect.ts';
 import type { PipelineDeps } from '../shared/pipeline/deps.ts';
 import { createLaunch } from '../shared/pipeline/launch.ts';
+import { abandonMerge, createMerge } from '../shared/pipeline/merge.ts';
 import { finishTask } from '../shared/pipeline/finish-task.ts';
 import { abandonPlan, createPlan } from '../shared/pipeline/plan.ts';
 import { createPoll } from '../shared/pipeline/poll.ts';
@@ -26,6 +27,7 @@ export const triggers = {
   plan: topics.buildRequested,
   launch: topics.taskReady,
   collect: topics.taskFinished,
+  merge: topics.testsFinished,
   report: topics.buildFinished,
 } as const;
 export type MessageFunctionName = keyof typeof triggers;
@@ -66,6 +68,13 @@ export function createFunctions(deps: FunctionDeps): Functions {
         schema: TaskFinished,
         handle: createCollect(deps),
         giveUp: loseTask('collect'),
+      }),
+      merge: pubsubFunction({
+        ...wrap,
+        topic: triggers.merge,
+        schema: TestsFinished,
+        handle: createMerge(deps),
+        giveUp: (message, reason) => abandonMerge(deps, message.buildId, reason),
       }),
       report: pubsubFunction({ ...wrap, topic: triggers.report, schema: BuildFinished, handle: createReport(deps) }),
     },

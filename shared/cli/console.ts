@@ -16,7 +16,13 @@ export function createConsoleLogger(options: { write: Write; verbose: boolean })
       else if (options.verbose) write(`${event}${formatFields(fields)}`);
     },
     warn(event, fields = {}) {
-      write(event === 'task.retry' ? retryLine(fields) : `warning: ${event}${formatFields(fields)}`);
+      write(
+        event === 'task.retry'
+          ? retryLine(fields)
+          : event === 'tests.retry'
+            ? `↻ re-running    ${fields['repo']} ${String(fields['commit']).slice(0, 12)} ${fields['builder']}: ${fields['units']} failed unit(s) on ${fields['tasks']} fresh worker(s)`
+            : `warning: ${event}${formatFields(fields)}`,
+      );
     },
     error(event, fields = {}) {
       write(`error: ${event}${formatFields(fields)}`);
@@ -45,7 +51,9 @@ function progressLine(event: string, fields: Fields): string | undefined {
     case 'poll.found':
       return `found ${fields['commits']} new commit(s) on ${fields['repo']}/${fields['branch']}`;
     case 'task.launched':
-      return `▶ started       ${fields['repo']} ${String(fields['commit']).slice(0, 12)} ${fields['builder']} on ${fields['hostType']}${Number(fields['attempt']) > 1 ? ` (attempt ${fields['attempt']})` : ''}`;
+      return `▶ started       ${fields['repo']} ${String(fields['commit']).slice(0, 12)} ${fields['builder']}${fields['step'] === 'build' ? '' : ` ${fields['step']}`} on ${fields['hostType']}${Number(fields['attempt']) > 1 ? ` (attempt ${fields['attempt']})` : ''}`;
+    case 'tests.planned':
+      return `◆ planned       ${fields['repo']} ${String(fields['commit']).slice(0, 12)} ${fields['builder']}: ${fields['units']} unit(s) in ${fields['shards']} shard(s), about ${fields['makespan']}s each (snapshot ${fields['snapshot']})`;
     default:
       return undefined;
   }

@@ -3,7 +3,8 @@ import { basename, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { formatIssues } from '../model/messages.ts';
-import type { Builder, Repo, Step } from '../model/types.ts';
+import type { Builder, Repo, Step, TestSuite } from '../model/types.ts';
+import { testSuiteOf } from '../sharding/test-suites.ts';
 import { isSafeBranchName } from './refs.ts';
 
 /** The config file: the repos to watch and the builders that build them. Builders are data. */
@@ -26,11 +27,35 @@ const builderCommon = {
   network: z.boolean().default(false),
 };
 
+const shardCount = z.number().int().min(1).max(256);
+
+/** Make once, snapshot, test in shards: the shard counts, and what to do with units that fail. */
+const sharding = {
+  /** Shards per build: a number for both, or one for post-submit builds and another for trybots. */
+  shards: z
+    .union([shardCount, z.strictObject({ postSubmit: shardCount, trybot: shardCount.optional() })], {
+      error: 'expected a shard count (1 to 256), or { "postSubmit": N, "trybot": M }',
+    })
+    .optional(),
+  /** Run the units that failed once more on a fresh worker, to tell flaky from failed. */
+  retryFailed: z.boolean().default(true),
+  snapshotMaxBytes: z.number().int().min(1 << 20).max(64 * 2 ** 30).default(8 * 2 ** 30),
+};
+
 const goModuleBuilder = z.strictObject({
   ...builderCommon,
+  ...sharding,
   type: z.literal('go-module'),
   /** Package patterns for vet, build and test. */
   packages: z.array(z.string().regex(/^[A-Za-z0-9._/-]+$/, 'expected a package pattern')).min(1).default(['./...']),
+});
+
+/** The Go source tree itself: `make.bash`, then `go tool dist test` units in shards. */
+const goTreeBuilder = z.strictObject({
+  ...builderCommon,
+  ...sharding,
+  type: z.literal('go-tree'),
+  timeoutSeconds: z.number().int().min(1).max(86_400).default(3600),
 });
 
 const commandBuilder = z.strictObject({
@@ -40,8 +65,8 @@ const commandBuilder = z.strictObject({
   command: z.string().min(1),
 });
 
-const builderSchema = z.discriminatedUnion('type', [goModuleBuilder, commandBuilder], {
-  error: 'expected "type": "go-module" or "command"',
+const builderSchema = z.discriminatedUnion('type', [goModuleBuilder, goTreeBuilder, commandBuilder], {
+  error: 'expected "type": "go-module", "go-tree" or "command"',
 });
 
 const repoSchema = z.strictObject({
@@ -104,11 +129,12 @@ export function parseConfig(json: unknown, file: string): Config {
       hostType: builder.hostType,
       ...(builder.fallbackHostType === undefined ? {} : { fallbackHostType: builder.fallbackHostType }),
       steps: stepsOf(builder),
-      env: builder.type === 'go-module' ? { ...goDefaults, ...builder.env } : builder.env,
+      env: { ...envDefaults[builder.type], ...builder.env },
       timeoutSeconds: builder.timeoutSeconds,
       maxLogBytes: builder.maxLogBytes,
       maxAttempts: builder.maxAttempts,
       network: builder.network,
+      ...(testsOf(builder) ?? {}),
     });
   }
   const repos: Repo[] = [];
@@ -131,11 +157,35 @@ export function parseConfig(json: unknown, file: string): Config {
 }
 
 // A hermetic Go build: no module download, no toolchain download (module changes are refused by default since
-// Go 1.16). GOFLAGS and CGO_ENABLED are left to the host type's image: linux-amd64-race sets -race and cgo.
-const goDefaults = { GOPROXY: 'off', GOTOOLCHAIN: 'local' };
+// Go 1.16). GOFLAGS and CGO_ENABLED are left to the host type's image: linux-amd64-race sets -race and cgo. The Go
+// tree bootstraps with the Go toolchain the image (or host) has from Debian.
+const envDefaults: Record<z.infer<typeof builderSchema>['type'], Record<string, string>> = {
+  'go-module': { GOPROXY: 'off', GOTOOLCHAIN: 'local' },
+  'go-tree': { GOROOT_BOOTSTRAP: '/usr/lib/go', GOPROXY: 'off' },
+  command: {},
+};
+
+/** The sharded test suite of a builder that has one: a go-tree always, a go-module when it names its shards. */
+function testsOf(builder: z.infer<typeof builderSchema>): { tests: TestSuite } | undefined {
+  if (builder.type === 'command' || (builder.type === 'go-module' && builder.shards === undefined)) return undefined;
+  const shards = builder.shards ?? defaultGoTreeShards;
+  const counts = typeof shards === 'number' ? { postSubmit: shards, trybot: shards } : { postSubmit: shards.postSubmit, trybot: shards.trybot ?? shards.postSubmit };
+  return {
+    tests: testSuiteOf(builder.type, {
+      packages: builder.type === 'go-module' ? builder.packages : [],
+      shards: counts,
+      retryFailed: builder.retryFailed,
+      snapshotMaxBytes: builder.snapshotMaxBytes,
+    }),
+  };
+}
+
+const defaultGoTreeShards = 4;
 
 function stepsOf(builder: z.infer<typeof builderSchema>): Step[] {
   if (builder.type === 'command') return [{ name: builder.command, argv: ['sh', '-c', builder.command] }];
+  // The Go tree is always built by its test suite (make, then shards), never as one whole-build task.
+  if (builder.type === 'go-tree') return [];
   return [
     { name: `go vet ${builder.packages.join(' ')}`, argv: ['go', 'vet', ...builder.packages] },
     { name: `go build ${builder.packages.join(' ')}`, argv: ['go', 'build', ...builder.packages] },

@@ -1,13 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describeError } from '../errors.ts';
-import type { Build } from '../model/types.ts';
+import { buildLinks } from '../model/links.ts';
+import type { Build, TestSummary } from '../model/types.ts';
+import { blobKeys } from '../model/wire.ts';
 import type { BlobStore } from '../ports/blobs.ts';
 import type { Logger } from '../ports/log.ts';
 import type { DeadLetters } from '../ports/messages.ts';
 import { collections, type StateStore } from '../ports/state.ts';
 import type { Catalog } from '../pipeline/deps.ts';
 import { buildPage, deadLettersPage, gridPage } from './pages.ts';
-import { branchesOf, buildDetail, gridOf, logOf } from './queries.ts';
+import { logOf } from '../pipeline/task-log.ts';
+import { branchesOf, buildDetail, gridOf } from './queries.ts';
 
 export interface DashboardDeps {
   catalog: Catalog;
@@ -30,6 +33,8 @@ export interface BuildSummary {
   attempts: number;
   buildUrl: string;
   logUrl: string | undefined;
+  /** A sharded build's merged figures: units passed, failed and flaky, wall and aggregate time. */
+  tests?: TestSummary;
 }
 
 /** The public shape of a build, with absolute links to its page and its current attempt's log. */
@@ -42,8 +47,8 @@ export function summarize(build: Build, baseUrl: string): BuildSummary {
     status: build.status,
     ...(build.reason === undefined ? {} : { reason: build.reason }),
     attempts: build.attempts,
-    buildUrl: `${baseUrl}/build/${build.id}`,
-    logUrl: build.taskId === undefined ? undefined : `${baseUrl}/log/${build.taskId}`,
+    ...buildLinks(build, baseUrl),
+    ...(build.sharding?.summary === undefined ? {} : { tests: build.sharding.summary }),
   };
 }
 
@@ -57,6 +62,7 @@ export function createDashboard(deps: DashboardDeps): Handler {
   const routes: Array<[RegExp, (match: RegExpExecArray, url: URL) => Promise<Reply>]> = [
     [/^\/$/, (_, url) => grid(url)],
     [/^\/build\/([0-9a-f]{24})$/, (match) => build(match[1] ?? '')],
+    [/^\/build\/([0-9a-f]{24})\/log$/, (match) => mergedLog(match[1] ?? '')],
     [/^\/log\/([0-9a-f]{24})$/, (match) => log(match[1] ?? '')],
     [/^\/dead-letters$/, async () => htmlReply(deadLettersPage(await deps.deadLetters.list(100)).text)],
     [/^\/api\/repos$/, () => apiRepos()],
@@ -114,6 +120,12 @@ export function createDashboard(deps: DashboardDeps): Handler {
     if (found === undefined) return textReply(404, 'no log yet\n');
     const tail = found.complete ? '' : '\n[hermetic: the task is still running; reload for more]\n';
     return { status: 200, type: 'text/plain; charset=utf-8', body: Buffer.concat([found.text, Buffer.from(tail)]) };
+  }
+
+  async function mergedLog(buildId: string): Promise<Reply> {
+    const text = await deps.blobs.get(blobKeys.mergedLog(buildId));
+    if (text === undefined) return textReply(404, 'no merged log: the build is not sharded, or not merged yet\n');
+    return { status: 200, type: 'text/plain; charset=utf-8', body: Buffer.from(text) };
   }
 
   async function apiRepos(): Promise<Reply> {

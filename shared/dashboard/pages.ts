@@ -1,4 +1,5 @@
-import type { BranchState, Build, Commit, Task } from '../model/types.ts';
+import { buildLinks } from '../model/links.ts';
+import type { BranchState, Build, Commit, Sharding, Task } from '../model/types.ts';
 import type { DeadLetter } from '../ports/messages.ts';
 import { html, type Html } from './html.ts';
 import type { Grid } from './queries.ts';
@@ -52,7 +53,7 @@ ${grid.builders.map((builder) => {
   const build = row.builds[builder];
   return build === undefined
     ? html`<td></td>`
-    : html`<td><a class="s-${build.status}" href="${build.taskId === undefined ? `/build/${build.id}` : `/log/${build.taskId}`}" title="${build.status}${build.reason === undefined ? '' : `: ${build.reason}`}">${cellLabels[build.status]}</a> <a class="muted" href="/build/${build.id}" title="build details">›</a></td>`;
+    : html`<td><a class="s-${build.status}" href="${buildLinks(build, '').logUrl ?? `/build/${build.id}`}" title="${build.status}${build.reason === undefined ? '' : `: ${build.reason}`}">${cellLabels[build.status]}</a> <a class="muted" href="/build/${build.id}" title="build details">›</a></td>`;
 })}</tr>`,
 )}</table>`
 }`,
@@ -60,7 +61,7 @@ ${grid.builders.map((builder) => {
   return page('hermetic', html`<h1>Builds</h1>${sections}`);
 }
 
-/** One build: its verdict, and every attempt with its steps and a link to its log. */
+/** One build: its verdict, and every attempt with its steps and a link to its log; a sharded build's shards. */
 export function buildPage(detail: { build: Build; tasks: Task[]; commit: Commit | undefined }): Html {
   const { build, tasks, commit } = detail;
   return page(
@@ -71,13 +72,56 @@ ${commit === undefined ? '' : html`<p>${commit.subject} <span class="muted">(${c
 ${build.reason === undefined ? '' : html`<p class="err">${build.reason}</p>`}
 <p class="muted">${build.finishedAt !== undefined && build.startedAt !== undefined ? `took ${seconds(build.finishedAt - build.startedAt)}` : ''}
 ${build.reportedAt === undefined ? '' : ' · reported'}</p>
-<table><tr><th>attempt</th><th>host</th><th>status</th><th>steps</th><th>log</th><th>why</th></tr>
+${build.sharding === undefined ? attemptsTable(tasks) : shardedSection(build, build.sharding, tasks)}`,
+  );
+}
+
+function attemptsTable(tasks: readonly Task[]): Html {
+  return html`<table><tr><th>attempt</th><th>host</th><th>status</th><th>steps</th><th>log</th><th>why</th></tr>
 ${tasks.map(
   (task) => html`<tr><td>${task.attempt}</td><td>${task.hostType ?? ''}</td><td class="s-${task.status}">${task.status}</td>
 <td>${(task.steps ?? []).map((step) => html`<div>${step.name}: ${step.exitCode ?? step.signal ?? '?'} in ${seconds(step.durationMs)}</div>`)}</td>
 <td><a href="/log/${task.id}">log</a>${task.logTruncated ? ' (cut)' : ''}</td><td>${task.reason ?? ''}</td></tr>`,
-)}</table>`,
-  );
+)}</table>`;
+}
+
+/** The make task, the plan, then every shard and retry task (each attempt) with its units, times and logs. */
+function shardedSection(build: Build, sharding: Sharding, tasks: readonly Task[]): Html {
+  const { plan, summary } = sharding;
+  const make = tasks.filter((task) => task.step === 'make');
+  const runs = tasks.filter((task) => task.step !== 'make').sort((a, b) => stepOrder(a.step) - stepOrder(b.step) || a.attempt - b.attempt);
+  const snapshot = make.find((task) => task.snapshot !== undefined)?.snapshot;
+  return html`<p>${sharding.phase === 'merged' ? html`<a href="/build/${build.id}/log">merged log</a> · ` : ''}phase: ${sharding.phase}
+${sharding.snapshotReused === true ? ' · snapshot reused from an earlier build of this tree' : ''}
+${snapshot === undefined ? '' : ` · snapshot ${megabytes(snapshot.bytes)} (${snapshot.files} files), packed in ${snapshot.packSeconds.toFixed(1)}s, uploaded in ${snapshot.uploadSeconds.toFixed(1)}s`}</p>
+${plan === undefined ? '' : html`<p class="muted">plan: ${plan.shards.length} shards of ${plan.requestedShards} asked, estimated makespan ${plan.makespan.toFixed(1)}s against an ideal of ${plan.bound.toFixed(1)}s${plan.splits.map((split) => `; ${split.unit} cut into ${split.parts}`)}${plan.notes.map((note) => `; ${note}`)}</p>`}
+${summary === undefined ? '' : html`<p>${summary.units} units: ${summary.passed} passed, ${summary.failed} failed, ${summary.flaky} flaky (${summary.retried} retried) ·
+wall ${seconds(summary.wallMs)}, aggregate ${seconds(summary.aggregateMs)}, saved ${seconds(Math.max(0, summary.aggregateMs - summary.wallMs))} ·
+slowest shard ${seconds(summary.makespanMs)} (planned ${seconds(summary.estimatedMakespanMs)})${summary.makeMs > 0 ? ` · make ${seconds(summary.makeMs)}` : ''}</p>`}
+${make.length === 0 ? '' : html`<h2>make</h2>${attemptsTable(make)}`}
+${runs.length === 0 ? '' : html`<h2>shards</h2><table><tr><th>task</th><th>attempt</th><th>host</th><th>status</th><th>planned</th><th>took</th><th>unpack</th><th>units</th><th>log</th><th>why</th></tr>
+${runs.map((task) => {
+  const shard = plan?.shards[Number(/\d+$/.exec(task.step)?.[0])];
+  return html`<tr><td>${task.step}</td><td>${task.attempt}</td><td>${task.hostType ?? ''}</td><td class="s-${task.status}">${task.status}</td>
+<td>${task.step.startsWith('shard-') && shard !== undefined ? `${shard.estimate.toFixed(1)}s` : ''}</td>
+<td>${task.startedAt !== undefined && task.workerFinishedAt !== undefined ? seconds(task.workerFinishedAt - task.startedAt) : ''}</td>
+<td>${task.sourceSeconds === undefined ? '' : `${task.sourceSeconds.toFixed(1)}s`}</td>
+<td>${(task.units ?? []).map((unit, index) => {
+    const result = task.unitResults?.[index];
+    return html`<div><span class="s-${result?.status === 'passed' ? 'passed' : result === undefined ? 'pending' : 'failed'}">${result?.status ?? '…'}</span> ${unit.name}${result === undefined ? '' : ` ${seconds(result.durationMs)}`}</div>`;
+  })}</td>
+<td><a href="/log/${task.id}">log</a>${task.logTruncated ? ' (cut)' : ''}</td><td>${task.reason ?? ''}</td></tr>`;
+})}</table>`}`;
+}
+
+/** make, then shard-0, shard-1, ..., then retry-0, retry-1, ... */
+function stepOrder(step: string): number {
+  const index = Number(/\d+$/.exec(step)?.[0] ?? 0);
+  return step.startsWith('retry-') ? 1_000_000 + index : index;
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
 /** Messages that could not be handled, with the reason. */

@@ -1,7 +1,5 @@
 import { commitDocId } from '../model/ids.ts';
 import type { BranchState, Build, Commit, Task } from '../model/types.ts';
-import { blobKeys } from '../model/wire.ts';
-import type { BlobStore } from '../ports/blobs.ts';
 import { collections, type StateStore } from '../ports/state.ts';
 
 /** One row of the grid: a commit and its builds by builder name. */
@@ -56,13 +54,4 @@ export async function buildDetail(
 /** The poll state of every watched branch of a repo. */
 export function branchesOf(state: StateStore, repo: string): Promise<BranchState[]> {
   return state.query(collections.branches, { where: { repo } });
-}
-
-/** A task's log so far: its chunks in order, joined; undefined when the task has none yet. */
-export async function logOf(blobs: BlobStore, taskId: string): Promise<{ text: Buffer; complete: boolean } | undefined> {
-  const keys = await blobs.list(blobKeys.logPrefix(taskId));
-  if (keys.length === 0) return undefined;
-  const chunks = await Promise.all(keys.map((key) => blobs.get(key)));
-  const complete = await blobs.exists(blobKeys.result(taskId));
-  return { text: Buffer.concat(chunks.filter((chunk) => chunk !== undefined)), complete };
 }

@@ -20,6 +20,19 @@ export function branchDocId(repo: string, branch: string): string {
   return digest(['branch', repo, branch]);
 }
 
+/**
+ * Deterministic key of a built tree's snapshot: the same source tree built the same way (host type, steps,
+ * environment, what is left out) gives the same key, whichever commit, repo or builder asked for it.
+ */
+export function snapshotKey(tree: string, recipe: unknown): string {
+  return digest(['snapshot', tree, JSON.stringify(recipe)]);
+}
+
+/** Deterministic ID of a builder's learned duration for one test unit. */
+export function durationDocId(builder: string, unit: string): string {
+  return digest(['duration', builder, unit]);
+}
+
 // Hash-shaped IDs: safe in URLs, file names and Firestore document names, and spread evenly (no hot key range).
 function digest(parts: string[]): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 24);

@@ -16,6 +16,7 @@ export const topics = {
   buildRequested: 'build-requested',
   taskReady: 'task-ready',
   taskFinished: 'task-finished',
+  testsFinished: 'tests-finished',
   buildFinished: 'build-finished',
 } as const;
 export type Topic = (typeof topics)[keyof typeof topics];
@@ -44,6 +45,8 @@ export const TaskFinished = z.strictObject({
     })
     .optional(),
 });
+/** Every shard (or retry) task of a sharded build is in: time to merge. */
+export const TestsFinished = z.strictObject({ v: z.literal(1), buildId: id });
 export const BuildFinished = z.strictObject({ v: z.literal(1), buildId: id });
 
 export type PollTick = z.infer<typeof PollTick>;
@@ -51,6 +54,7 @@ export type ReapTick = z.infer<typeof ReapTick>;
 export type BuildRequested = z.infer<typeof BuildRequested>;
 export type TaskReady = z.infer<typeof TaskReady>;
 export type TaskFinished = z.infer<typeof TaskFinished>;
+export type TestsFinished = z.infer<typeof TestsFinished>;
 export type BuildFinished = z.infer<typeof BuildFinished>;
 
 /** Parses and validates raw message bytes; throws PermanentError naming the bad field. */

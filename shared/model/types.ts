@@ -1,3 +1,5 @@
+import type { Plan, PlannedUnit } from '../sharding/planner.ts';
+
 /** The pipeline's records. Plain data: stored as documents, rendered on the dashboard, sent in messages. */
 
 /** A build's verdict, or where it is on the way to one. */
@@ -12,6 +14,34 @@ export const terminalTaskStatuses: readonly TaskStatus[] = ['passed', 'failed', 
 export interface Step {
   name: string;
   argv: string[];
+  /** Where it runs, relative to the source root (default: the root). */
+  dir?: string;
+  /** Variables for this step only, over the task's. */
+  env?: Record<string, string>;
+  /** Its stdout is the task's output (a unit listing), not part of the log. */
+  capture?: boolean;
+}
+
+/** How a sharded builder's tests are listed and run: a Go module's packages, or the Go tree's `dist test` units. */
+export type TestSuiteKind = 'go-module' | 'go-tree';
+
+/**
+ * A builder that makes once and tests in shards: its make steps run on one worker, which then lists the test units
+ * and snapshots the built tree; shard workers unpack the snapshot and each runs its share of the units.
+ */
+export interface TestSuite {
+  kind: TestSuiteKind;
+  /** Run in order on the make worker; then `list`, whose stdout is the unit listing. */
+  make: Step[];
+  list: Step;
+  /** Shards for post-submit builds and for trybots. */
+  shards: { postSubmit: number; trybot: number };
+  /** Paths under the source root left out of the snapshot (build caches the shards do not need). */
+  snapshotExclude: string[];
+  /** The largest snapshot the make worker may upload. */
+  snapshotMaxBytes: number;
+  /** Units that failed are run once more on a fresh worker, to tell flaky from failed. */
+  retryFailed: boolean;
 }
 
 /** A builder as the pipeline uses it, resolved from config. */
@@ -29,6 +59,8 @@ export interface Builder {
   maxAttempts: number;
   /** Whether the steps may reach the network; containers otherwise give them loopback only. */
   network: boolean;
+  /** Present when the builder makes once and tests in shards; `steps` is then unused. */
+  tests?: TestSuite;
 }
 
 /** A watched repository. `url` is a git remote URL or a local path. */
@@ -44,6 +76,8 @@ export interface Repo {
 export interface Commit {
   repo: string;
   hash: string;
+  /** The commit's tree hash, when the source knows it: builds of the same tree can share a snapshot. */
+  tree?: string;
   parents: string[];
   author: string;
   subject: string;
@@ -71,16 +105,91 @@ export interface Build {
   builder: string;
   /** The commit's `seq`, copied so builds sort without a join. */
   seq: number;
+  /** The commit's tree, copied from it when known: a sharded build's snapshot is keyed by it. */
+  tree?: string;
+  /** A trybot build (a change not yet merged): sharded builders use their trybot shard count. */
+  trybot?: boolean;
   status: BuildStatus;
   createdAt: number;
   startedAt?: number;
   finishedAt?: number;
   /** Tasks started so far, across retries. */
   attempts: number;
+  /** A whole build's current task. Sharded builds keep theirs in `sharding`. */
   taskId?: string;
+  /** How a sharded build is getting on: its make task, plan, shard tasks, retries and merged verdict. */
+  sharding?: Sharding;
   /** Why the build failed or is an infra failure, in words. */
   reason?: string;
   reportedAt?: number;
+}
+
+/** Where a sharded build is: making the snapshot, running the shards, re-running failed units, or merged. */
+export type ShardPhase = 'make' | 'test' | 'retry' | 'merged';
+
+export interface Sharding {
+  phase: ShardPhase;
+  /** Where the snapshot of the built tree is, keyed by tree and builder. */
+  snapshotKey: string;
+  /** The snapshot was made by an earlier build of the same tree, so this build ran no make task. */
+  snapshotReused?: boolean;
+  /** The current attempt of the make task, when one ran. */
+  makeTaskId?: string;
+  /** The shard plan, recorded when the units were listed. */
+  plan?: Plan;
+  /** Every planned unit's name in the order the listing gave: the merged log's order. */
+  units?: string[];
+  /** When the shard tasks were made, ms since the epoch: the start of the test phase's wall time. */
+  testsStartedAt?: number;
+  /** The current attempt of each shard task, by shard index. */
+  shardTaskIds?: string[];
+  /** The current attempt of each retry task (one per shard that had failed units). */
+  retryTaskIds?: string[];
+  /** The merged outcome, once merged. */
+  summary?: TestSummary;
+}
+
+/** A merged run in numbers. Times are ms. */
+export interface TestSummary {
+  units: number;
+  passed: number;
+  failed: number;
+  flaky: number;
+  /** Units that failed on their first run and were run again. */
+  retried: number;
+  /** From the first shard's start to the last shard's (or retry's) end. */
+  wallMs: number;
+  /** The sum of every unit run's own time, retries included: what one worker would have spent. */
+  aggregateMs: number;
+  /** The make task's own time (0 when the snapshot was reused). */
+  makeMs: number;
+  /** The slowest shard's real time, beside the plan's estimate for it. */
+  makespanMs: number;
+  estimatedMakespanMs: number;
+}
+
+/** How one test unit ended on one worker. `not-run`: the shard's deadline came first. */
+export type UnitStatus = 'passed' | 'failed' | 'timed-out' | 'not-run';
+
+export interface UnitResult {
+  name: string;
+  status: UnitStatus;
+  durationMs: number;
+  exitCode: number | null;
+  /** Where its output is in the task's log, as byte offsets [start, end). */
+  log?: { start: number; end: number };
+}
+
+/** What a builder has learned of how long one of its test units takes, for the shard planner. */
+export interface LearnedDuration {
+  builder: string;
+  unit: string;
+  seconds: number;
+  /** Observations folded in so far. */
+  runs: number;
+  /** The build that last updated it: a merge delivered twice learns once. */
+  lastBuildId: string;
+  updatedAt: number;
 }
 
 export interface StepOutcome {
@@ -96,9 +205,18 @@ export interface Task {
   repo: string;
   commit: string;
   builder: string;
+  /** `build` (a whole build), `make`, `shard-<i>` or `retry-<i>`. */
   step: string;
   attempt: number;
   status: TaskStatus;
+  /** What a shard or retry task runs, in listing order; its steps are these units. */
+  units?: PlannedUnit[];
+  /** How each of `units` ended, from the worker's result. */
+  unitResults?: UnitResult[];
+  /** A make task's snapshot, as its worker reported it. */
+  snapshot?: { bytes: number; files: number; packSeconds: number; uploadSeconds: number };
+  /** Seconds the worker took to download and unpack its source or snapshot. */
+  sourceSeconds?: number;
   createdAt: number;
   /** The host type its worker ran on, set at launch. */
   hostType?: string;

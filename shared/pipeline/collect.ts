@@ -1,16 +1,18 @@
 import { describeError, PermanentError } from '../errors.ts';
 import type { TaskFinished } from '../model/messages.ts';
 import { validate } from '../model/messages.ts';
-import { terminalTaskStatuses, type Task } from '../model/types.ts';
+import { terminalBuildStatuses, terminalTaskStatuses, type Task } from '../model/types.ts';
+import type { ListedUnit } from '../sharding/test-suites.ts';
 import { blobKeys, TaskResult } from '../model/wire.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask, type TaskOutcome } from './finish-task.ts';
 import { publishFollowUp } from './follow-up.ts';
+import { keepListing, makeStep, plannedFields, planTests } from './sharding.ts';
 
 /**
  * The `collect` function: reads a finished task's result object, validates it, and records the task's outcome and
- * its build's verdict (or a new attempt). A worker that ended without a valid result is `lost`; one killed at its
+ * what it means for its build: a verdict, a new attempt, the shards a make task's listing calls for. A worker that ended without a valid result is `lost`; one killed at its
  * deadline is `timed-out`. A duplicate or late message for a finished task only re-publishes the follow-up.
  * Throws PermanentError for an unknown task.
  */
@@ -25,10 +27,39 @@ export function createCollect(deps: PipelineDeps) {
     }
     const outcome = await outcomeOf(task, message);
     if (outcome === undefined) return;
-    await finishTask(deps, task.id, outcome);
+    const build = await finishTask(deps, task.id, task.step === makeStep ? await withPlannedTests(task, outcome) : outcome);
     // The result is in: the worker has nothing left to do, and a VM costs money until it is gone.
     if (message.cause === 'result') await deps.compute.stop(task.id);
+    if (build?.sharding !== undefined && terminalBuildStatuses.includes(build.status)) await stopTheRest(build.id);
   };
+
+  /**
+   * A make task that passed leaves a snapshot and a unit listing: the listing is kept beside the snapshot and
+   * planned into shards. Output that is not a listing fails the build, saying why; a snapshot that did not land is
+   * a lost worker.
+   */
+  async function withPlannedTests(task: Task, outcome: TaskOutcome): Promise<TaskOutcome> {
+    const build = await deps.state.get(collections.builds, task.buildId);
+    const suite = deps.catalog.builders.get(task.builder)?.tests;
+    if (outcome.status !== 'passed' || build?.sharding === undefined || suite === undefined) return outcome;
+    const key = build.sharding.snapshotKey;
+    if (!(await deps.blobs.exists(blobKeys.snapshot(key)))) return { ...outcome, status: 'lost', reason: 'the make worker passed but its snapshot is not in the blob store' };
+    let listed: ListedUnit[];
+    try {
+      listed = await keepListing(deps.blobs, suite, key, outcome.result?.output ?? '');
+    } catch (error) {
+      return { ...outcome, status: 'failed', reason: `cannot read the unit listing: ${describeError(error)}` };
+    }
+    const tests = await planTests(deps, build, suite, listed);
+    deps.logger.info('tests.planned', plannedFields(build, tests, 'made'));
+    return { ...outcome, tests };
+  }
+
+  /** Once a sharded build has its verdict (a shard lost for good), its other workers are only costing money. */
+  async function stopTheRest(buildId: string): Promise<void> {
+    const running = await deps.state.query(collections.tasks, { where: { buildId, status: 'launched' } });
+    for (const other of running) await deps.compute.stop(other.id);
+  }
 
   async function outcomeOf(task: Task, message: TaskFinished): Promise<TaskOutcome | undefined> {
     const bytes = await deps.blobs.get(blobKeys.result(task.id));

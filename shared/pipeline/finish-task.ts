@@ -1,10 +1,20 @@
 import { PermanentError } from '../errors.ts';
 import type { TaskResult } from '../model/wire.ts';
-import { terminalTaskStatuses, type Build, type BuildStatus, type Task } from '../model/types.ts';
+import {
+  terminalBuildStatuses,
+  terminalTaskStatuses,
+  type Build,
+  type BuildStatus,
+  type Sharding,
+  type Task,
+  type UnitResult,
+} from '../model/types.ts';
+import type { PlannedUnit } from '../sharding/planner.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { publishFollowUp } from './follow-up.ts';
-import { newTask } from './plan.ts';
+import { newTask } from './new-task.ts';
+import { currentTaskIds, enterTests, makeStep, type PlannedTests } from './sharding.ts';
 
 /** How a task attempt ended. `lost`: no usable result; retried while the builder allows. */
 export interface TaskOutcome {
@@ -13,12 +23,18 @@ export interface TaskOutcome {
   result?: TaskResult;
   /** For `lost`: another attempt would fare no better (a host type this runtime lacks), so the build ends now. */
   final?: boolean;
+  /** For a make task that passed: its units, planned into shards. */
+  tests?: PlannedTests;
 }
 
+type Change = { build: Build; task: Task; changed: boolean; retry: Task | undefined };
+
 /**
- * Records a task's outcome and moves its build on, in one transaction: a verdict, or a fresh attempt when the worker
- * was lost and attempts remain. A task already finished is left as it was (duplicates change nothing); an outcome of
- * an attempt that is no longer the build's current one is recorded on the task but does not touch the build.
+ * Records a task's outcome and moves its build on, in one transaction. A whole build gets its verdict, or a fresh
+ * attempt when the worker was lost and attempts remain. A sharded build's make task moves it to its shards (or ends
+ * it); a shard or retry task is recorded with its units' results, and the build waits for the merge. A task already
+ * finished is left as it was (duplicates change nothing); the outcome of an attempt that is no longer current, or of
+ * a task of a build that has its verdict, is recorded on the task but does not touch the build.
  * Throws PermanentError for an unknown task.
  */
 export async function finishTask(
@@ -26,36 +42,39 @@ export async function finishTask(
   taskId: string,
   outcome: TaskOutcome,
 ): Promise<Build | undefined> {
-  const change = await deps.state.transaction(async (tx) => {
+  const change = await deps.state.transaction(async (tx): Promise<Change> => {
     const task = await tx.get(collections.tasks, taskId);
     if (task === undefined) throw new PermanentError(`task ${taskId} does not exist`);
     const build = await tx.get(collections.builds, task.buildId);
     if (build === undefined) throw new PermanentError(`build ${task.buildId} of task ${taskId} does not exist`);
     if (terminalTaskStatuses.includes(task.status)) return { build, task, changed: false, retry: undefined };
     const now = deps.now();
-    const finished: Task = { ...task, status: outcome.status, finishedAt: now, ...resultFields(outcome) };
+    const finished: Task = { ...task, status: outcome.status, finishedAt: now, ...resultFields(task, outcome) };
     tx.set(collections.tasks, task.id, finished);
-    if (build.taskId !== task.id) return { build, task: finished, changed: true, retry: undefined };
+    const current = build.sharding === undefined ? build.taskId === task.id : currentTaskIds(build.sharding).includes(task.id);
+    if (!current || terminalBuildStatuses.includes(build.status)) return { build, task: finished, changed: true, retry: undefined };
     const maxAttempts = deps.catalog.builders.get(build.builder)?.maxAttempts ?? 1;
     if (outcome.status === 'lost' && outcome.final !== true && task.attempt < maxAttempts) {
-      const retry = newTask(build, task.attempt + 1, now);
+      const retry = newTask(build, task.step, task.attempt + 1, now, task.units);
       tx.set(collections.tasks, retry.id, retry);
-      const next: Build = { ...build, taskId: retry.id, attempts: build.attempts + 1 };
+      const next: Build = {
+        ...build,
+        attempts: build.attempts + 1,
+        ...(build.sharding === undefined ? { taskId: retry.id } : { sharding: replaceTask(build.sharding, task.id, retry.id) }),
+      };
       tx.set(collections.builds, build.id, next);
       return { build: next, task: finished, changed: true, retry };
     }
-    const verdict: Build = {
-      ...build,
-      status: verdictOf(outcome.status),
-      finishedAt: now,
-      ...(outcome.status === 'passed' ? {} : { reason: reasonOf(outcome, task, maxAttempts) }),
-    };
-    tx.set(collections.builds, build.id, verdict);
-    return { build: verdict, task: finished, changed: true, retry: undefined };
+    const next = nextBuild(build, task, outcome, maxAttempts, now);
+    if (next !== build) tx.set(collections.builds, build.id, next);
+    for (const shard of build.sharding?.phase === 'make' && next.sharding?.phase === 'test' ? (outcome.tests?.tasks ?? []) : []) {
+      tx.set(collections.tasks, shard.id, shard);
+    }
+    return { build: next, task: finished, changed: true, retry: undefined };
   });
   if (change.changed) {
     const { task, build, retry } = change;
-    const fields = { task: task.id, build: build.id, repo: build.repo, commit: build.commit, builder: build.builder };
+    const fields = { task: task.id, build: build.id, repo: build.repo, commit: build.commit, builder: build.builder, step: task.step };
     if (retry !== undefined) {
       deps.logger.warn('task.retry', { ...fields, attempt: retry.attempt, reason: task.reason });
     } else {
@@ -64,6 +83,38 @@ export async function finishTask(
   }
   await publishFollowUp(deps, change.build);
   return change.build;
+}
+
+/** Where a task's outcome leaves its build, when the task is current and not retried. */
+function nextBuild(build: Build, task: Task, outcome: TaskOutcome, maxAttempts: number, now: number): Build {
+  const sharding = build.sharding;
+  const verdict = (status: BuildStatus, reason: string | undefined): Build => ({
+    ...build,
+    status,
+    finishedAt: now,
+    ...(reason === undefined ? {} : { reason }),
+  });
+  if (sharding === undefined) {
+    return verdict(verdictOf(outcome.status), outcome.status === 'passed' ? undefined : reasonOf(outcome, task, maxAttempts));
+  }
+  // A shard's worker lost for good leaves units with no verdict: the build cannot be trusted to pass or fail.
+  if (outcome.status === 'lost') return verdict('infra-failure', `${task.step}: ${reasonOf(outcome, task, maxAttempts)}`);
+  if (task.step !== makeStep) return build;
+  if (outcome.status !== 'passed') return verdict('failed', `make: ${reasonOf(outcome, task, maxAttempts)}`);
+  if (outcome.tests === undefined) return verdict('infra-failure', 'make: passed, but its units were not planned');
+  return enterTests(build, sharding, outcome.tests, now);
+}
+
+function replaceTask(sharding: Sharding, from: string, to: string): Sharding {
+  const swap = (ids: string[] | undefined) => ids?.map((id) => (id === from ? to : id));
+  if (sharding.makeTaskId === from) return { ...sharding, makeTaskId: to };
+  const shardTaskIds = swap(sharding.shardTaskIds);
+  const retryTaskIds = swap(sharding.retryTaskIds);
+  return {
+    ...sharding,
+    ...(shardTaskIds === undefined ? {} : { shardTaskIds }),
+    ...(retryTaskIds === undefined ? {} : { retryTaskIds }),
+  };
 }
 
 function verdictOf(status: TaskOutcome['status']): BuildStatus {
@@ -87,7 +138,7 @@ function reasonOf(outcome: TaskOutcome, task: Task, maxAttempts: number): string
   return outcome.reason ?? outcome.status;
 }
 
-function resultFields(outcome: TaskOutcome): Partial<Task> {
+function resultFields(task: Task, outcome: TaskOutcome): Partial<Task> {
   const result = outcome.result;
   return {
     ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
@@ -104,6 +155,28 @@ function resultFields(outcome: TaskOutcome): Partial<Task> {
           })),
           logBytes: result.log.bytes,
           logTruncated: result.log.truncated,
+          ...(result.snapshot === undefined ? {} : { snapshot: result.snapshot }),
+          ...(result.source === undefined ? {} : { sourceSeconds: result.source.seconds }),
+          ...(task.units === undefined ? {} : { unitResults: unitResultsOf(task.units, result) }),
         }),
   };
+}
+
+/**
+ * How each unit of a shard ended: unit i is step i of the worker's result. A unit with no step ran out of time
+ * before it started; the step a timed-out task stopped in timed out.
+ */
+export function unitResultsOf(units: readonly PlannedUnit[], result: TaskResult): UnitResult[] {
+  return units.map((unit, index) => {
+    const step = result.steps[index];
+    if (step === undefined || step.name !== unit.name) return { name: unit.name, status: 'not-run', durationMs: 0, exitCode: null };
+    const stopped = result.status === 'timed-out' && index === result.steps.length - 1 && step.exitCode !== 0;
+    return {
+      name: unit.name,
+      status: step.exitCode === 0 ? 'passed' : stopped ? 'timed-out' : 'failed',
+      durationMs: step.durationMs,
+      exitCode: step.exitCode,
+      ...(step.log === undefined ? {} : { log: step.log }),
+    };
+  });
 }

@@ -1,14 +1,16 @@
 import { topics } from '../model/messages.ts';
-import { terminalBuildStatuses, type Build } from '../model/types.ts';
+import { terminalBuildStatuses, terminalTaskStatuses, type Build } from '../model/types.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { publishMessage } from './publish.ts';
+import { currentTaskIds } from './sharding.ts';
 
 /**
  * Publishes whatever message should follow from a build's stored state: `build-finished` for a verdict not yet
- * reported, `task-ready` for a task not yet launched. Handlers call it after every state change, and again on every
- * redelivery, so a crash between a commit and a publish is healed by the redelivery; downstream handlers are
- * idempotent, so a message sent twice does nothing the second time.
+ * reported, `task-ready` for each current task not yet launched, and `tests-finished` for a sharded build whose
+ * shards (or retries) are all in. Handlers call it after every state change, and again on every redelivery, so a
+ * crash between a commit and a publish is healed by the redelivery; downstream handlers are idempotent, so a
+ * message sent twice does nothing the second time.
  */
 export async function publishFollowUp(deps: Pick<PipelineDeps, 'state' | 'publisher'>, build: Build): Promise<void> {
   if (terminalBuildStatuses.includes(build.status)) {
@@ -17,7 +19,14 @@ export async function publishFollowUp(deps: Pick<PipelineDeps, 'state' | 'publis
     }
     return;
   }
-  if (build.taskId === undefined) return;
-  const task = await deps.state.get(collections.tasks, build.taskId);
-  if (task?.status === 'pending') await publishMessage(deps.publisher, topics.taskReady, { v: 1, taskId: task.id });
+  const ids = build.sharding === undefined ? (build.taskId === undefined ? [] : [build.taskId]) : currentTaskIds(build.sharding);
+  const tasks = await Promise.all(ids.map((id) => deps.state.get(collections.tasks, id)));
+  for (const task of tasks) {
+    if (task?.status === 'pending') await publishMessage(deps.publisher, topics.taskReady, { v: 1, taskId: task.id });
+  }
+  const phase = build.sharding?.phase;
+  const allIn = tasks.length > 0 && tasks.every((task) => task !== undefined && terminalTaskStatuses.includes(task.status));
+  if ((phase === 'test' || phase === 'retry') && allIn) {
+    await publishMessage(deps.publisher, topics.testsFinished, { v: 1, buildId: build.id });
+  }
 }

@@ -1,16 +1,33 @@
 import { PermanentError } from '../errors.ts';
 import type { TaskReady } from '../model/messages.ts';
-import type { Builder, Task } from '../model/types.ts';
+import type { Builder, Step, Task } from '../model/types.ts';
+import { unitStep } from '../sharding/test-suites.ts';
 import { blobKeys, type TaskSpec } from '../model/wire.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask } from './finish-task.ts';
+import { hostTypeFor, makeStep } from './sharding.ts';
 
 /** Source tarballs remembered as uploaded; past this the memory starts over. */
 const maxRememberedSources = 10_000;
 
-/** The largest result object a worker may upload. */
+/** The largest result object a worker may upload, besides its captured output. */
 const maxResultBytes = 1 << 20;
+
+/** The most bytes of a make worker's unit listing. */
+const maxOutputBytes = 4 << 20;
+
+/** What a task's worker is to do: where its tree comes from, its steps, and what else its spec carries. */
+interface Work {
+  sourceKey: string;
+  layout?: 'snapshot';
+  steps: Step[];
+  env: Record<string, string>;
+  keepGoing?: boolean;
+  outputBytes?: number;
+  /** Where the worker puts its snapshot of the built tree, and what it leaves out. */
+  snapshot?: { key: string; exclude: string[]; maxBytes: number };
+}
 
 /**
  * The `launch` function: starts the one worker of a pending task, with signed URLs for its source, log chunks and
@@ -33,9 +50,7 @@ export function createLaunch(deps: PipelineDeps) {
       await finishTask(deps, task.id, { status: 'lost', final: true, reason: `builder "${task.builder}" is not configured` });
       return;
     }
-    const hostType = [builder.hostType, builder.fallbackHostType].find(
-      (candidate) => candidate !== undefined && deps.compute.hostTypes.includes(candidate),
-    );
+    const hostType = hostTypeFor(builder, deps.compute);
     if (hostType === undefined) {
       const why = deps.compute.unavailableReason?.(builder.hostType) ?? `it runs: ${deps.compute.hostTypes.join(', ')}`;
       const reason = `host type "${builder.hostType}" is not available on this runtime: ${why}`;
@@ -45,10 +60,10 @@ export function createLaunch(deps: PipelineDeps) {
     // A result already in means a worker ran (its notice is on the way to collect): starting another would be a
     // second worker for one task, which an adapter whose workers leave no trace cannot otherwise prevent.
     if (await deps.blobs.exists(blobKeys.result(task.id))) return;
-    const sourceUrl = await ensureSource(task);
-    if (sourceUrl === undefined) return;
+    const work = await workFor(task, builder);
+    if (work === undefined) return;
     const deadline = deps.now() + builder.timeoutSeconds * 1000;
-    const spec = await specFor(task, builder, sourceUrl, deadline);
+    const spec = await specFor(task, builder, work, deadline);
     await deps.compute.start({
       taskId: task.id,
       hostType,
@@ -74,6 +89,7 @@ export function createLaunch(deps: PipelineDeps) {
         commit: task.commit,
         builder: task.builder,
         attempt: task.attempt,
+        step: task.step,
         hostType,
       });
       if (hostType !== builder.hostType) {
@@ -103,7 +119,45 @@ export function createLaunch(deps: PipelineDeps) {
     return key;
   }
 
-  async function specFor(task: Task, builder: Builder, sourceKey: string, deadline: number): Promise<TaskSpec> {
+  /**
+   * The work of a task: a whole build runs the builder's steps on the commit's tree; a make task its suite's make and
+   * list steps, then uploads a snapshot; a shard or retry task runs its units on the snapshot. Undefined when the
+   * task was ended instead (its repo or snapshot is gone).
+   */
+  async function workFor(task: Task, builder: Builder): Promise<Work | undefined> {
+    const suite = builder.tests;
+    if (suite === undefined) {
+      const sourceKey = await ensureSource(task);
+      return sourceKey === undefined ? undefined : { sourceKey, steps: builder.steps, env: {} };
+    }
+    const snapshotKey = (await deps.state.get(collections.builds, task.buildId))?.sharding?.snapshotKey;
+    if (snapshotKey === undefined) throw new PermanentError(`build ${task.buildId} of task ${task.id} is not a sharded build`);
+    if (task.step === makeStep) {
+      const sourceKey = await ensureSource(task);
+      if (sourceKey === undefined) return undefined;
+      return {
+        sourceKey,
+        steps: [...suite.make, suite.list],
+        env: {},
+        outputBytes: maxOutputBytes,
+        snapshot: { key: snapshotKey, exclude: suite.snapshotExclude, maxBytes: suite.snapshotMaxBytes },
+      };
+    }
+    if (!(await deps.blobs.exists(blobKeys.snapshot(snapshotKey)))) {
+      await finishTask(deps, task.id, { status: 'lost', final: true, reason: 'the snapshot of the built tree is gone from the blob store' });
+      return undefined;
+    }
+    return {
+      sourceKey: blobKeys.snapshot(snapshotKey),
+      layout: 'snapshot',
+      steps: (task.units ?? []).map((unit) => unitStep(suite.kind, unit)),
+      keepGoing: true,
+      // A test can tell it is being run again to check a failure.
+      env: task.step.startsWith('retry-') ? { HERMETIC_RETRY: '1' } : {},
+    };
+  }
+
+  async function specFor(task: Task, builder: Builder, work: Work, deadline: number): Promise<TaskSpec> {
     const expiresAt = deadline + deps.options.urlSlackMs;
     // The log budget is whole chunks: exactly maxLogBytes when it is a multiple of the chunk size.
     const chunkBytes = Math.min(deps.options.logChunkBytes, builder.maxLogBytes);
@@ -113,18 +167,32 @@ export function createLaunch(deps: PipelineDeps) {
         deps.blobs.signUrl(blobKeys.logChunk(task.id, index), { method: 'PUT', expiresAt, maxBytes: chunkBytes }),
       ),
     );
+    const snapshot =
+      work.snapshot === undefined
+        ? undefined
+        : {
+            url: await deps.blobs.signUrl(blobKeys.snapshot(work.snapshot.key), { method: 'PUT', expiresAt, maxBytes: work.snapshot.maxBytes }),
+            exclude: work.snapshot.exclude,
+            maxBytes: work.snapshot.maxBytes,
+          };
     return {
       v: 1,
       taskId: task.id,
       builder: builder.name,
       attempt: task.attempt,
-      steps: builder.steps,
-      env: { ...builder.env, GO_BUILDER_NAME: builder.name },
+      steps: work.steps,
+      env: { ...builder.env, ...work.env, GO_BUILDER_NAME: builder.name },
       deadline,
-      source: { url: await deps.blobs.signUrl(sourceKey, { method: 'GET', expiresAt }) },
+      source: {
+        url: await deps.blobs.signUrl(work.sourceKey, { method: 'GET', expiresAt }),
+        ...(work.layout === undefined ? {} : { layout: work.layout }),
+      },
+      ...(work.keepGoing === undefined ? {} : { keepGoing: work.keepGoing }),
+      ...(work.outputBytes === undefined ? {} : { outputBytes: work.outputBytes }),
+      ...(snapshot === undefined ? {} : { snapshot }),
       log: { chunkUrls, chunkBytes },
       result: {
-        url: await deps.blobs.signUrl(blobKeys.result(task.id), { method: 'PUT', expiresAt, maxBytes: maxResultBytes }),
+        url: await deps.blobs.signUrl(blobKeys.result(task.id), { method: 'PUT', expiresAt, maxBytes: maxResultBytes + (work.outputBytes ?? 0) }),
       },
     };
   }

@@ -1,38 +1,72 @@
 import { PermanentError } from '../errors.ts';
-import { taskId } from '../model/ids.ts';
 import type { BuildRequested } from '../model/messages.ts';
-import type { Build, Task } from '../model/types.ts';
+import type { Build, Builder, TestSuite } from '../model/types.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { publishFollowUp } from './follow-up.ts';
-
-/** The step name of a whole-build task (one task runs all of a builder's steps). */
-export const buildStep = 'build';
+import { buildStep, newTask } from './new-task.ts';
+import { enterTests, hostTypeFor, makeStep, plannedFields, planTests, readListing, snapshotKeyFor, type PlannedTests } from './sharding.ts';
 
 /**
- * The `plan` function: turns a requested build into its first task. A build that already has a task is left as it
- * is (a duplicate request); a build whose builder is no longer configured becomes an infra failure with that reason.
- * Throws PermanentError for a build that does not exist.
+ * The `plan` function: turns a requested build into its first task. A whole build gets one task. A sharded build
+ * gets a make task, or, when an earlier build made a snapshot of the same tree the same way, goes straight to its
+ * shards. A build that is already planned is left as it is (a duplicate request); a build whose builder is no
+ * longer configured becomes an infra failure with that reason. Throws PermanentError for a build that does not exist.
  */
-export function createPlan(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publisher' | 'logger' | 'now'>) {
+export function createPlan(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publisher' | 'blobs' | 'compute' | 'logger' | 'now'>) {
   return async function plan(message: BuildRequested): Promise<void> {
+    const requested = await deps.state.get(collections.builds, message.buildId);
+    if (requested === undefined) throw new PermanentError(`build ${message.buildId} does not exist`);
+    const builder = deps.catalog.builders.get(requested.builder);
+    const reuse = builder?.tests === undefined || !isUnplanned(requested) ? undefined : await reusedSnapshot(requested, builder, builder.tests);
     const build = await deps.state.transaction(async (tx) => {
       const build = await tx.get(collections.builds, message.buildId);
       if (build === undefined) throw new PermanentError(`build ${message.buildId} does not exist`);
-      if (build.status !== 'queued' || build.taskId !== undefined) return build;
-      if (!deps.catalog.builders.has(build.builder)) {
-        const failed = unplannable(build, `builder "${build.builder}" is not configured`, deps.now());
+      if (!isUnplanned(build)) return build;
+      const now = deps.now();
+      if (builder === undefined) {
+        const failed = unplannable(build, `builder "${build.builder}" is not configured`, now);
         tx.set(collections.builds, build.id, failed);
         return failed;
       }
-      const task = newTask(build, 1, deps.now());
+      if (builder.tests === undefined) {
+        const task = newTask(build, buildStep, 1, now);
+        tx.set(collections.tasks, task.id, task);
+        const planned: Build = { ...build, taskId: task.id, attempts: 1 };
+        tx.set(collections.builds, build.id, planned);
+        return planned;
+      }
+      if (reuse !== undefined) {
+        for (const task of reuse.planned.tasks) tx.set(collections.tasks, task.id, task);
+        const planned = enterTests(build, { phase: 'test', snapshotKey: reuse.key, snapshotReused: true }, reuse.planned, now);
+        tx.set(collections.builds, build.id, planned);
+        return planned;
+      }
+      const task = newTask(build, makeStep, 1, now);
       tx.set(collections.tasks, task.id, task);
-      const planned: Build = { ...build, taskId: task.id, attempts: 1 };
+      const key = snapshotKeyFor(build, builder, builder.tests, hostTypeFor(builder, deps.compute) ?? builder.hostType);
+      const planned: Build = { ...build, attempts: 1, sharding: { phase: 'make', snapshotKey: key, makeTaskId: task.id } };
       tx.set(collections.builds, build.id, planned);
       return planned;
     });
+    if (reuse !== undefined && build.sharding?.snapshotReused === true) {
+      deps.logger.info('tests.planned', plannedFields(build, reuse.planned, 'reused'));
+    }
     await publishFollowUp(deps, build);
   };
+
+  /** The shard plan of a build whose snapshot an earlier build already made, if one did. */
+  async function reusedSnapshot(build: Build, builder: Builder, suite: TestSuite): Promise<{ key: string; planned: PlannedTests } | undefined> {
+    const hostType = hostTypeFor(builder, deps.compute);
+    if (hostType === undefined) return undefined;
+    const key = snapshotKeyFor(build, builder, suite, hostType);
+    const listed = await readListing(deps.blobs, key);
+    return listed === undefined ? undefined : { key, planned: await planTests(deps, build, suite, listed) };
+  }
+}
+
+function isUnplanned(build: Build): boolean {
+  return build.status === 'queued' && build.taskId === undefined && build.sharding === undefined;
 }
 
 /**
@@ -46,7 +80,7 @@ export async function abandonPlan(
 ): Promise<void> {
   const build = await deps.state.transaction(async (tx) => {
     const build = await tx.get(collections.builds, buildId);
-    if (build === undefined || build.status !== 'queued' || build.taskId !== undefined) return build;
+    if (build === undefined || !isUnplanned(build)) return build;
     const failed = unplannable(build, `could not plan: ${reason}`, deps.now());
     tx.set(collections.builds, build.id, failed);
     return failed;
@@ -56,19 +90,4 @@ export async function abandonPlan(
 
 function unplannable(build: Build, reason: string, now: number): Build {
   return { ...build, status: 'infra-failure', reason, finishedAt: now };
-}
-
-/** A fresh pending task for the given attempt of a build. */
-export function newTask(build: Build, attempt: number, now: number): Task {
-  return {
-    id: taskId(build.id, buildStep, attempt),
-    buildId: build.id,
-    repo: build.repo,
-    commit: build.commit,
-    builder: build.builder,
-    step: buildStep,
-    attempt,
-    status: 'pending',
-    createdAt: now,
-  };
 }

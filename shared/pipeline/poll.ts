@@ -97,6 +97,7 @@ export function createPoll(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publi
           commit: commit.hash,
           builder,
           seq,
+          ...(commit.tree === undefined ? {} : { tree: commit.tree }),
           status: 'queued',
           createdAt: deps.now(),
           attempts: 0,

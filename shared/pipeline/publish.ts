@@ -1,4 +1,4 @@
-import type { BuildFinished, BuildRequested, PollTick, ReapTick, TaskFinished, TaskReady } from '../model/messages.ts';
+import type { BuildFinished, BuildRequested, PollTick, ReapTick, TaskFinished, TaskReady, TestsFinished } from '../model/messages.ts';
 import { topics } from '../model/messages.ts';
 import type { Publisher } from '../ports/messages.ts';
 
@@ -8,6 +8,7 @@ interface MessageOf {
   [topics.buildRequested]: BuildRequested;
   [topics.taskReady]: TaskReady;
   [topics.taskFinished]: TaskFinished;
+  [topics.testsFinished]: TestsFinished;
   [topics.buildFinished]: BuildFinished;
 }
 

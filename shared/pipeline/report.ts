@@ -3,6 +3,7 @@ import type { BuildFinished } from '../model/messages.ts';
 import { terminalBuildStatuses } from '../model/types.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
+import { buildLinks } from '../model/links.ts';
 
 /**
  * The `report` function: hands a build's verdict to every reporter, then marks the build reported, so a
@@ -15,11 +16,7 @@ export function createReport(deps: Pick<PipelineDeps, 'state' | 'reporters' | 'l
     const build = await deps.state.get(collections.builds, message.buildId);
     if (build === undefined) throw new PermanentError(`build ${message.buildId} does not exist`);
     if (!terminalBuildStatuses.includes(build.status) || build.reportedAt !== undefined) return;
-    const base = deps.options.dashboardUrl;
-    const links = {
-      buildUrl: `${base}/build/${build.id}`,
-      logUrl: build.taskId === undefined ? undefined : `${base}/log/${build.taskId}`,
-    };
+    const links = buildLinks(build, deps.options.dashboardUrl);
     for (const reporter of deps.reporters) await reporter.report(build, links);
     await deps.state.transaction(async (tx) => {
       const current = await tx.get(collections.builds, build.id);

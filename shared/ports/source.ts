@@ -4,6 +4,8 @@ import type { Repo } from '../model/types.ts';
 
 export interface CommitInfo {
   hash: string;
+  /** The commit's tree: equal for commits with the same files, whatever their history. */
+  tree: string;
   parents: string[];
   author: string;
   subject: string;

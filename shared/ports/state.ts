@@ -1,4 +1,4 @@
-import type { BranchState, Build, Commit, Task } from '../model/types.ts';
+import type { BranchState, Build, Commit, LearnedDuration, Task } from '../model/types.ts';
 
 /**
  * The state port: collections of JSON documents with deterministic IDs, and transactions in the shape Firestore
@@ -23,6 +23,7 @@ export const collections = {
   commits: collection<Commit>('commits', ['repo', 'seq']),
   builds: collection<Build>('builds', ['repo', 'commit', 'status', 'seq']),
   tasks: collection<Task>('tasks', ['buildId', 'status']),
+  durations: collection<LearnedDuration>('durations', ['builder']),
 } as const;
 
 export type Scalar = string | number | boolean;

@@ -66,6 +66,17 @@ export function sourceContract(adapterName: string, make: () => Promise<SourceHa
       assert.equal(all.skipped, 0);
     });
 
+    it('names each commit\'s tree: commits with the same files share it, whatever their history', async () => {
+      const first = await h.commit('main', { 'tree.txt': 'one\n' }, 'tree one');
+      const second = await h.commit('main', { 'tree.txt': 'two\n' }, 'tree two');
+      const back = await h.commit('main', { 'tree.txt': 'one\n' }, 'tree one again');
+      const changes = await poll(undefined, 100);
+      const treeOf = (hash: string) => changes.commits.find((c) => c.hash === hash)?.tree;
+      assert.match(treeOf(first) ?? '', /^[0-9a-f]{40}$/);
+      assert.equal(treeOf(back), treeOf(first));
+      assert.notEqual(treeOf(second), treeOf(first));
+    });
+
     it('an incremental poll returns only the new commits, oldest first, parents before children', async () => {
       const [base] = await commitMany('base', 1);
       assert.ok(base);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Header, Pack, ReadEntry } from 'tar';
 import type { Repo } from '../../shared/model/types.ts';
 import type { BranchChanges, CommitInfo, Source } from '../../shared/ports/source.ts';
@@ -63,6 +64,7 @@ export function createFakeSource(): FakeSource {
     const hash = counter.toString(16).padStart(40, '0');
     const info: CommitInfo = {
       hash,
+      tree: treeHash(tree),
       parents: parent === undefined ? [] : [parent],
       author: 'Fake Author <author@example.com>',
       subject,
@@ -131,4 +133,9 @@ async function gzippedTarball(files: ReadonlyMap<string, string>): Promise<Uint8
   pack.end();
   await done;
   return Buffer.concat(chunks);
+}
+
+/** A tree hash of the fake's files: equal files, equal hash, as git's tree hashes are. */
+function treeHash(files: ReadonlyMap<string, string>): string {
+  return createHash('sha1').update(JSON.stringify([...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))).digest('hex');
 }

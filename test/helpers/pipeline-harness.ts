@@ -3,7 +3,9 @@ import { createFunctions, triggers, type MessageFunctionName } from '../../funct
 import { messagePublishedEvent, type MessagePublishedData } from '../../functions/pubsub-function.ts';
 import { createUrlSigner } from '../../shared/adapters/local/url-signer.ts';
 import { parseConfig } from '../../shared/config/config.ts';
+import { buildId } from '../../shared/model/ids.ts';
 import { topics } from '../../shared/model/messages.ts';
+import { collections } from '../../shared/ports/state.ts';
 import type { Build } from '../../shared/model/types.ts';
 import type { WorkerExit } from '../../shared/ports/compute.ts';
 import { silentLogger, type Logger } from '../../shared/ports/log.ts';
@@ -21,8 +23,9 @@ const subscription = { ackDeadlineMs: 60_000, maxAttempts: 5, minBackoffMs: 10, 
 
 /**
  * The whole pipeline over in-memory fakes, driven by hand: messages sit in the queue until the test delivers them,
- * once, twice, or in any order. Builders: `ok` (host, 3 attempts), `vm` (a host type the fake cannot run) and `fb`
- * (prefers one the fake cannot run, falls back to `host`).
+ * once, twice, or in any order. Builders: `ok` (host, 3 attempts), `vm` (a host type the fake cannot run), `fb`
+ * (prefers one the fake cannot run, falls back to `host`), and the sharded Go module builders `mod` (3 shards, 2
+ * for trybots), `mod-once` (1 shard; the same snapshot as `mod`) and `mod-noretry` (3 shards, failures not retried).
  */
 export async function createPipelineHarness(options: { logger?: Logger } = {}) {
   let clock = 1_700_000_000_000;
@@ -48,10 +51,15 @@ export async function createPipelineHarness(options: { logger?: Logger } = {}) {
         ok: { type: 'command', command: 'true', maxAttempts: 3, timeoutSeconds: 60 },
         vm: { type: 'command', command: 'true', hostType: 'windows-amd64' },
         fb: { type: 'command', command: 'true', hostType: 'linux-arm64', fallbackHostType: 'host' },
+        mod: { type: 'go-module', shards: { postSubmit: 3, trybot: 2 }, maxAttempts: 2, timeoutSeconds: 60 },
+        'mod-once': { type: 'go-module', shards: 1, maxAttempts: 2, timeoutSeconds: 60 },
+        'mod-noretry': { type: 'go-module', shards: 3, retryFailed: false, timeoutSeconds: 60 },
       },
     },
     'test-config.json',
   );
+  const demoRepo = config.repos[0];
+  if (demoRepo === undefined) throw new Error('the harness config has no repo');
   const functions = createFunctions({
     catalog: config,
     state,
@@ -125,6 +133,32 @@ export async function createPipelineHarness(options: { logger?: Logger } = {}) {
           }
         }
       }
+    },
+    /**
+     * Requests a build of `commit` (a new commit by default) on a builder the repo need not list, as a poll would,
+     * and runs the pipeline until it is quiet; returns the build's ID.
+     */
+    async request(builder: string, options: { commit?: string; trybot?: boolean } = {}): Promise<string> {
+      const commit = options.commit ?? source.push('demo', 'main');
+      const id = buildId('demo', commit, builder);
+      const tree = (await source.changes(demoRepo, 'main', undefined, 1000)).commits.find((info) => info.hash === commit)?.tree;
+      await state.transaction(async (tx) => {
+        tx.set(collections.builds, id, {
+          id,
+          repo: 'demo',
+          commit,
+          builder,
+          seq: 1,
+          ...(tree === undefined ? {} : { tree }),
+          ...(options.trybot === true ? { trybot: true } : {}),
+          status: 'queued',
+          createdAt: clock,
+          attempts: 0,
+        });
+      });
+      await publishMessage(queue, topics.buildRequested, { v: 1, buildId: id, repo: 'demo', commit, builder });
+      await this.drain();
+      return id;
     },
     /** Publishes a poll tick and delivers it. */
     async poll(): Promise<void> {

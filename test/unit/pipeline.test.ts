@@ -38,18 +38,6 @@ async function finish(h: PipelineHarness, taskId: string, status: TaskResult['st
   await h.drain();
 }
 
-/** Requests a build of a new commit on a builder the repo does not list, as a poll would, and runs the pipeline. */
-async function requestBuild(h: PipelineHarness, builder: string): Promise<string> {
-  const commit = h.source.push('demo', 'main');
-  const id = buildId('demo', commit, builder);
-  await h.state.transaction(async (tx) => {
-    tx.set(collections.builds, id, { id, repo: 'demo', commit, builder, seq: 1, status: 'queued', createdAt: 1, attempts: 0 });
-  });
-  await publishMessage(h.queue, topics.buildRequested, { v: 1, buildId: id, repo: 'demo', commit, builder });
-  await h.drain();
-  return id;
-}
-
 async function tasksOf(h: PipelineHarness, build: string) {
   return h.state.query(collections.tasks, { where: { buildId: build } });
 }
@@ -256,7 +244,7 @@ describe('pipeline: lost workers, deadlines and bad results', () => {
 
   it('a host type this runtime cannot run is an infra failure that says so, with no worker', async () => {
     const h = await createPipelineHarness();
-    const id = await requestBuild(h, 'vm');
+    const id = await h.request('vm');
     const build = await h.state.get(collections.builds, id);
     assert.equal(build?.status, 'infra-failure');
     assert.match(build?.reason ?? '', /^host type "windows-amd64" is not available on this runtime: it runs: host$/);
@@ -268,7 +256,7 @@ describe('pipeline: lost workers, deadlines and bad results', () => {
 describe('pipeline: host types', () => {
   it('runs a builder on its fallback host type where its own is not available, and records it', async () => {
     const h = await createPipelineHarness();
-    const id = await requestBuild(h, 'fb');
+    const id = await h.request('fb');
     assert.equal(h.compute.started[0]?.hostType, 'host');
     const [task] = await tasksOf(h, id);
     assert.equal(task?.hostType, 'host');

@@ -174,7 +174,7 @@ export function createGitSource(options: GitSourceOptions): Source {
     // flips just those, so parents come before children.
     const output = await git(
       mirror,
-      ['rev-list', '--topo-order', '--reverse', `--max-count=${limit}`, '--no-commit-header', '--format=%H%x1f%P%x1f%an <%ae>%x1f%ct%x1f%s%x00', '--end-of-options', ...range],
+      ['rev-list', '--topo-order', '--reverse', `--max-count=${limit}`, '--no-commit-header', '--format=%H%x1f%T%x1f%P%x1f%an <%ae>%x1f%ct%x1f%s%x00', '--end-of-options', ...range],
       `repo "${repo.name}": listing commits failed`,
     );
     return parseCommits(output.toString('utf8'));
@@ -285,12 +285,13 @@ function parseCommits(output: string): CommitInfo[] {
   for (const raw of output.split('\0')) {
     const record = raw.replace(/^\n/, '');
     if (record === '') continue;
-    const [hash, parents, author, committed, ...subject] = record.split('\x1f');
-    if (hash === undefined || parents === undefined || author === undefined || committed === undefined || !isCommitHash(hash)) {
+    const [hash, tree, parents, author, committed, ...subject] = record.split('\x1f');
+    if (hash === undefined || tree === undefined || parents === undefined || author === undefined || committed === undefined || !isCommitHash(hash) || !isCommitHash(tree)) {
       throw new Error(`git rev-list: unexpected output ${JSON.stringify(record.slice(0, 200))}`);
     }
     commits.push({
       hash,
+      tree,
       parents: parents === '' ? [] : parents.split(' '),
       author,
       // A subject may itself contain the separator; it is the last field, so rejoin it.

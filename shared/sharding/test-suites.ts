@@ -1,0 +1,177 @@
+// What a sharded builder's tests are, per kind: how the make worker builds and lists them, how one planned unit
+// runs on a shard worker, and how a unit's output is tidied so the merged log reads like one run. Pure logic: the
+// listing comes from an untrusted worker, so it is parsed strictly and bounded, and nothing here does I/O.
+import type { Step, TestSuite, TestSuiteKind } from '../model/types.ts';
+import { defaultPartOverheadSeconds, goTestDirSplit, type PlannedUnit, type PlanUnit } from './planner.ts';
+
+/** A unit as the make worker listed it: its name and, where the kind can split it by test, its tests. */
+export interface ListedUnit {
+  name: string;
+  tests?: string[];
+}
+
+/** The most units a listing may hold; past it the listing is refused rather than planned. */
+export const maxListedUnits = 20_000;
+
+/** What a builder's config gives a test suite; the rest is the kind's. */
+export interface TestSuiteOptions {
+  packages: readonly string[];
+  shards: TestSuite['shards'];
+  retryFailed: boolean;
+  snapshotMaxBytes: number;
+}
+
+/** A sharded builder's suite of the given kind: its make steps, its listing step and what its snapshot leaves out. */
+export function testSuiteOf(kind: TestSuiteKind, options: TestSuiteOptions): TestSuite {
+  const common = { kind, shards: options.shards, retryFailed: options.retryFailed, snapshotMaxBytes: options.snapshotMaxBytes };
+  if (kind === 'go-module') {
+    const packages = options.packages.join(' ');
+    return {
+      ...common,
+      make: [
+        { name: `go vet ${packages}`, argv: ['go', 'vet', ...options.packages] },
+        { name: `go build ${packages}`, argv: ['go', 'build', ...options.packages] },
+      ],
+      // Listing builds every test binary, so the snapshot's build cache spares the shards that work.
+      list: { name: `go test -list . ${packages}`, argv: ['go', 'test', '-list', '.', ...options.packages], capture: true },
+      snapshotExclude: [],
+    };
+  }
+  return {
+    ...common,
+    make: [{ name: 'make.bash', argv: ['bash', 'make.bash'], dir: 'src' }],
+    list: { name: 'go tool dist test -list', argv: ['../bin/go', 'tool', 'dist', 'test', '-list'], dir: 'src', capture: true },
+    // dist's own build cache (pkg/obj/go-build) and make.bash's bootstrap toolchain: shards need neither.
+    snapshotExclude: ['pkg/obj', 'pkg/bootstrap'],
+  };
+}
+
+/**
+ * The units in a make worker's listing output, in listing order. Throws an Error saying which line is wrong when
+ * the output is not a listing of this kind, or has more than maxListedUnits units.
+ */
+export function parseListing(kind: TestSuiteKind, output: string): ListedUnit[] {
+  const units = kind === 'go-module' ? parseGoTestList(output) : parseDistList(output);
+  if (units.length > maxListedUnits) throw new Error(`the listing has ${units.length} units; at most ${maxListedUnits} are planned`);
+  return units;
+}
+
+// `go test -list . PKGS`: each package's matching names, then `ok  <pkg> <time>`, or `?   <pkg> [no test files]`.
+// Only packages with a test, example or fuzz target are units; benchmarks do not run under `go test`.
+function parseGoTestList(output: string): ListedUnit[] {
+  const units: ListedUnit[] = [];
+  const seen = new Set<string>();
+  let names: string[] = [];
+  for (const [index, line] of output.split('\n').entries()) {
+    if (line.trim() === '') continue;
+    const done = /^(ok|\?)\s+(\S+)(\s|$)/.exec(line);
+    if (done !== null) {
+      const pkg = done[2] ?? '';
+      const tests = names.filter((name) => !name.startsWith('Benchmark'));
+      names = [];
+      if (!isPackagePath(pkg)) throw new Error(`listing line ${index + 1}: ${JSON.stringify(pkg)} is not a package path`);
+      if (done[1] === '?' || tests.length === 0 || seen.has(pkg)) continue;
+      seen.add(pkg);
+      units.push({ name: pkg, tests });
+      continue;
+    }
+    if (!/^(Test|Example|Fuzz|Benchmark)[\p{L}\p{N}_]*$/u.test(line)) {
+      throw new Error(`listing line ${index + 1}: expected a test name or a package result, got ${JSON.stringify(line.slice(0, 120))}`);
+    }
+    names.push(line);
+  }
+  if (names.length > 0) throw new Error('listing ends with test names but no package result line');
+  return units;
+}
+
+// `go tool dist test -list`: one unit name per line (go_test:archive/tar, runtime:cpu124, test:0_1, api, ...).
+function parseDistList(output: string): ListedUnit[] {
+  const units: ListedUnit[] = [];
+  const seen = new Set<string>();
+  for (const [index, line] of output.split('\n').entries()) {
+    const name = line.trim();
+    if (name === '') continue;
+    if (!/^[A-Za-z0-9_.:/+-]{1,200}$/.test(name)) {
+      throw new Error(`listing line ${index + 1}: expected a dist test name, got ${JSON.stringify(name.slice(0, 120))}`);
+    }
+    if (seen.has(name)) throw new Error(`listing line ${index + 1}: ${name} is listed twice`);
+    seen.add(name);
+    units.push({ name });
+  }
+  return units;
+}
+
+function isPackagePath(path: string): boolean {
+  return /^[\p{L}\p{N}_.~+/-]{1,400}$/u.test(path) && !path.split('/').includes('..');
+}
+
+// The Go tree's `test` directory unit as dist lists it without GO_TEST_SHARDS.
+const goTestDirUnit = 'test:0_1';
+const goTestDirPart = /^test:\d+_\d+$/;
+
+/**
+ * The planner's input: each listed unit with its learned seconds (by unit name, for this builder), splittable where
+ * the kind knows how. The Go tree's `test` directory divides into parts whose learned durations are kept by part
+ * name; a Go module's package divides by `-run` over its tests. Never throws.
+ */
+export function planUnitsOf(kind: TestSuiteKind, listed: readonly ListedUnit[], learned: ReadonlyMap<string, number>): PlanUnit[] {
+  return listed.map((unit) => {
+    const seconds = learned.get(unit.name);
+    const base = seconds === undefined ? { name: unit.name } : { name: unit.name, seconds };
+    if (kind === 'go-tree') {
+      if (unit.name !== goTestDirUnit) return base;
+      const partSeconds = Object.fromEntries([...learned].filter(([name]) => goTestDirPart.test(name) && name !== goTestDirUnit));
+      return { ...base, split: goTestDirSplit({ partSeconds }) };
+    }
+    const tests = unit.tests ?? [];
+    return tests.length < 2 ? base : { ...base, split: { kind: 'tests', tests: tests.map((name) => ({ name })) } };
+  });
+}
+
+/** The step a shard worker runs for one planned unit, named after the unit. */
+export function unitStep(kind: TestSuiteKind, unit: PlannedUnit): Step {
+  const { run } = unit;
+  if (kind === 'go-module') {
+    const pkg = run.kind === 'whole' ? unit.name : run.of;
+    // -count=1: a test's verdict comes from running it here, never from a cache.
+    const argv = ['go', 'test', '-count=1', ...(run.kind === 'tests' ? ['-run', run.pattern] : []), pkg];
+    return { name: unit.name, argv };
+  }
+  // dist takes exact unit names as arguments; a part's name exists only with its GO_TEST_SHARDS set.
+  return {
+    name: unit.name,
+    argv: ['../bin/go', 'tool', 'dist', 'test', unit.name],
+    dir: 'src',
+    ...(run.kind === 'part' ? { env: { ...run.env } } : {}),
+  };
+}
+
+/**
+ * The learned observation for a unit split into parts: the parts' sum, less the overhead each part beyond the first
+ * added, so the whole unit's estimate stays comparable to a run in one piece.
+ */
+export function wholeSecondsOfParts(partSeconds: readonly number[]): number {
+  const total = partSeconds.reduce((sum, value) => sum + value, 0);
+  return Math.max(0, total - (partSeconds.length - 1) * defaultPartOverheadSeconds);
+}
+
+/**
+ * A unit's output as it goes into the merged log. Each Go tree unit runs its own `dist test`, which prints the
+ * machine's environment and its own closing line every time: the environment is kept for the first unit only, and
+ * the closing lines are dropped (the merged log ends with one verdict of its own). A Go module's unit output is
+ * already what `go test ./...` prints for that package.
+ */
+export function mergedUnitOutput(kind: TestSuiteKind, text: string, first: boolean): string {
+  if (kind === 'go-module') return text;
+  const lines = text.split('\n');
+  const kept: string[] = [];
+  let inEnvironment = false;
+  for (const line of lines) {
+    if (line.startsWith('##### ')) inEnvironment = line === '##### Test execution environment.' && !first;
+    if (inEnvironment) continue;
+    if (/^(ALL TESTS PASSED|FAILED)( \(.*\))?$/.test(line)) continue;
+    kept.push(line);
+  }
+  return kept.join('\n').replace(/\n{3,}/g, '\n\n');
+}
+

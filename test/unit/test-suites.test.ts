@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { describe, it } from 'node:test';
+import { parseConfig } from '../../shared/config/config.ts';
+import { ConfigError } from '../../shared/errors.ts';
+import { goTestDirSplit, planShards } from '../../shared/sharding/planner.ts';
+import { mergedUnitOutput, parseListing, planUnitsOf, unitStep } from '../../shared/sharding/test-suites.ts';
+
+describe('test suites: Go modules', () => {
+  it('lists the packages that have tests, with their tests, in listing order', () => {
+    const output = [
+      'TestParse',
+      'TestFormat',
+      'ExampleParse',
+      'BenchmarkParse',
+      'ok  \texample.com/m/parse\t0.004s',
+      '?   \texample.com/m/cmd/tool\t[no test files]',
+      'BenchmarkOnly',
+      'ok  \texample.com/m/bench\t0.002s',
+      'FuzzDecode',
+      'ok  \texample.com/m/codec\t(cached)',
+      '',
+    ].join('\n');
+    assert.deepEqual(parseListing('go-module', output), [
+      { name: 'example.com/m/parse', tests: ['TestParse', 'TestFormat', 'ExampleParse'] },
+      { name: 'example.com/m/codec', tests: ['FuzzDecode'] },
+    ]);
+  });
+
+  it('refuses output that is not a listing, naming the line', () => {
+    assert.throws(() => parseListing('go-module', 'TestA\n$(reboot)\nok  \tm\t0.1s\n'), /^Error: listing line 2: expected a test name or a package result, got "\$\(reboot\)"$/);
+    assert.throws(() => parseListing('go-module', 'TestA\n'), /ends with test names but no package result/);
+    assert.throws(() => parseListing('go-module', 'ok  \t../../etc\t0.1s\n'), /not a package path/);
+  });
+
+  it('runs a whole package, or a part of its tests with -run, never from the test cache', () => {
+    const planned = planShards(
+      planUnitsOf('go-module', [{ name: 'm/a', tests: ['TestA'] }, { name: 'm/big', tests: ['TestX', 'TestY.Z'] }], new Map([['m/a', 1], ['m/big', 100]])),
+      3,
+    ).shards.flatMap((shard) => shard.units);
+    const whole = planned.find((unit) => unit.name === 'm/a');
+    const parts = planned.filter((unit) => unit !== whole);
+    assert.ok(whole);
+    assert.deepEqual(unitStep('go-module', whole).argv, ['go', 'test', '-count=1', 'm/a']);
+    assert.deepEqual(parts.map((unit) => unitStep('go-module', unit).argv).sort(), [
+      ['go', 'test', '-count=1', '-run', '^(TestX)$', 'm/big'],
+      ['go', 'test', '-count=1', '-run', '^(TestY\\.Z)$', 'm/big'],
+    ]);
+  });
+});
+
+describe('test suites: the Go tree', () => {
+  it('lists dist test units one per line, and refuses anything else', () => {
+    assert.deepEqual(parseListing('go-tree', 'go_test:archive/tar\nruntime:cpu124\ntest:0_1\n'), [
+      { name: 'go_test:archive/tar' },
+      { name: 'runtime:cpu124' },
+      { name: 'test:0_1' },
+    ]);
+    assert.throws(() => parseListing('go-tree', 'go_test:a\ngo test; rm -rf /\n'), /listing line 2: expected a dist test name/);
+    assert.throws(() => parseListing('go-tree', 'api\napi\n'), /api is listed twice/);
+  });
+
+  it('runs each unit by its exact name in src/, and a test directory part with its GO_TEST_SHARDS', () => {
+    const plan = planShards(
+      planUnitsOf('go-tree', [{ name: 'go_test:bufio' }, { name: 'test:0_1' }], new Map([['go_test:bufio', 10], ['test:0_1', 95]])),
+      4,
+    );
+    const steps = plan.shards.flatMap((shard) => shard.units).map((unit) => unitStep('go-tree', unit));
+    assert.ok(steps.some((step) => step.name === 'go_test:bufio' && step.dir === 'src' && step.env === undefined));
+    const parts = steps.filter((step) => step.name.startsWith('test:'));
+    assert.ok(parts.length >= 2, 'the test directory is cut where it pins the critical path');
+    for (const step of parts) {
+      assert.deepEqual(step.argv, ['../bin/go', 'tool', 'dist', 'test', step.name]);
+      assert.equal(step.env?.['GO_TEST_SHARDS'], String(parts.length));
+    }
+  });
+
+  it('plans the test directory parts from their learned durations, by part name', () => {
+    const [unit] = planUnitsOf('go-tree', [{ name: 'test:0_1' }], new Map([['test:0_1', 90], ['test:1_4', 40], ['go_test:fmt', 3]]));
+    assert.deepEqual(unit?.split, goTestDirSplit({ partSeconds: { 'test:1_4': 40 } }));
+  });
+
+  it("keeps dist's environment banner once and drops each unit's closing line, so units read as one run", () => {
+    const unit = (name: string) =>
+      `\n##### Test execution environment.\n# GOARCH: amd64\n# CPU: AMD EPYC\n\n##### Testing packages.\nok  \t${name}\t0.1s\n\nALL TESTS PASSED (some were excluded)\n`;
+    const merged = mergedUnitOutput('go-tree', unit('fmt'), true) + mergedUnitOutput('go-tree', unit('bufio'), false);
+    assert.equal((merged.match(/Test execution environment/g) ?? []).length, 1);
+    assert.doesNotMatch(merged, /ALL TESTS PASSED/);
+    assert.match(merged, /ok {2}\tfmt\t0\.1s[\s\S]*##### Testing packages\.\nok {2}\tbufio/);
+  });
+
+  it('reads the real Go 1.19 listing, all 284 units', async () => {
+    const recording = JSON.parse(await readFile(new URL('../../bench/data/go1.19-linux-amd64-2cpu.json', import.meta.url), 'utf8')) as { listing: string[] };
+    const listed = parseListing('go-tree', `${recording.listing.join('\n')}\n`);
+    assert.equal(listed.length, 284);
+  });
+});
+
+describe('config: sharded builders', () => {
+  const parse = (builders: unknown) => parseConfig({ builders }, 'test.json');
+
+  it('gives a go-tree builder its make, list and default shards, and a go-module builder shards when asked', () => {
+    const config = parse({
+      go: { type: 'go-tree', hostType: 'linux-amd64' },
+      mod: { type: 'go-module', shards: { postSubmit: 6, trybot: 12 }, retryFailed: false },
+      plain: { type: 'go-module' },
+    });
+    const go = config.builders.get('go');
+    assert.deepEqual(go?.tests?.make, [{ name: 'make.bash', argv: ['bash', 'make.bash'], dir: 'src' }]);
+    assert.deepEqual(go?.tests?.shards, { postSubmit: 4, trybot: 4 });
+    assert.equal(go?.env['GOROOT_BOOTSTRAP'], '/usr/lib/go');
+    assert.equal(go?.timeoutSeconds, 3600);
+    assert.deepEqual(config.builders.get('mod')?.tests?.shards, { postSubmit: 6, trybot: 12 });
+    assert.equal(config.builders.get('mod')?.tests?.retryFailed, false);
+    assert.equal(config.builders.get('plain')?.tests, undefined, 'a go-module builder without shards builds whole');
+  });
+
+  it('refuses a bad shard count, naming the field', () => {
+    const refused = (shards: unknown, message: RegExp) =>
+      assert.throws(() => parse({ mod: { type: 'go-module', shards } }), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, message);
+        return true;
+      });
+    refused(0, /^test\.json: builders\.mod\.shards: Too small: expected number to be >=1$/);
+    refused('four', /^test\.json: builders\.mod\.shards: expected a shard count \(1 to 256\), or \{ "postSubmit": N, "trybot": M \}$/);
+  });
+});
