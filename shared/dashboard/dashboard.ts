@@ -9,6 +9,7 @@ import type { DeadLetters } from '../ports/messages.ts';
 import { collections, type StateStore } from '../ports/state.ts';
 import type { Catalog } from '../pipeline/deps.ts';
 import { buildPage, deadLettersPage, gridPage } from './pages.ts';
+import { unitVerdicts } from '../pipeline/merged-run.ts';
 import { logOf } from '../pipeline/task-log.ts';
 import { branchesOf, buildDetail, gridOf } from './queries.ts';
 
@@ -176,9 +177,24 @@ export function createDashboard(deps: DashboardDeps): Handler {
   async function apiBuild(id: string): Promise<Reply> {
     const detail = await buildDetail(deps.state, id);
     if (detail === undefined) return jsonReply({ error: 'no such build' }, 404);
+    const sharding = detail.build.sharding;
+    const byId = new Map(detail.tasks.map((task) => [task.id, task]));
+    const current = (ids: readonly string[] | undefined) => (ids ?? []).flatMap((taskId) => byId.get(taskId) ?? []);
+    const units =
+      sharding?.units === undefined
+        ? undefined
+        : unitVerdicts(sharding.units, current(sharding.shardTaskIds), current(sharding.retryTaskIds)).map((verdict) => ({
+            name: verdict.unit.name,
+            // Until the merge, a unit's verdict is only how its first run went.
+            verdict: sharding.phase === 'merged' ? verdict.verdict : verdict.first.status,
+            task: verdict.task.step,
+            durationMs: verdict.first.durationMs,
+            ...(verdict.retry === undefined ? {} : { retry: { status: verdict.retry.status, durationMs: verdict.retry.durationMs } }),
+          }));
     return jsonReply({
       build: summarize(detail.build, deps.baseUrl),
       commit: detail.commit,
+      ...(sharding === undefined ? {} : { sharding: { ...sharding, units } }),
       tasks: detail.tasks.map((task) => ({ ...task, logUrl: `${deps.baseUrl}/log/${task.id}` })),
     });
   }
