@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ConfigError, describeError } from '../errors.ts';
 import { projectDir } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
+import { goTree, goTreeHelp } from './go-tree.ts';
 import { images, imagesHelp } from './images.ts';
 import { up, upHelp } from './up.ts';
 
@@ -13,6 +14,7 @@ A hermetic build-and-trybot system: every commit built and tested in a throwaway
 Commands:
   up          run the whole pipeline on this machine (see: hermetic up --help)
   images      build and list the builder images (see: hermetic images --help)
+  go-tree     make a git repository of Debian's Go source tree, to build and test (see: hermetic go-tree --help)
   help        show this help
 
 Options:
@@ -37,13 +39,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await up(rest, io);
       case 'images':
         return await images(rest, io);
+      case 'go-tree':
+        return await goTree(rest, io);
       default:
-        throw new UsageError(`unknown command "${command}"; expected one of: up, images, help`);
+        throw new UsageError(`unknown command "${command}"; expected one of: up, images, go-tree, help`);
     }
   } catch (error) {
     const usage = error instanceof UsageError || error instanceof ConfigError || isParseArgsError(error);
     io.stderr(`hermetic: ${describeError(error)}`);
-    const commandHelp = command === 'up' ? upHelp : command === 'images' ? imagesHelp : undefined;
+    const commandHelp = ({ up: upHelp, images: imagesHelp, 'go-tree': goTreeHelp } as Record<string, string>)[command ?? ''];
     if (usage && commandHelp !== undefined && !(error instanceof ConfigError)) io.stderr(`\n${commandHelp}`);
     return usage ? exitCodes.usage : exitCodes.failure;
   }

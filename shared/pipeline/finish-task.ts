@@ -11,6 +11,7 @@ import {
 } from '../model/types.ts';
 import type { PlannedUnit } from '../sharding/planner.ts';
 import { collections } from '../ports/state.ts';
+import { buildFields } from './log-fields.ts';
 import type { PipelineDeps } from './deps.ts';
 import { publishFollowUp } from './follow-up.ts';
 import { newTask } from './new-task.ts';
@@ -74,7 +75,7 @@ export async function finishTask(
   });
   if (change.changed) {
     const { task, build, retry } = change;
-    const fields = { task: task.id, build: build.id, repo: build.repo, commit: build.commit, builder: build.builder, step: task.step };
+    const fields = { task: task.id, ...buildFields(build), step: task.step };
     if (retry !== undefined) {
       deps.logger.warn('task.retry', { ...fields, attempt: retry.attempt, reason: task.reason });
     } else {

@@ -4,6 +4,7 @@ import { terminalBuildStatuses, terminalTaskStatuses, type Build, type Task } fr
 import { blobKeys } from '../model/wire.ts';
 import type { PlannedUnit } from '../sharding/planner.ts';
 import { collections } from '../ports/state.ts';
+import { buildFields } from './log-fields.ts';
 import type { PipelineDeps } from './deps.ts';
 import { learnFromBuild } from './durations.ts';
 import { publishFollowUp } from './follow-up.ts';
@@ -82,10 +83,7 @@ export function createMerge(deps: PipelineDeps) {
     }));
     if (merged) {
       deps.logger.info('tests.merged', {
-        build: build.id,
-        repo: build.repo,
-        commit: build.commit,
-        builder: build.builder,
+        ...buildFields(build),
         status,
         units: summary.units,
         failed: summary.failed,
@@ -133,10 +131,7 @@ export function createMerge(deps: PipelineDeps) {
     );
     if (started) {
       deps.logger.warn('tests.retry', {
-        build: build.id,
-        repo: build.repo,
-        commit: build.commit,
-        builder: build.builder,
+        ...buildFields(build),
         units: [...failed.values()].reduce((count, units) => count + units.length, 0),
         tasks: retries.length,
       });

@@ -5,6 +5,7 @@ import type { BlobStore } from '../ports/blobs.ts';
 import type { Compute } from '../ports/compute.ts';
 import { planShards, type Plan, type PlannedUnit } from '../sharding/planner.ts';
 import { parseListing, planUnitsOf, type ListedUnit } from '../sharding/test-suites.ts';
+import { buildFields } from './log-fields.ts';
 import type { PipelineDeps } from './deps.ts';
 import { learnedDurations } from './durations.ts';
 import { newTask } from './new-task.ts';
@@ -120,10 +121,7 @@ export async function keepListing(blobs: BlobStore, suite: TestSuite, key: strin
 /** Log fields of a build whose shards were just planned. */
 export function plannedFields(build: Build, planned: PlannedTests, snapshot: 'made' | 'reused') {
   return {
-    build: build.id,
-    repo: build.repo,
-    commit: build.commit,
-    builder: build.builder,
+    ...buildFields(build),
     units: planned.order.length,
     shards: planned.plan.shards.length,
     makespan: Math.round(planned.plan.makespan),

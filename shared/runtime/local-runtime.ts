@@ -197,9 +197,9 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     functions,
     queue,
     compute,
-    /** Polls every watched branch now, in this process, and returns what it requested. */
-    pollNow(): Promise<PollSummary> {
-      return poll({ v: 1 });
+    /** Polls every watched branch (of `repos` only, when given) now, in this process, and returns what it requested. */
+    pollNow(repos?: string[]): Promise<PollSummary> {
+      return poll(repos === undefined ? { v: 1 } : { v: 1, repos });
     },
     /** Publishes a poll tick, as the timer does. */
     async tick(): Promise<void> {
