@@ -11,7 +11,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { commitGoTree, newestDebianTree, versionOf } from '../shared/cli/go-tree.ts';
+import { commitGoTree, defaultZoneinfo, newestDebianTree, versionOf } from '../shared/cli/go-tree.ts';
 import { createConsoleLogger } from '../shared/cli/console.ts';
 import { parseConfig } from '../shared/config/config.ts';
 import { buildId } from '../shared/model/ids.ts';
@@ -58,7 +58,7 @@ const dir = await mkdtemp(join(tmpdir(), 'hermetic-go-tree-run-'));
 const from = values.from ?? (await newestDebianTree());
 const version = await versionOf(from);
 say(`committing ${from} (${version})`);
-const { commit } = await commitGoTree(join(dir, 'go'), from, version);
+const { commit } = await commitGoTree(join(dir, 'go'), from, version, defaultZoneinfo);
 
 const builderOf = (count: number) => `go-tree-${count}`;
 const catalog = parseConfig(

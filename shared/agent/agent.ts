@@ -369,15 +369,13 @@ async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
 /**
  * `argv` wrapped to run isolated. util-linux does the work: `unshare` (needs CAP_SYS_ADMIN) makes the namespaces
  * and forks the step as PID 1 of its own namespace; `setpriv` drops to the user (CAP_SETUID, CAP_SETGID) and empties
- * the bounding set, which needs CAP_SETPCAP: without it setpriv silently leaves the bounding set as it was.
+ * the bounding set, which needs CAP_SETPCAP: without it setpriv silently leaves the bounding set as it was. A fresh
+ * network namespace starts with its loopback down, so tests that listen on 127.0.0.1 could not connect: iproute2
+ * brings it up first (CAP_NET_ADMIN, still root's in the new namespace), then the shell execs setpriv with the argv
+ * as its own arguments, never as shell text.
  */
 export function isolatedArgv(isolation: StepIsolation, argv: readonly string[]): string[] {
-  return [
-    'unshare',
-    ...(isolation.network ? [] : ['--net']),
-    '--pid',
-    '--fork',
-    '--',
+  const drop = [
     'setpriv',
     `--reuid=${isolation.uid}`,
     `--regid=${isolation.gid}`,
@@ -388,6 +386,8 @@ export function isolatedArgv(isolation: StepIsolation, argv: readonly string[]):
     '--',
     ...argv,
   ];
+  if (isolation.network) return ['unshare', '--pid', '--fork', '--', ...drop];
+  return ['unshare', '--net', '--pid', '--fork', '--', 'sh', '-c', 'ip link set dev lo up && exec "$@"', 'hermetic-step', ...drop];
 }
 
 /** The archive path a tar warning is about, as it was in the archive. */

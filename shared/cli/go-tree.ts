@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { zipSync } from 'fflate';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathExists } from './path-exists.ts';
@@ -17,6 +18,8 @@ is upgraded and the new tree becomes a new commit; an unchanged tree adds none. 
 Options:
   --from DIR       the Go tree to copy (default: the newest /usr/share/go-* holding src/make.bash)
   --version TEXT   the tree's version, for its VERSION file (default: the tree's own, else /usr/lib/go-<v>/VERSION)
+  --zoneinfo DIR   where lib/time/zoneinfo.zip comes from when the tree has none, as Debian's has not: Go's own
+                   time tests read only that file (default /usr/share/zoneinfo, from tzdata; "none" leaves it out)
   --json           print { "dir", "commit", "version", "created" } on stdout
   -h, --help       show this help
 
@@ -35,6 +38,7 @@ export async function goTree(args: string[], io: Io): Promise<number> {
     options: {
       from: { type: 'string' },
       version: { type: 'string' },
+      zoneinfo: { type: 'string', default: defaultZoneinfo },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -51,7 +55,8 @@ export async function goTree(args: string[], io: Io): Promise<number> {
   }
   const version = values.version ?? (await versionOf(from));
   io.stderr(`go-tree: copying ${from} (${version}) into ${dir}`);
-  const repo = await commitGoTree(dir, from, version);
+  const zoneinfo = values.zoneinfo === 'none' ? undefined : resolve(io.cwd, values.zoneinfo);
+  const repo = await commitGoTree(dir, from, version, zoneinfo);
   io.stderr(repo.changed ? 'go-tree: committed the tree' : 'go-tree: the tree is unchanged; no new commit');
   const { commit, created } = repo;
   if (values.json) io.stdout(JSON.stringify({ dir, commit, version, created }));
@@ -59,11 +64,20 @@ export async function goTree(args: string[], io: Io): Promise<number> {
   return exitCodes.ok;
 }
 
+/** Debian's tzdata, where a Go tree's missing zoneinfo.zip is made from. */
+export const defaultZoneinfo = '/usr/share/zoneinfo';
+
 /**
  * Makes `dir` a git repository (if it is not one) whose last commit holds the Go tree at `from` and a VERSION file
- * saying `version`; commits only when that changes the tree. Rejects when the copy or git fails.
+ * saying `version`, plus, when the tree has no lib/time/zoneinfo.zip and `zoneinfo` is given, one made from that
+ * zone directory; commits only when that changes the tree. Rejects when the copy, the zip or git fails.
  */
-export async function commitGoTree(dir: string, from: string, version: string): Promise<{ commit: string; created: boolean; changed: boolean }> {
+export async function commitGoTree(
+  dir: string,
+  from: string,
+  version: string,
+  zoneinfo?: string,
+): Promise<{ commit: string; created: boolean; changed: boolean }> {
   const created = !(await pathExists(join(dir, '.git')));
   if (created) {
     await mkdir(dir, { recursive: true });
@@ -75,10 +89,41 @@ export async function commitGoTree(dir: string, from: string, version: string): 
     if (await pathExists(join(from, name))) await cp(join(from, name), join(dir, name), { recursive: true, verbatimSymlinks: true });
   }
   await writeFile(join(dir, 'VERSION'), `${version}\n`);
+  const zip = join(dir, 'lib', 'time', 'zoneinfo.zip');
+  if (zoneinfo !== undefined && !(await pathExists(zip))) {
+    await mkdir(join(dir, 'lib', 'time'), { recursive: true });
+    await writeFile(zip, await zoneinfoZip(zoneinfo));
+  }
   await git(dir, ['add', '--all']);
   const changed = (await git(dir, ['status', '--porcelain'])).trim() !== '';
   if (changed) await git(dir, ['commit', '--quiet', '--no-verify', '-m', `${version} from ${from}`]);
   return { commit: (await git(dir, ['rev-parse', 'HEAD'])).trim(), created, changed };
+}
+
+/**
+ * A zip of the zone files under `dir`, as Go's lib/time/zoneinfo.zip holds them: stored, not compressed (Go reads no
+ * other method), named by zone (`America/Los_Angeles`), the same bytes in the same order on every run. The `posix/`
+ * and `right/` copies and files that are not zones (tables, notes) are left out. Rejects when `dir` cannot be read.
+ */
+export async function zoneinfoZip(dir: string): Promise<Uint8Array> {
+  const files: Record<string, [Uint8Array, { level: 0; mtime: Date }]> = {};
+  const epoch = new Date('1980-01-01T00:00:00Z');
+  const walk = async (relative: string): Promise<void> => {
+    for (const name of (await readdir(join(dir, relative))).sort()) {
+      const path = relative === '' ? name : `${relative}/${name}`;
+      if (relative === '' && (name === 'posix' || name === 'right')) continue;
+      const info = await stat(join(dir, path));
+      if (info.isDirectory()) await walk(path);
+      else {
+        const bytes = await readFile(join(dir, path));
+        // Zone files start with the TZif magic; tables and notes beside them do not.
+        if (bytes.subarray(0, 4).toString('latin1') === 'TZif') files[path] = [new Uint8Array(bytes), { level: 0, mtime: epoch }];
+      }
+    }
+  };
+  await walk('');
+  if (Object.keys(files).length === 0) throw new Error(`${dir} holds no zone files (apt-get install tzdata)`);
+  return zipSync(files);
 }
 
 /** The newest Go tree Debian's golang-<v>-src packages installed, by version. Throws when there is none. */

@@ -183,7 +183,8 @@ function testsOf(builder: z.infer<typeof builderSchema>): { tests: TestSuite } |
 const defaultGoTreeShards = 4;
 
 function stepsOf(builder: z.infer<typeof builderSchema>): Step[] {
-  if (builder.type === 'command') return [{ name: builder.command, argv: ['sh', '-c', builder.command] }];
+  // A step's name is a label of at most 200 characters; the command itself is not cut.
+  if (builder.type === 'command') return [{ name: builder.command.length > 200 ? `${builder.command.slice(0, 197)}...` : builder.command, argv: ['sh', '-c', builder.command] }];
   // The Go tree is always built by its test suite (make, then shards), never as one whole-build task.
   if (builder.type === 'go-tree') return [];
   return [

@@ -2,7 +2,8 @@ import { PermanentError } from '../errors.ts';
 import type { TaskReady } from '../model/messages.ts';
 import type { Builder, Step, Task } from '../model/types.ts';
 import { unitStep } from '../sharding/test-suites.ts';
-import { blobKeys, type TaskSpec } from '../model/wire.ts';
+import { formatIssues } from '../model/messages.ts';
+import { blobKeys, TaskSpec } from '../model/wire.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask } from './finish-task.ts';
@@ -64,6 +65,12 @@ export function createLaunch(deps: PipelineDeps) {
     if (work === undefined) return;
     const deadline = deps.now() + builder.timeoutSeconds * 1000;
     const spec = await specFor(task, builder, work, deadline);
+    // The worker would refuse a spec its schema does not allow; better to say so here, once, than lose it three times.
+    const invalid = TaskSpec.safeParse(spec);
+    if (!invalid.success) {
+      await finishTask(deps, task.id, { status: 'lost', final: true, reason: `cannot make a valid task spec: ${formatIssues(invalid.error)}` });
+      return;
+    }
     await deps.compute.start({
       taskId: task.id,
       hostType,

@@ -30,7 +30,7 @@ const module = {
 };
 
 const rawConfig = (repo: string) => ({
-  repos: [{ name: 'arch', url: repo, builders: ['amd64', 'x386', 'background', 'hang', 'offline', 'online'] }],
+  repos: [{ name: 'arch', url: repo, builders: ['amd64', 'x386', 'background', 'hang', 'offline', 'online', 'loopback'] }],
   builders: {
     amd64: { type: 'go-module', hostType: 'linux-amd64', env: { WANT_GOARCH: 'amd64' }, timeoutSeconds: 300 },
     x386: { type: 'go-module', hostType: 'linux-386', env: { WANT_GOARCH: '386' }, timeoutSeconds: 300 },
@@ -39,6 +39,12 @@ const rawConfig = (repo: string) => ({
     slow: { type: 'command', hostType: 'linux-amd64', command: 'sleep 6; echo done' },
     offline: { type: 'command', hostType: 'linux-amd64', command: 'cat /proc/net/dev' },
     online: { type: 'command', hostType: 'linux-amd64', command: 'cat /proc/net/dev', network: true },
+    // A server and a client on 127.0.0.1, as many tests are: the step's own loopback must be up.
+    loopback: {
+      type: 'command',
+      hostType: 'linux-amd64',
+      command: `/opt/hermetic/node -e 'const net = require("net"); const server = net.createServer((c) => c.end("pong")).listen(0, "127.0.0.1", () => net.connect(server.address().port, "127.0.0.1").on("data", (d) => { console.log("loopback: " + d); process.exit(0); }))'`,
+    },
   },
 });
 
@@ -114,6 +120,9 @@ describe('builds in containers, end to end', { skip: noDocker }, () => {
       return [...log.matchAll(/^\s*(\w+):/gm)].map((match) => match[1]).filter((name) => name !== 'Inter');
     };
     assert.deepEqual(await interfaces('offline'), ['lo']);
+    const { build, task } = await buildOf('loopback');
+    assert.equal(build.status, 'passed', `a connection over the step's loopback: ${build.reason}`);
+    assert.match(await (await fetch(`${runtime?.url}/log/${task.id}`)).text(), /^loopback: pong$/m);
     assert.ok((await interfaces('online')).some((name) => name !== 'lo'), 'a network interface besides loopback');
   });
 

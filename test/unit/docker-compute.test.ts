@@ -268,7 +268,7 @@ describe('Docker compute', { skip }, () => {
       assert.equal(info.HostConfig.Memory, 512 * 1024 ** 2);
       assert.equal(info.HostConfig.PidsLimit, 300);
       assert.deepEqual(info.HostConfig.CapDrop, ['ALL']);
-      assert.deepEqual([...(info.HostConfig.CapAdd ?? [])].sort(), ['CHOWN', 'DAC_OVERRIDE', 'KILL', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_ADMIN']);
+      assert.deepEqual([...(info.HostConfig.CapAdd ?? [])].sort(), ['CHOWN', 'DAC_OVERRIDE', 'KILL', 'NET_ADMIN', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_ADMIN']);
       assert.deepEqual(info.HostConfig.SecurityOpt, ['no-new-privileges']);
       assert.equal(info.HostConfig.Init, false);
       assert.equal(info.HostConfig.Privileged, false);

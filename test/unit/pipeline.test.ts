@@ -253,6 +253,20 @@ describe('pipeline: lost workers, deadlines and bad results', () => {
   });
 });
 
+describe('pipeline: a spec the worker would refuse', () => {
+  it('ends the build as an infra failure that says why, with no worker', async () => {
+    const h = await createPipelineHarness();
+    const ok = h.config.builders.get('ok');
+    assert.ok(ok);
+    h.config.builders.set('bad', { ...ok, name: 'bad', steps: [{ name: 'x'.repeat(300), argv: ['true'] }] });
+    const id = await h.request('bad');
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'infra-failure');
+    assert.match(build?.reason ?? '', /^cannot make a valid task spec: steps\.0\.name: Too big/);
+    assert.equal(h.compute.started.length, 0);
+  });
+});
+
 describe('pipeline: host types', () => {
   it('runs a builder on its fallback host type where its own is not available, and records it', async () => {
     const h = await createPipelineHarness();

@@ -60,13 +60,14 @@ const specPath = 'etc/hermetic/task.json';
 
 /**
  * What the agent needs, and why; everything else is dropped:
- * SYS_ADMIN makes each step's network and PID namespaces (unshare); SETUID and SETGID switch a step to the builder
+ * SYS_ADMIN makes each step's network and PID namespaces (unshare); NET_ADMIN brings up the loopback interface of a
+ * step's fresh network namespace (it starts down); SETUID and SETGID switch a step to the builder
  * user (setpriv); SETPCAP empties a step's bounding set (setpriv skips that silently without it); CHOWN gives the
  * unpacked source and HOME to the builder user; KILL signals steps, which run as another user; DAC_OVERRIDE lets the
  * root agent create its directories in the builder-owned /work and unpack archives holding read-only directories.
  * Steps get none of them: setpriv clears every set.
  */
-const agentCapabilities = ['SYS_ADMIN', 'SETUID', 'SETGID', 'SETPCAP', 'CHOWN', 'KILL', 'DAC_OVERRIDE'];
+const agentCapabilities = ['SYS_ADMIN', 'NET_ADMIN', 'SETUID', 'SETGID', 'SETPCAP', 'CHOWN', 'KILL', 'DAC_OVERRIDE'];
 
 const defaultLimits = { cpus: 2, memoryBytes: 4 * 1024 ** 3, pids: 4096 };
 /** How much of a failed worker's output goes to the log. */
