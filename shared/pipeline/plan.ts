@@ -19,7 +19,10 @@ export function createPlan(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publi
     if (requested === undefined) throw new PermanentError(`build ${message.buildId} does not exist`);
     const builder = deps.catalog.builders.get(requested.builder);
     const reuse = builder?.tests === undefined || !isUnplanned(requested) ? undefined : await reusedSnapshot(requested, builder, builder.tests);
+    // Set by the transaction that planned from a reused snapshot (the last run of it, if it was retried).
+    let reused: PlannedTests | undefined;
     const build = await deps.state.transaction(async (tx) => {
+      reused = undefined;
       const build = await tx.get(collections.builds, message.buildId);
       if (build === undefined) throw new PermanentError(`build ${message.buildId} does not exist`);
       if (!isUnplanned(build)) return build;
@@ -40,6 +43,7 @@ export function createPlan(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publi
         for (const task of reuse.planned.tasks) tx.set(collections.tasks, task.id, task);
         const planned = enterTests(build, { phase: 'test', snapshotKey: reuse.key, snapshotReused: true }, reuse.planned, now);
         tx.set(collections.builds, build.id, planned);
+        reused = reuse.planned;
         return planned;
       }
       const task = newTask(build, makeStep, 1, now);
@@ -49,9 +53,7 @@ export function createPlan(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publi
       tx.set(collections.builds, build.id, planned);
       return planned;
     });
-    if (reuse !== undefined && build.sharding?.snapshotReused === true) {
-      deps.logger.info('tests.planned', plannedFields(build, reuse.planned, 'reused'));
-    }
+    if (reused !== undefined) deps.logger.info('tests.planned', plannedFields(build, reused, 'reused'));
     await publishFollowUp(deps, build);
   };
 
