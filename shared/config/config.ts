@@ -173,6 +173,7 @@ function testsOf(builder: z.infer<typeof builderSchema>): { tests: TestSuite } |
   return {
     tests: testSuiteOf(builder.type, {
       packages: builder.type === 'go-module' ? builder.packages : [],
+      network: builder.network,
       shards: counts,
       retryFailed: builder.retryFailed,
       snapshotMaxBytes: builder.snapshotMaxBytes,

@@ -34,6 +34,8 @@ export interface TestSuite {
   /** Run in order on the make worker; then `list`, whose stdout is the unit listing. */
   make: Step[];
   list: Step;
+  /** Variables every unit step runs with, over the task's. */
+  unitEnv: Record<string, string>;
   /** Shards for post-submit builds and for trybots. */
   shards: { postSubmit: number; trybot: number };
   /** Paths under the source root left out of the snapshot (build caches the shards do not need). */

@@ -157,7 +157,7 @@ export function createLaunch(deps: PipelineDeps) {
     return {
       sourceKey: blobKeys.snapshot(snapshotKey),
       layout: 'snapshot',
-      steps: (task.units ?? []).map((unit) => unitStep(suite.kind, unit)),
+      steps: (task.units ?? []).map((unit) => unitStep(suite, unit)),
       keepGoing: true,
       // A test can tell it is being run again to check a failure.
       env: task.step.startsWith('retry-') ? { HERMETIC_RETRY: '1' } : {},

@@ -16,6 +16,8 @@ export const maxListedUnits = 20_000;
 /** What a builder's config gives a test suite; the rest is the kind's. */
 export interface TestSuiteOptions {
   packages: readonly string[];
+  /** The builder's steps may reach the network. */
+  network: boolean;
   shards: TestSuite['shards'];
   retryFailed: boolean;
   snapshotMaxBytes: number;
@@ -34,13 +36,25 @@ export function testSuiteOf(kind: TestSuiteKind, options: TestSuiteOptions): Tes
       ],
       // Listing builds every test binary, so the snapshot's build cache spares the shards that work.
       list: { name: `go test -list . ${packages}`, argv: ['go', 'test', '-list', '.', ...options.packages], capture: true },
+      unitEnv: {},
       snapshotExclude: [],
     };
   }
+  // To Go's tests, GO_BUILDER_NAME means one of Go's own builders, which have the network and expect external hosts
+  // (net's DNS and dial tests) to be there; a builder without the network is blanked out of it, as a developer's
+  // machine is, so those tests skip themselves. dist must list and run with the same setting.
+  const builderEnv = options.network ? {} : { GO_BUILDER_NAME: '' };
   return {
     ...common,
     make: [{ name: 'make.bash', argv: ['bash', 'make.bash'], dir: 'src' }],
-    list: { name: 'go tool dist test -list', argv: ['../bin/go', 'tool', 'dist', 'test', '-list'], dir: 'src', capture: true },
+    list: {
+      name: 'go tool dist test -list',
+      argv: ['../bin/go', 'tool', 'dist', 'test', '-list'],
+      dir: 'src',
+      capture: true,
+      ...(options.network ? {} : { env: builderEnv }),
+    },
+    unitEnv: builderEnv,
     // dist's own build cache (pkg/obj/go-build) and make.bash's bootstrap toolchain: shards need neither.
     snapshotExclude: ['pkg/obj', 'pkg/bootstrap'],
   };
@@ -128,22 +142,20 @@ export function planUnitsOf(kind: TestSuiteKind, listed: readonly ListedUnit[], 
   });
 }
 
-/** The step a shard worker runs for one planned unit, named after the unit. */
-export function unitStep(kind: TestSuiteKind, unit: PlannedUnit): Step {
+/** The step a shard worker runs for one planned unit of the suite, named after the unit. */
+export function unitStep(suite: Pick<TestSuite, 'kind' | 'unitEnv'>, unit: PlannedUnit): Step {
   const { run } = unit;
-  if (kind === 'go-module') {
+  // A part's variables (dist's GO_TEST_SHARDS: a part's name exists only with it set) over the suite's.
+  const env = { ...suite.unitEnv, ...(run.kind === 'part' ? run.env : {}) };
+  const withEnv = Object.keys(env).length === 0 ? {} : { env };
+  if (suite.kind === 'go-module') {
     const pkg = run.kind === 'whole' ? unit.name : run.of;
     // -count=1: a test's verdict comes from running it here, never from a cache.
     const argv = ['go', 'test', '-count=1', ...(run.kind === 'tests' ? ['-run', run.pattern] : []), pkg];
-    return { name: unit.name, argv };
+    return { name: unit.name, argv, ...withEnv };
   }
-  // dist takes exact unit names as arguments; a part's name exists only with its GO_TEST_SHARDS set.
-  return {
-    name: unit.name,
-    argv: ['../bin/go', 'tool', 'dist', 'test', unit.name],
-    dir: 'src',
-    ...(run.kind === 'part' ? { env: { ...run.env } } : {}),
-  };
+  // dist takes exact unit names as arguments.
+  return { name: unit.name, argv: ['../bin/go', 'tool', 'dist', 'test', unit.name], dir: 'src', ...withEnv };
 }
 
 /**

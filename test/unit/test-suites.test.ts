@@ -41,8 +41,8 @@ describe('test suites: Go modules', () => {
     const whole = planned.find((unit) => unit.name === 'm/a');
     const parts = planned.filter((unit) => unit !== whole);
     assert.ok(whole);
-    assert.deepEqual(unitStep('go-module', whole).argv, ['go', 'test', '-count=1', 'm/a']);
-    assert.deepEqual(parts.map((unit) => unitStep('go-module', unit).argv).sort(), [
+    assert.deepEqual(unitStep({ kind: 'go-module', unitEnv: {} }, whole).argv, ['go', 'test', '-count=1', 'm/a']);
+    assert.deepEqual(parts.map((unit) => unitStep({ kind: 'go-module', unitEnv: {} }, unit).argv).sort(), [
       ['go', 'test', '-count=1', '-run', '^(TestX)$', 'm/big'],
       ['go', 'test', '-count=1', '-run', '^(TestY\\.Z)$', 'm/big'],
     ]);
@@ -65,14 +65,25 @@ describe('test suites: the Go tree', () => {
       planUnitsOf('go-tree', [{ name: 'go_test:bufio' }, { name: 'test:0_1' }], new Map([['go_test:bufio', 10], ['test:0_1', 95]])),
       4,
     );
-    const steps = plan.shards.flatMap((shard) => shard.units).map((unit) => unitStep('go-tree', unit));
-    assert.ok(steps.some((step) => step.name === 'go_test:bufio' && step.dir === 'src' && step.env === undefined));
+    const suite = parseConfig({ builders: { go: { type: 'go-tree' } } }, 'test.json').builders.get('go')?.tests;
+    assert.ok(suite);
+    const steps = plan.shards.flatMap((shard) => shard.units).map((unit) => unitStep(suite, unit));
+    const bufio = steps.find((step) => step.name === 'go_test:bufio');
+    assert.deepEqual(bufio, { name: 'go_test:bufio', argv: ['../bin/go', 'tool', 'dist', 'test', 'go_test:bufio'], dir: 'src', env: { GO_BUILDER_NAME: '' } });
     const parts = steps.filter((step) => step.name.startsWith('test:'));
     assert.ok(parts.length >= 2, 'the test directory is cut where it pins the critical path');
     for (const step of parts) {
       assert.deepEqual(step.argv, ['../bin/go', 'tool', 'dist', 'test', step.name]);
-      assert.equal(step.env?.['GO_TEST_SHARDS'], String(parts.length));
+      assert.deepEqual(step.env, { GO_BUILDER_NAME: '', GO_TEST_SHARDS: String(parts.length) });
     }
+  });
+
+  it("lists and runs a Go tree builder without the network as no Go builder, and one with it as one", () => {
+    const builders = parseConfig({ builders: { off: { type: 'go-tree' }, on: { type: 'go-tree', network: true } } }, 'test.json').builders;
+    assert.deepEqual(builders.get('off')?.tests?.list.env, { GO_BUILDER_NAME: '' });
+    assert.deepEqual(builders.get('off')?.tests?.unitEnv, { GO_BUILDER_NAME: '' });
+    assert.equal(builders.get('on')?.tests?.list.env, undefined);
+    assert.deepEqual(builders.get('on')?.tests?.unitEnv, {});
   });
 
   it('plans the test directory parts from their learned durations, by part name', () => {
