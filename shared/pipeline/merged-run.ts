@@ -2,7 +2,7 @@
 // verdict and its figures, and the merged log that reads like one run. Pure: the caller reads the tasks and logs.
 import type { Build, BuildStatus, Task, TestSuiteKind, TestSummary, UnitResult } from '../model/types.ts';
 import type { PlannedUnit } from '../sharding/planner.ts';
-import { mergedUnitOutput, wholeSecondsOfParts } from '../sharding/test-suites.ts';
+import { mergedUnitOutputs, wholeSecondsOfParts } from '../sharding/test-suites.ts';
 
 /** One planned unit over the build: where it ran first, how, and its retry if it had one. */
 export interface UnitVerdict {
@@ -156,16 +156,14 @@ export function composeMergedLog(input: MergedLogInput): string {
   const out: string[] = [];
   const making = input.snapshotReused ? 'snapshot reused from an earlier build of this tree' : `make took ${duration(summary.makeMs)}`;
   out.push(`hermetic: ${build.repo} ${build.commit.slice(0, 12)} on ${build.builder}: ${plural(summary.units, 'test unit')} in ${plural(input.shards, 'shard')}; ${making}\n\n`);
-  verdicts.forEach((verdict, index) => {
-    out.push(ensureNewline(mergedUnitOutput(input.kind, sectionOf(input.logs, verdict.task, verdict.first), index === 0)));
-  });
+  out.push(mergedUnitOutputs(input.kind, verdicts.map((verdict) => sectionOf(input.logs, verdict.task, verdict.first))));
   const retried = verdicts.filter((verdict) => verdict.retry !== undefined);
   if (retried.length > 0) {
     out.push(`\n##### Failed units, run again on a fresh worker\n`);
     for (const verdict of retried) {
       if (verdict.retryTask === undefined || verdict.retry === undefined) continue;
       out.push(`\n--- ${verdict.unit.name}: ${verdict.retry.status} on the retry (${verdict.retryTask.step})\n`);
-      out.push(ensureNewline(mergedUnitOutput(input.kind, sectionOf(input.logs, verdict.retryTask, verdict.retry), false)));
+      out.push(mergedUnitOutputs(input.kind, [sectionOf(input.logs, verdict.retryTask, verdict.retry)]));
     }
   }
   out.push('\n##### Summary\n');

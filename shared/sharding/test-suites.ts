@@ -168,22 +168,42 @@ export function wholeSecondsOfParts(partSeconds: readonly number[]): number {
 }
 
 /**
- * A unit's output as it goes into the merged log. Each Go tree unit runs its own `dist test`, which prints the
- * machine's environment and its own closing line every time: the environment is kept for the first unit only, and
- * the closing lines are dropped (the merged log ends with one verdict of its own). A Go module's unit output is
- * already what `go test ./...` prints for that package.
+ * Units' outputs joined as they go into the merged log. Each Go tree unit runs its own `dist test`, which prints the
+ * machine's environment, a section heading and its own closing line every time: the environment is kept once, a
+ * heading only where it changes, the closing lines are dropped (the merged log ends with one verdict of its own),
+ * and runs of blank lines are closed up, so the units read as one `dist test` run. A Go module's unit output is
+ * already what `go test ./...` prints for that package, and is kept as it is.
  */
-export function mergedUnitOutput(kind: TestSuiteKind, text: string, first: boolean): string {
-  if (kind === 'go-module') return text;
-  const lines = text.split('\n');
+export function mergedUnitOutputs(kind: TestSuiteKind, texts: readonly string[]): string {
+  if (kind === 'go-module') return texts.map(withNewline).join('');
   const kept: string[] = [];
-  let inEnvironment = false;
-  for (const line of lines) {
-    if (line.startsWith('##### ')) inEnvironment = line === '##### Test execution environment.' && !first;
-    if (inEnvironment) continue;
-    if (/^(ALL TESTS PASSED|FAILED)( \(.*\))?$/.test(line)) continue;
-    kept.push(line);
+  let heading: string | undefined;
+  let environmentShown = false;
+  let dropping = false;
+  for (const text of texts) {
+    for (const line of text.replace(/^\n+|\n+$/g, '').split('\n')) {
+      if (line.startsWith('##### ')) {
+        const environment = line === '##### Test execution environment.';
+        dropping = environment && environmentShown;
+        environmentShown ||= environment;
+        if (dropping || line === heading) continue;
+        heading = line;
+        dropTrailingBlanks(kept);
+        if (kept.length > 0) kept.push('');
+        kept.push(line);
+      } else if (!dropping && !/^(ALL TESTS PASSED|FAILED)( \(.*\))?$/.test(line) && !(line === '' && kept.at(-1) === '')) {
+        kept.push(line);
+      }
+    }
+    dropTrailingBlanks(kept);
   }
-  return kept.join('\n').replace(/\n{3,}/g, '\n\n');
+  return withNewline(kept.join('\n'));
 }
 
+function dropTrailingBlanks(lines: string[]): void {
+  while (lines.at(-1) === '') lines.pop();
+}
+
+function withNewline(text: string): string {
+  return text === '' || text.endsWith('\n') ? text : `${text}\n`;
+}

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { parseConfig } from '../../shared/config/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { goTestDirSplit, planShards } from '../../shared/sharding/planner.ts';
-import { mergedUnitOutput, parseListing, planUnitsOf, unitStep } from '../../shared/sharding/test-suites.ts';
+import { mergedUnitOutputs, parseListing, planUnitsOf, unitStep } from '../../shared/sharding/test-suites.ts';
 
 describe('test suites: Go modules', () => {
   it('lists the packages that have tests, with their tests, in listing order', () => {
@@ -91,13 +91,37 @@ describe('test suites: the Go tree', () => {
     assert.deepEqual(unit?.split, goTestDirSplit({ partSeconds: { 'test:1_4': 40 } }));
   });
 
-  it("keeps dist's environment banner once and drops each unit's closing line, so units read as one run", () => {
-    const unit = (name: string) =>
-      `\n##### Test execution environment.\n# GOARCH: amd64\n# CPU: AMD EPYC\n\n##### Testing packages.\nok  \t${name}\t0.1s\n\nALL TESTS PASSED (some were excluded)\n`;
-    const merged = mergedUnitOutput('go-tree', unit('fmt'), true) + mergedUnitOutput('go-tree', unit('bufio'), false);
-    assert.equal((merged.match(/Test execution environment/g) ?? []).length, 1);
-    assert.doesNotMatch(merged, /ALL TESTS PASSED/);
-    assert.match(merged, /ok {2}\tfmt\t0\.1s[\s\S]*##### Testing packages\.\nok {2}\tbufio/);
+  it("joins dist test units as one run: the environment once, a heading where it changes, no closing lines", () => {
+    const environment = '\n##### Test execution environment.\n# GOARCH: amd64\n# CPU: AMD EPYC\n';
+    const unit = (body: string, heading = 'Testing packages.') => `${environment}\n##### ${heading}\n${body}\n\nALL TESTS PASSED (some were excluded)\n`;
+    const merged = mergedUnitOutputs('go-tree', [
+      unit('ok  \tfmt\t0.1s'),
+      unit('ok  \tbufio\t0.2s'),
+      unit('--- FAIL: TestX (0.00s)\n\ngoroutine 1 [running]:\nFAIL\tnet\t0.3s\ngo tool dist: Failed: exit status 1'),
+      unit('ok  \tmisc/cgo/test\t9.1s', '../misc/cgo/test'),
+    ]);
+    assert.equal(
+      merged,
+      [
+        '##### Test execution environment.',
+        '# GOARCH: amd64',
+        '# CPU: AMD EPYC',
+        '',
+        '##### Testing packages.',
+        'ok  \tfmt\t0.1s',
+        'ok  \tbufio\t0.2s',
+        '--- FAIL: TestX (0.00s)',
+        '',
+        'goroutine 1 [running]:',
+        'FAIL\tnet\t0.3s',
+        'go tool dist: Failed: exit status 1',
+        '',
+        '##### ../misc/cgo/test',
+        'ok  \tmisc/cgo/test\t9.1s',
+        '',
+      ].join('\n'),
+    );
+    assert.equal(mergedUnitOutputs('go-module', ['ok  \ta\t0.1s\n', 'ok  \tb\t0.1s']), 'ok  \ta\t0.1s\nok  \tb\t0.1s\n');
   });
 
   it('reads the real Go 1.19 listing, all 284 units', async () => {
