@@ -49,6 +49,8 @@ export interface FakeGceOptions {
   provisionMs?: number;
   /** From delete to gone (default 20 ms). */
   deleteMs?: number;
+  /** Answer a repeated insert request ID with its first operation, as Compute Engine does (default true). */
+  honourRequestIds?: boolean;
 }
 
 export interface FakeGce {
@@ -179,7 +181,7 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
 
   function insert(project: string, zone: string, body: unknown, requestId: string | null): Record<string, unknown> {
     inserts.push(body);
-    if (requestId !== null) {
+    if (requestId !== null && options.honourRequestIds !== false) {
       const previous = byRequestId.get(`${project}/${zone}/${requestId}`);
       const operation = previous === undefined ? undefined : operations.get(previous);
       if (operation !== undefined) return operation;

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { InstancesClient, protos, ZoneOperationsClient } from '@google-cloud/compute';
 import { PermanentError, RetryableError } from '../../errors.ts';
 import type { Compute, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
@@ -126,8 +126,9 @@ export function createGceCompute(options: GceComputeOptions): Compute {
     const name = body.name ?? instanceName(taskId);
     let operation: Operation;
     try {
-      // The request ID makes a retried insert of this task's VM the same request to Compute Engine.
-      const [pending] = await instances.insert({ project, zone, instanceResource: body, requestId: requestIdOf(project, zone, taskId) });
+      // One request ID per start: a transport retry of this insert is the same request to Compute Engine. Not one per
+      // task, which would answer a retry after a failed creation with that failure; the name guards the task.
+      const [pending] = await instances.insert({ project, zone, instanceResource: body, requestId: randomUUID() });
       // The client's "operation" wraps Compute Engine's own, whose status and name are what wait takes.
       operation = (pending as unknown as { latestResponse: Operation }).latestResponse;
     } catch (error) {
@@ -223,12 +224,6 @@ export function createGceCompute(options: GceComputeOptions): Compute {
       await Promise.allSettled([...starting.values()]);
     },
   };
-}
-
-/** A stable request ID (a UUID) for the insert of one task's VM. */
-function requestIdOf(project: string, zone: string, taskId: string): string {
-  const hex = createHash('sha256').update(`${project}/${zone}/${taskId}`).digest('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 function metadataValue(instance: Instance, key: string): string | undefined {
