@@ -387,18 +387,21 @@ describe('the COS boot script, run by the fake', { skip: process.platform === 'l
   });
 });
 
-test('importing the adapter does not load the client library', () => {
-  const adapter = fileURLToPath(new URL('../../shared/adapters/gcp/gce-compute.ts', import.meta.url));
-  const probe = (load: string) =>
-    spawnSync(
-      process.execPath,
-      ['--input-type=module', '-e', `${load}; const { createRequire } = await import('node:module'); console.log(Object.keys(createRequire(import.meta.url).cache).some((path) => path.includes('google-gax')));`],
-      { encoding: 'utf8', cwd: fileURLToPath(new URL('../..', import.meta.url)) },
-    );
-  const adapterOnly = probe(`await import(${JSON.stringify(adapter)})`);
-  assert.equal(adapterOnly.stdout.trim(), 'false', adapterOnly.stderr);
-  const withClient = probe(`await import('@google-cloud/compute')`);
-  assert.equal(withClient.stdout.trim(), 'true', `the probe sees a loaded client: ${withClient.stderr}`);
+test('importing the adapter loads no client; its loader loads the two clients it uses, not the whole package', () => {
+  const adapter = JSON.stringify(fileURLToPath(new URL('../../shared/adapters/gcp/gce-compute.ts', import.meta.url)));
+  const probe = (load: string) => {
+    const loaded = `const { createRequire } = await import('node:module'); const paths = Object.keys(createRequire(import.meta.url).cache);`;
+    const report = `console.log(JSON.stringify({ gax: paths.some((path) => path.includes('google-gax')), beta: paths.some((path) => path.includes('/v1beta/')) }));`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', `${load}; ${loaded} ${report}`], { encoding: 'utf8', cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+    assert.equal(run.status, 0, run.stderr);
+    return JSON.parse(run.stdout) as { gax: boolean; beta: boolean };
+  };
+  assert.deepEqual(probe(`await import(${adapter})`), { gax: false, beta: false });
+  assert.deepEqual(
+    probe(`const { loadComputeClients } = await import(${adapter}); const c = await loadComputeClients(); if (typeof c.InstancesClient !== 'function' || typeof c.ZoneOperationsClient !== 'function') throw new Error('no clients')`),
+    { gax: true, beta: false },
+  );
+  assert.deepEqual(probe(`await import('@google-cloud/compute')`), { gax: true, beta: true }, 'the probe sees what the package index loads');
 });
 
 async function waitUntil(condition: () => boolean, timeoutMs = 5000): Promise<void> {
