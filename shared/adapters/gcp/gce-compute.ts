@@ -19,7 +19,10 @@ export interface GceComputeOptions {
   now?: () => number;
   logger?: Logger;
   clientOptions?: GceClientOptions;
-  /** How long `start` waits for Compute Engine to finish creating the VM (default 90 s); past it the VM is left to come up. */
+  /**
+   * How long `start` waits for Compute Engine to finish creating the VM (default 40 s, inside a 60 s function
+   * timeout); past it the VM is left to come up, and the reaper finds it if it never does.
+   */
   insertWaitMs?: number;
   /** Loads the client classes on first use (default: `loadComputeClients`). */
   loadClient?: () => Promise<ComputeClientClasses>;
@@ -69,7 +72,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
   const { project, zone, hostTypes } = options;
   const now = options.now ?? Date.now;
   const logger = options.logger ?? silentLogger;
-  const insertWaitMs = options.insertWaitMs ?? 90_000;
+  const insertWaitMs = options.insertWaitMs ?? 40_000;
   const loadClient = options.loadClient ?? loadComputeClients;
 
   let clientsPromise: Promise<Clients> | undefined;
@@ -177,13 +180,13 @@ export function createGceCompute(options: GceComputeOptions): Compute {
   async function stop(taskId: string): Promise<void> {
     // A creation in flight lands first, so the deletion finds it.
     await starting.get(taskId)?.catch(() => undefined);
-    const { instances } = await clients();
     let name: string;
     try {
       name = instanceName(taskId);
     } catch {
       return; // no VM can have that name
     }
+    const { instances } = await clients();
     try {
       await instances.delete({ project, zone, instance: name });
       logger.info('worker.stopped', { taskId, instance: name });
@@ -202,20 +205,25 @@ export function createGceCompute(options: GceComputeOptions): Compute {
       throw classify(error, `cannot list the VMs in ${project}/${zone}`);
     }
     const alive: WorkerInfo[] = [];
+    const corpses: Instance[] = [];
     for (const instance of found) {
-      const taskId = instance.labels?.[labelKeys.task] ?? '';
-      if (corpseStates.has(instance.status ?? '')) {
-        // Powered off by its boot script (its task is done) or stopped by hand: nothing will run on it again.
-        void instances.delete({ project, zone, instance: instance.name ?? '' }).then(
-          () => logger.info('worker.removed', { taskId, instance: instance.name ?? '', status: instance.status ?? '' }),
-          (error: unknown) => {
-            if (httpStatusOf(error) !== 404) logger.warn('worker.remove-failed', { taskId, instance: instance.name ?? '', error: messageOf(error) });
-          },
-        );
-      }
+      if (corpseStates.has(instance.status ?? '')) corpses.push(instance);
       if (endedStates.has(instance.status ?? '')) continue;
-      alive.push({ taskId, deadline: deadlineOf(instance), labels: requestLabelsOf(instance) });
+      alive.push({ taskId: instance.labels?.[labelKeys.task] ?? '', deadline: deadlineOf(instance), labels: requestLabelsOf(instance) });
     }
+    // Powered off by its boot script (its task is done, with a result or without) or stopped by hand: nothing runs on
+    // it again, and its disk costs until it is deleted. Awaited: a function's work after it returns may never run.
+    await Promise.allSettled(
+      corpses.map(async (instance) => {
+        const fields = { taskId: instance.labels?.[labelKeys.task] ?? '', instance: instance.name ?? '', status: instance.status ?? '' };
+        try {
+          await instances.delete({ project, zone, instance: instance.name ?? '' });
+          logger.info('worker.removed', fields);
+        } catch (error) {
+          if (httpStatusOf(error) !== 404) logger.warn('worker.remove-failed', { ...fields, error: messageOf(error) });
+        }
+      }),
+    );
     return alive;
   }
 
