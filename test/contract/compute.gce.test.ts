@@ -1,9 +1,11 @@
 import { describe } from 'node:test';
+import Docker from 'dockerode';
 import { createGceCompute } from '../../shared/adapters/gcp/gce-compute.ts';
 import { instanceName, type GceHostType } from '../../shared/adapters/gcp/gce-instance.ts';
 import { blobKeys } from '../../shared/model/wire.ts';
 import type { OnWorkerExit } from '../../shared/ports/compute.ts';
-import { bootScriptGuest, startFakeGce } from '../fakes/gce-server.ts';
+import { bootScriptGuest, startFakeGce, type BootScriptGuestOptions } from '../fakes/gce-server.ts';
+import { dockerAnswers, testWorkerImage } from '../helpers/agent-test-image.ts';
 import { startFakeBlobServer, taskSpecFor } from '../helpers/fake-blob-server.ts';
 import { computeContract, type ComputeHarness } from './compute.contract.ts';
 
@@ -19,49 +21,61 @@ const running = new Set(['PROVISIONING', 'STAGING', 'RUNNING']);
 /**
  * The Compute Engine adapter, through the real client, on the fake Compute Engine API. Each VM runs its real COS
  * boot script, which fetches its spec from the VM's metadata server and runs the real agent against a fake blob
- * server; `docker` there is a stand-in that runs the agent as a process.
+ * server: as a process through a `docker` stand-in, or in the real worker image on this machine's Docker engine.
  */
-async function gceCompute(_onExit: OnWorkerExit): Promise<ComputeHarness> {
-  const blobs = await startFakeBlobServer();
-  const boot = await bootScriptGuest();
-  const gce = await startFakeGce({ guest: boot.guest });
-  const compute = createGceCompute({
-    project: 'hermetic-test',
-    zone: 'us-central1-a',
-    hostTypes: new Map([['linux-amd64', hostType]]),
-    clientOptions: gce.clientOptions,
-  });
-  return {
-    compute,
-    platform: { reportsExits: false, closeStopsWorkers: false, minDeadlineMs: 30_000 },
-    request(taskId, behaviour, options = {}) {
-      const steps = behaviour === 'hang' ? [['sleep', '300']] : [['true']];
-      // A refused result upload makes the agent exit 1.
-      if (behaviour === 'fail') blobs.failPuts(blobKeys.result(taskId), 403, Number.POSITIVE_INFINITY);
-      return {
-        taskId,
-        hostType: 'linux-amd64',
-        spec: taskSpecFor(blobs, taskId, { steps }),
-        deadline: options.deadline ?? Date.now() + 120_000,
-        labels: options.labels ?? {},
-      };
-    },
-    async leftovers(taskId) {
-      const name = instanceName(taskId);
-      const vm = gce.vm(name);
-      return (vm !== undefined && running.has(vm.status)) || boot.processes(name).length > 0 ? 1 : 0;
-    },
-    async cleanup() {
-      await compute.close();
-      await gce.close();
-      await boot.cleanup();
-      await blobs.close();
-    },
+function gceCompute(docker: { image: string; gateway: string } | undefined) {
+  return async (_onExit: OnWorkerExit): Promise<ComputeHarness> => {
+    const blobs = await startFakeBlobServer(docker === undefined ? {} : { host: docker.gateway });
+    const guestOptions: BootScriptGuestOptions = docker === undefined ? {} : { docker: 'engine' };
+    const boot = await bootScriptGuest(guestOptions);
+    const gce = await startFakeGce({ guest: boot.guest });
+    const compute = createGceCompute({
+      project: 'hermetic-test',
+      zone: 'us-central1-a',
+      hostTypes: new Map([['linux-amd64', docker === undefined ? hostType : { ...hostType, image: docker.image }]]),
+      clientOptions: gce.clientOptions,
+    });
+    return {
+      compute,
+      platform: { reportsExits: false, closeStopsWorkers: false, minDeadlineMs: 30_000 },
+      request(taskId, behaviour, options = {}) {
+        const steps = behaviour === 'hang' ? [['sleep', '300']] : [['true']];
+        // A refused result upload makes the agent exit 1.
+        if (behaviour === 'fail') blobs.failPuts(blobKeys.result(taskId), 403, Number.POSITIVE_INFINITY);
+        return {
+          taskId,
+          hostType: 'linux-amd64',
+          spec: taskSpecFor(blobs, taskId, { steps }),
+          deadline: options.deadline ?? Date.now() + 120_000,
+          labels: options.labels ?? {},
+        };
+      },
+      async leftovers(taskId) {
+        const name = instanceName(taskId);
+        const vm = gce.vm(name);
+        return (vm !== undefined && running.has(vm.status)) || boot.running(name) ? 1 : 0;
+      },
+      async cleanup() {
+        await compute.close();
+        await gce.close();
+        await boot.cleanup();
+        await blobs.close();
+      },
+    };
   };
 }
 
 if (process.platform === 'linux') {
-  computeContract('Compute Engine (fake API, boot scripts run here)', gceCompute);
+  computeContract('Compute Engine (fake API, boot scripts run here, docker stand-in)', gceCompute(undefined));
+  const engine = new Docker();
+  if (await dockerAnswers(engine)) {
+    const bridge = await engine.getNetwork('bridge').inspect();
+    const gateway = (bridge.IPAM?.Config ?? []).map((config) => config.Gateway).find((ip) => ip?.includes('.') === true);
+    if (gateway === undefined) throw new Error('the default bridge has no IPv4 gateway');
+    computeContract('Compute Engine (fake API, boot scripts run here, Docker engine)', gceCompute({ image: await testWorkerImage(engine), gateway }));
+  } else {
+    describe('compute contract: Compute Engine with the Docker engine', { skip: 'no Docker engine answers (start dockerd, or set DOCKER_HOST)' }, () => {});
+  }
 } else {
   describe('compute contract: Compute Engine', { skip: 'the boot-script guest needs bash and /proc (Linux)' }, () => {});
 }

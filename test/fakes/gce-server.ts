@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { closeSync, existsSync, openSync } from 'node:fs';
@@ -462,22 +462,39 @@ export interface BootScriptGuest {
   readonly records: Map<string, BootRecord>;
   /** Live processes of a VM's guest. */
   processes(name: string): number[];
+  /** Whether anything of a VM's guest still runs: its processes, or (with the engine) its container. */
+  running(name: string): boolean;
   cleanup(): Promise<void>;
+}
+
+/** How the boot-script guest runs the script's `docker`. */
+export interface BootScriptGuestOptions {
+  /**
+   * `stand-in` (default): a `docker` that checks its arguments and runs the agent as a process. `engine`: this
+   * machine's Docker engine runs the image for real (each VM's container gets a name of its own, and an image that
+   * is already here is not pulled); the workers then reach the host at the default bridge's gateway.
+   */
+  docker?: 'stand-in' | 'engine';
+  /** The agent, for the stand-in; default this Node running shared/agent/main.ts. */
+  agentCommand?: string[];
 }
 
 /**
  * A guest that runs the COS boot script of each VM as Compute Engine would, on this machine: bash, with a metadata
  * server of its own serving the VM's metadata (reached as a proxy, so the script's URL is unchanged), and stand-ins
- * for what only a VM has: `docker` (it runs the agent as a process, from the image's entrypoint, without the step
- * isolation that needs root), `iptables`, `systemctl` and `poweroff`. The one change to the script is its state
- * folder, under a temporary one. VMs without a startup script just run.
+ * for what only a VM has: `iptables`, `systemctl`, `poweroff`, and `docker` unless the engine is asked for (the
+ * stand-in runs the agent as a process, from the image's entrypoint, without the step isolation that needs root).
+ * The one change to the script is its state folder, under a temporary one. VMs without a startup script just run.
  */
-export async function bootScriptGuest(options: { agentCommand?: string[] } = {}): Promise<BootScriptGuest> {
+export async function bootScriptGuest(options: BootScriptGuestOptions = {}): Promise<BootScriptGuest> {
   const root = await mkdtemp(join(tmpdir(), 'hermetic-fake-gce-'));
   const shims = join(root, 'bin');
   await mkdir(shims);
   const agentCommand = options.agentCommand ?? [process.execPath, fileURLToPath(new URL('../../shared/agent/main.ts', import.meta.url))];
-  await writeFile(join(shims, 'docker-shim.mjs'), dockerShim);
+  const engine = options.docker === 'engine';
+  const realDocker = engine ? spawnSync('bash', ['-c', 'command -v docker'], { encoding: 'utf8' }).stdout.trim() : '';
+  if (engine && realDocker === '') throw new Error('no docker program on PATH');
+  await writeFile(join(shims, 'docker-shim.mjs'), engine ? dockerEngineShim : dockerShim);
   for (const [program, body] of Object.entries({
     docker: `exec "$HERMETIC_NODE" "$(dirname "$0")/docker-shim.mjs" "$@"`,
     iptables: 'record iptables "$@"',
@@ -542,6 +559,8 @@ export async function bootScriptGuest(options: { agentCommand?: string[] } = {})
         HERMETIC_WORKDIR: join(dir, 'work'),
         HERMETIC_AGENT_COMMAND: JSON.stringify(agentCommand),
         HERMETIC_GUEST: vm.name,
+        HERMETIC_CONTAINER: containerOf(vm.name),
+        HERMETIC_REAL_DOCKER: realDocker,
       },
     });
     closeSync(out);
@@ -553,6 +572,8 @@ export async function bootScriptGuest(options: { agentCommand?: string[] } = {})
     });
     const code = await new Promise<number | null>((resolve) => child.on('exit', (exitCode) => resolve(exitCode)));
     children.delete(child);
+    // On a VM the container goes with the VM; here it is removed with the guest.
+    if (engine) removeContainer(vm.name);
     metadata.close();
     servers.delete(metadata);
     const record: BootRecord = {
@@ -570,7 +591,22 @@ export async function bootScriptGuest(options: { agentCommand?: string[] } = {})
     return scanProcesses(({ env }) => env.includes(`HERMETIC_GUEST=${name}`));
   }
 
+  function containerOf(name: string): string {
+    return `${name}-${(root.split('-').pop() ?? '').toLowerCase()}`;
+  }
+
+  function removeContainer(name: string): void {
+    spawnSync(realDocker, ['rm', '--force', containerOf(name)], { stdio: 'ignore' });
+  }
+
+  function containerRunning(name: string): boolean {
+    if (!engine) return false;
+    const found = spawnSync(realDocker, ['ps', '--quiet', '--filter', `name=^/${containerOf(name)}$`], { encoding: 'utf8' });
+    return found.stdout.trim() !== '';
+  }
+
   function killGuest(name: string, child?: ChildProcess): void {
+    if (engine) removeContainer(name);
     if (child?.pid !== undefined) {
       try {
         process.kill(-child.pid, 'SIGKILL');
@@ -592,6 +628,7 @@ export async function bootScriptGuest(options: { agentCommand?: string[] } = {})
     guest,
     records,
     processes,
+    running: (name) => processes(name).length > 0 || containerRunning(name),
     async cleanup() {
       for (const [child, name] of children) killGuest(name, child);
       for (const server of servers) server.close();
@@ -628,4 +665,19 @@ if (extra.some((arg) => arg !== '--step-network')) { console.error('docker stand
 const agent = JSON.parse(process.env.HERMETIC_AGENT_COMMAND);
 const child = spawn(agent[0], [...agent.slice(1), '--workdir', process.env.HERMETIC_WORKDIR, '--spec', spec], { stdio: 'inherit' });
 child.on('exit', (code, signal) => process.exit(code ?? 128));
+`;
+
+/**
+ * The `docker` in front of the engine: records its arguments; skips pulling an image that is already here (tests
+ * build theirs, no registry has it); gives `run`'s container the VM's own name, so VMs side by side do not collide.
+ */
+const dockerEngineShim = `import { spawnSync } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+const args = process.argv.slice(2);
+appendFileSync(process.env.HERMETIC_CALLS, JSON.stringify(['docker', ...args]) + '\\n');
+const docker = process.env.HERMETIC_REAL_DOCKER;
+if (args[0] === 'pull' && spawnSync(docker, ['image', 'inspect', args[1]], { stdio: 'ignore' }).status === 0) process.exit(0);
+const named = args.map((arg, index) => (args[0] === 'run' && args[index - 1] === '--name' ? process.env.HERMETIC_CONTAINER : arg));
+const run = spawnSync(docker, named, { stdio: 'inherit' });
+process.exit(run.status ?? 125);
 `;

@@ -361,7 +361,8 @@ describe('the COS boot script, run by the fake', { skip: process.platform === 'l
       const taskId = newTaskId();
       await compute.start({ ...request({ taskId, network: true }), spec: taskSpecFor(blobs, taskId, { steps: [['true']] }) });
       const name = instanceName(taskId);
-      await waitUntil(() => boot.records.has(name), 15_000);
+      // Generous: the agent starts slowly on a loaded machine.
+      await waitUntil(() => boot.records.has(name), 60_000, () => `the boot script has not ended; VM ${gce.vm(name)?.status ?? 'gone'}`);
       const record = boot.records.get(name);
       assert.ok(record?.poweredOff, record?.log);
       assert.deepEqual(record.metadataRequests, ['hermetic-task']);
@@ -404,10 +405,10 @@ test('importing the adapter loads no client; its loader loads the two clients it
   assert.deepEqual(probe(`await import('@google-cloud/compute')`), { gax: true, beta: true }, 'the probe sees what the package index loads');
 });
 
-async function waitUntil(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+async function waitUntil(condition: () => boolean, timeoutMs = 5000, why: () => string = () => ''): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > until) throw new Error('timed out');
+    if (Date.now() > until) throw new Error(`timed out: ${why()}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
