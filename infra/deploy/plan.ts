@@ -1,4 +1,5 @@
 import { triggers, type MessageFunctionName } from '../../functions/functions.ts';
+import { topics } from '../../shared/model/messages.ts';
 
 /**
  * The gcloud commands that deploy hermetic to one Google Cloud project, and the ones that remove it again. Pure: it
@@ -14,6 +15,11 @@ import { triggers, type MessageFunctionName } from '../../functions/functions.ts
 export interface Command {
   argv: string[];
   why: string;
+  /**
+   * A failure that counts as done, so a second run goes through: `exists`, a create that finds its resource there;
+   * `missing`, a delete (or a look-up during teardown) that finds it gone.
+   */
+  done?: 'exists' | 'missing';
   /** Its stdout, trimmed, is bound to this variable for later commands (`${NAME}` in their arguments). */
   sets?: string;
   /** A file this command reads, written (with variables filled in) just before it runs. */
@@ -21,13 +27,16 @@ export interface Command {
 }
 
 /** What triggers a deployed function. */
-export type Trigger =
-  | { kind: 'pubsub'; topic: string }
-  | { kind: 'storage'; bucket: 'blobs'; event: 'google.cloud.storage.object.v1.finalized' }
-  | { kind: 'http'; runsOn: 'app-engine' };
+export type Trigger = { kind: 'pubsub'; topic: string } | { kind: 'http'; runsOn: 'app-engine' };
 
 /** The topic every subscription's undeliverable messages go to; the `deadLetter` function records them. */
-export const deadLetterTopic = 'dead-letter';
+export const deadLetterTopic = topics.deadLetters;
+
+/**
+ * The bucket notification that wakes `landed`: Cloud Storage publishes to this topic when an object under this
+ * prefix (see blobKeys.result) is written, and to no other, so log chunks wake nothing.
+ */
+export const resultNotification = { topic: topics.resultLanded, prefix: 'results/', event: 'OBJECT_FINALIZE' } as const;
 
 type MessageTriggers = { [K in MessageFunctionName]: { kind: 'pubsub'; topic: (typeof triggers)[K] } };
 
@@ -37,14 +46,12 @@ function messageTriggers(): MessageTriggers {
 }
 
 /**
- * Every function that is deployed, by entry point, and what triggers it: the message functions of `triggers`, the
- * result-landed notice from the blobs bucket, the dead-letter recorder, and the dashboard (on App Engine). The one
- * table the plan, its tests and its teardown read.
+ * Every function that is deployed, by entry point, and what triggers it: each message function of `triggers` (landed
+ * and the dead-letter recorder among them) on its topic, and the dashboard, over HTTP on App Engine. The one table
+ * the plan, its tests and its teardown read.
  */
 export const deployedFunctions = {
   ...messageTriggers(),
-  landed: { kind: 'storage', bucket: 'blobs', event: 'google.cloud.storage.object.v1.finalized' },
-  deadLetter: { kind: 'pubsub', topic: deadLetterTopic },
   dashboard: { kind: 'http', runsOn: 'app-engine' },
 } as const satisfies Record<string, Trigger>;
 export type DeployedFunctionName = keyof typeof deployedFunctions;
@@ -59,7 +66,7 @@ export function serviceNameOf(entryPoint: string): string {
 
 /** What the bucket keeps, by key prefix (see blobKeys), and for how many days. The file the deploy applies. */
 export const lifecycleFile = 'infra/deploy/lifecycle.json';
-export const lifecycleDays = { 'source/': 7, 'tasks/': 30, 'builds/': 30, 'snapshots/': 14 } as const;
+export const lifecycleDays = { 'source/': 7, 'tasks/': 30, 'results/': 30, 'builds/': 30, 'snapshots/': 14 } as const;
 
 /** The lifecycle configuration `gcloud storage buckets update --lifecycle-file` takes: delete by age and prefix. */
 export function lifecycleConfig(days: Readonly<Record<string, number>> = lifecycleDays) {
@@ -97,7 +104,8 @@ export const grants = {
   events: { project: ['roles/eventarc.eventReceiver'], function: ['roles/run.invoker'] },
   worker: {},
   pubsubAgent: { deadLetterTopic: ['roles/pubsub.publisher'], subscription: ['roles/pubsub.subscriber'] },
-  storageAgent: { project: ['roles/pubsub.publisher'] },
+  /** On the result-landed topic only: the bucket notification publishes there. */
+  storageAgent: { resultTopic: ['roles/pubsub.publisher'] },
 } as const;
 
 /** Where and how to deploy. Names derived from the project unless given. */
@@ -216,10 +224,10 @@ function variablesOf(name: DeployedFunctionName): { trigger: string; subscriptio
   return { trigger: `TRIGGER_${upper}`, subscription: `SUB_${upper}` };
 }
 
-/** Functions deployed on Cloud Functions (not the dashboard), in table order. */
-function cloudFunctions(): Array<[DeployedFunctionName, Exclude<Trigger, { kind: 'http' }>]> {
+/** Functions deployed on Cloud Functions (not the dashboard), in table order, with their topics. */
+function cloudFunctions(): Array<[DeployedFunctionName, string]> {
   return (Object.entries(deployedFunctions) as Array<[DeployedFunctionName, Trigger]>).flatMap(([name, trigger]) =>
-    trigger.kind === 'http' ? [] : [[name, trigger] as [DeployedFunctionName, Exclude<Trigger, { kind: 'http' }>]],
+    trigger.kind === 'pubsub' ? [[name, trigger.topic] as [DeployedFunctionName, string]] : [],
   );
 }
 
@@ -227,79 +235,89 @@ const serviceAccountMember = (email: string) => `serviceAccount:${email}`;
 const pubsubAgent = 'serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com';
 const storageAgent = 'serviceAccount:${STORAGE_AGENT}';
 
+/** Collects commands; `create` and `remove` mark the failures that mean "done already". */
+function collector() {
+  const commands: Command[] = [];
+  const add = (why: string, argv: string[], extra: Omit<Command, 'argv' | 'why'> = {}) => void commands.push({ argv, why, ...extra });
+  return {
+    commands,
+    add,
+    create: (why: string, argv: string[], extra: Omit<Command, 'argv' | 'why' | 'done'> = {}) => add(why, argv, { ...extra, done: 'exists' }),
+    remove: (why: string, argv: string[], extra: Omit<Command, 'argv' | 'why' | 'done'> = {}) => add(why, argv, { ...extra, done: 'missing' }),
+  };
+}
+
 /**
  * Every command that deploys hermetic, in order: APIs, the database, the bucket, topics, service accounts and their
  * grants, the image repository and images, the App Engine application, the functions with a dead-letter policy on
- * each one's subscription, the scheduler ticks, and the dashboard. Each step is safe to run again: one that finds
- * its resource already there counts as done.
+ * each one's subscription, the bucket notification that wakes `landed`, the scheduler ticks, and the dashboard. Each
+ * step is safe to run again: a create that finds its resource there counts as done.
  */
 export function deployPlan(options: PlanOptions): Command[] {
   const names = planNames(options);
   const { project, region, bucket } = names;
   const p = ['--project', project];
-  const commands: Command[] = [];
-  const add = (why: string, argv: string[], extra: Omit<Command, 'argv' | 'why'> = {}) => commands.push({ argv, why, ...extra });
+  const { commands, add, create } = collector();
+  const functionsMember = `--member=${serviceAccountMember(names.functionsAccount)}`;
+  const eventsMember = `--member=${serviceAccountMember(names.eventsAccount)}`;
 
   add('enable the APIs hermetic uses', ['gcloud', 'services', 'enable', ...services, ...p]);
   add('look up the project number, which names the Pub/Sub service agent', ['gcloud', 'projects', 'describe', project, '--format=value(projectNumber)'], {
     sets: 'PROJECT_NUMBER',
   });
+  add('look up the Cloud Storage service agent, which publishes the bucket\'s notifications', ['gcloud', 'storage', 'service-agent', ...p], { sets: 'STORAGE_AGENT' });
 
-  add('the state store: a Firestore database in native mode', [
+  create('the state store: a Firestore database in native mode', [
     'gcloud', 'firestore', 'databases', 'create', `--location=${region}`, '--type=firestore-native', ...p,
   ]);
 
-  add('the blobs bucket: sources, logs, results, snapshots', [
-    'gcloud', 'storage', 'buckets', 'create', `gs://${bucket}`, `--location=${region}`,
-    '--uniform-bucket-level-access', '--public-access-prevention', ...p,
+  create('the blobs bucket: sources, logs, results, snapshots', [
+    'gcloud', 'storage', 'buckets', 'create', `gs://${bucket}`, `--location=${region}`, '--uniform-bucket-level-access', '--public-access-prevention', ...p,
   ]);
   add(`expire blobs by age (${Object.entries(lifecycleDays).map(([prefix, days]) => `${prefix} ${days} days`).join(', ')})`, [
     'gcloud', 'storage', 'buckets', 'update', `gs://${bucket}`, `--lifecycle-file=${lifecycleFile}`, ...p,
   ]);
 
   for (const topic of topicsToCreate()) {
-    add(topic === deadLetterTopic ? 'the topic undeliverable messages go to' : `the topic ${topic}`, ['gcloud', 'pubsub', 'topics', 'create', topic, ...p]);
+    create(topic === deadLetterTopic ? 'the topic undeliverable messages go to' : `the topic ${topic}`, ['gcloud', 'pubsub', 'topics', 'create', topic, ...p]);
   }
-  add('Pub/Sub moves undeliverable messages to the dead-letter topic as its service agent', [
-    'gcloud', 'pubsub', 'topics', 'add-iam-policy-binding', deadLetterTopic, `--member=${pubsubAgent}`, '--role=roles/pubsub.publisher', ...p,
-  ]);
+  for (const role of grants.pubsubAgent.deadLetterTopic) {
+    add('Pub/Sub moves undeliverable messages to the dead-letter topic as its service agent', [
+      'gcloud', 'pubsub', 'topics', 'add-iam-policy-binding', deadLetterTopic, `--member=${pubsubAgent}`, `--role=${role}`, ...p,
+    ]);
+  }
+  for (const role of grants.storageAgent.resultTopic) {
+    add(`Cloud Storage publishes the result notifications to ${resultNotification.topic}, and to no other topic`, [
+      'gcloud', 'pubsub', 'topics', 'add-iam-policy-binding', resultNotification.topic, `--member=${storageAgent}`, `--role=${role}`, ...p,
+    ]);
+  }
 
-  add('the functions run as this account', ['gcloud', 'iam', 'service-accounts', 'create', accountIds.functions, '--display-name=hermetic functions', ...p]);
-  add('Eventarc delivers events as this account', ['gcloud', 'iam', 'service-accounts', 'create', accountIds.events, '--display-name=hermetic event delivery', ...p]);
-  add('worker VMs run as this account, which has no roles: untrusted code holds no credentials', [
+  create('the functions run as this account', ['gcloud', 'iam', 'service-accounts', 'create', accountIds.functions, '--display-name=hermetic functions', ...p]);
+  create('Eventarc delivers events as this account', ['gcloud', 'iam', 'service-accounts', 'create', accountIds.events, '--display-name=hermetic event delivery', ...p]);
+  create('worker VMs run as this account, which has no roles: untrusted code holds no credentials', [
     'gcloud', 'iam', 'service-accounts', 'create', accountIds.worker, '--display-name=hermetic workers (no roles)', ...p,
   ]);
   for (const role of grants.functions.project) {
-    add(`functions: ${role}`, ['gcloud', 'projects', 'add-iam-policy-binding', project, `--member=${serviceAccountMember(names.functionsAccount)}`, `--role=${role}`, '--condition=None']);
+    add(`functions: ${role}`, ['gcloud', 'projects', 'add-iam-policy-binding', project, functionsMember, `--role=${role}`, '--condition=None']);
   }
   for (const role of grants.functions.bucket) {
-    add(`functions: ${role} on the blobs bucket only`, [
-      'gcloud', 'storage', 'buckets', 'add-iam-policy-binding', `gs://${bucket}`, `--member=${serviceAccountMember(names.functionsAccount)}`, `--role=${role}`, ...p,
-    ]);
+    add(`functions: ${role} on the blobs bucket only`, ['gcloud', 'storage', 'buckets', 'add-iam-policy-binding', `gs://${bucket}`, functionsMember, `--role=${role}`, ...p]);
   }
   for (const role of grants.functions.workerAccount) {
     add('functions: may start VMs that run as the worker account, and no other', [
-      'gcloud', 'iam', 'service-accounts', 'add-iam-policy-binding', names.workerAccount, `--member=${serviceAccountMember(names.functionsAccount)}`, `--role=${role}`, ...p,
+      'gcloud', 'iam', 'service-accounts', 'add-iam-policy-binding', names.workerAccount, functionsMember, `--role=${role}`, ...p,
     ]);
   }
   for (const role of grants.functions.ownAccount) {
     add('functions: may sign blobs as themselves, for the workers\' signed URLs', [
-      'gcloud', 'iam', 'service-accounts', 'add-iam-policy-binding', names.functionsAccount, `--member=${serviceAccountMember(names.functionsAccount)}`, `--role=${role}`, ...p,
+      'gcloud', 'iam', 'service-accounts', 'add-iam-policy-binding', names.functionsAccount, functionsMember, `--role=${role}`, ...p,
     ]);
   }
   for (const role of grants.events.project) {
-    add(`event delivery: ${role}`, ['gcloud', 'projects', 'add-iam-policy-binding', project, `--member=${serviceAccountMember(names.eventsAccount)}`, `--role=${role}`, '--condition=None']);
-  }
-  add('look up the Cloud Storage service agent', ['gcloud', 'storage', 'service-agent', ...p], { sets: 'STORAGE_AGENT' });
-  for (const role of grants.storageAgent.project) {
-    add('Cloud Storage publishes object events for Eventarc storage triggers', [
-      'gcloud', 'projects', 'add-iam-policy-binding', project, `--member=${storageAgent}`, `--role=${role}`, '--condition=None',
-    ]);
+    add(`event delivery: ${role}`, ['gcloud', 'projects', 'add-iam-policy-binding', project, eventsMember, `--role=${role}`, '--condition=None']);
   }
 
-  add('the repository of builder images', [
-    'gcloud', 'artifacts', 'repositories', 'create', names.imageRepo, '--repository-format=docker', `--location=${region}`, ...p,
-  ]);
+  create('the repository of builder images', ['gcloud', 'artifacts', 'repositories', 'create', names.imageRepo, '--repository-format=docker', `--location=${region}`, ...p]);
   add('look up the repository\'s address', [
     'gcloud', 'artifacts', 'repositories', 'describe', names.imageRepo, `--location=${region}`, '--format=value(registryUri)', ...p,
   ], { sets: 'IMAGE_REPO' });
@@ -312,47 +330,55 @@ export function deployPlan(options: PlanOptions): Command[] {
     add(`upload the ${image.hostType} image`, ['docker', 'push', remote]);
   }
 
-  add('the App Engine application that serves the dashboard (its region cannot change later)', ['gcloud', 'app', 'create', `--region=${names.appRegion}`, ...p]);
+  create('the App Engine application that serves the dashboard (its region cannot change later)', ['gcloud', 'app', 'create', `--region=${names.appRegion}`, ...p]);
   add('look up the dashboard\'s address, for links in reports', ['gcloud', 'app', 'describe', '--format=value(defaultHostname)', ...p], { sets: 'DASHBOARD_HOST' });
 
   const env = Object.entries(environmentOf(names)).map(([key, value]) => `${key}=${value}`).join(',');
-  for (const [name, trigger] of cloudFunctions()) {
+  for (const [name, topic] of cloudFunctions()) {
     const service = serviceNameOf(name);
-    const triggerFlags =
-      trigger.kind === 'pubsub'
-        ? [`--trigger-topic=${trigger.topic}`]
-        : [`--trigger-event-filters=type=${trigger.event}`, `--trigger-event-filters=bucket=${bucket}`, `--trigger-location=${region}`];
-    add(`the ${name} function, on ${trigger.kind === 'pubsub' ? `topic ${trigger.topic}` : `objects landing in gs://${bucket}`}`, [
+    add(`the ${name} function, on topic ${topic}`, [
       'gcloud', 'functions', 'deploy', service, '--gen2', '--runtime=nodejs22', `--region=${region}`, '--source=.', `--entry-point=${name}`,
-      ...triggerFlags, '--retry', `--service-account=${names.functionsAccount}`, `--trigger-service-account=${names.eventsAccount}`,
+      `--trigger-topic=${topic}`, '--retry', `--service-account=${names.functionsAccount}`, `--trigger-service-account=${names.eventsAccount}`,
       '--ingress-settings=internal-only', '--no-allow-unauthenticated', '--timeout=300s', `--set-env-vars=${env}`, ...p,
     ]);
-    add(`event delivery may invoke ${service}, and only the functions`, [
-      'gcloud', 'functions', 'add-invoker-policy-binding', service, `--region=${region}`, `--member=${serviceAccountMember(names.eventsAccount)}`, ...p,
-    ]);
+    for (const role of grants.events.function) {
+      add(`event delivery may invoke ${service} (${role}), and only the functions`, [
+        'gcloud', 'functions', 'add-invoker-policy-binding', service, `--region=${region}`, eventsMember, ...p,
+      ]);
+    }
     // The dead-letter recorder is the end of the line: its own failures are retried, never dead-lettered.
-    if (name === 'deadLetter') continue;
+    if (topic === deadLetterTopic) continue;
     const vars = variablesOf(name);
     add(`find the Eventarc trigger gcloud made for ${service}`, [
       'gcloud', 'functions', 'describe', service, '--gen2', `--region=${region}`, '--format=value(eventTrigger.trigger.basename())', ...p,
     ], { sets: vars.trigger });
-    add(`find the Pub/Sub subscription behind it, which gcloud names`, [
+    add('find the Pub/Sub subscription behind it, which Eventarc named', [
       'gcloud', 'eventarc', 'triggers', 'describe', `\${${vars.trigger}}`, `--location=${region}`, '--format=value(transport.pubsub.subscription.basename())', ...p,
     ], { sets: vars.subscription });
     add(`after ${names.maxDeliveryAttempts} deliveries, ${service}'s messages go to the dead-letter topic`, [
       'gcloud', 'pubsub', 'subscriptions', 'update', `\${${vars.subscription}}`, `--dead-letter-topic=${deadLetterTopic}`,
       `--max-delivery-attempts=${names.maxDeliveryAttempts}`, ...p,
     ]);
-    add('Pub/Sub acknowledges a message it dead-letters as its service agent', [
-      'gcloud', 'pubsub', 'subscriptions', 'add-iam-policy-binding', `\${${vars.subscription}}`, `--member=${pubsubAgent}`, '--role=roles/pubsub.subscriber', ...p,
-    ]);
+    for (const role of grants.pubsubAgent.subscription) {
+      add('Pub/Sub acknowledges a message it dead-letters as its service agent', [
+        'gcloud', 'pubsub', 'subscriptions', 'add-iam-policy-binding', `\${${vars.subscription}}`, `--member=${pubsubAgent}`, `--role=${role}`, ...p,
+      ]);
+    }
   }
 
-  add('every minute, look for new commits', [
+  // A second `notifications create` would add a second notification (each result would wake landed twice), so a run
+  // removes what an earlier one made first. The bucket is hermetic's alone.
+  add('clear the bucket\'s notifications from an earlier run', ['gcloud', 'storage', 'buckets', 'notifications', 'delete', `gs://${bucket}`, ...p], { done: 'missing' });
+  create(`a result object landing under ${resultNotification.prefix} publishes to ${resultNotification.topic}, which wakes landed`, [
+    'gcloud', 'storage', 'buckets', 'notifications', 'create', `gs://${bucket}`, `--topic=${resultNotification.topic}`,
+    `--event-types=${resultNotification.event}`, `--object-prefix=${resultNotification.prefix}`, '--payload-format=json', '--skip-topic-setup', ...p,
+  ]);
+
+  create('every minute, look for new commits', [
     'gcloud', 'scheduler', 'jobs', 'create', 'pubsub', 'hermetic-poll', `--location=${region}`, `--schedule=${names.schedules.poll}`,
     `--topic=${deployedFunctions.poll.topic}`, '--message-body={"v":1}', ...p,
   ]);
-  add('every two minutes, remove workers past their deadline', [
+  create('every two minutes, remove workers past their deadline', [
     'gcloud', 'scheduler', 'jobs', 'create', 'pubsub', 'hermetic-reap', `--location=${region}`, `--schedule=${names.schedules.reap}`,
     `--topic=${deployedFunctions.reap.topic}`, '--message-body={"v":1}', ...p,
   ]);
@@ -366,51 +392,49 @@ export function deployPlan(options: PlanOptions): Command[] {
 /**
  * Every command that removes what `deployPlan` made, in reverse order, workers included (every VM labelled
  * hermetic-task), with the project-level grants, so no binding is left naming a deleted account. The App Engine
- * application stays: App Engine cannot delete one (see teardownNotes). Each step is safe to run again: one that finds
- * its resource gone counts as done.
+ * application stays: App Engine cannot delete one (see teardownNotes). Each step is safe to run again: a delete that
+ * finds its resource gone counts as done.
  */
 export function teardownPlan(options: PlanOptions): Command[] {
   const names = planNames(options);
   const { project, region, bucket } = names;
   const p = ['--project', project];
-  const commands: Command[] = [];
-  const add = (why: string, argv: string[], extra: Omit<Command, 'argv' | 'why'> = {}) => commands.push({ argv, why, ...extra });
+  const { commands, remove } = collector();
 
   for (const job of ['hermetic-reap', 'hermetic-poll']) {
-    add('stop the scheduled ticks first, so nothing new starts', ['gcloud', 'scheduler', 'jobs', 'delete', job, `--location=${region}`, '--quiet', ...p]);
+    remove('stop the scheduled ticks first, so nothing new starts', ['gcloud', 'scheduler', 'jobs', 'delete', job, `--location=${region}`, '--quiet', ...p]);
   }
+  remove('results stop waking anything', ['gcloud', 'storage', 'buckets', 'notifications', 'delete', `gs://${bucket}`, ...p]);
   for (const [name] of cloudFunctions().reverse()) {
     const service = serviceNameOf(name);
-    add(`the ${name} function, with its Eventarc trigger and subscription`, ['gcloud', 'functions', 'delete', service, '--gen2', `--region=${region}`, '--quiet', ...p]);
+    remove(`the ${name} function, with its Eventarc trigger and subscription`, ['gcloud', 'functions', 'delete', service, '--gen2', `--region=${region}`, '--quiet', ...p]);
   }
-  add(`find the workers still alive (VMs labelled ${workerLabel})`, [
+  remove(`find the workers still alive (VMs labelled ${workerLabel})`, [
     'gcloud', 'compute', 'instances', 'list', `--filter=labels.${workerLabel}:*`, `--zones=${names.zone}`, '--format=value(name)', ...p,
   ], { sets: 'WORKERS' });
-  add('delete them: nothing a task started outlives the deploy', ['gcloud', 'compute', 'instances', 'delete', '${WORKERS}', `--zone=${names.zone}`, '--quiet', ...p]);
+  remove('delete them: nothing a task started outlives the deploy', ['gcloud', 'compute', 'instances', 'delete', '${WORKERS}', `--zone=${names.zone}`, '--quiet', ...p]);
 
-  add('the builder images and their repository', ['gcloud', 'artifacts', 'repositories', 'delete', names.imageRepo, `--location=${region}`, '--quiet', ...p]);
+  remove('the builder images and their repository', ['gcloud', 'artifacts', 'repositories', 'delete', names.imageRepo, `--location=${region}`, '--quiet', ...p]);
 
-  add('look up the Cloud Storage service agent', ['gcloud', 'storage', 'service-agent', ...p], { sets: 'STORAGE_AGENT' });
-  for (const role of [...grants.storageAgent.project].reverse()) {
-    add('the storage agent\'s grant made for Eventarc storage triggers', [
-      'gcloud', 'projects', 'remove-iam-policy-binding', project, `--member=${storageAgent}`, `--role=${role}`, '--condition=None',
+  for (const role of [...grants.events.project].reverse()) {
+    remove(`event delivery: ${role}`, [
+      'gcloud', 'projects', 'remove-iam-policy-binding', project, `--member=${serviceAccountMember(names.eventsAccount)}`, `--role=${role}`, '--condition=None',
     ]);
   }
-  for (const role of [...grants.events.project].reverse()) {
-    add(`event delivery: ${role}`, ['gcloud', 'projects', 'remove-iam-policy-binding', project, `--member=${serviceAccountMember(names.eventsAccount)}`, `--role=${role}`, '--condition=None']);
-  }
   for (const role of [...grants.functions.project].reverse()) {
-    add(`functions: ${role}`, ['gcloud', 'projects', 'remove-iam-policy-binding', project, `--member=${serviceAccountMember(names.functionsAccount)}`, `--role=${role}`, '--condition=None']);
+    remove(`functions: ${role}`, [
+      'gcloud', 'projects', 'remove-iam-policy-binding', project, `--member=${serviceAccountMember(names.functionsAccount)}`, `--role=${role}`, '--condition=None',
+    ]);
   }
   for (const id of [accountIds.worker, accountIds.events, accountIds.functions]) {
-    add(`the ${id} account, and the grants on it`, ['gcloud', 'iam', 'service-accounts', 'delete', `${id}@${project}.iam.gserviceaccount.com`, '--quiet', ...p]);
+    remove(`the ${id} account, and the grants on it`, ['gcloud', 'iam', 'service-accounts', 'delete', `${id}@${project}.iam.gserviceaccount.com`, '--quiet', ...p]);
   }
 
   for (const topic of topicsToCreate().reverse()) {
-    add(`the topic ${topic}`, ['gcloud', 'pubsub', 'topics', 'delete', topic, ...p]);
+    remove(`the topic ${topic}, and the grants on it`, ['gcloud', 'pubsub', 'topics', 'delete', topic, ...p]);
   }
-  add('the blobs bucket and every object in it', ['gcloud', 'storage', 'rm', '--recursive', `gs://${bucket}`, ...p]);
-  add('the Firestore database: every build, task and verdict', ['gcloud', 'firestore', 'databases', 'delete', '--database=(default)', '--quiet', ...p]);
+  remove('the blobs bucket and every object in it', ['gcloud', 'storage', 'rm', '--recursive', `gs://${bucket}`, ...p]);
+  remove('the Firestore database: every build, task and verdict', ['gcloud', 'firestore', 'databases', 'delete', '--database=(default)', '--quiet', ...p]);
   return commands;
 }
 

@@ -191,11 +191,11 @@ export async function runPlan(
       continue;
     }
     const output = `${result.stderr}\n${result.stdout}`;
-    if (options.kind === 'deploy' && argv.includes('create') && alreadyThere(output)) {
+    if (command.done === 'exists' && alreadyThere(output)) {
       io.stderr(`${progress} already there`);
       continue;
     }
-    if (options.kind === 'teardown' && (command.sets !== undefined || argv.some((arg) => removing.has(arg))) && alreadyGone(output)) {
+    if (command.done === 'missing' && alreadyGone(output)) {
       io.stderr(`${progress} already gone`);
       if (command.sets !== undefined) variables.set(command.sets, '');
       continue;
@@ -211,8 +211,6 @@ function failed(io: Io, number: number, argv: string[], why: string, resume: str
   io.stderr(`Fix the cause and run again (every step is safe to repeat), or resume with: ${resume} --from ${number}`);
   return exitCodes.failure;
 }
-
-const removing = new Set(['delete', 'rm', 'remove-iam-policy-binding']);
 
 /** gcloud's ways of saying a create found its resource there already. */
 export function alreadyThere(output: string): boolean {

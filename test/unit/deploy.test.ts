@@ -10,6 +10,7 @@ import {
   deployPlan,
   lifecycleConfig,
   lifecycleFile,
+  resultNotification,
   serviceNameOf,
   teardownPlan,
   workerLabel,
@@ -18,6 +19,7 @@ import {
 import { deploy, expand, runPlan, shellLine, teardown, type DeployDeps, type ExecResult } from '../../shared/cli/deploy.ts';
 import type { Io } from '../../shared/cli/io.ts';
 import { main } from '../../shared/cli/main.ts';
+import { requiredVariables } from '../../shared/adapters/gcp/environment.ts';
 import { blobKeys } from '../../shared/model/wire.ts';
 
 const place = { project: 'hermetic-test-1', region: 'europe-west4', zone: 'europe-west4-a' };
@@ -30,17 +32,7 @@ const down = teardownPlan(place);
 const projectDir = fileURLToPath(new URL('../../', import.meta.url));
 
 /** What the composition root reads: set on every function and on App Engine. */
-const requiredEnv = [
-  'HERMETIC_PROJECT',
-  'HERMETIC_REGION',
-  'HERMETIC_ZONE',
-  'HERMETIC_BUCKET',
-  'HERMETIC_DASHBOARD_URL',
-  'HERMETIC_IMAGE_REPO',
-  'HERMETIC_SIGNER',
-  'HERMETIC_WORKER_SA',
-  'HERMETIC_CONFIG',
-];
+const requiredEnv = [...requiredVariables.map((variable) => variable.name), 'HERMETIC_CONFIG', 'HERMETIC_MAX_DELIVERY_ATTEMPTS'];
 
 const functionsAccount = `hermetic-functions@${place.project}.iam.gserviceaccount.com`;
 const eventsAccount = `hermetic-events@${place.project}.iam.gserviceaccount.com`;
@@ -83,7 +75,7 @@ describe('deploy plan', () => {
         assert.ok(command.argv.includes(required), `${name} lacks ${required}`);
       }
     }
-    assert.equal(deploys.length, Object.keys(triggers).length + 2, 'nothing else is deployed as a function');
+    assert.equal(deploys.length, Object.keys(triggers).length, 'nothing else is deployed as a function');
     const app = find(plan, 'gcloud', 'app', 'deploy');
     assert.equal(app.length, 1, 'the dashboard goes to App Engine');
     assert.match(app[0]?.writes?.text ?? '', /^runtime: nodejs22$/m);
@@ -91,12 +83,24 @@ describe('deploy plan', () => {
     assert.equal(deployedFunctions.dashboard.kind, 'http');
   });
 
-  it('gives each function the trigger the table names: topic, storage bucket, or none', () => {
+  it('gives each function the topic triggers names, and wakes landed by a bucket notification on results only', () => {
     for (const [name, topic] of Object.entries(triggers)) assert.deepEqual(flags(deployOf(name)!, 'trigger-topic'), [topic]);
-    assert.deepEqual(flags(deployOf('deadLetter')!, 'trigger-topic'), [deadLetterTopic]);
-    const landed = deployOf('landed')!;
-    assert.deepEqual(flags(landed, 'trigger-topic'), []);
-    assert.deepEqual(flags(landed, 'trigger-event-filters').sort(), [`bucket=${bucket.slice(5)}`, 'type=google.cloud.storage.object.v1.finalized']);
+    assert.equal(triggers.deadLetter, deadLetterTopic);
+    const notify = find(plan, 'gcloud', 'storage', 'buckets', 'notifications', 'create');
+    assert.equal(notify.length, 1);
+    assert.equal(notify[0]?.argv[5], bucket);
+    assert.equal(flag(notify[0]!, 'topic'), triggers.landed);
+    assert.equal(flag(notify[0]!, 'event-types'), 'OBJECT_FINALIZE');
+    assert.equal(flag(notify[0]!, 'payload-format'), 'json');
+    const prefix = flag(notify[0]!, 'object-prefix') ?? '';
+    assert.equal(prefix, resultNotification.prefix);
+    assert.ok(blobKeys.result('0123456789abcdef01234567').startsWith(prefix));
+    for (const key of [blobKeys.source('r', 'c'), blobKeys.logChunk('t', 0), blobKeys.snapshot('k'), blobKeys.snapshotUnits('k'), blobKeys.mergedLog('b')]) {
+      assert.ok(!key.startsWith(prefix), `${key} would wake landed`);
+    }
+    // A re-run clears the earlier notification first, or each result would wake landed twice.
+    const clear = plan.findIndex((command) => starts(command, 'gcloud', 'storage', 'buckets', 'notifications', 'delete', bucket));
+    assert.ok(clear >= 0 && clear < plan.indexOf(notify[0]!));
   });
 
   it('creates every topic a function listens on, before the function, and a dead-letter policy on its subscription', () => {
@@ -109,7 +113,7 @@ describe('deploy plan', () => {
       assert.ok(createdAt < plan.indexOf(deployOf(name)!), `${topic} is created after ${name} is deployed`);
     }
     // Every function but the recorder of dead letters: its Eventarc trigger -> subscription -> dead-letter policy.
-    for (const name of [...Object.keys(triggers), 'landed']) {
+    for (const name of Object.keys(triggers).filter((name) => name !== 'deadLetter')) {
       const service = serviceNameOf(name);
       const describe = plan.find((command) => starts(command, 'gcloud', 'functions', 'describe', service));
       assert.ok(describe?.sets, `no look-up of ${service}'s trigger`);
@@ -130,9 +134,7 @@ describe('deploy plan', () => {
   it('creates the bucket every function writes, with expiry rules for every kind of blob', () => {
     const buckets = find(plan, 'gcloud', 'storage', 'buckets', 'create').map((command) => command.argv[4]);
     for (const command of deploys) assert.ok(buckets.includes(`gs://${envOf(command).get('HERMETIC_BUCKET')}`), `${command.argv[3]} writes a bucket not created`);
-    for (const value of flags(deployOf('landed')!, 'trigger-event-filters')) {
-      if (value.startsWith('bucket=')) assert.ok(buckets.includes(`gs://${value.slice(7)}`));
-    }
+    for (const command of find(plan, 'gcloud', 'storage', 'buckets', 'notifications')) assert.ok(buckets.includes(command.argv[5] ?? ''));
     const update = find(plan, 'gcloud', 'storage', 'buckets', 'update')[0];
     assert.equal(update && flag(update, 'lifecycle-file'), lifecycleFile);
     const file = JSON.parse(readFileSync(new URL(`../../${lifecycleFile}`, import.meta.url), 'utf8')) as ReturnType<typeof lifecycleConfig>;
@@ -178,7 +180,7 @@ describe('deploy plan', () => {
       ],
       [`serviceAccount:${eventsAccount}`]: ['project:roles/eventarc.eventReceiver', 'function:roles/run.invoker'],
       [pubsubAgent]: [`topic ${deadLetterTopic}:roles/pubsub.publisher`, 'subscription:roles/pubsub.subscriber'],
-      'serviceAccount:${STORAGE_AGENT}': ['project:roles/pubsub.publisher'],
+      'serviceAccount:${STORAGE_AGENT}': [`topic ${triggers.landed}:roles/pubsub.publisher`],
     };
     let grants = 0;
     for (const command of plan) {
@@ -244,6 +246,8 @@ function resourceOf(command: Command): { made?: string; removed?: string } | und
   if (at('gcloud', 'functions', 'deploy')) return { made: `function ${a[3]}` };
   if (at('gcloud', 'functions', 'delete')) return { removed: `function ${a[3]}` };
   if (at('gcloud', 'scheduler', 'jobs', 'create', 'pubsub')) return { made: `job ${a[5]}` };
+  if (at('gcloud', 'storage', 'buckets', 'notifications', 'create')) return { made: `notification ${a[5]}` };
+  if (at('gcloud', 'storage', 'buckets', 'notifications', 'delete')) return { removed: `notification ${a[5]}` };
   if (at('gcloud', 'scheduler', 'jobs', 'delete')) return { removed: `job ${a[4]}` };
   return undefined;
 }
@@ -260,9 +264,10 @@ describe('teardown plan', () => {
     const made = plan.flatMap((command) => resourceOf(command)?.made ?? []);
     const removed = down.flatMap((command) => resourceOf(command)?.removed ?? []);
     const kinds = (list: string[]) => [...new Set(list.map((resource) => resource.split(' ')[0]))];
-    // Grants go before the accounts they name; the accounts before the topics, bucket and database.
-    assert.deepEqual(kinds(removed), ['job', 'function', 'repository', 'grant', 'account', 'topic', 'bucket', 'database']);
-    assert.deepEqual(kinds(made).filter((kind) => kind !== 'grant'), ['database', 'bucket', 'topic', 'account', 'repository', 'function', 'job']);
+    // Grants go before the accounts they name; the rest in the reverse of the order they were made.
+    assert.deepEqual(kinds(removed).filter((kind) => kind !== 'grant'), kinds(made).filter((kind) => kind !== 'grant').reverse());
+    assert.ok(kinds(removed).indexOf('grant') < kinds(removed).indexOf('account'));
+    assert.equal(kinds(removed)[0], 'job', 'the ticks stop first');
   });
 
   it('deletes every worker VM, after the functions that start them are gone', () => {
@@ -414,6 +419,7 @@ describe('hermetic deploy and teardown', () => {
   it('stops at the first failure, naming the command and how to resume, and resumes there with --from', async () => {
     const failing = fakeGcloud([
       [/projects describe/, { stdout: '4242' }],
+      [/storage service-agent/, { stdout: 'agent@example.test' }],
       [/iam service-accounts create hermetic-events/, { code: 1, stderr: 'ERROR: PERMISSION_DENIED: caller lacks iam.serviceAccounts.create' }],
     ]);
     const io = memoryIo();
@@ -427,8 +433,10 @@ describe('hermetic deploy and teardown', () => {
 
     const resumed = fakeGcloud([[/projects describe/, { stdout: '4242' }], [/describe|service-agent/, { stdout: 'x' }]]);
     assert.equal(await deploy(['--project', place.project, '--region', place.region, '--zone', place.zone, '--from', String(number)], memoryIo(), fakeDeps(resumed.exec)), 0);
-    assert.equal(resumed.calls[0]?.join(' '), `gcloud projects describe ${place.project} --format=value(projectNumber)`, 'look-ups before the resume point still run');
-    assert.equal(resumed.calls[1]?.join(' '), plan[number - 1]?.argv.join(' '));
+    const lookups = plan.slice(0, number - 1).filter((command) => command.sets !== undefined);
+    assert.ok(lookups.length >= 2);
+    assert.deepEqual(resumed.calls.slice(0, lookups.length), lookups.map((command) => command.argv), 'look-ups before the resume point still run');
+    assert.deepEqual(resumed.calls[lookups.length], plan[number - 1]?.argv);
   });
 
   it('teardown treats "not found" as done, and skips deleting workers when none are left', async () => {
