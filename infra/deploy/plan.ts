@@ -103,6 +103,12 @@ export const grants = {
   /** The identity Eventarc pushes events as: it may invoke the functions, and receive events, and nothing else. */
   events: { project: ['roles/eventarc.eventReceiver'], function: ['roles/run.invoker'] },
   worker: {},
+  /**
+   * Worker VMs have no service account (untrusted code holds no credentials), so Container-Optimized OS pulls the
+   * builder images anonymously: the one image repository is readable by anyone. The images hold Debian packages, a
+   * Go toolchain and the agent: nothing secret.
+   */
+  anyone: { imageRepo: ['roles/artifactregistry.reader'] },
   pubsubAgent: { deadLetterTopic: ['roles/pubsub.publisher'], subscription: ['roles/pubsub.subscriber'] },
   /** On the result-landed topic only: the bucket notification publishes there. */
   storageAgent: { resultTopic: ['roles/pubsub.publisher'] },
@@ -201,13 +207,17 @@ export function environmentOf(names: PlanNames): Record<string, string> {
   };
 }
 
-/** The dashboard's App Engine config: Node 22, scaled to zero when idle, the same variables as the functions. */
+/**
+ * The dashboard's App Engine config: Node 22, scaled to zero when idle, the same variables as the functions. It runs
+ * functions-framework's own server on the `dashboard` function, as Cloud Functions would: the same entry point (the
+ * package's `main`), the same registration.
+ */
 export function appYaml(names: PlanNames): string {
   const env = Object.entries(environmentOf(names)).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   return [
     '# Written by `hermetic deploy`; edits are overwritten.',
     'runtime: nodejs22',
-    'entrypoint: node functions/dashboard-server.ts',
+    'entrypoint: node node_modules/@google-cloud/functions-framework/build/src/main.js --target=dashboard --signature-type=http',
     'instance_class: F1',
     'automatic_scaling:',
     '  min_instances: 0',
@@ -318,6 +328,11 @@ export function deployPlan(options: PlanOptions): Command[] {
   }
 
   create('the repository of builder images', ['gcloud', 'artifacts', 'repositories', 'create', names.imageRepo, '--repository-format=docker', `--location=${region}`, ...p]);
+  for (const role of grants.anyone.imageRepo) {
+    add('workers pull the builder images without credentials', [
+      'gcloud', 'artifacts', 'repositories', 'add-iam-policy-binding', names.imageRepo, `--location=${region}`, '--member=allUsers', `--role=${role}`, ...p,
+    ]);
+  }
   add('look up the repository\'s address', [
     'gcloud', 'artifacts', 'repositories', 'describe', names.imageRepo, `--location=${region}`, '--format=value(registryUri)', ...p,
   ], { sets: 'IMAGE_REPO' });

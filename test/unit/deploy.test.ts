@@ -181,6 +181,8 @@ describe('deploy plan', () => {
       [`serviceAccount:${eventsAccount}`]: ['project:roles/eventarc.eventReceiver', 'function:roles/run.invoker'],
       [pubsubAgent]: [`topic ${deadLetterTopic}:roles/pubsub.publisher`, 'subscription:roles/pubsub.subscriber'],
       'serviceAccount:${STORAGE_AGENT}': [`topic ${triggers.landed}:roles/pubsub.publisher`],
+      // Workers have no credentials: their VMs pull the builder images anonymously, from the one repository.
+      allUsers: ['repository hermetic:roles/artifactregistry.reader'],
     };
     let grants = 0;
     for (const command of plan) {
@@ -203,7 +205,9 @@ describe('deploy plan', () => {
                 ? `topic ${resource}`
                 : group === 'pubsub'
                   ? 'subscription'
-                  : 'function';
+                  : group === 'artifacts'
+                    ? `repository ${resource}`
+                    : 'function';
       assert.ok((allowed[member] ?? []).includes(`${scope}:${role}`), `${member} is granted ${role} on ${scope}, which is not on its list`);
     }
     assert.ok(grants >= 10);
