@@ -21,6 +21,8 @@ Options:
   --project P     the Google Cloud project ID (6-30 characters: lower-case letters, digits, hyphens)
   --region R      where everything runs, e.g. us-central1
   --zone Z        where worker VMs run (default: R-b)
+  --app-region A  App Engine's region for the dashboard, where R has none (default: R; us-central1 is us-central,
+                  europe-west1 is europe-west)
   --from N        resume at command N (earlier look-ups are still run; the rest are skipped)
   --dry-run       print every command, one per line, shell-quoted, on stdout, and run nothing (needs no gcloud)
   --json          with --dry-run: print the commands as a JSON array of {argv, why, sets?, writes?}
@@ -88,6 +90,7 @@ async function plan(kind: 'deploy' | 'teardown', args: string[], io: Io, deps: D
       project: { type: 'string' },
       region: { type: 'string' },
       zone: { type: 'string' },
+      'app-region': { type: 'string' },
       from: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -99,7 +102,13 @@ async function plan(kind: 'deploy' | 'teardown', args: string[], io: Io, deps: D
     io.stdout(kind === 'deploy' ? deployHelp : teardownHelp);
     return exitCodes.ok;
   }
-  const options = validatePlace(values);
+  const place = validatePlace(values);
+  const appRegion = values['app-region'];
+  if (appRegion !== undefined && !/^[a-z]+-[a-z]+[0-9]*$/.test(appRegion)) {
+    throw new UsageError(`--app-region ${JSON.stringify(appRegion)}: expected an App Engine region such as us-central or europe-west2`);
+  }
+  if (appRegion !== undefined && kind === 'teardown') throw new UsageError('--app-region is for deploy');
+  const options: PlanOptions = appRegion === undefined ? place : { ...place, appRegion };
   const from = values.from === undefined ? 1 : Number(values.from);
   if (!Number.isInteger(from) || from < 1) throw new UsageError(`--from ${values.from}: expected a command number from 1`);
   if (values.json && !values['dry-run']) throw new UsageError('--json goes with --dry-run');
@@ -148,7 +157,8 @@ export function validatePlace(values: { project?: string | undefined; region?: s
 }
 
 function resumeArgs(options: PlanOptions, kind: 'deploy' | 'teardown'): string {
-  return `--project ${options.project} --region ${options.region} --zone ${options.zone}${kind === 'teardown' ? ' --yes' : ''}`;
+  const appRegion = options.appRegion === undefined ? '' : ` --app-region ${options.appRegion}`;
+  return `--project ${options.project} --region ${options.region} --zone ${options.zone}${appRegion}${kind === 'teardown' ? ' --yes' : ''}`;
 }
 
 /** Runs a plan's commands in order, filling in variables; stops at the first failure. Returns the exit status. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { triggers } from '../../functions/functions.ts';
@@ -78,7 +78,10 @@ describe('deploy plan', () => {
     assert.equal(deploys.length, Object.keys(triggers).length, 'nothing else is deployed as a function');
     const app = find(plan, 'gcloud', 'app', 'deploy');
     assert.equal(app.length, 1, 'the dashboard goes to App Engine');
-    assert.match(app[0]?.writes?.text ?? '', /^runtime: nodejs22$/m);
+    const yaml = app[0]?.writes?.text ?? '';
+    assert.match(yaml, /^runtime: nodejs22$/m);
+    const entrypoint = /^entrypoint: node (\S+) --target=dashboard --signature-type=http$/m.exec(yaml);
+    assert.ok(entrypoint?.[1] && existsSync(new URL(`../../${entrypoint[1]}`, import.meta.url)), 'App Engine serves the dashboard function with functions-framework');
     assert.equal(find(plan, 'gcloud', 'app', 'create').length, 1);
     assert.equal(deployedFunctions.dashboard.kind, 'http');
   });
@@ -320,6 +323,15 @@ describe('hermetic deploy and teardown', () => {
     assert.deepEqual(io.out, plan.map(shellLine));
     assert.ok(io.out.every((line) => !line.includes('\n')));
     assert.deepEqual(io.err, []);
+  });
+
+  it('hermetic deploy --dry-run works from the command line, with the images this checkout would build', async () => {
+    const io = memoryIo();
+    assert.equal(await main(['deploy', '--project', place.project, '--region', place.region, '--dry-run'], io), 0);
+    assert.ok(io.out.length > 50);
+    assert.ok(io.out.every((line) => /^(gcloud|docker) |^[A-Z_]+=\$\((gcloud|docker) .*\)$/.test(line)), 'stdout holds commands only');
+    assert.ok(io.out.some((line) => /^docker push "\$\{IMAGE_REPO\}"\/linux-amd64:[0-9a-f]{12}$/.test(line)));
+    assert.ok(io.err.every((line) => line.startsWith('hermetic: skipping the ')), io.err.join('\n'));
   });
 
   it('--dry-run lines are shell: sh reads each back into its argument vector', () => {
