@@ -385,7 +385,7 @@ export function deployPlan(options: PlanOptions): Command[] {
   // removes what an earlier one made first. The bucket is hermetic's alone.
   add('clear the bucket\'s notifications from an earlier run', ['gcloud', 'storage', 'buckets', 'notifications', 'delete', `gs://${bucket}`, ...p], { done: 'missing' });
   create(`a result object landing under ${resultNotification.prefix} publishes to ${resultNotification.topic}, which wakes landed`, [
-    'gcloud', 'storage', 'buckets', 'notifications', 'create', `gs://${bucket}`, `--topic=${resultNotification.topic}`,
+    'gcloud', 'storage', 'buckets', 'notifications', 'create', `gs://${bucket}`, `--topic=projects/${project}/topics/${resultNotification.topic}`,
     `--event-types=${resultNotification.event}`, `--object-prefix=${resultNotification.prefix}`, '--payload-format=json', '--skip-topic-setup', ...p,
   ]);
 

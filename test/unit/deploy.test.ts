@@ -92,7 +92,7 @@ describe('deploy plan', () => {
     const notify = find(plan, 'gcloud', 'storage', 'buckets', 'notifications', 'create');
     assert.equal(notify.length, 1);
     assert.equal(notify[0]?.argv[5], bucket);
-    assert.equal(flag(notify[0]!, 'topic'), triggers.landed);
+    assert.equal(flag(notify[0]!, 'topic'), `projects/${place.project}/topics/${triggers.landed}`);
     assert.equal(flag(notify[0]!, 'event-types'), 'OBJECT_FINALIZE');
     assert.equal(flag(notify[0]!, 'payload-format'), 'json');
     const prefix = flag(notify[0]!, 'object-prefix') ?? '';
