@@ -124,7 +124,7 @@ export interface Build {
   /** Why the build failed or is an infra failure, in words. */
   reason?: string;
   reportedAt?: number;
-  /** What its workers cost, in dollars, retries and lost workers included: the sum of its tasks' `costUsd`. */
+  /** What its workers cost, in dollars, retries and lost workers included: the sum of its tasks' `costUsd` (absent: 0). */
   costUsd?: number;
 }
 

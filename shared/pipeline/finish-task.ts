@@ -53,11 +53,13 @@ export async function finishTask(
     const now = deps.now();
     const finished: Task = { ...task, status: outcome.status, finishedAt: now, ...resultFields(task, outcome), ...costFields(task, now) };
     tx.set(collections.tasks, task.id, finished);
-    // Every attempt's worker cost money, current or not: its cost joins the build's once, as the task finishes.
-    const build: Build = { ...stored, costUsd: (stored.costUsd ?? 0) + (finished.costUsd ?? 0) };
+    // Every attempt's worker cost money, current or not: its cost joins the build's once, as the task finishes. A
+    // worker that cost nothing (this machine) leaves the build as it was, so the embedded runtime writes no more.
+    const cost = finished.costUsd ?? 0;
+    const build: Build = cost === 0 ? stored : { ...stored, costUsd: (stored.costUsd ?? 0) + cost };
     const current = build.sharding === undefined ? build.taskId === task.id : currentTaskIds(build.sharding).includes(task.id);
     if (!current || terminalBuildStatuses.includes(build.status)) {
-      tx.set(collections.builds, build.id, build);
+      if (build !== stored) tx.set(collections.builds, build.id, build);
       return { build, task: finished, changed: true, retry: undefined };
     }
     const maxAttempts = deps.catalog.builders.get(build.builder)?.maxAttempts ?? 1;
@@ -73,7 +75,7 @@ export async function finishTask(
       return { build: next, task: finished, changed: true, retry };
     }
     const next = nextBuild(build, task, outcome, maxAttempts, now);
-    tx.set(collections.builds, build.id, next);
+    if (next !== stored) tx.set(collections.builds, build.id, next);
     for (const shard of build.sharding?.phase === 'make' && next.sharding?.phase === 'test' ? (outcome.tests?.tasks ?? []) : []) {
       tx.set(collections.tasks, shard.id, shard);
     }

@@ -134,7 +134,7 @@ describe('cost of a build', () => {
     const task = await h.state.get(collections.tasks, taskId);
     assert.equal(task?.machine, undefined);
     assert.equal(task?.costUsd, 0);
-    assert.equal((await h.state.get(collections.builds, id))?.costUsd, 0);
+    assert.equal((await h.state.get(collections.builds, id))?.costUsd, undefined, 'nothing to add, nothing written');
     const api = JSON.parse(await dashboardGet(h, `/api/builds/${id}`)) as { cost: { usd: number; local: boolean } };
     assert.deepEqual({ usd: api.cost.usd, local: api.cost.local }, { usd: 0, local: true });
     assert.match(await dashboardGet(h, `/build/${id}`), /cost local \(1 worker on this machine\)/);
