@@ -124,6 +124,41 @@ describe('cost of a build', () => {
     assert.match(page, /e2-standard-2 spot/);
   });
 
+  it('sums a sharded build: its make worker and every shard worker', async () => {
+    const h = await createPipelineHarness({ machine: { type: 'n2-standard-4', spot: false } });
+    const id = await h.request('mod');
+    const makeId = (await h.state.get(collections.builds, id))?.sharding?.makeTaskId;
+    const snapshotKey = (await h.state.get(collections.builds, id))?.sharding?.snapshotKey;
+    assert.ok(makeId && snapshotKey);
+    h.advance(203_000);
+    await h.blobs.put(blobKeys.snapshot(snapshotKey), 'a snapshot');
+    const units = ['example.com/m/a', 'example.com/m/b', 'example.com/m/c'];
+    const make: TaskResult = {
+      ...result(makeId, 'passed'),
+      output: units.map((unit) => `TestX\nok  \t${unit}\t0.01s\n`).join(''),
+      snapshot: { bytes: 10, files: 1, packSeconds: 1, uploadSeconds: 1 },
+    };
+    await h.blobs.put(blobKeys.result(makeId), JSON.stringify(make));
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId: makeId, cause: 'result' });
+    await h.drain();
+    const shardIds = (await h.state.get(collections.builds, id))?.sharding?.shardTaskIds ?? [];
+    assert.equal(shardIds.length, 3);
+    h.advance(400_000);
+    for (const shardId of shardIds) {
+      const shard = await h.state.get(collections.tasks, shardId);
+      const steps = (shard?.units ?? []).map((unit) => ({ name: unit.name, exitCode: 0, durationMs: 1000 }));
+      await h.blobs.put(blobKeys.result(shardId), JSON.stringify({ ...result(shardId, 'passed'), steps }));
+      await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId: shardId, cause: 'result' });
+    }
+    await h.drain();
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'passed');
+    const expected = (taskCost('n2-standard-4', false, 203) ?? NaN) + 3 * (taskCost('n2-standard-4', false, 400) ?? NaN);
+    close(build?.costUsd, expected);
+    const page = await dashboardGet(h, `/build/${id}`);
+    assert.match(page, new RegExp(`cost \\${formatCost(expected, false)} on 4 workers`));
+  });
+
   it('costs nothing on this machine, and says "local"', async () => {
     const h = await createPipelineHarness();
     const { buildId: id, taskId } = await launchOne(h);
