@@ -218,10 +218,10 @@ export function createGcsBlobs(options: GcsBlobsOptions): BlobStore {
       if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes < 0)) {
         throw new Error(`maxBytes must be a non-negative integer, got ${maxBytes}`);
       }
-      // GCS dates signatures to the second: the URL dies at the whole second at or before expiresAt, never after.
+      // V4 signatures count whole seconds and the client rounds down: the URL dies at or before expiresAt, never after.
       const common = {
         version: 'v4' as const,
-        expires: Math.floor(sign.expiresAt / 1000) * 1000,
+        expires: sign.expiresAt,
         accessibleAt: new Date(Math.floor(now() / 1000) * 1000),
         ...(options.signingEndpoint === undefined ? {} : { signingEndpoint: options.signingEndpoint }),
       };
