@@ -46,6 +46,8 @@ export interface FakeGcsOptions {
   onFinalized?: (object: FakeObjectResource) => void;
   /** Called with each piece of an upload body the server reads, before the object exists. */
   onUploadData?: (bucket: string, name: string, bytes: number) => void;
+  /** Fault injection: true cuts the connection of a session upload once it holds `held` bytes of object `name`. */
+  cutSessionUpload?: (name: string, held: number) => boolean;
   /** Sees failures answered with a 500; a throwing hook lands here too. */
   onError?: (error: Error) => void;
 }
@@ -58,6 +60,8 @@ export interface FakeGcs {
   object(bucket: string, name: string): { resource: FakeObjectResource; data: Buffer } | undefined;
   /** Upload sessions not yet finished or cancelled. */
   openSessions(): number;
+  /** Body bytes that PUTs to upload sessions carried, resent ones included. */
+  sessionBytes(): number;
   /** Requests served, by a short label ("json:list", "xml:put", ...): lets tests see which path the client took. */
   requests: string[];
   close(): Promise<void>;
@@ -113,6 +117,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
   const buckets = new Map<string, Map<string, Stored>>(options.buckets.map((name) => [name, new Map()]));
   const sessions = new Map<string, Session>();
   const requests: string[] = [];
+  let sessionBytes = 0;
   let lastGeneration = 0;
   let origin = '';
 
@@ -214,32 +219,52 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
 
   /**
    * One PUT to a session. `Content-Range: bytes A-B/T` (or `*` for B or T) appends; `bytes *\/T` asks for status.
-   * The object is made when the total is known and all of it has arrived, or when a `A-*\/*` body ends.
-   * The body of a request the client abandons is dropped, and the session stays as it was.
+   * The object is made when the total is known and all of it has arrived, or when a `A-*\/*` body ends; until
+   * then nothing is visible, whatever the session holds.
    */
   const sessionPut = async (req: IncomingMessage, res: ServerResponse, id: string): Promise<void> => {
     const session = sessions.get(id);
     if (session === undefined) throw new HttpError(404, 'NoSuchUpload', 'no such upload session');
-    const header = req.headers['content-range'];
-    const range = parseContentRange(header);
-    // A signed size cap holds for the whole object, so a body that would take it past the cap is refused early.
-    const limit = session.range === undefined ? undefined : Math.max(0, session.range.max - (range.start ?? session.received));
-    const body = await readBody(req, { bucket: session.bucket, name: session.name }, limit).catch((error: unknown) => {
-      if (error instanceof HttpError && error.code === 'EntityTooLarge') sessions.delete(id);
-      throw error;
-    });
-    if (range.query) {
-      if (body.byteLength > 0) throw new HttpError(400, 'InvalidArgument', 'a status query must have an empty body');
-    } else {
-      const start = range.start ?? 0;
-      if (start > session.received) throw new HttpError(400, 'InvalidArgument', `upload starts at ${start}, past the ${session.received} bytes received`);
-      // Bytes the server already has are skipped, as GCS does when a client resends after a lost answer.
-      const fresh = body.subarray(Math.min(body.byteLength, session.received - start));
-      session.parts.push(fresh);
-      session.received += fresh.byteLength;
+    const range = parseContentRange(req.headers['content-range']);
+    const start = range.start ?? session.received;
+    if (!range.query && start > session.received) {
+      throw new HttpError(400, 'InvalidArgument', `upload starts at ${start}, past the ${session.received} bytes received`);
     }
-    const finished = range.total !== undefined ? session.received >= range.total : range.restOfObject && !range.query;
+    // Bytes the session already holds are skipped, as GCS does when a client resends after a lost answer.
+    let skip = range.query ? 0 : session.received - start;
+    let queryBytes = 0;
+    // Each piece is kept as it arrives, like GCS persisting a session: a request cut midway leaves its bytes there.
+    for await (const chunk of req) {
+      let piece = chunk as Buffer;
+      sessionBytes += piece.byteLength;
+      if (range.query) {
+        queryBytes += piece.byteLength;
+        continue;
+      }
+      if (skip > 0) {
+        const dropped = Math.min(skip, piece.byteLength);
+        piece = piece.subarray(dropped);
+        skip -= dropped;
+      }
+      if (piece.byteLength === 0) continue;
+      // A signed size cap holds for the whole object, so a body that takes the session past it ends the session.
+      if (session.range !== undefined && session.received + piece.byteLength > session.range.max) {
+        sessions.delete(id);
+        throw new HttpError(400, 'EntityTooLarge', 'Your proposed upload is larger than the maximum object size specified in your policy.');
+      }
+      options.onUploadData?.(session.bucket, session.name, piece.byteLength);
+      session.parts.push(Buffer.from(piece));
+      session.received += piece.byteLength;
+      const cutAt = options.cutSessionUpload?.(session.name, session.received);
+      if (cutAt === true) {
+        req.socket.destroy();
+        return;
+      }
+    }
+    if (!req.complete) throw new Error('client went away before the body ended');
+    if (queryBytes > 0) throw new HttpError(400, 'InvalidArgument', 'a status query must have an empty body');
     if (range.total !== undefined && session.received > range.total) throw new HttpError(400, 'InvalidArgument', 'more bytes than the declared total');
+    const finished = range.total !== undefined ? session.received === range.total : range.restOfObject && !range.query;
     if (!finished) {
       const headers: Record<string, string> = { 'content-length': '0' };
       if (session.received > 0) headers.range = `bytes=0-${session.received - 1}`;
@@ -249,8 +274,8 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
     }
     const data = Buffer.concat(session.parts);
     sessions.delete(id);
-    if (session.range !== undefined && (data.byteLength < session.range.min || data.byteLength > session.range.max)) {
-      throw new HttpError(400, data.byteLength > session.range.max ? 'EntityTooLarge' : 'EntityTooSmall', 'upload size outside the signed content-length range');
+    if (session.range !== undefined && data.byteLength < session.range.min) {
+      throw new HttpError(400, 'EntityTooSmall', 'Your proposed upload is smaller than the minimum object size specified in your policy.');
     }
     checkHashes(req, data);
     const stored = finalize(session.bucket, session.name, data, session.contentType);
@@ -544,6 +569,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
       return stored === undefined ? undefined : { resource: stored.resource, data: Buffer.from(stored.data) };
     },
     openSessions: () => sessions.size,
+    sessionBytes: () => sessionBytes,
     requests,
     async close() {
       await new Promise<void>((resolve) => {
