@@ -107,13 +107,17 @@ export function createGcsBlobs(options: GcsBlobsOptions): BlobStore {
       }
 
       let sourceError: unknown;
+      let exhausted = false;
       async function* rest(): AsyncGenerator<Buffer> {
-        yield* head;
-        head.length = 0;
         try {
+          yield* head;
+          head.length = 0;
           for (;;) {
             const next = await iterator.next();
-            if (next.done === true) return;
+            if (next.done === true) {
+              exhausted = true;
+              return;
+            }
             bytes += next.value.byteLength;
             if (maxBytes !== undefined && bytes > maxBytes) throw tooLarge(key, maxBytes);
             yield Buffer.from(next.value);
@@ -121,6 +125,9 @@ export function createGcsBlobs(options: GcsBlobsOptions): BlobStore {
         } catch (error) {
           sourceError = error;
           throw error;
+        } finally {
+          // An upload that failed on its own, or a limit we hit, leaves the source unfinished: let it clean up.
+          if (!exhausted) await iterator.return?.().catch(() => undefined);
         }
       }
       let session: string | undefined;
