@@ -411,8 +411,8 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
     const bucketName = match[1] ?? '';
     const name = decodeURIComponent(match[2] ?? '');
     const uploadId = url.searchParams.get('upload_id');
-    if (uploadId !== null && url.searchParams.get('X-Goog-Signature') === null) {
-      // The session URI is the credential for the rest of a resumable upload, as on GCS.
+    if (uploadId !== null) {
+      // The session URI is the credential for the rest of a resumable upload, as on GCS: its signature is not checked.
       requests.push(`xml:session-${method.toLowerCase()}`);
       const session = sessions.get(uploadId);
       if (session === undefined || session.bucket !== bucketName || session.name !== name) throw new HttpError(404, 'NoSuchUpload', 'no such upload session');
@@ -455,9 +455,9 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
         range,
         xml: true,
       });
-      const location = new URL(`/${bucketName}/${match[2] ?? ''}`, origin);
-      location.searchParams.set('upload_id', id);
-      res.writeHead(201, { location: location.toString(), 'content-length': '0' });
+      // Like GCS, the session URI is the signed URL with an upload_id added.
+      const location = `${origin}${rawPath}?${rawQuery}&upload_id=${id}`;
+      res.writeHead(201, { location, 'content-length': '0' });
       res.end();
       return;
     }

@@ -3,10 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { Storage } from '@google-cloud/storage';
 import { createGcsBlobs } from '../../shared/adapters/gcp/gcs-blobs.ts';
+import { parseStorageFinalized } from '../../shared/adapters/gcp/storage-event.ts';
 import { putWithRetry } from '../../shared/agent/put-with-retry.ts';
 import { headersFragment, signedRequest } from '../../shared/model/signed-url.ts';
 import type { BlobStore } from '../../shared/ports/blobs.ts';
-import { createTestServiceAccount, startFakeGcs, type FakeGcs } from '../fakes/gcs-server.ts';
+import { createTestServiceAccount, startFakeGcs, type FakeGcs, type FakeObjectResource } from '../fakes/gcs-server.ts';
 
 const BUCKET = 'hermetic-gcs-unit';
 const KiB = 1024;
@@ -15,6 +16,7 @@ describe('gcs blobs: large objects, resumable uploads and signed headers', { tim
   let fake: FakeGcs;
   let store: BlobStore;
   const finalized: string[] = [];
+  const resources: FakeObjectResource[] = [];
   let cut: ((name: string, held: number) => boolean) | undefined;
 
   before(async () => {
@@ -22,7 +24,10 @@ describe('gcs blobs: large objects, resumable uploads and signed headers', { tim
     fake = await startFakeGcs({
       buckets: [BUCKET],
       serviceAccount: account,
-      onFinalized: (object) => finalized.push(object.name),
+      onFinalized: (object) => {
+        finalized.push(object.name);
+        resources.push(object);
+      },
       cutSessionUpload: (name, held) => cut?.(name, held) ?? false,
     });
     const storage = new Storage({ apiEndpoint: fake.url, projectId: 'test-project', credentials: account.credentials });
@@ -126,6 +131,14 @@ describe('gcs blobs: large objects, resumable uploads and signed headers', { tim
     assert.ok(stored?.data.equals(snapshot));
     assert.equal(stored?.resource.contentType, 'application/gzip');
     assert.deepEqual(finalized.slice(before), ['snapshots/k/tree.tar.gz']);
+    // What the fake announces is a finalized event's data: the parser reads it as it will read Eventarc's.
+    const event = resources[resources.length - 1];
+    assert.deepEqual(parseStorageFinalized(event), {
+      bucket: BUCKET,
+      key: 'snapshots/k/tree.tar.gz',
+      generation: stored?.resource.generation,
+      size: snapshot.byteLength,
+    });
   });
 
   it('resumes a snapshot upload where a cut connection left it, sending only the rest', async () => {
