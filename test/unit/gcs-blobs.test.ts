@@ -170,6 +170,14 @@ describe('gcs blobs: large objects, resumable uploads and signed headers', { tim
     assert.equal(fake.openSessions(), 0);
   });
 
+  it('refuses options it cannot sign, before any signing', async () => {
+    await assert.rejects(store.signUrl('k', { method: 'GET', expiresAt: 1.5 }), /expiresAt must be a non-negative integer/);
+    await assert.rejects(store.signUrl('k', { method: 'PUT', expiresAt: Date.now() + 60_000, maxBytes: -1 }), /maxBytes must be/);
+    await assert.rejects(store.signUrl('../k', { method: 'GET', expiresAt: Date.now() + 60_000 }), /invalid blob key/);
+    // V4 signatures live seven days at most.
+    await assert.rejects(store.signUrl('k', { method: 'GET', expiresAt: Date.now() + 8 * 24 * 3600_000 }), /cannot sign a GET URL for "k": .*seven days/);
+  });
+
   it('keeps header fragments to x-goog-* names', () => {
     assert.equal(headersFragment({}), '');
     assert.throws(() => headersFragment({ authorization: 'Bearer x' }), /cannot carry header "authorization"/);

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { File, Storage } from '@google-cloud/storage';
 import { PermanentError, RetryableError } from '../../errors.ts';
-import { assertBlobKey, type BlobStore } from '../../ports/blobs.ts';
+import { assertBlobKey, assertSignOptions, type BlobStore } from '../../ports/blobs.ts';
 import { headersFragment } from '../../model/signed-url.ts';
 
 export interface GcsBlobsOptions {
@@ -217,14 +217,8 @@ export function createGcsBlobs(options: GcsBlobsOptions): BlobStore {
 
     async signUrl(key, sign) {
       const target = file(key);
-      if (sign.method !== 'GET' && sign.method !== 'PUT') throw new Error(`cannot sign method ${String(sign.method)}`);
-      if (!Number.isSafeInteger(sign.expiresAt) || sign.expiresAt < 0) {
-        throw new Error(`expiresAt must be a non-negative integer of ms, got ${sign.expiresAt}`);
-      }
+      assertSignOptions(sign);
       const { maxBytes } = sign;
-      if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes < 0)) {
-        throw new Error(`maxBytes must be a non-negative integer, got ${maxBytes}`);
-      }
       // V4 signatures count whole seconds and the client rounds down: the URL dies at or before expiresAt, never after.
       const common = {
         version: 'v4' as const,
