@@ -33,6 +33,7 @@ export interface FakeObjectResource {
   updated: string;
 }
 
+/** What the fake serves and whom it trusts, and the hooks tests watch it through. */
 export interface FakeGcsOptions {
   /** Buckets that exist; requests to others get 404. */
   buckets: readonly string[];

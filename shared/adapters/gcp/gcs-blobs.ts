@@ -5,6 +5,7 @@ import { PermanentError, RetryableError } from '../../errors.ts';
 import { assertBlobKey, assertSignOptions, type BlobStore } from '../../ports/blobs.ts';
 import { headersFragment } from '../../model/signed-url.ts';
 
+/** The bucket, the client the composition root made, and the thresholds of resumable uploads. */
 export interface GcsBlobsOptions {
   /** Made by the composition root; the adapter never creates a client. */
   storage: Storage;
