@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { Storage } from '@google-cloud/storage';
 import { createGcsBlobs } from '../../shared/adapters/gcp/gcs-blobs.ts';
-import { parseStorageFinalized } from '../../shared/adapters/gcp/storage-event.ts';
+import { ObjectFinalized } from '../../shared/model/messages.ts';
 import { putWithRetry } from '../../shared/agent/put-with-retry.ts';
 import { headersFragment, signedRequest } from '../../shared/model/signed-url.ts';
 import type { BlobStore } from '../../shared/ports/blobs.ts';
@@ -131,13 +131,13 @@ describe('gcs blobs: large objects, resumable uploads and signed headers', { tim
     assert.ok(stored?.data.equals(snapshot));
     assert.equal(stored?.resource.contentType, 'application/gzip');
     assert.deepEqual(finalized.slice(before), ['snapshots/k/tree.tar.gz']);
-    // What the fake announces is a finalized event's data: the parser reads it as it will read Eventarc's.
+    // What the fake announces is the object resource a bucket notification carries: landed's schema reads it.
     const event = resources[resources.length - 1];
-    assert.deepEqual(parseStorageFinalized(event), {
+    assert.deepEqual(ObjectFinalized.parse(event), {
       bucket: BUCKET,
-      key: 'snapshots/k/tree.tar.gz',
+      name: 'snapshots/k/tree.tar.gz',
       generation: stored?.resource.generation,
-      size: snapshot.byteLength,
+      size: String(snapshot.byteLength),
     });
   });
 
