@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createDashboard } from '../shared/dashboard/dashboard.ts';
-import { BuildFinished, BuildRequested, PollTick, ReapTick, TaskFinished, TaskReady, TestsFinished, topics } from '../shared/model/messages.ts';
+import { BuildFinished, BuildRequested, ObjectFinalized, PollTick, ReapTick, TaskFinished, TaskReady, TestsFinished, topics } from '../shared/model/messages.ts';
+import { taskIdOfResultKey } from '../shared/model/wire.ts';
 import type { DeadLetters } from '../shared/ports/messages.ts';
 import { createCollect } from '../shared/pipeline/collect.ts';
 import type { PipelineDeps } from '../shared/pipeline/deps.ts';
@@ -11,7 +12,7 @@ import { abandonPlan, createPlan } from '../shared/pipeline/plan.ts';
 import { createPoll } from '../shared/pipeline/poll.ts';
 import { createReap } from '../shared/pipeline/reap.ts';
 import { createReport } from '../shared/pipeline/report.ts';
-import { pubsubFunction, type PubsubFunction } from './pubsub-function.ts';
+import { deadLetterFunction, pubsubFunction, type PubsubFunction } from './pubsub-function.ts';
 
 /** What the entry points need: the pipeline's deps and a place for dead letters. */
 export interface FunctionDeps extends PipelineDeps {
@@ -27,8 +28,10 @@ export const triggers = {
   plan: topics.buildRequested,
   launch: topics.taskReady,
   collect: topics.taskFinished,
+  landed: topics.resultLanded,
   merge: topics.testsFinished,
   report: topics.buildFinished,
+  deadLetter: topics.deadLetters,
 } as const;
 export type MessageFunctionName = keyof typeof triggers;
 
@@ -44,6 +47,13 @@ export function createFunctions(deps: FunctionDeps): Functions {
   // A task whose launch or collection keeps failing counts as a lost worker: retried on a fresh one, then shown.
   const loseTask = (what: string) => (message: { taskId: string }, reason: string) =>
     finishTask(deps, message.taskId, { status: 'lost', reason: `${what} ${reason}` });
+  const collect = createCollect(deps);
+  // A result object landed: collect its task at once (no second hop through task-finished).
+  const resultTask = (object: ObjectFinalized): { taskId: string } | undefined => {
+    const taskId = taskIdOfResultKey(object.name);
+    if (taskId === undefined) deps.logger.warn('landed.ignored', { bucket: object.bucket, object: object.name });
+    return taskId === undefined ? undefined : { taskId };
+  };
   return {
     message: {
       poll: pubsubFunction({ ...wrap, topic: triggers.poll, schema: PollTick, handle: createPoll(deps) }),
@@ -66,8 +76,21 @@ export function createFunctions(deps: FunctionDeps): Functions {
         ...wrap,
         topic: triggers.collect,
         schema: TaskFinished,
-        handle: createCollect(deps),
+        handle: collect,
         giveUp: loseTask('collect'),
+      }),
+      landed: pubsubFunction({
+        ...wrap,
+        topic: triggers.landed,
+        schema: ObjectFinalized,
+        handle: async (object) => {
+          const task = resultTask(object);
+          if (task !== undefined) await collect({ v: 1, taskId: task.taskId, cause: 'result' });
+        },
+        giveUp: async (object, reason) => {
+          const task = resultTask(object);
+          if (task !== undefined) await loseTask('collect')(task, reason);
+        },
       }),
       merge: pubsubFunction({
         ...wrap,
@@ -77,6 +100,7 @@ export function createFunctions(deps: FunctionDeps): Functions {
         giveUp: (message, reason) => abandonMerge(deps, message.buildId, reason),
       }),
       report: pubsubFunction({ ...wrap, topic: triggers.report, schema: BuildFinished, handle: createReport(deps) }),
+      deadLetter: deadLetterFunction({ deadLetters: deps.deadLetters, logger: deps.logger }),
     },
     dashboard: createDashboard({
       catalog: deps.catalog,

@@ -62,6 +62,38 @@ export function pubsubFunction<S extends z.ZodType>(options: {
   };
 }
 
+/** The attributes Pub/Sub adds to a message it forwards to a dead-letter topic. */
+const forwarded = {
+  subscription: 'CloudPubSubDeadLetterSourceSubscription',
+  deliveryCount: 'CloudPubSubDeadLetterSourceDeliveryCount',
+} as const;
+
+/**
+ * The function on the dead-letter topic: keeps each message Pub/Sub gave up on (its function kept crashing or timing
+ * out, so never recorded it itself) in the dead letters, with where it came from. It only records, so it can fail
+ * only if the store does; then it throws and Pub/Sub redelivers.
+ */
+export function deadLetterFunction(options: { deadLetters: DeadLetters; logger: Logger }): PubsubFunction {
+  return async (event) => {
+    const message = event.data?.message;
+    const attributes = message?.attributes ?? {};
+    const subscription = attributes[forwarded.subscription] ?? '';
+    const attempts = Number(attributes[forwarded.deliveryCount] ?? 0);
+    // The original topic is not carried; the subscription (Eventarc names it after the function's trigger) says where.
+    const topic = subscription === '' ? 'unknown' : (subscription.split('/').pop() ?? subscription);
+    const reason = `Pub/Sub gave up after ${attempts > 0 ? attempts : 'its maximum'} deliveries: the function failed or timed out every time`;
+    options.logger.error('message.dead-lettered', { topic, id: message?.messageId, reason });
+    await options.deadLetters.record({
+      topic,
+      subscription,
+      data: Buffer.from(message?.data ?? '', 'base64'),
+      attributes,
+      attempts,
+      reason,
+    });
+  };
+}
+
 /** A `messagePublished` CloudEvent for bytes on a topic, shaped as Eventarc delivers it. */
 export function messagePublishedEvent(options: {
   project: string;

@@ -32,6 +32,9 @@ export function createComputeRouter(
     async close() {
       await Promise.all(adapters.map((adapter) => adapter.close()));
     },
+    machineOf(hostType) {
+      return byHostType.get(hostType)?.machineOf?.(hostType);
+    },
     unavailableReason(hostType) {
       return unavailable.get(hostType) ?? adapters.map((adapter) => adapter.unavailableReason?.(hostType)).find(Boolean);
     },

@@ -1,3 +1,6 @@
+import { signedRequest } from '../model/signed-url.ts';
+import { putResumable } from './resumable-put.ts';
+
 /** Options for one PUT with retries. */
 export interface PutOptions {
   /** Names the object in error messages; the URL is never quoted, since a signed URL is a credential. */
@@ -11,10 +14,17 @@ export interface PutOptions {
 
 /**
  * PUTs `body` to `url`, retrying network failures, timeouts, 408, 429 and 5xx with exponential backoff; a Blob (say,
- * from `fs.openAsBlob`) is streamed and read afresh on each attempt. Throws an Error naming `what` and the last failure
- * when every attempt failed or the server refused (any other 4xx).
+ * from `fs.openAsBlob`) is streamed and read afresh on each attempt. Sends the headers the URL's fragment names (see
+ * shared/model/signed-url.ts); a URL that asks for `x-goog-resumable: start` gets a resumable upload instead, which
+ * resumes where a failed attempt stopped. Throws an Error naming `what` and the last failure when every attempt
+ * failed or the server refused (any other 4xx).
  */
-export async function putWithRetry(url: string, body: Uint8Array | string | Blob, options: PutOptions): Promise<void> {
+export async function putWithRetry(signedUrl: string, body: Uint8Array | string | Blob, options: PutOptions): Promise<void> {
+  const { url, headers: signedHeaders } = signedRequest(signedUrl);
+  if (signedHeaders['x-goog-resumable'] === 'start') {
+    const blob = body instanceof Blob ? body : new Blob([typeof body === 'string' ? body : new Uint8Array(body)]);
+    return putResumable(url, signedHeaders, blob, { ...options, sleep, describe: describeFailure });
+  }
   const attempts = options.attempts ?? 4;
   const baseDelayMs = options.baseDelayMs ?? 250;
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Blob ? body.size : body.byteLength;
@@ -28,7 +38,7 @@ export async function putWithRetry(url: string, body: Uint8Array | string | Blob
         method: 'PUT',
         // A copy over a plain ArrayBuffer, as fetch's body type asks; log chunks are small.
         body: typeof body === 'string' || body instanceof Blob ? body : new Uint8Array(body),
-        headers: { 'content-type': options.contentType ?? 'application/octet-stream' },
+        headers: { ...signedHeaders, 'content-type': options.contentType ?? 'application/octet-stream' },
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {

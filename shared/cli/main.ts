@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ConfigError, describeError } from '../errors.ts';
 import { projectDir } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
+import { deploy, deployHelp, teardown, teardownHelp } from './deploy.ts';
 import { goTree, goTreeHelp } from './go-tree.ts';
 import { images, imagesHelp } from './images.ts';
 import { up, upHelp } from './up.ts';
@@ -15,6 +16,8 @@ Commands:
   up          run the whole pipeline on this machine (see: hermetic up --help)
   images      build and list the builder images (see: hermetic images --help)
   go-tree     make a git repository of Debian's Go source tree, to build and test (see: hermetic go-tree --help)
+  deploy      deploy to a Google Cloud project with gcloud (see: hermetic deploy --help)
+  teardown    remove everything deploy made from the project (see: hermetic teardown --help)
   help        show this help
 
 Options:
@@ -41,13 +44,17 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await images(rest, io);
       case 'go-tree':
         return await goTree(rest, io);
+      case 'deploy':
+        return await deploy(rest, io);
+      case 'teardown':
+        return await teardown(rest, io);
       default:
-        throw new UsageError(`unknown command "${command}"; expected one of: up, images, go-tree, help`);
+        throw new UsageError(`unknown command "${command}"; expected one of: up, images, go-tree, deploy, teardown, help`);
     }
   } catch (error) {
     const usage = error instanceof UsageError || error instanceof ConfigError || isParseArgsError(error);
     io.stderr(`hermetic: ${describeError(error)}`);
-    const commandHelp = ({ up: upHelp, images: imagesHelp, 'go-tree': goTreeHelp } as Record<string, string>)[command ?? ''];
+    const commandHelp = ({ up: upHelp, images: imagesHelp, 'go-tree': goTreeHelp, deploy: deployHelp, teardown: teardownHelp } as Record<string, string>)[command ?? ''];
     if (usage && commandHelp !== undefined && !(error instanceof ConfigError)) io.stderr(`\n${commandHelp}`);
     return usage ? exitCodes.usage : exitCodes.failure;
   }

@@ -8,7 +8,7 @@ import type { Logger } from '../ports/log.ts';
 import type { DeadLetters } from '../ports/messages.ts';
 import { collections, type StateStore } from '../ports/state.ts';
 import type { Catalog } from '../pipeline/deps.ts';
-import { buildPage, deadLettersPage, gridPage } from './pages.ts';
+import { buildCost, buildPage, deadLettersPage, gridPage } from './pages.ts';
 import { unitVerdicts } from '../pipeline/merged-run.ts';
 import { logOf } from '../pipeline/task-log.ts';
 import { branchesOf, buildDetail, gridOf } from './queries.ts';
@@ -196,6 +196,8 @@ export function createDashboard(deps: DashboardDeps): Handler {
       commit: detail.commit,
       ...(sharding === undefined ? {} : { sharding: { ...sharding, units } }),
       tasks: detail.tasks.map((task) => ({ ...task, logUrl: `${deps.baseUrl}/log/${task.id}` })),
+      // Dollars from the price table (list prices, see shared/cost/prices.ts); `local`: every worker ran on this machine.
+      cost: buildCost(detail.build, detail.tasks),
     });
   }
 

@@ -1,5 +1,6 @@
+import { formatCost } from '../cost/prices.ts';
 import { buildLinks } from '../model/links.ts';
-import type { BranchState, Build, Commit, Sharding, Task } from '../model/types.ts';
+import { terminalBuildStatuses, type BranchState, type Build, type Commit, type Sharding, type Task } from '../model/types.ts';
 import type { DeadLetter } from '../ports/messages.ts';
 import { html, type Html } from './html.ts';
 import type { Grid } from './queries.ts';
@@ -70,17 +71,42 @@ export function buildPage(detail: { build: Build; tasks: Task[]; commit: Commit 
 <span class="s-${build.status}">${build.status}</span></h1>
 ${commit === undefined ? '' : html`<p>${commit.subject} <span class="muted">(${commit.author})</span></p>`}
 ${build.reason === undefined ? '' : html`<p class="err">${build.reason}</p>`}
-<p class="muted">${build.finishedAt !== undefined && build.startedAt !== undefined ? `took ${seconds(build.finishedAt - build.startedAt)}` : ''}
+<p class="muted">${build.finishedAt !== undefined && build.startedAt !== undefined ? `took ${seconds(build.finishedAt - build.startedAt)} · ` : ''}cost ${buildCostText(build, tasks)}
 ${build.reportedAt === undefined ? '' : ' · reported'}</p>
 ${build.sharding === undefined ? attemptsTable(tasks) : shardedSection(build, build.sharding, tasks)}`,
   );
 }
 
+/** What a build cost so far, and on how many workers: "local" when every worker ran on this machine. */
+export function buildCost(build: Build, tasks: readonly Task[]): { usd: number; local: boolean; workers: number; unpriced: number } {
+  const ran = tasks.filter((task) => task.launchedAt !== undefined);
+  return {
+    usd: build.costUsd ?? 0,
+    local: ran.every((task) => task.machine === undefined),
+    workers: ran.length,
+    unpriced: ran.filter((task) => task.machine !== undefined && task.finishedAt !== undefined && task.costUsd === undefined).length,
+  };
+}
+
+function buildCostText(build: Build, tasks: readonly Task[]): string {
+  const cost = buildCost(build, tasks);
+  const workers = `${cost.workers} worker${cost.workers === 1 ? '' : 's'}`;
+  if (cost.local) return `local (${workers} on this machine)`;
+  return `${formatCost(cost.usd, false)} on ${workers}${cost.unpriced > 0 ? `, ${cost.unpriced} on machines with no price` : ''}${terminalBuildStatuses.includes(build.status) ? '' : ' so far'}`;
+}
+
+function taskCostText(task: Task): string {
+  if (task.finishedAt === undefined) return '';
+  const machine = task.machine === undefined ? '' : ` ${task.machine.type}${task.machine.spot ? ' spot' : ''}`;
+  return `${formatCost(task.costUsd, task.machine === undefined)}${machine}`;
+}
+
 function attemptsTable(tasks: readonly Task[]): Html {
-  return html`<table><tr><th>attempt</th><th>host</th><th>status</th><th>steps</th><th>log</th><th>why</th></tr>
+  return html`<table><tr><th>attempt</th><th>host</th><th>status</th><th>steps</th><th>cost</th><th>log</th><th>why</th></tr>
 ${tasks.map(
   (task) => html`<tr><td>${task.attempt}</td><td>${task.hostType ?? ''}</td><td class="s-${task.status}">${task.status}</td>
 <td>${(task.steps ?? []).map((step) => html`<div>${step.name}: ${step.exitCode ?? step.signal ?? '?'} in ${seconds(step.durationMs)}</div>`)}</td>
+<td>${taskCostText(task)}</td>
 <td><a href="/log/${task.id}">log</a>${task.logTruncated ? ' (cut)' : ''}</td><td>${task.reason ?? ''}</td></tr>`,
 )}</table>`;
 }
@@ -99,13 +125,14 @@ ${summary === undefined ? '' : html`<p>${summary.units} units: ${summary.passed}
 wall ${seconds(summary.wallMs)}, aggregate ${seconds(summary.aggregateMs)}, saved ${seconds(Math.max(0, summary.aggregateMs - summary.wallMs))} ·
 slowest shard ${seconds(summary.makespanMs)} (planned ${seconds(summary.estimatedMakespanMs)})${summary.makeMs > 0 ? ` · make ${seconds(summary.makeMs)}` : ''}</p>`}
 ${make.length === 0 ? '' : html`<h2>make</h2>${attemptsTable(make)}`}
-${runs.length === 0 ? '' : html`<h2>shards</h2><table><tr><th>task</th><th>attempt</th><th>host</th><th>status</th><th>planned</th><th>took</th><th>unpack</th><th>units</th><th>log</th><th>why</th></tr>
+${runs.length === 0 ? '' : html`<h2>shards</h2><table><tr><th>task</th><th>attempt</th><th>host</th><th>status</th><th>planned</th><th>took</th><th>unpack</th><th>cost</th><th>units</th><th>log</th><th>why</th></tr>
 ${runs.map((task) => {
   const shard = plan?.shards[Number(/\d+$/.exec(task.step)?.[0])];
   return html`<tr><td>${task.step}</td><td>${task.attempt}</td><td>${task.hostType ?? ''}</td><td class="s-${task.status}">${task.status}</td>
 <td>${task.step.startsWith('shard-') && shard !== undefined ? `${shard.estimate.toFixed(1)}s` : ''}</td>
 <td>${task.startedAt !== undefined && task.workerFinishedAt !== undefined ? seconds(task.workerFinishedAt - task.startedAt) : ''}</td>
 <td>${task.sourceSeconds === undefined ? '' : `${task.sourceSeconds.toFixed(1)}s`}</td>
+<td>${taskCostText(task)}</td>
 <td>${(task.units ?? []).map((unit, index) => {
     const result = task.unitResults?.[index];
     return html`<div><span class="s-${result?.status === 'passed' ? 'passed' : result === undefined ? 'pending' : 'failed'}">${result?.status ?? '…'}</span> ${unit.name}${result === undefined ? '' : ` ${seconds(result.durationMs)}`}</div>`;

@@ -18,6 +18,10 @@ export const topics = {
   taskFinished: 'task-finished',
   testsFinished: 'tests-finished',
   buildFinished: 'build-finished',
+  /** Cloud Storage's notification that an object under `results/` was written (the embedded blob server mimics it). */
+  resultLanded: 'result-landed',
+  /** Where Pub/Sub forwards a message whose function kept failing past the subscription's delivery attempts. */
+  deadLetters: 'dead-letters',
 } as const;
 export type Topic = (typeof topics)[keyof typeof topics];
 
@@ -48,6 +52,16 @@ export const TaskFinished = z.strictObject({
 /** Every shard (or retry) task of a sharded build is in: time to merge. */
 export const TestsFinished = z.strictObject({ v: z.literal(1), buildId: id });
 export const BuildFinished = z.strictObject({ v: z.literal(1), buildId: id });
+/**
+ * Cloud Storage's object resource, as a bucket notification (payload format JSON_API_V1) carries it: not ours, so not
+ * versioned and not strict; only the fields read here are checked.
+ */
+export const ObjectFinalized = z.object({
+  bucket: z.string().min(1),
+  name: z.string().min(1),
+  generation: z.string().optional(),
+  size: z.string().optional(),
+});
 
 export type PollTick = z.infer<typeof PollTick>;
 export type ReapTick = z.infer<typeof ReapTick>;
@@ -56,6 +70,7 @@ export type TaskReady = z.infer<typeof TaskReady>;
 export type TaskFinished = z.infer<typeof TaskFinished>;
 export type TestsFinished = z.infer<typeof TestsFinished>;
 export type BuildFinished = z.infer<typeof BuildFinished>;
+export type ObjectFinalized = z.infer<typeof ObjectFinalized>;
 
 /** Parses and validates raw message bytes; throws PermanentError naming the bad field. */
 export function decode<S extends z.ZodType>(schema: S, data: Uint8Array | string, what: string): z.infer<S> {

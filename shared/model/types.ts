@@ -124,6 +124,8 @@ export interface Build {
   /** Why the build failed or is an infra failure, in words. */
   reason?: string;
   reportedAt?: number;
+  /** What its workers cost, in dollars, retries and lost workers included: the sum of its tasks' `costUsd` (absent: 0). */
+  costUsd?: number;
 }
 
 /** Where a sharded build is: making the snapshot, running the shards, re-running failed units, or merged. */
@@ -201,6 +203,15 @@ export interface StepOutcome {
   durationMs: number;
 }
 
+/** The VM a worker ran on, for its cost. Workers on this machine (containers, the sandbox) have none. */
+export interface Machine {
+  /** A Compute Engine machine type, e.g. "e2-standard-4". */
+  type: string;
+  spot: boolean;
+  /** Its boot disk, billed for as long as the VM. */
+  diskGb?: number;
+}
+
 export interface Task {
   id: string;
   buildId: string;
@@ -222,6 +233,10 @@ export interface Task {
   createdAt: number;
   /** The host type its worker ran on, set at launch. */
   hostType?: string;
+  /** The machine its worker ran on, set at launch when the compute bills by machine. */
+  machine?: Machine;
+  /** What its worker cost, in dollars, set when it finished: 0 on this machine, absent for an unpriced machine. */
+  costUsd?: number;
   launchedAt?: number;
   /** When the worker is killed, ms since the epoch; set at launch. */
   deadline?: number;

@@ -94,7 +94,11 @@ export const blobKeys = {
   source: (repo: string, commit: string) => `source/${repo}/${commit}.tar.gz`,
   logChunk: (taskId: string, index: number) => `tasks/${taskId}/log/${String(index).padStart(4, '0')}`,
   logPrefix: (taskId: string) => `tasks/${taskId}/log/`,
-  result: (taskId: string) => `tasks/${taskId}/result.json`,
+  /**
+   * Apart from everything else, so that on Google Cloud a bucket notification on this prefix alone wakes `landed`
+   * (log chunks, rewritten as they grow, would otherwise wake it hundreds of times a build).
+   */
+  result: (taskId: string) => `results/${taskId}.json`,
   /** A built tree, keyed by what went into it (see snapshotKey). */
   snapshot: (key: string) => `snapshots/${key}/tree.tar.gz`,
   /** The units listed from that tree; written after the snapshot landed, so its presence means both are whole. */
@@ -105,5 +109,5 @@ export const blobKeys = {
 
 /** The task ID of a result object's key, or undefined for any other key. */
 export function taskIdOfResultKey(key: string): string | undefined {
-  return /^tasks\/([0-9a-f]{24})\/result\.json$/.exec(key)?.[1];
+  return /^results\/([0-9a-f]{24})\.json$/.exec(key)?.[1];
 }

@@ -1,3 +1,4 @@
+import { taskCost } from '../cost/prices.ts';
 import { PermanentError } from '../errors.ts';
 import type { TaskResult } from '../model/wire.ts';
 import {
@@ -46,14 +47,21 @@ export async function finishTask(
   const change = await deps.state.transaction(async (tx): Promise<Change> => {
     const task = await tx.get(collections.tasks, taskId);
     if (task === undefined) throw new PermanentError(`task ${taskId} does not exist`);
-    const build = await tx.get(collections.builds, task.buildId);
-    if (build === undefined) throw new PermanentError(`build ${task.buildId} of task ${taskId} does not exist`);
-    if (terminalTaskStatuses.includes(task.status)) return { build, task, changed: false, retry: undefined };
+    const stored = await tx.get(collections.builds, task.buildId);
+    if (stored === undefined) throw new PermanentError(`build ${task.buildId} of task ${taskId} does not exist`);
+    if (terminalTaskStatuses.includes(task.status)) return { build: stored, task, changed: false, retry: undefined };
     const now = deps.now();
-    const finished: Task = { ...task, status: outcome.status, finishedAt: now, ...resultFields(task, outcome) };
+    const finished: Task = { ...task, status: outcome.status, finishedAt: now, ...resultFields(task, outcome), ...costFields(task, now) };
     tx.set(collections.tasks, task.id, finished);
+    // Every attempt's worker cost money, current or not: its cost joins the build's once, as the task finishes. A
+    // worker that cost nothing (this machine) leaves the build as it was, so the embedded runtime writes no more.
+    const cost = finished.costUsd ?? 0;
+    const build: Build = cost === 0 ? stored : { ...stored, costUsd: (stored.costUsd ?? 0) + cost };
     const current = build.sharding === undefined ? build.taskId === task.id : currentTaskIds(build.sharding).includes(task.id);
-    if (!current || terminalBuildStatuses.includes(build.status)) return { build, task: finished, changed: true, retry: undefined };
+    if (!current || terminalBuildStatuses.includes(build.status)) {
+      if (build !== stored) tx.set(collections.builds, build.id, build);
+      return { build, task: finished, changed: true, retry: undefined };
+    }
     const maxAttempts = deps.catalog.builders.get(build.builder)?.maxAttempts ?? 1;
     if (outcome.status === 'lost' && outcome.final !== true && task.attempt < maxAttempts) {
       const retry = newTask(build, task.step, task.attempt + 1, now, task.units);
@@ -67,7 +75,7 @@ export async function finishTask(
       return { build: next, task: finished, changed: true, retry };
     }
     const next = nextBuild(build, task, outcome, maxAttempts, now);
-    if (next !== build) tx.set(collections.builds, build.id, next);
+    if (next !== stored) tx.set(collections.builds, build.id, next);
     for (const shard of build.sharding?.phase === 'make' && next.sharding?.phase === 'test' ? (outcome.tests?.tasks ?? []) : []) {
       tx.set(collections.tasks, shard.id, shard);
     }
@@ -137,6 +145,17 @@ function reasonOf(outcome: TaskOutcome, task: Task, maxAttempts: number): string
     return `worker lost ${tries}; last: ${outcome.reason ?? 'no reason given'}`;
   }
   return outcome.reason ?? outcome.status;
+}
+
+/**
+ * What the task's worker cost, from launch until now (Compute Engine bills the VM from its start until it is gone).
+ * A worker on this machine, or a task that never launched, costs 0; an unpriced machine type gets no cost at all.
+ */
+function costFields(task: Task, now: number): Pick<Task, 'costUsd'> {
+  if (task.machine === undefined || task.launchedAt === undefined) return { costUsd: 0 };
+  const { type, spot, diskGb } = task.machine;
+  const cost = taskCost(type, spot, (now - task.launchedAt) / 1000, diskGb === undefined ? {} : { diskGb });
+  return cost === undefined ? {} : { costUsd: cost };
 }
 
 function resultFields(task: Task, outcome: TaskOutcome): Partial<Task> {

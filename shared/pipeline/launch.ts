@@ -79,12 +79,13 @@ export function createLaunch(deps: PipelineDeps) {
       labels: { task: task.id, build: task.buildId, builder: task.builder, repo: task.repo },
       network: builder.network,
     });
+    const machine = deps.compute.machineOf?.(hostType);
     const launched = await deps.state.transaction(async (tx) => {
       const current = await tx.get(collections.tasks, task.id);
       const build = await tx.get(collections.builds, task.buildId);
       if (current?.status !== 'pending' || build === undefined) return false;
       const now = deps.now();
-      tx.set(collections.tasks, task.id, { ...current, status: 'launched', hostType, launchedAt: now, deadline });
+      tx.set(collections.tasks, task.id, { ...current, status: 'launched', hostType, ...(machine === undefined ? {} : { machine }), launchedAt: now, deadline });
       if (build.status === 'queued') tx.set(collections.builds, build.id, { ...build, status: 'running', startedAt: now });
       return true;
     });

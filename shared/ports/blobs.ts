@@ -34,3 +34,14 @@ export function assertBlobKey(key: string): void {
     key.split('/').every((segment) => segment !== '' && segment !== '.' && segment !== '..');
   if (!ok) throw new Error(`invalid blob key ${JSON.stringify(key)}`);
 }
+
+/** Throws unless the options can be signed: GET or PUT, an expiry in whole ms, a limit in whole bytes. */
+export function assertSignOptions(options: SignOptions): void {
+  if (options.method !== 'GET' && options.method !== 'PUT') throw new Error(`cannot sign method ${String(options.method)}`);
+  if (!Number.isSafeInteger(options.expiresAt) || options.expiresAt < 0) {
+    throw new Error(`expiresAt must be a non-negative integer of ms, got ${options.expiresAt}`);
+  }
+  if (options.maxBytes !== undefined && (!Number.isSafeInteger(options.maxBytes) || options.maxBytes < 0)) {
+    throw new Error(`maxBytes must be a non-negative integer, got ${options.maxBytes}`);
+  }
+}

@@ -1,3 +1,4 @@
+import type { Machine } from '../model/types.ts';
 import type { TaskSpec } from '../model/wire.ts';
 
 /** The compute port: one throwaway worker per task, gone when the task is done or its deadline passes. */
@@ -41,6 +42,8 @@ export interface Compute {
   close(): Promise<void>;
   /** Why a host type it does not run is not available here, when it knows (no Docker engine, no qemu, ...). */
   unavailableReason?(hostType: string): string | undefined;
+  /** The machine a host type's workers run on, where workers are billed by machine (VMs); absent or undefined otherwise. */
+  machineOf?(hostType: string): Machine | undefined;
 }
 
 /** Called by a compute adapter when one of its workers ends, however it ended. */

@@ -23,7 +23,7 @@ import type { Reporter } from '../ports/reporter.ts';
 import { collections } from '../ports/state.ts';
 import { defaultPipelineOptions, type Catalog, type PipelineDeps, type PipelineOptions } from '../pipeline/deps.ts';
 import { createPoll, type PollSummary } from '../pipeline/poll.ts';
-import { publishMessage } from '../pipeline/publish.ts';
+import { publishMessage, publishObjectFinalized } from '../pipeline/publish.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { createDispatcher } from './dispatcher.ts';
 import { createLocalCompute } from './local-compute.ts';
@@ -125,9 +125,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     store: blobs,
     signer,
     onFinalized: (key) => {
-      const taskId = taskIdOfResultKey(key);
-      if (taskId !== undefined) {
-        track(publishMessage(queue, topics.taskFinished, { v: 1, taskId, cause: 'result' }), 'result-notice');
+      if (taskIdOfResultKey(key) !== undefined) {
+        track(publishObjectFinalized(queue, { bucket: 'local', name: key }), 'result-notice');
       }
     },
     onError: (error) => logger.error('blobs.failed', { error: describeError(error) }),

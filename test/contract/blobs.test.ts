@@ -10,14 +10,22 @@ import { createFolderBlobs } from '../../shared/adapters/local/folder-blobs.ts';
 import { createUrlSigner, type UrlSigner } from '../../shared/adapters/local/url-signer.ts';
 import type { BlobStore } from '../../shared/ports/blobs.ts';
 import { createMemoryBlobs } from '../fakes/memory-blobs.ts';
-import { blobsContract } from './blobs.contract.ts';
+import { blobsContract, withBlobServer } from './blobs.contract.ts';
 
-blobsContract('folder', async (signer) => {
-  const root = await mkdtemp(join(tmpdir(), 'hermetic-blobs-'));
-  return { store: createFolderBlobs({ root, signer }), cleanup: () => rm(root, { recursive: true, force: true }) };
-});
+blobsContract(
+  'folder',
+  withBlobServer(async (signer) => {
+    const root = await mkdtemp(join(tmpdir(), 'hermetic-blobs-'));
+    return { store: createFolderBlobs({ root, signer }), cleanup: () => rm(root, { recursive: true, force: true }) };
+  }),
+  { blobServer: true },
+);
 
-blobsContract('memory', async (signer) => ({ store: createMemoryBlobs({ signer }), cleanup: async () => undefined }));
+blobsContract(
+  'memory',
+  withBlobServer(async (signer) => ({ store: createMemoryBlobs({ signer }), cleanup: async () => undefined })),
+  { blobServer: true },
+);
 
 describe('folder blobs only', () => {
   let dir: string;

@@ -6,7 +6,7 @@ import { parseConfig } from '../../shared/config/config.ts';
 import { buildId } from '../../shared/model/ids.ts';
 import { topics } from '../../shared/model/messages.ts';
 import { collections } from '../../shared/ports/state.ts';
-import type { Build } from '../../shared/model/types.ts';
+import type { Build, Machine } from '../../shared/model/types.ts';
 import type { WorkerExit } from '../../shared/ports/compute.ts';
 import { silentLogger, type Logger } from '../../shared/ports/log.ts';
 import type { Delivery } from '../../shared/ports/messages.ts';
@@ -27,7 +27,7 @@ const subscription = { ackDeadlineMs: 60_000, maxAttempts: 5, minBackoffMs: 10, 
  * (prefers one the fake cannot run, falls back to `host`), and the sharded Go module builders `mod` (3 shards, 2
  * for trybots), `mod-once` (1 shard; the same snapshot as `mod`) and `mod-noretry` (3 shards, failures not retried).
  */
-export async function createPipelineHarness(options: { logger?: Logger } = {}) {
+export async function createPipelineHarness(options: { logger?: Logger; /** Workers run on this VM, as on Compute Engine. */ machine?: Machine } = {}) {
   let clock = 1_700_000_000_000;
   const now = () => clock;
   const state = createMemoryState();
@@ -35,7 +35,9 @@ export async function createPipelineHarness(options: { logger?: Logger } = {}) {
   const signer = createUrlSigner({ baseUrl: 'http://blobs.test', secret: new Uint8Array(32).fill(7), now });
   const blobs = createMemoryBlobs({ signer });
   const exits: WorkerExit[] = [];
-  const compute = createFakeCompute({ onExit: (exit) => exits.push(exit) });
+  const fake = createFakeCompute({ onExit: (exit) => exits.push(exit) });
+  const machine = options.machine;
+  const compute = machine === undefined ? fake : Object.assign(fake, { machineOf: () => machine });
   const source = createFakeSource();
   const reported: Build[] = [];
   const reporter: Reporter = {

@@ -6,8 +6,21 @@ import { getTestServer } from '@google-cloud/functions-framework/testing';
 import { registerFunctions } from '../../functions/index.ts';
 import { messagePublishedEvent } from '../../functions/pubsub-function.ts';
 import { buildId } from '../../shared/model/ids.ts';
+import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
+
+function passedResult(taskId: string): TaskResult {
+  return {
+    v: 1,
+    taskId,
+    status: 'passed',
+    startedAt: 1,
+    finishedAt: 2,
+    steps: [{ name: 'true', exitCode: 0, durationMs: 1 }],
+    log: { bytes: 0, truncated: false, chunks: 0 },
+  };
+}
 
 /** Starts functions-framework's own server for one registered function on a free port. */
 async function serve(name: string): Promise<{ url: string; server: Server }> {
@@ -16,16 +29,29 @@ async function serve(name: string): Promise<{ url: string; server: Server }> {
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
-function pubsubEvent(topic: string, data: unknown, messageId = 'm-1') {
+function pubsubEvent(topic: string, data: unknown, messageId = 'm-1', attributes: Record<string, string> = {}, deliveryAttempt = 1) {
   return messagePublishedEvent({
     project: 'p',
     topic,
     subscription: `${topic}-sub`,
     messageId,
     data: Buffer.from(typeof data === 'string' ? data : JSON.stringify(data)),
-    attributes: {},
+    attributes,
     publishedAt: Date.parse('2026-11-28T00:00:00Z'),
-    deliveryAttempt: 1,
+    deliveryAttempt,
+  });
+}
+
+/** A Cloud Storage bucket notification for an object, as Pub/Sub carries it (OBJECT_FINALIZE, JSON_API_V1). */
+function objectFinalizedEvent(name: string, messageId: string) {
+  const object = { kind: 'storage#object', bucket: 'hermetic-blobs', name, generation: '1764547200000000', size: '512', contentType: 'application/json' };
+  return pubsubEvent('result-landed', object, messageId, {
+    eventType: 'OBJECT_FINALIZE',
+    payloadFormat: 'JSON_API_V1',
+    bucketId: object.bucket,
+    objectId: name,
+    objectGeneration: object.generation,
+    notificationConfig: 'projects/_/buckets/hermetic-blobs/notificationConfigs/1',
   });
 }
 
@@ -45,6 +71,8 @@ describe('entry points through functions-framework', () => {
   const servers: Server[] = [];
   let plan: string;
   let launch: string;
+  let landed: string;
+  let deadLetter: string;
   let dashboard: string;
   let build: string;
   let commit: string;
@@ -55,6 +83,8 @@ describe('entry points through functions-framework', () => {
     for (const [name, set] of [
       ['plan', (url: string) => (plan = url)],
       ['launch', (url: string) => (launch = url)],
+      ['landed', (url: string) => (landed = url)],
+      ['deadLetter', (url: string) => (deadLetter = url)],
       ['dashboard', (url: string) => (dashboard = url)],
     ] as const) {
       const { url, server } = await serve(name);
@@ -82,6 +112,58 @@ describe('entry points through functions-framework', () => {
     assert.equal(await post(plan, pubsubEvent('build-requested', '{"v":1,"buildId":"nope"}', 'm-bad')), 204);
     const [letter] = await h.queue.list(1);
     assert.match(letter?.reason ?? '', /build-requested message: buildId: expected a 24-hex-digit ID/);
+  });
+
+  it('collects a task when its result object lands, once however often the notification comes', async () => {
+    const other = h.source.push('demo', 'main');
+    const id = buildId('demo', other, 'ok');
+    await h.poll();
+    for (const delivery of await h.take('plan')) await h.deliver('plan', delivery);
+    const [task] = await h.state.query(collections.tasks, { where: { buildId: id } });
+    assert.ok(task);
+    for (const delivery of await h.take('launch')) {
+      // Only this build's task is launched here; the first build's stays queued for the tests below.
+      if (Buffer.from(delivery.data).toString().includes(task.id)) await h.deliver('launch', delivery);
+      else await h.queue.publish('task-ready', delivery.data);
+    }
+    assert.equal((await h.state.get(collections.tasks, task.id))?.status, 'launched');
+    await h.blobs.put(blobKeys.result(task.id), JSON.stringify(passedResult(task.id)));
+    const event = objectFinalizedEvent(blobKeys.result(task.id), 'm-landed');
+    assert.equal(await post(landed, event), 204);
+    assert.equal(await post(landed, event), 204);
+    assert.equal((await h.state.get(collections.tasks, task.id))?.status, 'passed');
+    assert.equal((await h.state.get(collections.builds, id))?.status, 'passed');
+    for (const delivery of await h.take('report')) await h.deliver('report', delivery);
+    assert.deepEqual(
+      h.reported.map((build) => build.id),
+      [id],
+      'one report for the two notifications',
+    );
+  });
+
+  it('ignores objects that are not results, and dead-letters a notification without an object name', async () => {
+    const before = (await h.queue.list(100)).length;
+    assert.equal(await post(landed, objectFinalizedEvent('tasks/0123456789abcdef01234567/log/0000', 'm-log')), 204);
+    assert.equal((await h.queue.list(100)).length, before, 'a log chunk is no dead letter');
+    assert.equal(await post(landed, pubsubEvent('result-landed', { bucket: 'hermetic-blobs' }, 'm-noname')), 204);
+    const [letter] = await h.queue.list(1);
+    assert.match(letter?.reason ?? '', /result-landed message: name: /);
+  });
+
+  it('keeps what Pub/Sub forwards to the dead-letter topic, with its source and delivery count', async () => {
+    const source = 'projects/p/subscriptions/eventarc-us-central1-launch-123-sub-456';
+    const event = pubsubEvent('dead-letters', { v: 1, taskId: '0123456789abcdef01234567' }, 'm-dead', {
+      CloudPubSubDeadLetterSourceSubscription: source,
+      CloudPubSubDeadLetterSourceSubscriptionProject: 'p',
+      CloudPubSubDeadLetterSourceDeliveryCount: '5',
+      CloudPubSubDeadLetterSourceTopicPublishTime: '2026-11-28T00:00:00.000Z',
+    });
+    assert.equal(await post(deadLetter, event), 204);
+    const [letter] = await h.queue.list(1);
+    assert.equal(letter?.subscription, source);
+    assert.equal(letter?.attempts, 5);
+    assert.match(letter?.reason ?? '', /gave up after 5 deliveries/);
+    assert.deepEqual(JSON.parse(Buffer.from(letter?.data ?? []).toString()), { v: 1, taskId: '0123456789abcdef01234567' });
   });
 
   it('answers 500 on a retryable failure, so the platform redelivers', async () => {

@@ -65,7 +65,7 @@ describe('pipeline: happy path', () => {
     for (const url of [spec.source.url, spec.result.url, ...spec.log.chunkUrls]) {
       assert.match(url, /[?&]s=[0-9a-f]+/);
     }
-    assert.ok(spec.result.url.includes(`tasks/${taskId}/result.json`));
+    assert.ok(spec.result.url.includes(`results/${taskId}.json`));
     assert.ok(spec.log.chunkUrls.every((url) => url.includes(`tasks/${taskId}/log/`)));
   });
 });

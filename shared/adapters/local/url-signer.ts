@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { assertBlobKey, type SignOptions } from '../../ports/blobs.ts';
+import { assertBlobKey, assertSignOptions, type SignOptions } from '../../ports/blobs.ts';
 
 /** The outcome of checking a signed request: allowed (with the signed size limit) or refused with a short reason. */
 export type VerifyResult = { ok: true; maxBytes: number | undefined } | { ok: false; status: 403; reason: string };
@@ -40,13 +40,7 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
   return {
     sign(key, sign) {
       assertBlobKey(key);
-      if (sign.method !== 'GET' && sign.method !== 'PUT') throw new Error(`cannot sign method ${String(sign.method)}`);
-      if (!Number.isSafeInteger(sign.expiresAt) || sign.expiresAt < 0) {
-        throw new Error(`expiresAt must be a non-negative integer of ms, got ${sign.expiresAt}`);
-      }
-      if (sign.maxBytes !== undefined && (!Number.isSafeInteger(sign.maxBytes) || sign.maxBytes < 0)) {
-        throw new Error(`maxBytes must be a non-negative integer, got ${sign.maxBytes}`);
-      }
+      assertSignOptions(sign);
       const query = new URLSearchParams({ m: sign.method, e: String(sign.expiresAt) });
       if (sign.maxBytes !== undefined) query.set('x', String(sign.maxBytes));
       query.set('s', mac(sign.method, key, sign.expiresAt, sign.maxBytes).toString('hex'));

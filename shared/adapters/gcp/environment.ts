@@ -1,0 +1,78 @@
+import { ConfigError } from '../../errors.ts';
+
+/** Everything the Google Cloud composition root reads from its environment, checked. */
+export interface GoogleCloudEnvironment {
+  project: string;
+  region: string;
+  /** Where workers' VMs are made. */
+  zone: string;
+  /** The one bucket for sources, logs, results and snapshots. */
+  bucket: string;
+  dashboardUrl: string;
+  /** The Artifact Registry Docker repository holding the builder images, as REGION-docker.pkg.dev/PROJECT/REPO. */
+  imageRepo: string;
+  /** The functions' service account: URLs are signed as it, through IAM. */
+  signer: string;
+  /** The workers' service account, which holds no role. */
+  workerServiceAccount: string;
+  /** The builders config inside the deployed source. */
+  configFile: string;
+  /** Deliveries of a message before Pub/Sub dead-letters it; the functions give up visibly on the last one. */
+  maxDeliveryAttempts: number;
+}
+
+/** Each variable: what it holds (for the error) and the check of its value. */
+const variables = {
+  HERMETIC_PROJECT: ['the Google Cloud project ID', /^[a-z][a-z0-9-]{4,28}[a-z0-9]$/],
+  HERMETIC_REGION: ['the region of the functions, e.g. us-central1', /^[a-z]+-[a-z]+[0-9]+$/],
+  HERMETIC_ZONE: ['the zone of the workers, e.g. us-central1-a', /^[a-z]+-[a-z]+[0-9]+-[a-z]$/],
+  HERMETIC_BUCKET: ['the blobs bucket name', /^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/],
+  HERMETIC_DASHBOARD_URL: ['the dashboard URL, e.g. https://PROJECT.appspot.com', /^https?:\/\/[^\s/]+(\/\S*)?$/],
+  HERMETIC_IMAGE_REPO: ['the builder images repository, e.g. us-central1-docker.pkg.dev/PROJECT/hermetic', /^[a-z0-9-]+-docker\.pkg\.dev\/[a-z][a-z0-9-]+\/[a-z0-9-]+$/],
+  HERMETIC_SIGNER: ['the functions\' service account email', /^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\.iam\.gserviceaccount\.com$/],
+  HERMETIC_WORKER_SA: ['the workers\' service account email', /^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\.iam\.gserviceaccount\.com$/],
+} as const;
+
+export type EnvironmentVariable = keyof typeof variables | 'HERMETIC_CONFIG' | 'HERMETIC_MAX_DELIVERY_ATTEMPTS';
+/** The variables deploy must set on every function, with what each holds. */
+export const requiredVariables: ReadonlyArray<{ name: EnvironmentVariable; holds: string }> = Object.entries(variables).map(
+  ([name, [holds]]) => ({ name: name as EnvironmentVariable, holds }),
+);
+
+/**
+ * Reads and checks the environment. Throws one ConfigError naming every variable that is missing or malformed and
+ * what it should hold, so a misdeployed function fails on its first event, saying what to set.
+ */
+export function readGoogleCloudEnvironment(env: Readonly<Record<string, string | undefined>>): GoogleCloudEnvironment {
+  const problems: string[] = [];
+  const value = (name: keyof typeof variables): string => {
+    const [holds, pattern] = variables[name];
+    const raw = env[name]?.trim() ?? '';
+    if (raw === '') problems.push(`${name} is not set (${holds})`);
+    else if (!pattern.test(raw)) problems.push(`${name}=${JSON.stringify(raw)} is not ${holds}`);
+    return raw;
+  };
+  const attemptsText = env['HERMETIC_MAX_DELIVERY_ATTEMPTS']?.trim() || '5';
+  const maxDeliveryAttempts = Number(attemptsText);
+  // Pub/Sub takes 5 to 100 for a dead-letter policy.
+  if (!Number.isInteger(maxDeliveryAttempts) || maxDeliveryAttempts < 5 || maxDeliveryAttempts > 100) {
+    problems.push(`HERMETIC_MAX_DELIVERY_ATTEMPTS=${JSON.stringify(attemptsText)} is not a whole number from 5 to 100`);
+  }
+  const read: GoogleCloudEnvironment = {
+    project: value('HERMETIC_PROJECT'),
+    region: value('HERMETIC_REGION'),
+    zone: value('HERMETIC_ZONE'),
+    bucket: value('HERMETIC_BUCKET'),
+    dashboardUrl: value('HERMETIC_DASHBOARD_URL'),
+    imageRepo: value('HERMETIC_IMAGE_REPO'),
+    signer: value('HERMETIC_SIGNER'),
+    workerServiceAccount: value('HERMETIC_WORKER_SA'),
+    configFile: env['HERMETIC_CONFIG']?.trim() || 'hermetic.config.json',
+    maxDeliveryAttempts,
+  };
+  if (read.zone !== '' && read.region !== '' && !read.zone.startsWith(`${read.region}-`)) {
+    problems.push(`HERMETIC_ZONE=${read.zone} is not in HERMETIC_REGION=${read.region}`);
+  }
+  if (problems.length > 0) throw new ConfigError(`the Google Cloud environment is incomplete: ${problems.join('; ')}`);
+  return read;
+}
