@@ -120,6 +120,8 @@ describe('Compute Engine instance body', () => {
       maxRunDuration: { seconds: '91' },
       instanceTerminationAction: 'DELETE',
     });
+    const withAccount = instanceBody(request(), { zone, hostType: cos, now: 0, serviceAccount: 'hermetic-worker@hermetic-test.iam.gserviceaccount.com' });
+    assert.deepEqual(withAccount.serviceAccounts, [{ email: 'hermetic-worker@hermetic-test.iam.gserviceaccount.com', scopes: [] }], 'a given account gets no scopes');
     assert.equal(runDurationSeconds(1000, 0), 30, "Compute Engine's floor");
     assert.equal(runDurationSeconds(1e15, 0), 120 * 24 * 3600, "and its ceiling");
   });
@@ -250,6 +252,20 @@ describe('Compute Engine adapter on the fake API', () => {
       assert.equal(received.name, made.name);
       assert.equal('serviceAccounts' in received, false);
       assert.equal(vmOf(gce, asked.taskId)?.status, 'RUNNING', 'start waited for the VM to be created');
+      assert.deepEqual(compute.machineOf?.('linux-amd64'), { type: 'e2-standard-4', spot: false, diskGb: 50 });
+      assert.equal(compute.machineOf?.('windows-amd64'), undefined);
+    } finally {
+      await close();
+    }
+  });
+
+  test('a service account, when given, reaches Compute Engine with no scopes', async () => {
+    const email = 'hermetic-worker@hermetic-test.iam.gserviceaccount.com';
+    const { gce, compute, close } = await setup({ serviceAccount: email });
+    try {
+      await compute.start(request());
+      const received = gce.inserts[0] as GceInstance;
+      assert.deepEqual(received.serviceAccounts?.map((account) => ({ email: account.email, scopes: account.scopes ?? [] })), [{ email, scopes: [] }]);
     } finally {
       await close();
     }

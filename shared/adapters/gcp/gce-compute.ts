@@ -3,7 +3,7 @@ import type { InstancesClient, protos, ZoneOperationsClient } from '@google-clou
 import { PermanentError, RetryableError } from '../../errors.ts';
 import type { Compute, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
-import { instanceBody, instanceName, labelKeys, metadataKeys, type GceHostType, type GceNetwork } from './gce-instance.ts';
+import { defaultDiskGb, instanceBody, instanceName, labelKeys, metadataKeys, type GceHostType, type GceNetwork } from './gce-instance.ts';
 
 /** Options for the Compute Engine clients: credentials in production, an endpoint and a fixed token in tests. */
 export type GceClientOptions = NonNullable<ConstructorParameters<typeof InstancesClient>[0]>;
@@ -15,6 +15,11 @@ export interface GceComputeOptions {
   /** Host type -> how it runs on Compute Engine. */
   hostTypes: ReadonlyMap<string, GceHostType>;
   network?: GceNetwork;
+  /**
+   * A service account for the VMs, attached with no scopes; by default they have none at all, which is safer still
+   * (no identity token either). It needs no role; the functions need roles/iam.serviceAccountUser on it.
+   */
+  serviceAccount?: string;
   /** The clock the run-time limit is reckoned from; Date.now unless a test drives time. */
   now?: () => number;
   logger?: Logger;
@@ -113,7 +118,13 @@ export function createGceCompute(options: GceComputeOptions): Compute {
     }
     let body: Instance;
     try {
-      body = instanceBody(request, { zone, hostType, now: now(), ...(options.network === undefined ? {} : { network: options.network }) });
+      body = instanceBody(request, {
+        zone,
+        hostType,
+        now: now(),
+        ...(options.network === undefined ? {} : { network: options.network }),
+        ...(options.serviceAccount === undefined ? {} : { serviceAccount: options.serviceAccount }),
+      });
     } catch (error) {
       throw new PermanentError(`cannot make the VM of task ${taskId}: ${messageOf(error)}`, { cause: error });
     }
@@ -232,6 +243,11 @@ export function createGceCompute(options: GceComputeOptions): Compute {
     start,
     stop,
     list,
+    machineOf(name) {
+      const hostType = hostTypes.get(name);
+      if (hostType === undefined) return undefined;
+      return { type: hostType.machineType, spot: hostType.spot === true, diskGb: hostType.diskGb ?? defaultDiskGb };
+    },
     async close() {
       // VMs are not this process's children: collect and the reaper delete them, whichever process runs those.
       closed = true;

@@ -84,7 +84,8 @@ export const runDurationLimits = { minSeconds: 30, maxSeconds: 120 * 24 * 3600 }
 
 /** Compute Engine's cap on one metadata value. */
 const maxMetadataValueBytes = 256 * 1024;
-const defaultDiskGb = 50;
+/** The boot disk size when a host type names none. */
+export const defaultDiskGb = 50;
 
 /** Where the Windows image has Node, the agent and the work directory, unless the host type says. */
 export const windowsDefaults = {
@@ -140,12 +141,14 @@ export interface InstanceBodyOptions {
   zone: string;
   hostType: GceHostType;
   network?: GceNetwork;
+  /** A service account to run the VM as, with no scopes (its token opens no API); by default none at all. */
+  serviceAccount?: string;
   now: number;
 }
 
 /**
  * The instance body for a task: its spec, deadline and labels in metadata, sanitized labels, no service account
- * (the worker holds no credentials), a run-time limit from the deadline after which Compute Engine deletes it, Spot
+ * unless one is given, and then no scopes (the worker holds no credentials), a run-time limit from the deadline after which Compute Engine deletes it, Spot
  * if the host type allows, and the boot script of its kind. Throws when the spec is too big for instance metadata.
  */
 export function instanceBody(request: WorkerRequest, options: InstanceBodyOptions): GceInstance {
@@ -204,7 +207,8 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
       instanceTerminationAction: 'DELETE',
     },
     ...(hostType.kind === 'qemu' ? { advancedMachineFeatures: { enableNestedVirtualization: true } } : {}),
-    // No serviceAccounts: the VM gets no service account, so its metadata server hands out no token.
+    // Without serviceAccounts the VM has no service account, and its metadata server hands out no token.
+    ...(options.serviceAccount === undefined ? {} : { serviceAccounts: [{ email: options.serviceAccount, scopes: [] }] }),
   };
 }
 
