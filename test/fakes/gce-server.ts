@@ -42,6 +42,7 @@ export interface BootedVm {
 /** Runs in a VM when it boots. */
 export type FakeGuest = (booted: BootedVm) => void;
 
+/** How the fake behaves. */
 export interface FakeGceOptions {
   /** What runs in each VM; by default nothing, and the VM runs until deleted or its run-time limit. */
   guest?: FakeGuest;
@@ -53,6 +54,7 @@ export interface FakeGceOptions {
   honourRequestIds?: boolean;
 }
 
+/** The running fake, and what it saw. */
 export interface FakeGce {
   /** Client options that point the real client at this fake, with a fixed token. */
   readonly clientOptions: GceClientOptions;

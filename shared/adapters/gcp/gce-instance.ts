@@ -96,8 +96,9 @@ export const windowsDefaults = {
 
 /** Compute Engine's instance name rule. */
 export const instanceNamePattern = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
-/** Compute Engine's label rules (ASCII part): keys start with a letter; both at most 63 characters. */
+/** Compute Engine's label key rule (its ASCII part): a lower-case letter first, at most 63 characters. */
 export const labelKeyPattern = /^[a-z][a-z0-9_-]{0,62}$/;
+/** Compute Engine's label value rule (its ASCII part): at most 63 characters, empty allowed. */
 export const labelValuePattern = /^[a-z0-9_-]{0,63}$/;
 
 /** The instance of a task: `hermetic-<taskId>`. Throws on a task ID that cannot make a valid instance name. */
