@@ -109,6 +109,8 @@ describe('firestore state, beyond the contract', { skip: missing }, () => {
         limit: 3,
       });
       assert.deepEqual(some.map((d) => d.n), [1, 3, 5], 'label 1 is not label "1"');
+      const repeated = await store.query(things, { where: { kind: { in: ['k1', 'k1', 'k2'] }, label: { in: [1, 1, '1'] } } });
+      assert.deepEqual(repeated.map((d) => d.n), [1, 2, 7, 8], 'repeated values match once');
     }));
 
   it('gives up on endless contention with a RetryableError', () =>

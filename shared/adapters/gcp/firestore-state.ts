@@ -203,7 +203,8 @@ function planQuery(collection: Collection<unknown>, query: Query): QueryPlan {
       );
     }
     for (const value of values) assertScalar(collection, field, value);
-    filters.push([field, values]);
+    // Without repeats, which count against Firestore's limits (a Set keeps 1 and '1' apart, as JSON does).
+    filters.push([field, [...new Set(values)]]);
   }
   if (query.orderBy !== undefined) {
     const { field, direction } = query.orderBy;
