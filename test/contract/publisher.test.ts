@@ -254,8 +254,8 @@ describe('pubsub publisher, beyond the contract', { skip: missing, concurrency: 
         assert.equal(body.message?.attributes?.['kind'], 'bad');
       }
       assert.equal(letter.attributes['CloudPubSubDeadLetterSourceDeliveryCount'], '5');
-      // Pub/Sub itself puts deliveryAttempt in a push body when the subscription has a dead-letter policy; the
-      // emulator (0.8.x) leaves it out, so the functions' own count of attempts cannot be checked here.
+      // Pub/Sub's push format has a deliveryAttempt for subscriptions with a dead-letter policy, which the functions
+      // read to know their last attempt; the emulator (0.8.x) leaves it out, so that cannot be checked here.
       t.diagnostic(`deliveryAttempt in the pushes: ${bodies.map((body) => String(body.deliveryAttempt)).join(', ')}`);
     } finally {
       await deadSub?.close();
