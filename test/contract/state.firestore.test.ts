@@ -113,6 +113,31 @@ describe('firestore state, beyond the contract', { skip: missing }, () => {
       assert.deepEqual(repeated.map((d) => d.n), [1, 2, 7, 8], 'repeated values match once');
     }));
 
+  it('queues the retries of colliding transactions in one process instead of letting them abort each other', () =>
+    withStore(async (store, firestore) => {
+      let attempts = 0;
+      const run = firestore.runTransaction.bind(firestore);
+      firestore.runTransaction = ((fn, options) =>
+        run((tx) => {
+          attempts += 1;
+          return fn(tx);
+        }, options)) as Firestore['runTransaction'];
+      await store.transaction(async (tx) => tx.set(collections.builds, 'hot', buildFixture('hot', 0, 'queued')));
+      attempts = 0;
+      await Promise.all(
+        Array.from({ length: 30 }, () =>
+          store.transaction(async (tx) => {
+            const build = await tx.get(collections.builds, 'hot');
+            await new Promise((resolve) => setImmediate(resolve));
+            tx.set(collections.builds, 'hot', { ...buildFixture('hot', 0, 'queued'), attempts: (build?.attempts ?? 0) + 1 });
+          }),
+        ),
+      );
+      assert.equal((await store.get(collections.builds, 'hot'))?.attempts, 30);
+      // Each loser of the first round retries once, alone; without the turn they took about 4 attempts each.
+      assert.ok(attempts <= 2 * 30 + 5, `${attempts} attempts for 30 transactions`);
+    }));
+
   it('gives up on endless contention with a RetryableError', () =>
     withStore(
       async (store) => {
