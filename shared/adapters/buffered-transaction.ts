@@ -1,9 +1,10 @@
 import type { Collection, Transaction } from '../ports/state.ts';
 
 /**
- * The transaction bookkeeping shared by the state stores that serialize every operation behind one lock (the SQLite
- * adapter and the in-memory fake): with nothing else running, a plain read is a snapshot read, so a transaction is
- * just "read first, buffer the writes, apply them all at once". Each store keeps how it reads and how it applies.
+ * The transaction bookkeeping shared by the state stores: "read first, buffer the writes, apply them all at once".
+ * The stores that serialize every operation behind one lock (the SQLite adapter and the in-memory fake) read plainly,
+ * since with nothing else running a plain read is a snapshot read; the Firestore adapter reads through its
+ * Firestore transaction and applies the writes to it. Each store keeps how it reads and how it applies.
  */
 
 /** One buffered write to apply at commit. */
@@ -15,8 +16,8 @@ export interface BufferedWrite {
 }
 
 export interface BufferedTransactionDeps {
-  /** Reads one document as it is now; checks `id` itself. Runs under the caller's lock, so it is a snapshot. */
-  read<T>(collection: Collection<T>, id: string): T | undefined;
+  /** Reads one document as of the transaction's snapshot (under the caller's lock, or in a store transaction); checks `id` itself. */
+  read<T>(collection: Collection<T>, id: string): T | undefined | Promise<T | undefined>;
   /** Throws on a document ID (or collection) the store refuses; run at every `set` and `delete`. */
   checkId(collection: Collection<unknown>, id: string): void;
 }
@@ -68,9 +69,20 @@ export async function runBufferedTransaction<R>(
   }
 }
 
+/** Firestore's limit on a document ID's UTF-8 length. */
+const MAX_ID_BYTES = 1500;
+
 /** Throws an Error unless `id` follows Firestore's rules for document IDs, so no local store accepts one it would refuse. */
 export function checkDocumentId(collection: Collection<unknown>, id: string): void {
-  if (typeof id !== 'string' || id === '' || id === '.' || id === '..' || id.includes('/')) {
+  if (
+    typeof id !== 'string' ||
+    id === '' ||
+    id === '.' ||
+    id === '..' ||
+    id.includes('/') ||
+    /^__.*__$/s.test(id) ||
+    Buffer.byteLength(id) > MAX_ID_BYTES
+  ) {
     throw new Error(`invalid document ID ${JSON.stringify(id)} in ${collection.name}`);
   }
 }

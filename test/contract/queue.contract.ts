@@ -312,34 +312,6 @@ export function queueContract(
       assert.deepEqual(texts(await queue.pull('s', 10)), ['second', 'third', 'first']);
     });
 
-    it('records dead letters by hand and lists them newest first', async () => {
-      for (let i = 1; i <= 3; i++) {
-        clock += 1;
-        await queue.record({
-          topic: 't',
-          subscription: 's',
-          data: encode(`letter ${i}`),
-          attributes: { i: String(i) },
-          attempts: i,
-          reason: `reason ${i}`,
-        });
-      }
-      const letters = await queue.list();
-      assert.deepEqual(
-        letters.map((l) => [decode(l.data), l.reason, l.attempts, l.at, l.attributes['i']]),
-        [
-          ['letter 3', 'reason 3', 3, START + 3, '3'],
-          ['letter 2', 'reason 2', 2, START + 2, '2'],
-          ['letter 1', 'reason 1', 1, START + 1, '1'],
-        ],
-      );
-      assert.equal(new Set(letters.map((l) => l.id)).size, 3);
-      assert.deepEqual(
-        (await queue.list(2)).map((l) => l.reason),
-        ['reason 3', 'reason 2'],
-      );
-    });
-
     it('rejects calls after close', async () => {
       await queue.subscribe('t', 's', options);
       await queue.close();

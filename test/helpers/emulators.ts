@@ -94,6 +94,9 @@ async function start(name: EmulatorName): Promise<string> {
   const args = name === 'firestore' ? ['start', '--host=127.0.0.1', `--port=${port}`] : ['--host=127.0.0.1', `--port=${port}`];
   const child = spawn(path, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   children.push(child);
+  // Neither the emulator nor its stderr pipe may keep the test process alive: its 'exit' is what stops them.
+  child.unref();
+  (child.stderr as { unref?: () => void } | null)?.unref?.();
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);

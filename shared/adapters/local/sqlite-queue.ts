@@ -218,7 +218,8 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       checkName('topic', topic);
       if (!(data instanceof Uint8Array)) throw new Error(`publish to ${topic}: data must be a Uint8Array`);
       const id = randomUUID();
-      const row = { id, topic, data, attributes: encodeAttributes(topic, attributes) };
+      // A copy: the row is written at the group commit, after the caller may have reused its buffer.
+      const row = { id, topic, data: data.slice(), attributes: encodeAttributes(topic, attributes) };
       await groupCommit(() => sql.publish.run({ ...row, now: now() }));
       listeners.notify(topic);
       return id;
