@@ -1,5 +1,6 @@
 import { triggers, type MessageFunctionName } from '../../functions/functions.ts';
 import { topics } from '../../shared/model/messages.ts';
+import { collections } from '../../shared/ports/state.ts';
 
 /**
  * The gcloud commands that deploy hermetic to one Google Cloud project, and the ones that remove it again. Pure: it
@@ -149,7 +150,20 @@ export interface PlanNames {
   eventsAccount: string;
   workerAccount: string;
   schedules: { poll: string; reap: string };
+  /** The pushed builder images as the functions find them: `name:tag` under the image repository, space-separated. */
+  images: string;
 }
+
+/**
+ * The composite indexes the dashboard's queries need: an equality on one field, newest first by `seq` (Firestore
+ * merges these for queries on several of the fields). Equality-only queries need none.
+ */
+export const firestoreIndexes = [
+  { collection: collections.commits.name, field: 'repo', orderBy: 'seq' },
+  { collection: collections.builds.name, field: 'repo', orderBy: 'seq' },
+  { collection: collections.builds.name, field: 'commit', orderBy: 'seq' },
+  { collection: collections.builds.name, field: 'status', orderBy: 'seq' },
+] as const;
 
 /** Service account IDs (the part before `@`). */
 export const accountIds = { functions: 'hermetic-functions', events: 'hermetic-events', worker: 'hermetic-worker' } as const;
@@ -177,6 +191,7 @@ export function planNames(options: PlanOptions): PlanNames {
     eventsAccount: account(accountIds.events),
     workerAccount: account(accountIds.worker),
     schedules: { poll: options.schedules?.poll ?? '* * * * *', reap: options.schedules?.reap ?? '*/2 * * * *' },
+    images: (options.images ?? []).map((image) => image.tag.replace(/^hermetic\//, '')).join(' '),
   };
 }
 
@@ -200,10 +215,10 @@ export function environmentOf(names: PlanNames): Record<string, string> {
     HERMETIC_BUCKET: names.bucket,
     HERMETIC_DASHBOARD_URL: 'https://${DASHBOARD_HOST}',
     HERMETIC_IMAGE_REPO: '${IMAGE_REPO}',
-    HERMETIC_SIGNER: names.functionsAccount,
     HERMETIC_WORKER_SA: names.workerAccount,
     HERMETIC_CONFIG: names.config,
     HERMETIC_MAX_DELIVERY_ATTEMPTS: String(names.maxDeliveryAttempts),
+    HERMETIC_IMAGES: names.images,
   };
 }
 
@@ -280,6 +295,18 @@ export function deployPlan(options: PlanOptions): Command[] {
   create('the state store: a Firestore database in native mode', [
     'gcloud', 'firestore', 'databases', 'create', `--location=${region}`, '--type=firestore-native', ...p,
   ]);
+
+  for (const index of firestoreIndexes) {
+    create(`the index for ${index.collection} by ${index.field}, newest first`, [
+      'gcloud', 'firestore', 'indexes', 'composite', 'create', `--collection-group=${index.collection}`,
+      `--field-config=field-path=${index.field},order=ascending`, `--field-config=field-path=${index.orderBy},order=descending`, ...p,
+    ]);
+  }
+  for (const collection of Object.values(collections)) {
+    add(`${collection.name}: the document's JSON text is never queried, so it is not indexed`, [
+      'gcloud', 'firestore', 'indexes', 'fields', 'update', 'json', `--collection-group=${collection.name}`, '--disable-indexes', ...p,
+    ]);
+  }
 
   create('the blobs bucket: sources, logs, results, snapshots', [
     'gcloud', 'storage', 'buckets', 'create', `gs://${bucket}`, `--location=${region}`, '--uniform-bucket-level-access', '--public-access-prevention', ...p,

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { triggers } from '../../functions/functions.ts';
 import {
+  firestoreIndexes,
   deadLetterTopic,
   deployedFunctions,
   deployPlan,
@@ -21,6 +22,7 @@ import type { Io } from '../../shared/cli/io.ts';
 import { main } from '../../shared/cli/main.ts';
 import { requiredVariables } from '../../shared/adapters/gcp/environment.ts';
 import { blobKeys } from '../../shared/model/wire.ts';
+import { collections } from '../../shared/ports/state.ts';
 
 const place = { project: 'hermetic-test-1', region: 'europe-west4', zone: 'europe-west4-a' };
 const images = [
@@ -153,7 +155,6 @@ describe('deploy plan', () => {
     for (const command of deploys) {
       const env = envOf(command);
       for (const name of requiredEnv) assert.ok((env.get(name) ?? '') !== '', `${command.argv[3]} lacks ${name}`);
-      assert.equal(env.get('HERMETIC_SIGNER'), functionsAccount);
       assert.equal(env.get('HERMETIC_WORKER_SA'), workerAccount);
       assert.equal(env.get('HERMETIC_BUCKET'), bucket.slice(5));
       assert.equal(env.get('HERMETIC_ZONE'), place.zone);
@@ -258,6 +259,25 @@ function resourceOf(command: Command): { made?: string; removed?: string } | und
   if (at('gcloud', 'scheduler', 'jobs', 'delete')) return { removed: `job ${a[4]}` };
   return undefined;
 }
+
+describe('Firestore indexes', () => {
+  it('creates each composite index, on fields the state store writes out for queries', () => {
+    for (const index of firestoreIndexes) {
+      const collection = Object.values(collections).find((candidate) => candidate.name === index.collection);
+      assert.ok(collection?.indexed.includes(index.field) && collection.indexed.includes(index.orderBy), `${index.collection} indexes ${index.field} and ${index.orderBy}`);
+      assert.ok(
+        plan.some((command) => command.argv.includes(`--collection-group=${index.collection}`) && command.argv.includes(`--field-config=field-path=${index.field},order=ascending`)),
+        `an index for ${index.collection} by ${index.field}`,
+      );
+    }
+  });
+
+  it('exempts the JSON text of every collection from indexing', () => {
+    for (const collection of Object.values(collections)) {
+      assert.ok(plan.some((command) => command.argv.join(' ').includes(`fields update json --collection-group=${collection.name} --disable-indexes`)), collection.name);
+    }
+  });
+});
 
 describe('teardown plan', () => {
   it('removes each resource that deploy creates, and nothing else', () => {

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { loadGoogleCloud } from '../../functions/google-cloud.ts';
 import { createCloudLogger } from '../../shared/adapters/gcp/cloud-logger.ts';
+import { gceHostTypes, loadMachines } from '../../shared/adapters/gcp/gce-host-types.ts';
+import { listHostTypes } from '../../shared/images/host-types.ts';
 import { readGoogleCloudEnvironment, requiredVariables } from '../../shared/adapters/gcp/environment.ts';
 import { ConfigError } from '../../shared/errors.ts';
 
@@ -11,7 +14,6 @@ const complete = {
   HERMETIC_BUCKET: 'my-builds-1-hermetic',
   HERMETIC_DASHBOARD_URL: 'https://my-builds-1.appspot.com',
   HERMETIC_IMAGE_REPO: 'us-central1-docker.pkg.dev/my-builds-1/hermetic',
-  HERMETIC_SIGNER: 'hermetic-functions@my-builds-1.iam.gserviceaccount.com',
   HERMETIC_WORKER_SA: 'hermetic-worker@my-builds-1.iam.gserviceaccount.com',
 };
 
@@ -26,14 +28,14 @@ describe('the Google Cloud environment', () => {
   });
 
   it('fails fast, naming every missing and malformed variable at once', () => {
-    const { HERMETIC_BUCKET: _bucket, HERMETIC_SIGNER: _signer, ...partial } = complete;
+    const { HERMETIC_BUCKET: _bucket, HERMETIC_WORKER_SA: _worker, ...partial } = complete;
     assert.throws(
       () => readGoogleCloudEnvironment({ ...partial, HERMETIC_PROJECT: 'Bad_Project', HERMETIC_MAX_DELIVERY_ATTEMPTS: '2' }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
         assert.match(error.message, /HERMETIC_PROJECT="Bad_Project" is not the Google Cloud project ID/);
         assert.match(error.message, /HERMETIC_BUCKET is not set \(the blobs bucket name\)/);
-        assert.match(error.message, /HERMETIC_SIGNER is not set/);
+        assert.match(error.message, /HERMETIC_WORKER_SA is not set/);
         assert.match(error.message, /HERMETIC_MAX_DELIVERY_ATTEMPTS="2" is not a whole number from 5 to 100/);
         assert.doesNotMatch(error.message, /HERMETIC_REGION/);
         return true;
@@ -43,6 +45,21 @@ describe('the Google Cloud environment', () => {
 
   it('refuses a zone outside the region', () => {
     assert.throws(() => readGoogleCloudEnvironment({ ...complete, HERMETIC_ZONE: 'europe-west1-b' }), /HERMETIC_ZONE=europe-west1-b is not in HERMETIC_REGION=us-central1/);
+  });
+
+  it('reads the pushed images, and refuses a malformed entry', () => {
+    const read = readGoogleCloudEnvironment({ ...complete, HERMETIC_IMAGES: ' linux-amd64:97408d53c648  linux-386:0123abcd ' });
+    assert.deepEqual([...read.images], [['linux-amd64', 'linux-amd64:97408d53c648'], ['linux-386', 'linux-386:0123abcd']]);
+    assert.throws(() => readGoogleCloudEnvironment({ ...complete, HERMETIC_IMAGES: 'linux-amd64' }), /HERMETIC_IMAGES: "linux-amd64" is not HOSTTYPE:TAG/);
+  });
+
+  it('makes the composition root fail on its first use, before any client, naming what to set', async () => {
+    await assert.rejects(loadGoogleCloud({}), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /HERMETIC_PROJECT is not set/);
+      assert.match(error.message, /HERMETIC_WORKER_SA is not set/);
+      return true;
+    });
   });
 
   it('lists every variable deploy must set', () => {
@@ -66,5 +83,38 @@ describe('the Cloud Logging logger', () => {
       ],
     );
     assert.ok(lines.every((line) => line.endsWith('\n') && !line.slice(0, -1).includes('\n')));
+  });
+});
+
+describe('host types on Compute Engine', () => {
+  it('runs each shipped host type with a pushed image on Container-Optimized OS of its architecture', async () => {
+    const types = gceHostTypes({
+      hostTypes: await listHostTypes(),
+      machines: await loadMachines(),
+      images: new Map([
+        ['linux-amd64', 'linux-amd64:aaa'],
+        ['linux-arm64', 'linux-arm64:bbb'],
+      ]),
+      imageRepo: 'us-central1-docker.pkg.dev/p/hermetic',
+    });
+    assert.deepEqual([...types.keys()], ['linux-amd64', 'linux-arm64'], 'host types without a pushed image are left out');
+    assert.deepEqual(types.get('linux-amd64'), {
+      kind: 'cos-container',
+      machineType: 'e2-standard-2',
+      spot: true,
+      sourceImage: 'projects/cos-cloud/global/images/family/cos-stable',
+      image: 'us-central1-docker.pkg.dev/p/hermetic/linux-amd64:aaa',
+    });
+    assert.equal(types.get('linux-arm64')?.sourceImage, 'projects/cos-cloud/global/images/family/cos-arm64-stable');
+    assert.equal(types.get('linux-arm64')?.machineType, 't2a-standard-2');
+  });
+
+  it('refuses a machine or an image for a host type without a recipe', async () => {
+    const hostTypes = await listHostTypes();
+    assert.throws(
+      () => gceHostTypes({ hostTypes, machines: { 'windows-amd64': { machineType: 'n2-standard-4', spot: false } }, images: new Map(), imageRepo: 'r' }),
+      /machines.json: no host type windows-amd64; expected one of: linux-386/,
+    );
+    assert.throws(() => gceHostTypes({ hostTypes, machines: {}, images: new Map([['plan9', 'plan9:x']]), imageRepo: 'r' }), /HERMETIC_IMAGES: no host type plan9/);
   });
 });

@@ -11,14 +11,14 @@ export interface GoogleCloudEnvironment {
   dashboardUrl: string;
   /** The Artifact Registry Docker repository holding the builder images, as REGION-docker.pkg.dev/PROJECT/REPO. */
   imageRepo: string;
-  /** The functions' service account: URLs are signed as it, through IAM. */
-  signer: string;
   /** The workers' service account, which holds no role. */
   workerServiceAccount: string;
   /** The builders config inside the deployed source. */
   configFile: string;
   /** Deliveries of a message before Pub/Sub dead-letters it; the functions give up visibly on the last one. */
   maxDeliveryAttempts: number;
+  /** The builder images deploy pushed: host type -> `name:tag` under imageRepo. */
+  images: Map<string, string>;
 }
 
 /** Each variable: what it holds (for the error) and the check of its value. */
@@ -29,11 +29,10 @@ const variables = {
   HERMETIC_BUCKET: ['the blobs bucket name', /^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/],
   HERMETIC_DASHBOARD_URL: ['the dashboard URL, e.g. https://PROJECT.appspot.com', /^https?:\/\/[^\s/]+(\/\S*)?$/],
   HERMETIC_IMAGE_REPO: ['the builder images repository, e.g. us-central1-docker.pkg.dev/PROJECT/hermetic', /^[a-z0-9-]+-docker\.pkg\.dev\/[a-z][a-z0-9-]+\/[a-z0-9-]+$/],
-  HERMETIC_SIGNER: ['the functions\' service account email', /^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\.iam\.gserviceaccount\.com$/],
   HERMETIC_WORKER_SA: ['the workers\' service account email', /^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9-]+\.iam\.gserviceaccount\.com$/],
 } as const;
 
-export type EnvironmentVariable = keyof typeof variables | 'HERMETIC_CONFIG' | 'HERMETIC_MAX_DELIVERY_ATTEMPTS';
+export type EnvironmentVariable = keyof typeof variables | 'HERMETIC_CONFIG' | 'HERMETIC_MAX_DELIVERY_ATTEMPTS' | 'HERMETIC_IMAGES';
 /** The variables deploy must set on every function, with what each holds. */
 export const requiredVariables: ReadonlyArray<{ name: EnvironmentVariable; holds: string }> = Object.entries(variables).map(
   ([name, [holds]]) => ({ name: name as EnvironmentVariable, holds }),
@@ -58,6 +57,13 @@ export function readGoogleCloudEnvironment(env: Readonly<Record<string, string |
   if (!Number.isInteger(maxDeliveryAttempts) || maxDeliveryAttempts < 5 || maxDeliveryAttempts > 100) {
     problems.push(`HERMETIC_MAX_DELIVERY_ATTEMPTS=${JSON.stringify(attemptsText)} is not a whole number from 5 to 100`);
   }
+  // "linux-amd64:97408d53c648 linux-386:...", space-separated: gcloud's --set-env-vars splits on commas.
+  const images = new Map<string, string>();
+  for (const entry of (env['HERMETIC_IMAGES'] ?? '').split(/\s+/).filter((part) => part !== '')) {
+    const match = /^([a-z0-9][a-z0-9-]{0,62}):([a-z0-9][a-z0-9._-]{0,127})$/.exec(entry);
+    if (match?.[1] === undefined) problems.push(`HERMETIC_IMAGES: ${JSON.stringify(entry)} is not HOSTTYPE:TAG`);
+    else images.set(match[1], entry);
+  }
   const read: GoogleCloudEnvironment = {
     project: value('HERMETIC_PROJECT'),
     region: value('HERMETIC_REGION'),
@@ -65,10 +71,10 @@ export function readGoogleCloudEnvironment(env: Readonly<Record<string, string |
     bucket: value('HERMETIC_BUCKET'),
     dashboardUrl: value('HERMETIC_DASHBOARD_URL'),
     imageRepo: value('HERMETIC_IMAGE_REPO'),
-    signer: value('HERMETIC_SIGNER'),
     workerServiceAccount: value('HERMETIC_WORKER_SA'),
     configFile: env['HERMETIC_CONFIG']?.trim() || 'hermetic.config.json',
     maxDeliveryAttempts,
+    images,
   };
   if (read.zone !== '' && read.region !== '' && !read.zone.startsWith(`${read.region}-`)) {
     problems.push(`HERMETIC_ZONE=${read.zone} is not in HERMETIC_REGION=${read.region}`);

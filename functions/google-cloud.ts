@@ -1,0 +1,96 @@
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Firestore } from '@google-cloud/firestore';
+import type { PubSub } from '@google-cloud/pubsub';
+import type { Storage } from '@google-cloud/storage';
+import { createCloudLogger } from '../shared/adapters/gcp/cloud-logger.ts';
+import { readGoogleCloudEnvironment, type GoogleCloudEnvironment } from '../shared/adapters/gcp/environment.ts';
+import { createFirestoreDeadLetters } from '../shared/adapters/gcp/firestore-dead-letters.ts';
+import { createFirestoreState } from '../shared/adapters/gcp/firestore-state.ts';
+import { createGceCompute, type GceClientOptions } from '../shared/adapters/gcp/gce-compute.ts';
+import { gceHostTypes, loadMachines } from '../shared/adapters/gcp/gce-host-types.ts';
+import { createGcsBlobs } from '../shared/adapters/gcp/gcs-blobs.ts';
+import { createPubsubPublisher } from '../shared/adapters/gcp/pubsub-publisher.ts';
+import { createGitSource } from '../shared/adapters/local/git-source.ts';
+import { loadConfig } from '../shared/config/config.ts';
+import { listHostTypes } from '../shared/images/host-types.ts';
+import type { Logger } from '../shared/ports/log.ts';
+import { defaultPipelineOptions } from '../shared/pipeline/deps.ts';
+import { createFunctions, type Functions } from './functions.ts';
+
+/** The deployed source's root, where HERMETIC_CONFIG is looked up. */
+const sourceRoot = fileURLToPath(new URL('../', import.meta.url));
+
+/** The Google clients the adapters are built over; tests hand in clients pointed at emulators and fakes. */
+export interface GoogleClients {
+  firestore: Firestore;
+  pubsub: PubSub;
+  storage: Storage;
+  /** For Compute Engine's clients, which the compute adapter creates itself on first use. */
+  compute?: GceClientOptions;
+  /** Where signBlob is asked to sign URLs, when not Google's own (tests). */
+  signingEndpoint?: string;
+}
+
+/** Creates the real clients, for the project, with the runtime's own credentials. */
+async function defaultClients(environment: GoogleCloudEnvironment): Promise<GoogleClients> {
+  const [{ Firestore }, { PubSub }, { Storage }] = await Promise.all([
+    import('@google-cloud/firestore'),
+    import('@google-cloud/pubsub'),
+    import('@google-cloud/storage'),
+  ]);
+  const projectId = environment.project;
+  return {
+    firestore: new Firestore({ projectId, ignoreUndefinedProperties: true }),
+    pubsub: new PubSub({ projectId }),
+    storage: new Storage({ projectId }),
+  };
+}
+
+/**
+ * The Google Cloud composition root: every function over Firestore, Pub/Sub, Cloud Storage and Compute Engine, as
+ * the environment configures them. Throws ConfigError at once, naming every missing or malformed variable, the
+ * config file's bad field, or a machine or image of an unknown host type, so a misdeployed function says what to fix
+ * on its first event. Compute Engine's client is imported only when a function first starts or lists a worker.
+ */
+export async function loadGoogleCloud(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  options: { clients?: GoogleClients; logger?: Logger } = {},
+): Promise<Functions> {
+  const environment = readGoogleCloudEnvironment(env);
+  const logger = options.logger ?? createCloudLogger();
+  const [catalog, hostTypes, machines, clients] = await Promise.all([
+    loadConfig(resolve(sourceRoot, environment.configFile)),
+    listHostTypes(),
+    loadMachines(),
+    options.clients ?? defaultClients(environment),
+  ]);
+  const compute = createGceCompute({
+    project: environment.project,
+    zone: environment.zone,
+    hostTypes: gceHostTypes({ hostTypes, machines, images: environment.images, imageRepo: environment.imageRepo }),
+    serviceAccount: environment.workerServiceAccount,
+    logger,
+    ...(clients.compute === undefined ? {} : { clientOptions: clients.compute }),
+  });
+  return createFunctions({
+    catalog,
+    state: createFirestoreState({ firestore: clients.firestore }),
+    publisher: createPubsubPublisher({ pubsub: clients.pubsub }),
+    blobs: createGcsBlobs({
+      storage: clients.storage,
+      bucket: environment.bucket,
+      ...(clients.signingEndpoint === undefined ? {} : { signingEndpoint: clients.signingEndpoint }),
+    }),
+    compute,
+    // Mirrors live in the instance's /tmp (memory): a cold instance fetches again, a warm one only what is new.
+    source: createGitSource({ cacheDir: join(tmpdir(), 'hermetic-git'), logger }),
+    reporters: [],
+    logger,
+    now: Date.now,
+    options: { ...defaultPipelineOptions, dashboardUrl: environment.dashboardUrl },
+    deadLetters: createFirestoreDeadLetters({ firestore: clients.firestore }),
+    maxDeliveryAttempts: environment.maxDeliveryAttempts,
+  });
+}

@@ -1,0 +1,85 @@
+import type { Message, PubSub, Subscription } from '@google-cloud/pubsub';
+import { messagePublishedEvent } from '../../functions/pubsub-function.ts';
+
+/** One function's trigger: messages on `topic` go to the function served at `url`. */
+export interface RelayRoute {
+  topic: string;
+  url: string;
+}
+
+/**
+ * Plays Eventarc for tests on the Pub/Sub emulator: a pull subscription per route, each message POSTed to its
+ * function as a structured `messagePublished` CloudEvent, acked on a 2xx answer and nacked otherwise, so Pub/Sub
+ * redelivers as it would to a failing function. `deliveryAttempt` is Pub/Sub's where the subscription has a
+ * dead-letter policy, else counted here. Tests keep apart by the client's project ID.
+ */
+export async function startEventarcRelay(options: { pubsub: PubSub; project: string; routes: readonly RelayRoute[] }) {
+  const subscriptions: Subscription[] = [];
+  const attempts = new Map<string, number>();
+  const inFlight = new Set<Promise<void>>();
+  const failures: string[] = [];
+  let handled = 0;
+
+  async function relay(route: RelayRoute, subscriptionName: string, message: Message): Promise<void> {
+    const attempt = message.deliveryAttempt > 0 ? message.deliveryAttempt : (attempts.get(message.id) ?? 0) + 1;
+    attempts.set(message.id, attempt);
+    const event = messagePublishedEvent({
+      project: options.project,
+      topic: route.topic,
+      subscription: subscriptionName,
+      messageId: message.id,
+      data: message.data,
+      attributes: message.attributes,
+      publishedAt: message.publishTime.getTime(),
+      deliveryAttempt: attempt,
+    });
+    try {
+      const response = await fetch(route.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/cloudevents+json' },
+        body: JSON.stringify(event),
+      });
+      await response.arrayBuffer();
+      if (response.ok) message.ack();
+      else {
+        failures.push(`${route.topic} ${message.id}: HTTP ${response.status}`);
+        message.nack();
+      }
+    } catch (error) {
+      failures.push(`${route.topic} ${message.id}: ${(error as Error).message}`);
+      message.nack();
+    } finally {
+      handled++;
+    }
+  }
+
+  for (const route of options.routes) {
+    const name = `${route.topic}-relay`;
+    const [topic] = await options.pubsub.topic(route.topic).get({ autoCreate: true });
+    const [subscription] = await topic.createSubscription(name, { ackDeadlineSeconds: 60 });
+    subscription.on('message', (message: Message) => {
+      const work = relay(route, name, message).finally(() => inFlight.delete(work));
+      inFlight.add(work);
+    });
+    subscription.on('error', (error: Error) => failures.push(`${route.topic}: ${error.message}`));
+    subscriptions.push(subscription);
+  }
+
+  return {
+    /** Non-2xx answers and transport errors so far, for a failing test's message. */
+    failures,
+    /** Messages handed to functions so far, redeliveries included. */
+    get handled(): number {
+      return handled;
+    },
+    /** True while a message is being handed over. */
+    get busy(): boolean {
+      return inFlight.size > 0;
+    },
+    /** Stops pulling; messages in flight finish first. */
+    async stop(): Promise<void> {
+      await Promise.all(subscriptions.map((subscription) => subscription.close()));
+      await Promise.all(inFlight);
+    },
+  };
+}
