@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { getTestServer } from '@google-cloud/functions-framework/testing';
+import { triggers, type MessageFunctionName } from '../../functions/functions.ts';
 import { registerFunctions } from '../../functions/index.ts';
 import { messagePublishedEvent } from '../../functions/pubsub-function.ts';
 import { buildId } from '../../shared/model/ids.ts';
@@ -164,6 +165,21 @@ describe('entry points through functions-framework', () => {
     assert.equal(letter?.attempts, 5);
     assert.match(letter?.reason ?? '', /gave up after 5 deliveries/);
     assert.deepEqual(JSON.parse(Buffer.from(letter?.data ?? []).toString()), { v: 1, taskId: '0123456789abcdef01234567' });
+  });
+
+  it('acknowledges malformed messages on every Pub/Sub function, naming the topic and the field', async () => {
+    for (const name of Object.keys(triggers) as MessageFunctionName[]) {
+      if (name === 'deadLetter') continue; // it keeps whatever Pub/Sub forwards, as it came
+      const { url, server } = await serve(name);
+      servers.push(server);
+      const topic = triggers[name];
+      assert.equal(await post(url, pubsubEvent(topic, '{"v":2}', `m-bad-${name}`)), 204, name);
+      const [letter] = await h.queue.list(1);
+      assert.equal(letter?.topic, topic);
+      assert.match(letter?.reason ?? '', new RegExp(`^${topic} message: `), name);
+      assert.equal(await post(url, pubsubEvent(topic, 'not json', `m-nojson-${name}`)), 204, name);
+      assert.match((await h.queue.list(1))[0]?.reason ?? '', /not JSON/, name);
+    }
   });
 
   it('answers 500 on a retryable failure, so the platform redelivers', async () => {
