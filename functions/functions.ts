@@ -54,54 +54,61 @@ export function createFunctions(deps: FunctionDeps): Functions {
     if (taskId === undefined) deps.logger.warn('landed.ignored', { bucket: object.bucket, object: object.name });
     return taskId === undefined ? undefined : { taskId };
   };
+  const byTopic = new Map<string, PubsubFunction>();
+  const message = {
+    poll: pubsubFunction({ ...wrap, topic: triggers.poll, schema: PollTick, handle: createPoll(deps) }),
+    reap: pubsubFunction({ ...wrap, topic: triggers.reap, schema: ReapTick, handle: createReap(deps) }),
+    plan: pubsubFunction({
+      ...wrap,
+      topic: triggers.plan,
+      schema: BuildRequested,
+      handle: createPlan(deps),
+      giveUp: (message, reason) => abandonPlan(deps, message.buildId, reason),
+    }),
+    launch: pubsubFunction({
+      ...wrap,
+      topic: triggers.launch,
+      schema: TaskReady,
+      handle: createLaunch(deps),
+      giveUp: loseTask('launch'),
+    }),
+    collect: pubsubFunction({
+      ...wrap,
+      topic: triggers.collect,
+      schema: TaskFinished,
+      handle: collect,
+      giveUp: loseTask('collect'),
+    }),
+    landed: pubsubFunction({
+      ...wrap,
+      topic: triggers.landed,
+      schema: ObjectFinalized,
+      handle: async (object) => {
+        const task = resultTask(object);
+        if (task !== undefined) await collect({ v: 1, taskId: task.taskId, cause: 'result' });
+      },
+      giveUp: async (object, reason) => {
+        const task = resultTask(object);
+        if (task !== undefined) await loseTask('collect')(task, reason);
+      },
+    }),
+    merge: pubsubFunction({
+      ...wrap,
+      topic: triggers.merge,
+      schema: TestsFinished,
+      handle: createMerge(deps),
+      giveUp: (message, reason) => abandonMerge(deps, message.buildId, reason),
+    }),
+    report: pubsubFunction({ ...wrap, topic: triggers.report, schema: BuildFinished, handle: createReport(deps) }),
+    deadLetter: deadLetterFunction({
+      deadLetters: deps.deadLetters,
+      logger: deps.logger,
+      functionOf: (topic) => byTopic.get(topic),
+    }),
+  } satisfies Record<MessageFunctionName, PubsubFunction>;
+  for (const name of Object.keys(triggers) as MessageFunctionName[]) byTopic.set(triggers[name], message[name]);
   return {
-    message: {
-      poll: pubsubFunction({ ...wrap, topic: triggers.poll, schema: PollTick, handle: createPoll(deps) }),
-      reap: pubsubFunction({ ...wrap, topic: triggers.reap, schema: ReapTick, handle: createReap(deps) }),
-      plan: pubsubFunction({
-        ...wrap,
-        topic: triggers.plan,
-        schema: BuildRequested,
-        handle: createPlan(deps),
-        giveUp: (message, reason) => abandonPlan(deps, message.buildId, reason),
-      }),
-      launch: pubsubFunction({
-        ...wrap,
-        topic: triggers.launch,
-        schema: TaskReady,
-        handle: createLaunch(deps),
-        giveUp: loseTask('launch'),
-      }),
-      collect: pubsubFunction({
-        ...wrap,
-        topic: triggers.collect,
-        schema: TaskFinished,
-        handle: collect,
-        giveUp: loseTask('collect'),
-      }),
-      landed: pubsubFunction({
-        ...wrap,
-        topic: triggers.landed,
-        schema: ObjectFinalized,
-        handle: async (object) => {
-          const task = resultTask(object);
-          if (task !== undefined) await collect({ v: 1, taskId: task.taskId, cause: 'result' });
-        },
-        giveUp: async (object, reason) => {
-          const task = resultTask(object);
-          if (task !== undefined) await loseTask('collect')(task, reason);
-        },
-      }),
-      merge: pubsubFunction({
-        ...wrap,
-        topic: triggers.merge,
-        schema: TestsFinished,
-        handle: createMerge(deps),
-        giveUp: (message, reason) => abandonMerge(deps, message.buildId, reason),
-      }),
-      report: pubsubFunction({ ...wrap, topic: triggers.report, schema: BuildFinished, handle: createReport(deps) }),
-      deadLetter: deadLetterFunction({ deadLetters: deps.deadLetters, logger: deps.logger }),
-    },
+    message,
     dashboard: createDashboard({
       catalog: deps.catalog,
       state: deps.state,

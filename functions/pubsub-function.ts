@@ -1,7 +1,8 @@
 import type { CloudEvent } from '@google-cloud/functions-framework';
 import type { z } from 'zod';
 import { describeError, PermanentError } from '../shared/errors.ts';
-import { decode } from '../shared/model/messages.ts';
+import { decode, topics } from '../shared/model/messages.ts';
+import { topicAttribute } from '../shared/pipeline/publish.ts';
 import type { Logger } from '../shared/ports/log.ts';
 import type { DeadLetters } from '../shared/ports/messages.ts';
 
@@ -18,7 +19,16 @@ export interface MessagePublishedData {
   deliveryAttempt?: number;
 }
 
-export type PubsubFunction = (event: CloudEvent<MessagePublishedData>) => Promise<void>;
+/** A Pub/Sub-triggered function. */
+export interface PubsubFunction {
+  (event: CloudEvent<MessagePublishedData>): Promise<void>;
+  /**
+   * Records, where people will see it, that a message of this function's topic will never be handled (a build's
+   * verdict, a lost task), as the function does itself on its last delivery. Does nothing for a message it cannot
+   * decode, or a function with nothing to record.
+   */
+  abandon(data: Uint8Array, reason: string): Promise<void>;
+}
 
 /**
  * Wraps a handler as a Pub/Sub-triggered function: decodes and validates the message, runs the handler, and maps
@@ -36,7 +46,7 @@ export function pubsubFunction<S extends z.ZodType>(options: {
   deadLetters: DeadLetters;
   logger: Logger;
 }): PubsubFunction {
-  return async (event) => {
+  const handle = async (event: CloudEvent<MessagePublishedData>): Promise<void> => {
     const message = event.data?.message;
     const data = Buffer.from(message?.data ?? '', 'base64');
     const attempt = event.data?.deliveryAttempt ?? 1;
@@ -60,6 +70,17 @@ export function pubsubFunction<S extends z.ZodType>(options: {
       });
     }
   };
+  const abandon = async (data: Uint8Array, reason: string): Promise<void> => {
+    if (options.giveUp === undefined) return;
+    let decoded: z.infer<S>;
+    try {
+      decoded = decode(options.schema, data, `${options.topic} message`);
+    } catch {
+      return;
+    }
+    await options.giveUp(decoded, reason);
+  };
+  return Object.assign(handle, { abandon });
 }
 
 /** The attributes Pub/Sub adds to a message it forwards to a dead-letter topic. */
@@ -68,30 +89,40 @@ const forwarded = {
   deliveryCount: 'CloudPubSubDeadLetterSourceDeliveryCount',
 } as const;
 
+
 /**
- * The function on the dead-letter topic: keeps each message Pub/Sub gave up on (its function kept crashing or timing
- * out, so never recorded it itself) in the dead letters, with where it came from. It only records, so it can fail
- * only if the store does; then it throws and Pub/Sub redelivers.
+ * The function on the dead-letter topic: for each message Pub/Sub gave up on (its function kept crashing or timing
+ * out, or never learned it was on its last delivery), records what that function would have on its last delivery
+ * (`abandon`: a build's verdict, a lost task), then keeps the message in the dead letters with where it was going.
+ * It fails only if the store does; then it throws and Pub/Sub redelivers.
  */
-export function deadLetterFunction(options: { deadLetters: DeadLetters; logger: Logger }): PubsubFunction {
-  return async (event) => {
+export function deadLetterFunction(options: {
+  deadLetters: DeadLetters;
+  logger: Logger;
+  /** The function of a topic, to abandon its message. */
+  functionOf: (topic: string) => PubsubFunction | undefined;
+}): PubsubFunction {
+  const handle = async (event: CloudEvent<MessagePublishedData>): Promise<void> => {
     const message = event.data?.message;
     const attributes = message?.attributes ?? {};
     const subscription = attributes[forwarded.subscription] ?? '';
     const attempts = Number(attributes[forwarded.deliveryCount] ?? 0);
-    // The original topic is not carried; the subscription (Eventarc names it after the function's trigger) says where.
-    const topic = subscription === '' ? 'unknown' : (subscription.split('/').pop() ?? subscription);
+    // Our messages name their topic; Cloud Storage's notifications only ever go to result-landed.
+    const topic = attributes[topicAttribute] ?? (attributes['eventType'] === 'OBJECT_FINALIZE' ? topics.resultLanded : 'unknown');
     const reason = `Pub/Sub gave up after ${attempts > 0 ? attempts : 'its maximum'} deliveries: the function failed or timed out every time`;
+    const data = Buffer.from(message?.data ?? '', 'base64');
     options.logger.error('message.dead-lettered', { topic, id: message?.messageId, reason });
+    await options.functionOf(topic)?.abandon(data, reason);
     await options.deadLetters.record({
       topic,
       subscription,
-      data: Buffer.from(message?.data ?? '', 'base64'),
+      data,
       attributes,
       attempts,
       reason,
     });
   };
+  return Object.assign(handle, { abandon: async () => {} });
 }
 
 /** A `messagePublished` CloudEvent for bytes on a topic, shaped as Eventarc delivers it. */

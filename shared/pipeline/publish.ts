@@ -2,6 +2,9 @@ import type { BuildFinished, BuildRequested, ObjectFinalized, PollTick, ReapTick
 import { topics } from '../model/messages.ts';
 import type { Publisher } from '../ports/messages.ts';
 
+/** The attribute each message names its topic in, so a dead-lettered one still says where it was going. */
+export const topicAttribute = 'hermetic-topic';
+
 interface MessageOf {
   [topics.pollTick]: PollTick;
   [topics.reapTick]: ReapTick;
@@ -18,7 +21,7 @@ export function publishMessage<T extends keyof MessageOf>(
   topic: T,
   message: MessageOf[T],
 ): Promise<string> {
-  return publisher.publish(topic, Buffer.from(JSON.stringify(message)));
+  return publisher.publish(topic, Buffer.from(JSON.stringify(message)), { [topicAttribute]: topic });
 }
 
 /**

@@ -151,20 +151,30 @@ describe('entry points through functions-framework', () => {
     assert.match(letter?.reason ?? '', /result-landed message: name: /);
   });
 
-  it('keeps what Pub/Sub forwards to the dead-letter topic, with its source and delivery count', async () => {
-    const source = 'projects/p/subscriptions/eventarc-us-central1-launch-123-sub-456';
-    const event = pubsubEvent('dead-letters', { v: 1, taskId: '0123456789abcdef01234567' }, 'm-dead', {
+  it('keeps what Pub/Sub forwards to the dead-letter topic, and records what its function would have on its last delivery', async () => {
+    const stuck = h.source.push('demo', 'main');
+    const id = buildId('demo', stuck, 'ok');
+    await h.poll();
+    const [requested] = (await h.take('plan')).filter((delivery) => Buffer.from(delivery.data).toString().includes(id));
+    assert.ok(requested, 'the poll requested a build');
+    assert.equal(requested.attributes['hermetic-topic'], 'build-requested', 'every message names its topic');
+    const source = 'projects/p/subscriptions/eventarc-us-central1-plan-123-sub-456';
+    const event = pubsubEvent('dead-letters', JSON.parse(Buffer.from(requested.data).toString()) as unknown, 'm-dead', {
+      ...requested.attributes,
       CloudPubSubDeadLetterSourceSubscription: source,
       CloudPubSubDeadLetterSourceSubscriptionProject: 'p',
       CloudPubSubDeadLetterSourceDeliveryCount: '5',
       CloudPubSubDeadLetterSourceTopicPublishTime: '2026-11-28T00:00:00.000Z',
     });
     assert.equal(await post(deadLetter, event), 204);
+    assert.equal(await post(deadLetter, event), 204, 'a redelivered dead letter changes nothing more');
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'infra-failure', 'the build that could never be planned says so');
+    assert.match(build?.reason ?? '', /could not plan: Pub\/Sub gave up after 5 deliveries/);
     const [letter] = await h.queue.list(1);
+    assert.equal(letter?.topic, 'build-requested');
     assert.equal(letter?.subscription, source);
     assert.equal(letter?.attempts, 5);
-    assert.match(letter?.reason ?? '', /gave up after 5 deliveries/);
-    assert.deepEqual(JSON.parse(Buffer.from(letter?.data ?? []).toString()), { v: 1, taskId: '0123456789abcdef01234567' });
   });
 
   it('acknowledges malformed messages on every Pub/Sub function, naming the topic and the field', async () => {
