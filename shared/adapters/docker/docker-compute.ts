@@ -5,6 +5,7 @@ import type { TaskSpec } from '../../model/wire.ts';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
 import { stopWithGrace } from '../stop-with-grace.ts';
+import { createStartOnce } from '../start-once.ts';
 
 /** Resources one worker container may use. */
 export interface DockerLimits {
@@ -108,8 +109,7 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
 
   const workers = new Map<string, Worker>();
   /** Tasks that had a worker while this adapter ran: the idempotency record once their container is removed. */
-  const known = new Set<string>();
-  const starting = new Map<string, Promise<void>>();
+  const once = createStartOnce(logger);
   let closed = false;
 
   async function start(request: WorkerRequest): Promise<void> {
@@ -122,23 +122,8 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
     }
     const { taskId } = request;
     if (!taskIdPattern.test(taskId)) throw new Error(`unsafe task ID ${JSON.stringify(taskId)}`);
-    const labels = containerLabels(request, network);
-    const pending = starting.get(taskId);
-    if (pending !== undefined) return pending;
-    if (known.has(taskId)) {
-      logger.info('worker.duplicate-start', { taskId });
-      return;
-    }
-    known.add(taskId);
-    const launching = launch(request, image, labels)
-      .catch((error: unknown) => {
-        // Nothing runs, so the task never had a worker: a retry may start one.
-        known.delete(taskId);
-        throw error;
-      })
-      .finally(() => starting.delete(taskId));
-    starting.set(taskId, launching);
-    return launching;
+    // Nothing runs when launching fails, so the task never had a worker: a retry may start one.
+    return once.start(taskId, () => launch(request, image, containerLabels(request, network)));
   }
 
   async function launch(request: WorkerRequest, image: string, labels: Record<string, string>): Promise<void> {
@@ -303,7 +288,7 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
         logger.info('worker.discarded', { taskId, state: info.State });
         continue;
       }
-      known.add(taskId);
+      once.adopt(taskId);
       // A running one is watched like our own; an exited one reports at once through the same path.
       watch(taskId, container, deadlineOf(info.Labels));
       logger.info('worker.adopted', { taskId, state: info.State });
@@ -334,7 +319,7 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
     },
     async close() {
       closed = true;
-      await Promise.allSettled([...starting.values()]);
+      await Promise.allSettled(once.inFlight());
       await Promise.all([...workers.values()].map((worker) => kill(worker, 'exited')));
     },
   };

@@ -9,10 +9,10 @@ import type {
 import { PermanentError } from '../../errors.ts';
 import type { Collection, Query, Scalar, StateStore, Transaction } from '../../ports/state.ts';
 import { checkDocumentId, createLock, runBufferedTransaction, type BufferedWrite } from '../buffered-transaction.ts';
+import { checkQuery } from '../query-checks.ts';
 import { fromGrpcError } from './grpc-error.ts';
 
 /** Firestore's limits on the values of one `in`, and on the disjunctions of one query (the product of its `in`s). */
-const MAX_IN_VALUES = 30;
 const MAX_DISJUNCTIONS = 30;
 /**
  * Attempts of one transaction before its contention error is the caller's (a RetryableError). The client's default
@@ -194,24 +194,9 @@ interface QueryPlan {
 function planQuery(collection: Collection<unknown>, query: Query): QueryPlan {
   checkCollection(collection);
   const filters: [string, Scalar[]][] = [];
-  for (const [field, condition] of Object.entries(query.where ?? {})) {
-    assertIndexed(collection, field, 'where');
-    const values = isInCondition(condition) ? [...condition.in] : [condition];
-    if (values.length === 0 || values.length > MAX_IN_VALUES) {
-      throw new Error(
-        `query on ${collection.name}: 'in' on ${field} needs 1 to ${MAX_IN_VALUES} values, got ${values.length}`,
-      );
-    }
-    for (const value of values) assertScalar(collection, field, value);
+  for (const [field, values] of checkQuery(collection, query)) {
     // Without repeats, which count against Firestore's limits (a Set keeps 1 and '1' apart, as JSON does).
     filters.push([field, [...new Set(values)]]);
-  }
-  if (query.orderBy !== undefined) {
-    const { field, direction } = query.orderBy;
-    assertIndexed(collection, field, 'orderBy');
-    if (direction !== 'asc' && direction !== 'desc') {
-      throw new Error(`query on ${collection.name}: orderBy direction must be asc or desc, got ${String(direction)}`);
-    }
   }
   if (query.limit !== undefined && (!Number.isSafeInteger(query.limit) || query.limit < 1)) {
     throw new Error(`query on ${collection.name}: limit must be a positive integer, got ${query.limit}`);
@@ -251,26 +236,8 @@ function parseDocument<T>(snapshot: DocumentSnapshot): T | undefined {
   return JSON.parse(text) as T;
 }
 
-function isInCondition(condition: Scalar | { in: readonly Scalar[] }): condition is { in: readonly Scalar[] } {
-  return typeof condition === 'object' && condition !== null;
-}
 
-function assertIndexed(collection: Collection<unknown>, field: string, clause: string): void {
-  if (!collection.indexed.includes(field)) {
-    throw new Error(
-      `query on ${collection.name}: ${clause} field ${JSON.stringify(field)} is not indexed ` +
-        `(indexed: ${collection.indexed.join(', ') || 'none'})`,
-    );
-  }
-}
 
-function assertScalar(collection: Collection<unknown>, field: string, value: unknown): void {
-  const ok =
-    typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value));
-  if (!ok) {
-    throw new Error(`query on ${collection.name}: ${field} must be compared with a string, finite number or boolean`);
-  }
-}
 
 function checkCollection(collection: Collection<unknown>): void {
   if (!COLLECTION_NAME.test(collection.name)) {

@@ -4,6 +4,7 @@ import { PermanentError, RetryableError } from '../../errors.ts';
 import type { Compute, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
 import { defaultDiskGb, instanceBody, instanceName, labelKeys, metadataKeys, type GceHostType, type GceNetwork } from './gce-instance.ts';
+import { createStartOnce } from '../start-once.ts';
 
 /** Options for the Compute Engine clients: credentials in production, an endpoint and a fixed token in tests. */
 export type GceClientOptions = NonNullable<ConstructorParameters<typeof InstancesClient>[0]>;
@@ -82,8 +83,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
 
   let clientsPromise: Promise<Clients> | undefined;
   /** Tasks that had a VM from this adapter: the idempotency record once the VM is deleted. */
-  const known = new Set<string>();
-  const starting = new Map<string, Promise<void>>();
+  const once = createStartOnce(logger);
   let closed = false;
 
   function clients(): Promise<Clients> {
@@ -110,34 +110,22 @@ export function createGceCompute(options: GceComputeOptions): Compute {
       throw new Error(`the Compute Engine compute cannot run host type "${request.hostType}"; it runs: ${[...hostTypes.keys()].join(', ')}`);
     }
     const { taskId } = request;
-    const pending = starting.get(taskId);
-    if (pending !== undefined) return pending;
-    if (known.has(taskId)) {
-      logger.info('worker.duplicate-start', { taskId });
-      return;
-    }
-    let body: Instance;
-    try {
-      body = instanceBody(request, {
-        zone,
-        hostType,
-        now: now(),
-        ...(options.network === undefined ? {} : { network: options.network }),
-        ...(options.serviceAccount === undefined ? {} : { serviceAccount: options.serviceAccount }),
-      });
-    } catch (error) {
-      throw new PermanentError(`cannot make the VM of task ${taskId}: ${messageOf(error)}`, { cause: error });
-    }
-    known.add(taskId);
-    const launching = insert(request, body)
-      .catch((error: unknown) => {
-        // No VM was made, so the task never had a worker: a retry may start one.
-        known.delete(taskId);
-        throw error;
-      })
-      .finally(() => starting.delete(taskId));
-    starting.set(taskId, launching);
-    return launching;
+    // No VM is made when the body or the insert fails, so the task never had a worker: a retry may start one.
+    return once.start(taskId, () => {
+      let body: Instance;
+      try {
+        body = instanceBody(request, {
+          zone,
+          hostType,
+          now: now(),
+          ...(options.network === undefined ? {} : { network: options.network }),
+          ...(options.serviceAccount === undefined ? {} : { serviceAccount: options.serviceAccount }),
+        });
+      } catch (error) {
+        return Promise.reject(new PermanentError(`cannot make the VM of task ${taskId}: ${messageOf(error)}`, { cause: error }));
+      }
+      return insert(request, body);
+    });
   }
 
   async function insert(request: WorkerRequest, body: Instance): Promise<void> {
@@ -190,7 +178,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
 
   async function stop(taskId: string): Promise<void> {
     // A creation in flight lands first, so the deletion finds it.
-    await starting.get(taskId)?.catch(() => undefined);
+    await once.pending(taskId)?.catch(() => undefined);
     let name: string;
     try {
       name = instanceName(taskId);
@@ -251,7 +239,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
     async close() {
       // VMs are not this process's children: collect and the reaper delete them, whichever process runs those.
       closed = true;
-      await Promise.allSettled([...starting.values()]);
+      await Promise.allSettled(once.inFlight());
     },
   };
 }

@@ -214,6 +214,24 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
 }
 
 /**
+ * The start every Linux boot script shares: run once per VM (a marker in the state folder), `off` to power off with a
+ * reason, and the spec fetched from the metadata server into the state folder (with `umask`: readable by root only).
+ */
+function bootPreamble(title: string, options: { umask: boolean }): string {
+  return `#!/bin/bash
+# hermetic worker (${title}
+set -u
+state=/var/lib/hermetic
+spec="$state/task.json"
+say() { echo "hermetic-boot: $*"; }
+off() { say "powering off ($1)"; sync; poweroff; exit 0; }
+if [ -e "$state/started" ]; then off "this VM already ran its task"; fi
+mkdir -p "$state" && touch "$state/started" || off "cannot write $state"
+${options.umask ? 'umask 077\n' : ''}curl -sSf --retry 10 --retry-connrefused --retry-delay 1 -H 'Metadata-Flavor: Google' -o "$spec" \\
+  ${shellQuote(specMetadataUrl)} || off "cannot read the task spec from the metadata server"`;
+}
+
+/**
  * The COS boot script. Runs once per VM (a marker on the stateful disk): fetches the spec from the metadata server
  * as a root-only file, cuts the containers off the metadata server (it serves that spec, the task's signed URLs, to
  * anyone who asks; DNS on it stays), runs the builder image with the spec where its entrypoint reads it and the
@@ -222,18 +240,7 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
  */
 export function cosStartupScript(image: string, options: { stepNetwork: boolean }): string {
   const caps = ['SYS_ADMIN', 'NET_ADMIN', 'SETUID', 'SETGID', 'SETPCAP', 'CHOWN', 'KILL', 'DAC_OVERRIDE'];
-  return `#!/bin/bash
-# hermetic worker (Container-Optimized OS): run this VM's one task in the builder container, then power off.
-set -u
-state=/var/lib/hermetic
-spec="$state/task.json"
-say() { echo "hermetic-boot: $*"; }
-off() { say "powering off ($1)"; sync; poweroff; exit 0; }
-if [ -e "$state/started" ]; then off "this VM already ran its task"; fi
-mkdir -p "$state" && touch "$state/started" || off "cannot write $state"
-umask 077
-curl -sSf --retry 10 --retry-connrefused --retry-delay 1 -H 'Metadata-Flavor: Google' -o "$spec" \\
-  ${shellQuote(specMetadataUrl)} || off "cannot read the task spec from the metadata server"
+  return `${bootPreamble("Container-Optimized OS): run this VM's one task in the builder container, then power off.", { umask: true })}
 chmod 0400 "$spec"
 systemctl start docker || off "docker does not start"
 # Containers get DNS from the metadata server's address, and nothing else from it.
@@ -294,17 +301,7 @@ export function qemuStartupScript(guest: GceQemuHostType['guest'], options: { st
   const memoryMb = guest.memoryMb ?? 4096;
   const machine = guest.system === 'aarch64' ? 'virt' : 'q35';
   const firmware = guest.system === 'aarch64' ? ' -bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd' : '';
-  return `#!/bin/bash
-# hermetic worker (qemu host): boot the guest once with this VM's task, then power off.
-set -u
-state=/var/lib/hermetic
-spec="$state/task.json"
-say() { echo "hermetic-boot: $*"; }
-off() { say "powering off ($1)"; sync; poweroff; exit 0; }
-if [ -e "$state/started" ]; then off "this VM already ran its task"; fi
-mkdir -p "$state" && touch "$state/started" || off "cannot write $state"
-curl -sSf --retry 10 --retry-connrefused --retry-delay 1 -H 'Metadata-Flavor: Google' -o "$spec" \\
-  ${shellQuote(specMetadataUrl)} || off "cannot read the task spec from the metadata server"
+  return `${bootPreamble("qemu host): boot the guest once with this VM's task, then power off.", { umask: false })}
 id hermetic-qemu >/dev/null 2>&1 || useradd --system --no-create-home --groups kvm hermetic-qemu || off "cannot add the qemu user"
 chown hermetic-qemu "$spec" && chmod 0400 "$spec"
 # The guest's traffic leaves through qemu's user-mode network as this user: DNS from the metadata server, nothing else.

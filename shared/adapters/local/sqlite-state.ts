@@ -8,9 +8,9 @@ import {
   type Transaction,
 } from '../../ports/state.ts';
 import { checkDocumentId, createLock, runBufferedTransaction, type BufferedWrite } from '../buffered-transaction.ts';
+import { checkQuery } from '../query-checks.ts';
 
 /** Firestore's limit on the values of one `in`. */
-const MAX_IN_VALUES = 30;
 // Collection names and indexed fields are spliced into SQL (a partial index is only used when the query names
 // the same literal), so they are held to plain identifiers; no '_' in collection names keeps index names
 // (documents_<collection>_<field>) unambiguous.
@@ -143,15 +143,7 @@ export function compileQuery(
   // query from it, then sort. With a `where`, likely() marks that term as matching most rows (it does), so the
   // planner picks a field's partial index, and the literal still lets it see that the partial index applies.
   const conditions = [hasWhere ? `likely(collection = '${collection.name}')` : `collection = '${collection.name}'`];
-  for (const [field, condition] of Object.entries(query.where ?? {})) {
-    assertIndexed(collection, field, 'where');
-    const values = isInCondition(condition) ? condition.in : [condition];
-    if (values.length === 0 || values.length > MAX_IN_VALUES) {
-      throw new Error(
-        `query on ${collection.name}: 'in' on ${field} needs 1 to ${MAX_IN_VALUES} values, got ${values.length}`,
-      );
-    }
-    for (const value of values) assertScalar(collection, field, value);
+  for (const [field, values] of checkQuery(collection, query)) {
     const expr = extract(field);
     conditions.push(values.length === 1 ? `${expr} = ?` : `${expr} IN (${values.map(() => '?').join(', ')})`);
     params.push(...values.map(sqlValue));
@@ -165,10 +157,6 @@ export function compileQuery(
   let order = 'ORDER BY id';
   if (query.orderBy !== undefined) {
     const { field, direction } = query.orderBy;
-    assertIndexed(collection, field, 'orderBy');
-    if (direction !== 'asc' && direction !== 'desc') {
-      throw new Error(`query on ${collection.name}: orderBy direction must be asc or desc, got ${String(direction)}`);
-    }
     // Firestore leaves out documents without the ordered field; ties go by document ID, in the same direction.
     conditions.push(`${extract(field)} IS NOT NULL`);
     const dir = direction === 'asc' ? 'ASC' : 'DESC';
@@ -221,26 +209,8 @@ function sqlValue(value: Scalar): SQLInputValue {
   return typeof value === 'boolean' ? (value ? 1 : 0) : value;
 }
 
-function isInCondition(condition: Scalar | { in: readonly Scalar[] }): condition is { in: readonly Scalar[] } {
-  return typeof condition === 'object' && condition !== null;
-}
 
-function assertIndexed(collection: Collection<unknown>, field: string, clause: string): void {
-  if (!collection.indexed.includes(field)) {
-    throw new Error(
-      `query on ${collection.name}: ${clause} field ${JSON.stringify(field)} is not indexed ` +
-        `(indexed: ${collection.indexed.join(', ') || 'none'})`,
-    );
-  }
-}
 
-function assertScalar(collection: Collection<unknown>, field: string, value: unknown): void {
-  const ok =
-    typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value));
-  if (!ok) {
-    throw new Error(`query on ${collection.name}: ${field} must be compared with a string, finite number or boolean`);
-  }
-}
 
 function checkNames(collection: string, field?: string): void {
   if (!COLLECTION_NAME.test(collection)) throw new Error(`invalid collection name ${JSON.stringify(collection)}`);

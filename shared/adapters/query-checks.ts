@@ -1,0 +1,44 @@
+import type { Collection, Query, Scalar } from '../ports/state.ts';
+
+/** Firestore's limit on the values of one `in`, which every adapter keeps so none accepts what Firestore refuses. */
+export const maxInValues = 30;
+
+/**
+ * Checks a query against the port's rules, the same in every adapter: `where` and `orderBy` fields indexed, an `in`
+ * of 1 to 30 values, values strings, finite numbers or booleans, a direction of asc or desc. Returns each `where`
+ * field with its values (one for an equality). Throws an Error that names the collection, the field and the rule.
+ */
+export function checkQuery(collection: Collection<unknown>, query: Query): Array<[string, readonly Scalar[]]> {
+  const where: Array<[string, readonly Scalar[]]> = [];
+  for (const [field, condition] of Object.entries(query.where ?? {})) {
+    assertIndexed(collection, field, 'where');
+    const values = typeof condition === 'object' && condition !== null ? condition.in : [condition];
+    if (values.length === 0 || values.length > maxInValues) {
+      throw new Error(`query on ${collection.name}: 'in' on ${field} needs 1 to ${maxInValues} values, got ${values.length}`);
+    }
+    for (const value of values) assertScalar(collection, field, value);
+    where.push([field, values]);
+  }
+  if (query.orderBy !== undefined) {
+    const { field, direction } = query.orderBy;
+    assertIndexed(collection, field, 'orderBy');
+    if (direction !== 'asc' && direction !== 'desc') {
+      throw new Error(`query on ${collection.name}: orderBy direction must be asc or desc, got ${String(direction)}`);
+    }
+  }
+  return where;
+}
+
+function assertIndexed(collection: Collection<unknown>, field: string, clause: string): void {
+  if (!collection.indexed.includes(field)) {
+    throw new Error(
+      `query on ${collection.name}: ${clause} field ${JSON.stringify(field)} is not indexed ` +
+        `(indexed: ${collection.indexed.join(', ') || 'none'})`,
+    );
+  }
+}
+
+function assertScalar(collection: Collection<unknown>, field: string, value: unknown): void {
+  const ok = typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value));
+  if (!ok) throw new Error(`query on ${collection.name}: ${field} must be compared with a string, finite number or boolean`);
+}
