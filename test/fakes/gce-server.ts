@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { GceClientOptions } from '../../shared/adapters/gcp/gce-compute.ts';
 import type { GceInstance } from '../../shared/adapters/gcp/gce-instance.ts';
 import { scanProcesses } from '../helpers/proc-scan.ts';
+import { FakeApiError } from './api-error.ts';
 
 /**
  * A fake Compute Engine REST API on node:http, for what the real `@google-cloud/compute` client sends: instances
@@ -76,15 +77,6 @@ const labelKeyPattern = /^[a-z][a-z0-9_-]{0,62}$/;
 const labelValuePattern = /^[a-z0-9_-]{0,63}$/;
 const metadataKeyPattern = /^[a-zA-Z0-9_-]{1,128}$/;
 
-class ApiError extends Error {
-  readonly status: number;
-  readonly reason: string;
-  constructor(status: number, reason: string, message: string) {
-    super(message);
-    this.status = status;
-    this.reason = reason;
-  }
-}
 
 /** Starts the fake on a free port of 127.0.0.1. */
 export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGce> {
@@ -191,7 +183,7 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
     const instance = validateInstance(body, zone);
     const name = instance.name ?? '';
     if (vms.has(keyOf(project, zone, name))) {
-      throw new ApiError(409, 'alreadyExists', `The resource 'projects/${project}/zones/${zone}/instances/${name}' already exists`);
+      throw new FakeApiError(409, 'alreadyExists', `The resource 'projects/${project}/zones/${zone}/instances/${name}' already exists`);
     }
     const vm: FakeVm = { project, zone, name, body: instance, status: 'PROVISIONING' };
     vms.set(keyOf(project, zone, name), vm);
@@ -229,7 +221,7 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
 
   function remove(project: string, zone: string, name: string): Record<string, unknown> {
     const vm = vms.get(keyOf(project, zone, name));
-    if (vm === undefined) throw new ApiError(404, 'notFound', `The resource 'projects/${project}/zones/${zone}/instances/${name}' was not found`);
+    if (vm === undefined) throw new FakeApiError(404, 'notFound', `The resource 'projects/${project}/zones/${zone}/instances/${name}' was not found`);
     const operation = newOperation(vm, 'delete');
     destroy(vm, 'deleted', operation);
     return operation;
@@ -251,23 +243,23 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? '/', 'http://fake');
     const body = await readBody(request);
-    if (request.headers.authorization !== `Bearer ${token}`) throw new ApiError(401, 'authError', 'Request is missing required authentication credential.');
+    if (request.headers.authorization !== `Bearer ${token}`) throw new FakeApiError(401, 'authError', 'Request is missing required authentication credential.');
     const match = /^\/compute\/v1\/projects\/([^/]+)\/zones\/([^/]+)\/(instances|operations)(?:\/([^/]+))?(\/wait)?$/.exec(url.pathname);
-    if (match === null) throw new ApiError(404, 'notFound', `no such path ${url.pathname}`);
+    if (match === null) throw new FakeApiError(404, 'notFound', `no such path ${url.pathname}`);
     const [, project = '', zone = '', collection, name, wait] = match;
     if (collection === 'instances') {
       if (name === undefined && request.method === 'POST') return send(response, insert(project, zone, parseJson(body), url.searchParams.get('requestId')));
       if (name === undefined && request.method === 'GET') return send(response, list(project, zone, url.searchParams));
       if (name !== undefined && request.method === 'GET') {
         const vm = vms.get(keyOf(project, zone, decodeURIComponent(name)));
-        if (vm === undefined) throw new ApiError(404, 'notFound', `The resource 'projects/${project}/zones/${zone}/instances/${name}' was not found`);
+        if (vm === undefined) throw new FakeApiError(404, 'notFound', `The resource 'projects/${project}/zones/${zone}/instances/${name}' was not found`);
         return send(response, resource(vm));
       }
       if (name !== undefined && request.method === 'DELETE') return send(response, remove(project, zone, decodeURIComponent(name)));
     }
     if (collection === 'operations' && name !== undefined) {
       const operation = operations.get(`${project}/${zone}/${decodeURIComponent(name)}`);
-      if (operation === undefined) throw new ApiError(404, 'notFound', `The resource 'projects/${project}/zones/${zone}/operations/${name}' was not found`);
+      if (operation === undefined) throw new FakeApiError(404, 'notFound', `The resource 'projects/${project}/zones/${zone}/operations/${name}' was not found`);
       if (wait !== undefined && request.method === 'POST') {
         // Compute Engine answers when the operation is done, or before its own deadline; this fake within 2 s.
         const until = Date.now() + 2000;
@@ -276,7 +268,7 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
       }
       if (wait === undefined && request.method === 'GET') return send(response, operation);
     }
-    throw new ApiError(405, 'badRequest', `${request.method} ${url.pathname} is not supported by this fake`);
+    throw new FakeApiError(405, 'badRequest', `${request.method} ${url.pathname} is not supported by this fake`);
   }
 
   function list(project: string, zone: string, query: URLSearchParams): Record<string, unknown> {
@@ -294,7 +286,7 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
 
   const server: Server = createServer((request, response) => {
     handle(request, response).catch((error: unknown) => {
-      const apiError = error instanceof ApiError ? error : new ApiError(500, 'backendError', String(error));
+      const apiError = error instanceof FakeApiError ? error : new FakeApiError(500, 'backendError', String(error));
       send(response, { error: { code: apiError.status, message: apiError.message, errors: [{ message: apiError.message, domain: 'global', reason: apiError.reason }] } }, apiError.status);
     });
   });
@@ -338,10 +330,10 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
 
 /** The checks Compute Engine makes of an insert body that the adapter could get wrong. */
 function validateInstance(body: unknown, zone: string): GceInstance {
-  const invalid = (field: string, why: string) => new ApiError(400, 'invalid', `Invalid value for field 'resource.${field}': ${why}`);
-  if (typeof body !== 'object' || body === null) throw new ApiError(400, 'required', 'Required field \'resource\' not specified');
+  const invalid = (field: string, why: string) => new FakeApiError(400, 'invalid', `Invalid value for field 'resource.${field}': ${why}`);
+  if (typeof body !== 'object' || body === null) throw new FakeApiError(400, 'required', 'Required field \'resource\' not specified');
   const instance = body as GceInstance;
-  if (typeof instance.name !== 'string') throw new ApiError(400, 'required', "Required field 'resource.name' not specified");
+  if (typeof instance.name !== 'string') throw new FakeApiError(400, 'required', "Required field 'resource.name' not specified");
   if (!namePattern.test(instance.name)) throw invalid('name', `'${instance.name}'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?|[1-9][0-9]{0,19})'`);
   const machineType = instance.machineType ?? '';
   if (!new RegExp(`^(https://www\\.googleapis\\.com/compute/v1/projects/[^/]+/)?zones/${zone}/machineTypes/[a-z0-9-]+$`).test(machineType)) {
@@ -370,11 +362,11 @@ function validateInstance(body: unknown, zone: string): GceInstance {
   const boot = disks.filter((disk) => disk.boot === true);
   if (boot.length !== 1) throw invalid('disks', 'exactly one boot disk is required');
   if (boot[0]?.initializeParams?.sourceImage === undefined && boot[0]?.source === undefined) {
-    throw new ApiError(400, 'required', "Required field 'resource.disks[0].initializeParams.sourceImage' not specified");
+    throw new FakeApiError(400, 'required', "Required field 'resource.disks[0].initializeParams.sourceImage' not specified");
   }
-  if ((instance.networkInterfaces ?? []).length === 0) throw new ApiError(400, 'required', "Required field 'resource.networkInterfaces' not specified");
+  if ((instance.networkInterfaces ?? []).length === 0) throw new FakeApiError(400, 'required', "Required field 'resource.networkInterfaces' not specified");
   for (const account of instance.serviceAccounts ?? []) {
-    if (typeof account.email !== 'string') throw new ApiError(400, 'required', "Required field 'resource.serviceAccounts[0].email' not specified");
+    if (typeof account.email !== 'string') throw new FakeApiError(400, 'required', "Required field 'resource.serviceAccounts[0].email' not specified");
   }
   const scheduling = instance.scheduling ?? {};
   const limit = scheduling.maxRunDuration ?? undefined;
@@ -405,7 +397,7 @@ function parseFilter(text: string): (resource: Record<string, unknown>) => boole
   const terms = text.split(/\s+AND\s+|\)\s*\(/).map((term) => term.replace(/^\(|\)$/g, '').trim());
   const tests = terms.map((term) => {
     const match = /^(labels\.[a-z][a-z0-9_-]*|name|status)\s*(=|!=|:)\s*("?)([^"]*)\3$/.exec(term);
-    if (match === null) throw new ApiError(400, 'invalid', `Invalid value for field 'filter': '${text}'. Invalid list filter expression.`);
+    if (match === null) throw new FakeApiError(400, 'invalid', `Invalid value for field 'filter': '${text}'. Invalid list filter expression.`);
     const [, field = '', op, , value = ''] = match;
     return (resource: Record<string, unknown>) => {
       const actual = field.startsWith('labels.') ? (resource.labels as Record<string, string> | undefined)?.[field.slice(7)] : resource[field];
@@ -427,7 +419,7 @@ function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
-    throw new ApiError(400, 'parseError', 'This API does not support parsing form-encoded input.');
+    throw new FakeApiError(400, 'parseError', 'This API does not support parsing form-encoded input.');
   }
 }
 

@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, createVerify, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { CRC32C } from '@google-cloud/storage';
+import { FakeApiError } from './api-error.ts';
 
 /**
  * A fake Cloud Storage on node:http, for the real `@google-cloud/storage` client (pointed at it with `apiEndpoint`)
@@ -96,15 +97,6 @@ interface Session {
   xml: boolean;
 }
 
-class HttpError extends Error {
-  readonly status: number;
-  readonly code: string;
-  constructor(status: number, code: string, message: string) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
 
 const SEVEN_DAYS_S = 7 * 24 * 3600;
 const CLOCK_SKEW_MS = 15 * 60_000;
@@ -132,7 +124,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
 
   const bucketOf = (name: string): Map<string, Stored> => {
     const bucket = buckets.get(name);
-    if (bucket === undefined) throw new HttpError(404, 'NoSuchBucket', `bucket ${name} not found`);
+    if (bucket === undefined) throw new FakeApiError(404, 'NoSuchBucket', `bucket ${name} not found`);
     return bucket;
   };
 
@@ -184,7 +176,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
     for await (const chunk of req) {
       const piece = chunk as Buffer;
       bytes += piece.byteLength;
-      if (limit !== undefined && bytes > limit) throw new HttpError(400, 'EntityTooLarge', 'Your proposed upload is larger than the maximum object size specified in your policy.');
+      if (limit !== undefined && bytes > limit) throw new FakeApiError(400, 'EntityTooLarge', 'Your proposed upload is larger than the maximum object size specified in your policy.');
       if (target !== undefined) options.onUploadData?.(target.bucket, target.name, piece.byteLength);
       parts.push(piece);
     }
@@ -225,11 +217,11 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
    */
   const sessionPut = async (req: IncomingMessage, res: ServerResponse, id: string): Promise<void> => {
     const session = sessions.get(id);
-    if (session === undefined) throw new HttpError(404, 'NoSuchUpload', 'no such upload session');
+    if (session === undefined) throw new FakeApiError(404, 'NoSuchUpload', 'no such upload session');
     const range = parseContentRange(req.headers['content-range']);
     const start = range.start ?? session.received;
     if (!range.query && start > session.received) {
-      throw new HttpError(400, 'InvalidArgument', `upload starts at ${start}, past the ${session.received} bytes received`);
+      throw new FakeApiError(400, 'InvalidArgument', `upload starts at ${start}, past the ${session.received} bytes received`);
     }
     // Bytes the session already holds are skipped, as GCS does when a client resends after a lost answer.
     let skip = range.query ? 0 : session.received - start;
@@ -251,7 +243,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
       // A signed size cap holds for the whole object, so a body that takes the session past it ends the session.
       if (session.range !== undefined && session.received + piece.byteLength > session.range.max) {
         sessions.delete(id);
-        throw new HttpError(400, 'EntityTooLarge', 'Your proposed upload is larger than the maximum object size specified in your policy.');
+        throw new FakeApiError(400, 'EntityTooLarge', 'Your proposed upload is larger than the maximum object size specified in your policy.');
       }
       options.onUploadData?.(session.bucket, session.name, piece.byteLength);
       session.parts.push(Buffer.from(piece));
@@ -263,8 +255,8 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
       }
     }
     if (!req.complete) throw new Error('client went away before the body ended');
-    if (queryBytes > 0) throw new HttpError(400, 'InvalidArgument', 'a status query must have an empty body');
-    if (range.total !== undefined && session.received > range.total) throw new HttpError(400, 'InvalidArgument', 'more bytes than the declared total');
+    if (queryBytes > 0) throw new FakeApiError(400, 'InvalidArgument', 'a status query must have an empty body');
+    if (range.total !== undefined && session.received > range.total) throw new FakeApiError(400, 'InvalidArgument', 'more bytes than the declared total');
     const finished = range.total !== undefined ? session.received === range.total : range.restOfObject && !range.query;
     if (!finished) {
       const headers: Record<string, string> = { 'content-length': '0' };
@@ -276,7 +268,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
     const data = Buffer.concat(session.parts);
     sessions.delete(id);
     if (session.range !== undefined && data.byteLength < session.range.min) {
-      throw new HttpError(400, 'EntityTooSmall', 'Your proposed upload is smaller than the minimum object size specified in your policy.');
+      throw new FakeApiError(400, 'EntityTooSmall', 'Your proposed upload is smaller than the minimum object size specified in your policy.');
     }
     checkHashes(req, data);
     const stored = finalize(session.bucket, session.name, data, session.contentType);
@@ -290,7 +282,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
   };
 
   const sessionDelete = (res: ServerResponse, id: string): void => {
-    if (!sessions.delete(id)) throw new HttpError(404, 'NoSuchUpload', 'no such upload session');
+    if (!sessions.delete(id)) throw new FakeApiError(404, 'NoSuchUpload', 'no such upload session');
     // 499 is what GCS answers to a cancelled resumable upload.
     res.writeHead(499, { 'content-length': '0' });
     res.end();
@@ -310,9 +302,9 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
         requests.push(`json:session-${method.toLowerCase()}`);
         if (method === 'PUT') return await sessionPut(req, res, uploadId);
         if (method === 'DELETE') return sessionDelete(res, uploadId);
-        throw new HttpError(405, 'MethodNotAllowed', `${method} on an upload session`);
+        throw new FakeApiError(405, 'MethodNotAllowed', `${method} on an upload session`);
       }
-      if (method !== 'POST') throw new HttpError(405, 'MethodNotAllowed', `${method} on the upload path`);
+      if (method !== 'POST') throw new FakeApiError(405, 'MethodNotAllowed', `${method} on the upload path`);
       requests.push(`json:insert-${uploadType ?? 'none'}`);
       if (uploadType === 'media') {
         const name = requireName(url.searchParams.get('name'));
@@ -328,7 +320,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
         const name = requireName(typeof metadata.name === 'string' ? metadata.name : url.searchParams.get('name'));
         options.onUploadData?.(bucketName, name, media.byteLength);
         if (typeof metadata.crc32c === 'string' && metadata.crc32c !== crc32cOf(media)) {
-          throw new HttpError(400, 'InvalidArgument', 'crc32c does not match the data');
+          throw new FakeApiError(400, 'InvalidArgument', 'crc32c does not match the data');
         }
         const contentType = typeof metadata.contentType === 'string' ? metadata.contentType : mediaType;
         const stored = finalize(bucketName, name, media, contentType);
@@ -356,12 +348,12 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
         res.end();
         return;
       }
-      throw new HttpError(400, 'InvalidArgument', `unknown uploadType ${String(uploadType)}`);
+      throw new FakeApiError(400, 'InvalidArgument', `unknown uploadType ${String(uploadType)}`);
     }
 
     const list = /^\/storage\/v1\/b\/([^/]+)\/o$/.exec(url.pathname);
     if (list !== null) {
-      if (method !== 'GET') throw new HttpError(405, 'MethodNotAllowed', `${method} on the object list`);
+      if (method !== 'GET') throw new FakeApiError(405, 'MethodNotAllowed', `${method} on the object list`);
       requests.push('json:list');
       const bucket = bucketOf(decodeURIComponent(list[1] ?? ''));
       const prefix = url.searchParams.get('prefix') ?? '';
@@ -387,20 +379,20 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
       const found = stored !== undefined && (generation === null || generation === stored.resource.generation) ? stored : undefined;
       if (method === 'DELETE') {
         requests.push('json:delete');
-        if (found === undefined) throw new HttpError(404, 'NoSuchKey', `No such object: ${name}`);
+        if (found === undefined) throw new FakeApiError(404, 'NoSuchKey', `No such object: ${name}`);
         bucket.delete(name);
         res.writeHead(204);
         res.end();
         return;
       }
-      if (method !== 'GET') throw new HttpError(405, 'MethodNotAllowed', `${method} on an object`);
+      if (method !== 'GET') throw new FakeApiError(405, 'MethodNotAllowed', `${method} on an object`);
       const media = url.searchParams.get('alt') === 'media';
       requests.push(media ? 'json:media' : 'json:get');
-      if (found === undefined) throw new HttpError(404, 'NoSuchKey', `No such object: ${name}`);
+      if (found === undefined) throw new FakeApiError(404, 'NoSuchKey', `No such object: ${name}`);
       if (media) return sendMedia(res, found);
       return sendJson(res, 200, found.resource);
     }
-    throw new HttpError(404, 'NotFound', `no JSON API path ${url.pathname}`);
+    throw new FakeApiError(404, 'NotFound', `no JSON API path ${url.pathname}`);
   };
 
   // ---------------------------------------------------------------- XML API, signed URLs only
@@ -408,7 +400,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
   const serveXml = async (req: IncomingMessage, res: ServerResponse, url: URL, rawPath: string, rawQuery: string): Promise<void> => {
     const method = req.method ?? '';
     const match = /^\/([a-z0-9][a-z0-9._-]{1,61}[a-z0-9])\/(.+)$/.exec(rawPath);
-    if (match === null) throw new HttpError(404, 'NotFound', `no XML API path ${rawPath}`);
+    if (match === null) throw new FakeApiError(404, 'NotFound', `no XML API path ${rawPath}`);
     const bucketName = match[1] ?? '';
     const name = decodeURIComponent(match[2] ?? '');
     const uploadId = url.searchParams.get('upload_id');
@@ -416,10 +408,10 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
       // The session URI is the credential for the rest of a resumable upload, as on GCS: its signature is not checked.
       requests.push(`xml:session-${method.toLowerCase()}`);
       const session = sessions.get(uploadId);
-      if (session === undefined || session.bucket !== bucketName || session.name !== name) throw new HttpError(404, 'NoSuchUpload', 'no such upload session');
+      if (session === undefined || session.bucket !== bucketName || session.name !== name) throw new FakeApiError(404, 'NoSuchUpload', 'no such upload session');
       if (method === 'PUT') return await sessionPut(req, res, uploadId);
       if (method === 'DELETE') return sessionDelete(res, uploadId);
-      throw new HttpError(405, 'MethodNotAllowed', `${method} on an upload session`);
+      throw new FakeApiError(405, 'MethodNotAllowed', `${method} on an upload session`);
     }
     verifySignature(req, method, rawPath, rawQuery, url.searchParams);
     const bucket = bucketOf(bucketName);
@@ -427,17 +419,17 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
     if (method === 'GET') {
       requests.push('xml:get');
       const stored = bucket.get(name);
-      if (stored === undefined) throw new HttpError(404, 'NoSuchKey', 'The specified key does not exist.');
+      if (stored === undefined) throw new FakeApiError(404, 'NoSuchKey', 'The specified key does not exist.');
       return sendMedia(res, stored);
     }
     if (method === 'PUT') {
       requests.push('xml:put');
       const declared = headerString(req, 'content-length');
       if (range !== undefined && declared !== undefined && Number(declared) > range.max) {
-        throw new HttpError(400, 'EntityTooLarge', 'Your proposed upload is larger than the maximum object size specified in your policy.');
+        throw new FakeApiError(400, 'EntityTooLarge', 'Your proposed upload is larger than the maximum object size specified in your policy.');
       }
       const data = await readBody(req, { bucket: bucketName, name }, range?.max);
-      if (range !== undefined && data.byteLength < range.min) throw new HttpError(400, 'EntityTooSmall', 'Your proposed upload is smaller than the minimum object size specified in your policy.');
+      if (range !== undefined && data.byteLength < range.min) throw new FakeApiError(400, 'EntityTooSmall', 'Your proposed upload is smaller than the minimum object size specified in your policy.');
       checkHashes(req, data);
       const stored = finalize(bucketName, name, data, headerString(req, 'content-type') ?? 'application/octet-stream');
       res.writeHead(200, { 'content-length': '0', 'x-goog-generation': stored.resource.generation, etag: stored.resource.etag });
@@ -462,13 +454,13 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
       res.end();
       return;
     }
-    throw new HttpError(405, 'MethodNotAllowed', `${method} is not served on signed URLs here`);
+    throw new FakeApiError(405, 'MethodNotAllowed', `${method} is not served on signed URLs here`);
   };
 
   /** Checks a V4 signed request (GOOG4-RSA-SHA256, query-string auth) the way GCS does; throws a 403 otherwise. */
   const verifySignature = (req: IncomingMessage, method: string, rawPath: string, rawQuery: string, params: URLSearchParams): void => {
     const deny = (code: string, message: string): never => {
-      throw new HttpError(403, code, message);
+      throw new FakeApiError(403, code, message);
     };
     const one = (name: string): string => {
       const values = params.getAll(name);
@@ -538,7 +530,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
         if (json) await serveJson(req, res, url);
         else await serveXml(req, res, url, rawPath, rawQuery);
       } catch (error) {
-        if (!(error instanceof HttpError)) {
+        if (!(error instanceof FakeApiError)) {
           // A client that went away mid-body needs no answer, and is no failure of the server.
           if (!req.complete) {
             res.destroy();
@@ -546,14 +538,14 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
           }
           report(error);
         }
-        const failure = error instanceof HttpError ? error : new HttpError(500, 'InternalError', 'internal error');
+        const failure = error instanceof FakeApiError ? error : new FakeApiError(500, 'InternalError', 'internal error');
         if (res.headersSent) {
           res.destroy();
           return;
         }
         // The rest of a refused body is read and dropped so the client sees the answer, then the connection closes.
         if (!req.complete) req.resume();
-        if (json) sendJson(res, failure.status, { error: { code: failure.status, message: failure.message, errors: [{ domain: 'global', reason: failure.code, message: failure.message }] } }, { connection: 'close' });
+        if (json) sendJson(res, failure.status, { error: { code: failure.status, message: failure.message, errors: [{ domain: 'global', reason: failure.reason, message: failure.message }] } }, { connection: 'close' });
         else sendXmlError(res, failure);
       }
     })();
@@ -599,7 +591,7 @@ function headerString(req: IncomingMessage, name: string): string | undefined {
 }
 
 function requireName(name: string | null | undefined): string {
-  if (name === null || name === undefined || name === '') throw new HttpError(400, 'InvalidArgument', 'object name missing');
+  if (name === null || name === undefined || name === '') throw new FakeApiError(400, 'InvalidArgument', 'object name missing');
   return name;
 }
 
@@ -609,8 +601,8 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
-function sendXmlError(res: ServerResponse, error: HttpError): void {
-  const text = `<?xml version='1.0' encoding='UTF-8'?><Error><Code>${error.code}</Code><Message>${escapeXml(error.message)}</Message></Error>`;
+function sendXmlError(res: ServerResponse, error: FakeApiError): void {
+  const text = `<?xml version='1.0' encoding='UTF-8'?><Error><Code>${error.reason}</Code><Message>${escapeXml(error.message)}</Message></Error>`;
   res.writeHead(error.status, { 'content-type': 'application/xml; charset=UTF-8', 'content-length': Buffer.byteLength(text), connection: 'close' });
   res.end(text);
 }
@@ -623,7 +615,7 @@ function escapeXml(text: string): string {
 function parseLengthRange(value: string | undefined): { min: number; max: number } | undefined {
   if (value === undefined) return undefined;
   const match = /^\s*(\d+)\s*,\s*(\d+)\s*$/.exec(value);
-  if (match === null) throw new HttpError(400, 'InvalidArgument', 'malformed x-goog-content-length-range');
+  if (match === null) throw new FakeApiError(400, 'InvalidArgument', 'malformed x-goog-content-length-range');
   return { min: Number(match[1]), max: Number(match[2]) };
 }
 
@@ -643,7 +635,7 @@ function parseContentRange(value: string | string[] | undefined): ContentRange {
   const query = /^bytes \*\/(\d+|\*)$/.exec(text);
   if (query !== null) return { query: true, start: undefined, total: query[1] === '*' ? undefined : Number(query[1]), restOfObject: false };
   const span = /^bytes (\d+)-(\d+|\*)\/(\d+|\*)$/.exec(text);
-  if (span === null) throw new HttpError(400, 'InvalidArgument', `malformed Content-Range ${text}`);
+  if (span === null) throw new FakeApiError(400, 'InvalidArgument', `malformed Content-Range ${text}`);
   const total = span[3] === '*' ? undefined : Number(span[3]);
   return { query: false, start: Number(span[1]), total, restOfObject: span[2] === '*' && total === undefined };
 }
@@ -657,14 +649,14 @@ function checkHashes(req: IncomingMessage, data: Buffer): void {
     const kind = pair.slice(0, eq).trim();
     const value = pair.slice(eq + 1).trim();
     const actual = kind === 'crc32c' ? crc32cOf(data) : kind === 'md5' ? createHash('md5').update(data).digest('base64') : value;
-    if (actual !== value) throw new HttpError(400, 'BadDigest', `the ${kind} of the data does not match the one sent`);
+    if (actual !== value) throw new FakeApiError(400, 'BadDigest', `the ${kind} of the data does not match the one sent`);
   }
 }
 
 /** Splits a multipart/related upload into its JSON metadata and its media. */
 function parseMultipart(contentType: string, body: Buffer): { metadata: Record<string, unknown>; media: Buffer; mediaType: string } {
   const boundary = /boundary="?([^";]+)"?/.exec(contentType)?.[1];
-  if (boundary === undefined) throw new HttpError(400, 'InvalidArgument', 'multipart upload without a boundary');
+  if (boundary === undefined) throw new FakeApiError(400, 'InvalidArgument', 'multipart upload without a boundary');
   const delimiter = Buffer.from(`--${boundary}`);
   const parts: Buffer[] = [];
   let at = body.indexOf(delimiter);
@@ -679,11 +671,11 @@ function parseMultipart(contentType: string, body: Buffer): { metadata: Record<s
   }
   const split = (part: Buffer): { headers: string; content: Buffer } => {
     const end = part.indexOf('\r\n\r\n');
-    if (end < 0) throw new HttpError(400, 'InvalidArgument', 'multipart part without headers');
+    if (end < 0) throw new FakeApiError(400, 'InvalidArgument', 'multipart part without headers');
     return { headers: part.subarray(0, end).toString('utf8'), content: part.subarray(end + 4) };
   };
   const [first, second] = parts;
-  if (first === undefined || second === undefined) throw new HttpError(400, 'InvalidArgument', 'multipart upload needs two parts');
+  if (first === undefined || second === undefined) throw new FakeApiError(400, 'InvalidArgument', 'multipart upload needs two parts');
   const meta = split(first);
   const media = split(second);
   const mediaType = /content-type:\s*([^\r\n]+)/i.exec(media.headers)?.[1]?.trim() ?? 'application/octet-stream';
