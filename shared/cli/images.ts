@@ -1,9 +1,11 @@
 import { parseArgs } from 'node:util';
 import Docker from 'dockerode';
 import { describeError } from '../errors.ts';
-import { buildImages, envDirOf, type BuiltImage } from '../images/build-images.ts';
+import { buildImages, defaultCacheDir, envDirOf, type BuiltImage } from '../images/build-images.ts';
 import { listHostTypes } from '../images/host-types.ts';
 import { imageStatus } from '../images/image-status.ts';
+import { buildQemuGuest, type QemuGuest } from '../images/qemu-guest.ts';
+import { projectDir } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
 
 export const imagesHelp = `Usage: hermetic images <command> [options]
@@ -15,6 +17,7 @@ that exists is up to date, and a changed recipe always gets a new tag.
 Commands:
   build [HOST_TYPE...]   build the missing images (default: every host type available on this host)
   list                   show each host type, its tag, whether it is built and whether it can run here
+  guest                  build the Debian guest that qemu host types boot (infra/vm/qemu-guest/)
 
 Options:
   -h, --help   show help (also: hermetic images build --help, hermetic images list --help)`;
@@ -44,7 +47,20 @@ Options:
 
 Exit status: 0, or 2 for bad usage.`;
 
-/** `hermetic images build|list`: builds or lists the host types' worker images; returns the exit status. */
+const guestHelp = `Usage: hermetic images guest [options]
+
+Builds the amd64 guest that qemu host types boot, from the recipe in infra/vm/qemu-guest/ and Debian's packages
+(mmdebstrap, then mke2fs and qemu-img; needs root), unless the one its recipe hashes to exists. Prints where its
+disk image, kernel and initrd are; a qemu host VM's image carries them. Progress goes to stderr.
+
+Options:
+  --json       print {tag, image, kernel, initrd} on stdout, and nothing else there
+  -h, --help   show this help
+
+Exit status: 0 when the guest is built or up to date, 1 when it could not be built (the reason is on stderr),
+2 for bad usage.`;
+
+/** `hermetic images build|list|guest`: builds or lists the host types' worker images; returns the exit status. */
 export async function images(args: string[], io: Io): Promise<number> {
   const [command, ...rest] = args;
   switch (command) {
@@ -60,8 +76,10 @@ export async function images(args: string[], io: Io): Promise<number> {
       return build(rest, io);
     case 'list':
       return list(rest, io);
+    case 'guest':
+      return guest(rest, io);
     default:
-      throw new UsageError(`unknown images command "${command}"; expected build or list`);
+      throw new UsageError(`unknown images command "${command}"; expected build, list or guest`);
   }
 }
 
@@ -116,6 +134,32 @@ async function build(args: string[], io: Io): Promise<number> {
   }
   if (values.json) io.stdout(JSON.stringify(built, null, 2));
   else io.stdout(builtTable(built));
+  return exitCodes.ok;
+}
+
+async function guest(args: string[], io: Io): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    io.stdout(guestHelp);
+    return exitCodes.ok;
+  }
+  let built: QemuGuest;
+  try {
+    built = await buildQemuGuest({ projectDir, cacheDir: defaultCacheDir(), onProgress: (line) => io.stderr(line) });
+  } catch (error) {
+    io.stderr(`hermetic: ${describeError(error)}`);
+    return exitCodes.failure;
+  }
+  if (values.json) io.stdout(JSON.stringify(built, null, 2));
+  else io.stdout([`qemu guest ${built.tag}`, `  image   ${built.image}`, `  kernel  ${built.kernel}`, `  initrd  ${built.initrd}`].join('\n'));
   return exitCodes.ok;
 }
 

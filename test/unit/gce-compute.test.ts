@@ -43,7 +43,7 @@ const qemu: GceHostType = {
   kind: 'qemu',
   machineType: 'n2-standard-8',
   sourceImage: 'projects/hermetic-test/global/images/family/hermetic-qemu-host',
-  guest: { image: '/opt/hermetic/guest/linux-riscv.qcow2', system: 'x86_64', cpus: 4, memoryMb: 8192 },
+  guest: { image: '/opt/hermetic/guest/guest.qcow2', kernel: '/opt/hermetic/guest/vmlinuz', initrd: '/opt/hermetic/guest/initrd.img', system: 'x86_64', cpus: 4, memoryMb: 8192 },
 };
 
 function spec(taskId: string): TaskSpec {
@@ -193,15 +193,17 @@ describe('Compute Engine instance body', () => {
     assert.deepEqual(body.advancedMachineFeatures, { enableNestedVirtualization: true });
     const script = metadata(body)['startup-script'] ?? '';
     assert.equal(spawnSync('bash', ['-n'], { input: script }).status, 0, 'bash parses it');
-    assert.ok(script.includes("qemu-img create -q -f qcow2 -F qcow2 -b '/opt/hermetic/guest/linux-riscv.qcow2'"));
+    assert.ok(script.includes("qemu-img create -q -f qcow2 -F qcow2 -b '/opt/hermetic/guest/guest.qcow2'"));
     assert.ok(script.includes('qemu-system-x86_64 -machine q35 $accel -smp 4 -m 8192'));
     assert.ok(script.includes('-fw_cfg "name=opt/hermetic/task.json,file=$spec"'));
     assert.ok(script.includes('-fw_cfg "name=opt/hermetic/args,string=--step-network"'));
     assert.ok(script.includes('-no-reboot'));
     assert.match(script, /--uid-owner hermetic-qemu -d 169\.254\.169\.254\/32 -j REJECT/);
-    const arm = qemuStartupScript({ image: '/g.qcow2', system: 'aarch64' }, { stepNetwork: false });
-    assert.ok(arm.includes('qemu-system-aarch64 -machine virt $accel -smp 2 -m 4096 -bios'));
-    assert.ok(arm.includes('string="'));
+    assert.ok(script.includes("-kernel '/opt/hermetic/guest/vmlinuz' -initrd '/opt/hermetic/guest/initrd.img' -append 'root=/dev/vda rw console=ttyS0 quiet'"));
+    const arm = qemuStartupScript({ image: '/g.qcow2', kernel: '/k', initrd: '/i', system: 'aarch64' }, { stepNetwork: false });
+    assert.ok(arm.includes('qemu-system-aarch64 -machine virt $accel -smp 2 -m 4096 \\'));
+    assert.ok(arm.includes('console=ttyAMA0'));
+    assert.ok(!arm.includes('opt/hermetic/args'), 'qemu refuses an empty fw_cfg string: no args, no file');
   });
 });
 

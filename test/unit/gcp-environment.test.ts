@@ -109,10 +109,21 @@ describe('host types on Compute Engine', () => {
     assert.equal(types.get('linux-arm64')?.machineType, 't2a-standard-2');
   });
 
+  it('runs a qemu host type as machines.json describes it: a host image that carries the guest', async () => {
+    const guest = { image: '/opt/hermetic/guest/guest.qcow2', kernel: '/opt/hermetic/guest/vmlinuz', initrd: '/opt/hermetic/guest/initrd.img', system: 'x86_64' as const };
+    const types = gceHostTypes({
+      hostTypes: await listHostTypes(),
+      machines: { 'linux-amd64-qemu': { kind: 'qemu', machineType: 'n2-standard-4', spot: false, sourceImage: 'projects/p/global/images/hermetic-qemu-host', guest } },
+      images: new Map(),
+      imageRepo: 'r',
+    });
+    assert.deepEqual(types.get('linux-amd64-qemu'), { kind: 'qemu', machineType: 'n2-standard-4', spot: false, sourceImage: 'projects/p/global/images/hermetic-qemu-host', guest });
+  });
+
   it('refuses a machine or an image for a host type without a recipe', async () => {
     const hostTypes = await listHostTypes();
     assert.throws(
-      () => gceHostTypes({ hostTypes, machines: { 'windows-amd64': { machineType: 'n2-standard-4', spot: false } }, images: new Map(), imageRepo: 'r' }),
+      () => gceHostTypes({ hostTypes, machines: { 'windows-amd64': { kind: 'cos-container', machineType: 'n2-standard-4', spot: false } }, images: new Map(), imageRepo: 'r' }),
       /machines.json: no host type windows-amd64; expected one of: linux-386/,
     );
     assert.throws(() => gceHostTypes({ hostTypes, machines: {}, images: new Map([['plan9', 'plan9:x']]), imageRepo: 'r' }), /HERMETIC_IMAGES: no host type plan9/);

@@ -4,18 +4,38 @@ import { z } from 'zod';
 import { ConfigError } from '../../errors.ts';
 import type { HostType } from '../../images/host-types.ts';
 import { formatIssues } from '../../model/messages.ts';
-import type { GceCosHostType } from './gce-instance.ts';
+import type { GceHostType } from './gce-instance.ts';
 
 /** Where the deployed source says which machine each host type's workers get. */
 export const machinesFile = fileURLToPath(new URL('../../../infra/deploy/machines.json', import.meta.url));
 
-const machineSchema = z.strictObject({
+const machineFields = {
   machineType: z.string().regex(/^[a-z][a-z0-9-]{1,62}$/, 'expected a machine type such as "e2-standard-2"'),
   /** Spot VMs cost a fraction and may be preempted; a preempted task is retried like a lost worker. */
   spot: z.boolean().default(false),
   diskGb: z.number().int().min(10).max(65_536).optional(),
+};
+const absolutePath = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, 'expected an absolute path on the host image');
+/** A host type with a builder image (infra/env/): Container-Optimized OS runs it. */
+const containerMachine = z.strictObject({ kind: z.literal('cos-container').default('cos-container'), ...machineFields });
+/**
+ * A qemu host type: a host VM from `sourceImage`, which carries qemu and the guest that `hermetic images guest`
+ * builds, boots the guest with the task; nested virtualization gives it KVM where the guest is x86_64.
+ */
+const qemuMachine = z.strictObject({
+  kind: z.literal('qemu'),
+  ...machineFields,
+  sourceImage: z.string().regex(/^projects\/[a-z][a-z0-9-]+\/global\/images\/[a-z0-9-/]+$/, 'expected projects/P/global/images/NAME'),
+  guest: z.strictObject({
+    image: absolutePath,
+    kernel: absolutePath,
+    initrd: absolutePath,
+    system: z.enum(['x86_64', 'aarch64']),
+    cpus: z.number().int().min(1).max(64).optional(),
+    memoryMb: z.number().int().min(256).optional(),
+  }),
 });
-const machinesSchema = z.record(z.string(), machineSchema);
+const machinesSchema = z.record(z.string(), z.union([qemuMachine, containerMachine]));
 export type Machines = z.infer<typeof machinesSchema>;
 
 /** Container-Optimized OS image families, by the Docker platform of the builder image. */
@@ -38,27 +58,41 @@ export async function loadMachines(file: string = machinesFile): Promise<Machine
 }
 
 /**
- * How each host type runs on Compute Engine: Container-Optimized OS of the image's architecture, running the builder
- * image that deploy pushed (`images`: host type -> `name:tag` under `imageRepo`), on the machine machines.json names.
- * Host types without a pushed image or a machine are left out, so the compute says it cannot run them. Throws
- * ConfigError for a machine or image of a host type that has no recipe.
+ * How each host type runs on Compute Engine, on the machine machines.json names: a container host type on
+ * Container-Optimized OS of its image's architecture, running the builder image deploy pushed (`images`: host type ->
+ * `name:tag` under `imageRepo`); a qemu host type as machines.json describes it. Container host types without a
+ * pushed image or a machine are left out, so the compute says it cannot run them. Throws ConfigError for a container
+ * machine or an image of a host type that has no recipe.
  */
 export function gceHostTypes(options: {
   hostTypes: readonly HostType[];
   machines: Machines;
   images: ReadonlyMap<string, string>;
   imageRepo: string;
-}): Map<string, GceCosHostType> {
+}): Map<string, GceHostType> {
   const known = new Map(options.hostTypes.map((hostType) => [hostType.name, hostType]));
-  for (const [what, names] of [['machines.json', Object.keys(options.machines)], ['HERMETIC_IMAGES', [...options.images.keys()]]] as const) {
+  const containerMachines = Object.entries(options.machines).filter(([, machine]) => machine.kind === 'cos-container').map(([name]) => name);
+  for (const [what, names] of [['machines.json', containerMachines], ['HERMETIC_IMAGES', [...options.images.keys()]]] as const) {
     const unknown = names.filter((name) => !known.has(name));
     if (unknown.length > 0) throw new ConfigError(`${what}: no host type ${unknown.join(', ')}; expected one of: ${[...known.keys()].join(', ')}`);
   }
-  const result = new Map<string, GceCosHostType>();
+  const result = new Map<string, GceHostType>();
+  for (const [name, machine] of Object.entries(options.machines)) {
+    if (machine.kind !== 'qemu') continue;
+    const { cpus, memoryMb, ...guest } = machine.guest;
+    result.set(name, {
+      kind: 'qemu',
+      machineType: machine.machineType,
+      spot: machine.spot,
+      ...(machine.diskGb === undefined ? {} : { diskGb: machine.diskGb }),
+      sourceImage: machine.sourceImage,
+      guest: { ...guest, ...(cpus === undefined ? {} : { cpus }), ...(memoryMb === undefined ? {} : { memoryMb }) },
+    });
+  }
   for (const [name, image] of options.images) {
     const machine = options.machines[name];
     const hostType = known.get(name);
-    if (machine === undefined || hostType === undefined) continue;
+    if (machine?.kind !== 'cos-container' || hostType === undefined) continue;
     result.set(name, {
       kind: 'cos-container',
       machineType: machine.machineType,

@@ -44,6 +44,9 @@ export interface GceQemuHostType extends GceHostTypeBase {
   guest: {
     /** The guest's disk image on the host's boot disk (qcow2); the VM boots a throwaway overlay of it. */
     image: string;
+    /** The guest's kernel and initrd beside it (see shared/images/qemu-guest.ts): booted directly, no bootloader. */
+    kernel: string;
+    initrd: string;
     /** `qemu-system-<system>`: x86_64 (KVM when the host has /dev/kvm) or aarch64 (emulated). */
     system: 'x86_64' | 'aarch64';
     cpus?: number;
@@ -291,16 +294,14 @@ Stop-Worker 'task done'
 
 /**
  * The qemu host's boot script: once per VM, fetches the spec, boots a throwaway overlay of the guest image with the
- * spec as the fw_cfg file `opt/hermetic/task.json`, with qemu (KVM when /dev/kvm is there) as a user that cannot
- * reach the metadata server, waits for the guest to power off, then powers the host off. The guest image runs the
- * agent at boot with `--spec /sys/firmware/qemu_fw_cfg/by_name/opt/hermetic/task.json/raw` (plus the fw_cfg file
- * `opt/hermetic/args`), and powers off when it exits.
+ * spec as the fw_cfg file `opt/hermetic/task.json`, with qemu (KVM where the CPU can) as a user that cannot reach
+ * the metadata server, waits for the guest to power off, then powers the host off. The guest (shared/images/
+ * qemu-guest.ts) reads the spec and `opt/hermetic/args` from fw_cfg, runs the agent, and powers off when it exits.
  */
 export function qemuStartupScript(guest: GceQemuHostType['guest'], options: { stepNetwork: boolean }): string {
   const cpus = guest.cpus ?? 2;
   const memoryMb = guest.memoryMb ?? 4096;
   const machine = guest.system === 'aarch64' ? 'virt' : 'q35';
-  const firmware = guest.system === 'aarch64' ? ' -bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd' : '';
   return `${bootPreamble("qemu host): boot the guest once with this VM's task, then power off.", { umask: false })}
 id hermetic-qemu >/dev/null 2>&1 || useradd --system --no-create-home --groups kvm hermetic-qemu || off "cannot add the qemu user"
 chown hermetic-qemu "$spec" && chmod 0400 "$spec"
@@ -311,14 +312,15 @@ iptables -I OUTPUT 1 -m owner --uid-owner hermetic-qemu -d 169.254.169.254/32 -j
   || off "cannot cut the guest off the metadata server"
 qemu-img create -q -f qcow2 -F qcow2 -b ${shellQuote(guest.image)} "$state/guest.qcow2" && chown hermetic-qemu "$state/guest.qcow2" \\
   || off "cannot make the guest's disk"
-if [ -w /dev/kvm ] && [ "$(uname -m)" = ${shellQuote(guest.system)} ]; then accel='-accel kvm -cpu host'; else accel='-accel tcg -cpu max'; fi
+# KVM only where the CPU offers virtualization (nested on Compute Engine); a bare /dev/kvm without it crawls.
+if [ -w /dev/kvm ] && [ "$(uname -m)" = ${shellQuote(guest.system)} ] && grep -qE 'vmx|svm' /proc/cpuinfo; then accel='-accel kvm -cpu host'; else accel='-accel tcg -cpu max'; fi
 setpriv --reuid hermetic-qemu --regid hermetic-qemu --init-groups -- \\
-  qemu-system-${guest.system} -machine ${machine} $accel -smp ${cpus} -m ${memoryMb}${firmware} \\
+  qemu-system-${guest.system} -machine ${machine} $accel -smp ${cpus} -m ${memoryMb} \\
   -nographic -no-reboot \\
+  -kernel ${shellQuote(guest.kernel)} -initrd ${shellQuote(guest.initrd)} -append 'root=/dev/vda rw console=${guest.system === 'aarch64' ? 'ttyAMA0' : 'ttyS0'} quiet' \\
   -drive "file=$state/guest.qcow2,if=virtio,format=qcow2" \\
   -fw_cfg "name=opt/hermetic/task.json,file=$spec" \\
-  -fw_cfg "name=opt/hermetic/args,string=${options.stepNetwork ? '--step-network' : ''}" \\
-  -netdev user,id=net0 -device virtio-net-pci,netdev=net0
+${options.stepNetwork ? '  -fw_cfg "name=opt/hermetic/args,string=--step-network" \\\n' : ''}  -netdev user,id=net0 -device virtio-net-pci,netdev=net0
 code=$?
 say "guest exited with code $code"
 off "task done"

@@ -1,0 +1,14 @@
+#!/bin/sh
+# The guest's one job: the task qemu handed in through fw_cfg, run by the agent, then power off whatever happened.
+fw=/sys/firmware/qemu_fw_cfg/by_name/opt/hermetic
+modprobe qemu_fw_cfg
+mkdir -p /etc/hermetic /work && chown builder:builder /work
+if cp "$fw/task.json/raw" /etc/hermetic/task.json && chmod 0400 /etc/hermetic/task.json; then
+  args=$(cat "$fw/args/raw" 2>/dev/null)
+  # shellcheck disable=SC2086 # the args are flags the host script chose
+  /opt/hermetic/node /opt/hermetic/agent.mjs --workdir /work --spec /etc/hermetic/task.json --isolate-steps $args
+  echo "hermetic-guest: the agent exited with $?"
+else
+  echo "hermetic-guest: no task in fw_cfg"
+fi
+systemctl poweroff
