@@ -76,7 +76,7 @@ export async function buildQemuGuest(options: QemuGuestOptions): Promise<QemuGue
     await mkdir(payloadDir);
     await writeFile(join(payloadDir, 'agent.mjs'), payload.bundle);
     await copyFile(payload.nodePath, join(payloadDir, 'node'));
-    for (const name of ['run-task.sh', 'hermetic-agent.service', '20-dhcp.network']) await copyFile(join(recipeDir, name), join(payloadDir, name));
+    for (const name of ['run-task.sh', 'hermetic-agent.service']) await copyFile(join(recipeDir, name), join(payloadDir, name));
     const root = join(work, 'root');
     const hook = (script: string) => `--customize-hook=${script}`;
     progress(`qemu guest ${tag}: mmdebstrap ${suite} with ${parsed.data.packages.join(', ')}`);
@@ -84,9 +84,9 @@ export async function buildQemuGuest(options: QemuGuestOptions): Promise<QemuGue
       '--variant=minbase',
       `--include=${parsed.data.packages.join(',')}`,
       hook(`mkdir -p "$1/opt/hermetic" && cp -a ${payloadDir}/. "$1/opt/hermetic/" && chmod 0755 "$1/opt/hermetic/node" "$1/opt/hermetic/run-task.sh"`),
-      hook(`mv "$1/opt/hermetic/hermetic-agent.service" "$1/etc/systemd/system/" && mv "$1/opt/hermetic/20-dhcp.network" "$1/etc/systemd/network/"`),
+      hook('mv "$1/opt/hermetic/hermetic-agent.service" "$1/etc/systemd/system/"'),
       hook('chroot "$1" sh -c "groupadd --gid 1000 builder && useradd --uid 1000 --gid 1000 --create-home --shell /bin/sh builder"'),
-      hook('chroot "$1" systemctl enable hermetic-agent.service systemd-networkd.service systemd-networkd-wait-online.service'),
+      hook('chroot "$1" systemctl enable hermetic-agent.service'),
       hook('echo hermetic-guest > "$1/etc/hostname"'),
       suite,
       root,
