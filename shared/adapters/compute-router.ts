@@ -32,8 +32,8 @@ export function createComputeRouter(
     async close() {
       await Promise.all(adapters.map((adapter) => adapter.close()));
     },
-    machineOf(hostType) {
-      return byHostType.get(hostType)?.machineOf?.(hostType);
+    machineOf(hostType, spotAllowed) {
+      return byHostType.get(hostType)?.machineOf?.(hostType, spotAllowed);
     },
     unavailableReason(hostType) {
       return unavailable.get(hostType) ?? adapters.map((adapter) => adapter.unavailableReason?.(hostType)).find(Boolean);

@@ -25,6 +25,8 @@ const builderCommon = {
   maxAttempts: z.number().int().min(1).max(10).default(3),
   /** Let the steps reach the network. Off by default: tests run with loopback only (in containers). */
   network: z.boolean().default(false),
+  /** May run on Spot VMs where the host type offers them: far cheaper, but preempted ones are retried. */
+  spot: z.boolean().default(true),
 };
 
 const shardCount = z.number().int().min(1).max(256);
@@ -134,6 +136,7 @@ export function parseConfig(json: unknown, file: string): Config {
       maxLogBytes: builder.maxLogBytes,
       maxAttempts: builder.maxAttempts,
       network: builder.network,
+      spot: builder.spot,
       ...(testsOf(builder) ?? {}),
     });
   }

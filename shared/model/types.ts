@@ -61,6 +61,8 @@ export interface Builder {
   maxAttempts: number;
   /** Whether the steps may reach the network; containers otherwise give them loopback only. */
   network: boolean;
+  /** Whether its tasks may run on Spot VMs, where the host type offers them. */
+  spot: boolean;
   /** Present when the builder makes once and tests in shards; `steps` is then unused. */
   tests?: TestSuite;
 }

@@ -78,8 +78,9 @@ export function createLaunch(deps: PipelineDeps) {
       deadline,
       labels: { task: task.id, build: task.buildId, builder: task.builder, repo: task.repo },
       network: builder.network,
+      spot: builder.spot,
     });
-    const machine = deps.compute.machineOf?.(hostType);
+    const machine = deps.compute.machineOf?.(hostType, builder.spot);
     const launched = await deps.state.transaction(async (tx) => {
       const current = await tx.get(collections.tasks, task.id);
       const build = await tx.get(collections.builds, task.buildId);

@@ -13,6 +13,8 @@ export interface WorkerRequest {
   labels: Record<string, string>;
   /** The builder lets its steps reach the network; adapters that cut it off otherwise leave it on. */
   network?: boolean;
+  /** The builder allows Spot VMs; adapters without them ignore it. */
+  spot?: boolean;
 }
 
 /** How a worker ended, as its compute adapter saw it. */
@@ -42,8 +44,11 @@ export interface Compute {
   close(): Promise<void>;
   /** Why a host type it does not run is not available here, when it knows (no Docker engine, no qemu, ...). */
   unavailableReason?(hostType: string): string | undefined;
-  /** The machine a host type's workers run on, where workers are billed by machine (VMs); absent or undefined otherwise. */
-  machineOf?(hostType: string): Machine | undefined;
+  /**
+   * The machine a host type's workers run on (Spot only where the host type offers it and `spotAllowed`), where
+   * workers are billed by machine (VMs); absent or undefined otherwise.
+   */
+  machineOf?(hostType: string, spotAllowed: boolean): Machine | undefined;
 }
 
 /** Called by a compute adapter when one of its workers ends, however it ended. */

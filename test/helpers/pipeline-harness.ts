@@ -23,7 +23,7 @@ const subscription = { ackDeadlineMs: 60_000, maxAttempts: 5, minBackoffMs: 10, 
 
 /**
  * The whole pipeline over in-memory fakes, driven by hand: messages sit in the queue until the test delivers them,
- * once, twice, or in any order. Builders: `ok` (host, 3 attempts), `vm` (a host type the fake cannot run), `fb`
+ * once, twice, or in any order. Builders: `ok` (host, 3 attempts), `no-spot` (refuses Spot VMs), `vm` (a host type the fake cannot run), `fb`
  * (prefers one the fake cannot run, falls back to `host`), and the sharded Go module builders `mod` (3 shards, 2
  * for trybots), `mod-once` (1 shard; the same snapshot as `mod`) and `mod-noretry` (3 shards, failures not retried).
  */
@@ -51,6 +51,7 @@ export async function createPipelineHarness(options: { logger?: Logger; /** Work
       repos: [{ name: 'demo', url: '/nowhere/demo', branches: ['main'], builders: ['ok'] }],
       builders: {
         ok: { type: 'command', command: 'true', maxAttempts: 3, timeoutSeconds: 60 },
+        'no-spot': { type: 'command', command: 'true', spot: false },
         vm: { type: 'command', command: 'true', hostType: 'windows-amd64' },
         fb: { type: 'command', command: 'true', hostType: 'linux-arm64', fallbackHostType: 'host' },
         mod: { type: 'go-module', shards: { postSubmit: 3, trybot: 2 }, maxAttempts: 2, timeoutSeconds: 60 },

@@ -132,6 +132,8 @@ describe('Compute Engine instance body', () => {
     assert.equal(body.scheduling?.onHostMaintenance, 'TERMINATE');
     assert.equal(body.scheduling?.automaticRestart, false);
     assert.equal(body.scheduling?.instanceTerminationAction, 'DELETE');
+    const refused = instanceBody({ ...request(), spot: false }, { zone, hostType: { ...cos, spot: true }, now: 0 });
+    assert.equal(refused.scheduling?.provisioningModel, 'STANDARD', 'a builder that would rather not be preempted gets a standard VM');
   });
 
   test('the network: an external IP by default, none when asked, a subnetwork and tags', () => {
@@ -254,8 +256,8 @@ describe('Compute Engine adapter on the fake API', () => {
       assert.equal(received.name, made.name);
       assert.equal('serviceAccounts' in received, false);
       assert.equal(vmOf(gce, asked.taskId)?.status, 'RUNNING', 'start waited for the VM to be created');
-      assert.deepEqual(compute.machineOf?.('linux-amd64'), { type: 'e2-standard-4', spot: false, diskGb: 50 });
-      assert.equal(compute.machineOf?.('windows-amd64'), undefined);
+      assert.deepEqual(compute.machineOf?.('linux-amd64', true), { type: 'e2-standard-4', spot: false, diskGb: 50 });
+      assert.equal(compute.machineOf?.('windows-amd64', true), undefined);
     } finally {
       await close();
     }

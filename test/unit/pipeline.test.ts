@@ -67,6 +67,25 @@ describe('pipeline: happy path', () => {
     }
     assert.ok(spec.result.url.includes(`results/${taskId}.json`));
     assert.ok(spec.log.chunkUrls.every((url) => url.includes(`tasks/${taskId}/log/`)));
+    assert.equal(h.compute.started[0]?.spot, true, 'builders allow Spot VMs unless they say otherwise');
+  });
+
+  it('asks for a standard VM, and records one, for a builder that refuses Spot', async () => {
+    const h = await createPipelineHarness();
+    const asked: boolean[] = [];
+    Object.assign(h.compute, {
+      machineOf: (_hostType: string, spotAllowed: boolean) => {
+        asked.push(spotAllowed);
+        return { type: 'e2-standard-2', spot: spotAllowed };
+      },
+    });
+    const commit = h.source.push('demo', 'main');
+    await h.request('no-spot', { commit });
+    const [request] = h.compute.started;
+    assert.equal(request?.spot, false);
+    assert.deepEqual(asked, [false]);
+    const [task] = await h.state.query(collections.tasks, { where: { buildId: buildId('demo', commit, 'no-spot') } });
+    assert.deepEqual(task?.machine, { type: 'e2-standard-2', spot: false });
   });
 });
 

@@ -231,10 +231,10 @@ export function createGceCompute(options: GceComputeOptions): Compute {
     start,
     stop,
     list,
-    machineOf(name) {
+    machineOf(name, spotAllowed) {
       const hostType = hostTypes.get(name);
       if (hostType === undefined) return undefined;
-      return { type: hostType.machineType, spot: hostType.spot === true, diskGb: hostType.diskGb ?? defaultDiskGb };
+      return { type: hostType.machineType, spot: hostType.spot === true && spotAllowed, diskGb: hostType.diskGb ?? defaultDiskGb };
     },
     async close() {
       // VMs are not this process's children: collect and the reaper delete them, whichever process runs those.

@@ -169,7 +169,8 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
         ? { key: 'windows-startup-script-ps1', value: windowsStartupScript(hostType) }
         : { key: 'startup-script', value: qemuStartupScript(hostType.guest, { stepNetwork }) };
   const network = options.network ?? {};
-  const spot = hostType.spot === true;
+  // Spot where the host type offers it, unless the builder would rather not lose a task to preemption.
+  const spot = hostType.spot === true && request.spot !== false;
   return {
     name: instanceName(request.taskId),
     machineType: `zones/${zone}/machineTypes/${hostType.machineType}`,
