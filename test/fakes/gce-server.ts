@@ -502,6 +502,8 @@ export async function bootScriptGuest(options: BootScriptGuestOptions = {}): Pro
   const records = new Map<string, BootRecord>();
   const children = new Map<ChildProcess, string>();
   const servers = new Set<Server>();
+  // A VM may boot while the fake is being cleaned up: its guest then never starts (nor leaves a server listening).
+  let cleanedUp = false;
 
   const guest: FakeGuest = (booted) => {
     const script = booted.vm.body.metadata?.items?.find((item) => item.key === 'startup-script')?.value;
@@ -515,6 +517,7 @@ export async function bootScriptGuest(options: BootScriptGuestOptions = {}): Pro
     const { vm } = booted;
     const dir = join(root, vm.name);
     await mkdir(join(dir, 'work'), { recursive: true });
+    if (cleanedUp) return;
     const metadataRequests: string[] = [];
     const metadata = createServer((request, response) => {
       // A proxy request: the URL is absolute, as the script wrote it.
@@ -534,7 +537,16 @@ export async function bootScriptGuest(options: BootScriptGuestOptions = {}): Pro
     await new Promise<void>((resolve) => metadata.listen(0, '127.0.0.1', resolve));
     const proxy = `http://127.0.0.1:${(metadata.address() as AddressInfo).port}`;
     const scriptFile = join(dir, 'startup-script');
-    await writeFile(scriptFile, script.replaceAll('/var/lib/hermetic', join(dir, 'state')));
+    const written = await writeFile(scriptFile, script.replaceAll('/var/lib/hermetic', join(dir, 'state'))).then(
+      () => true,
+      () => false,
+    );
+    if (cleanedUp || !written) {
+      metadata.close();
+      servers.delete(metadata);
+      if (!written && !cleanedUp) throw new Error(`cannot write the boot script of ${vm.name}`);
+      return;
+    }
     const calls = join(dir, 'calls.jsonl');
     const poweroff = join(dir, 'poweroff');
     const log = join(dir, 'boot.log');
@@ -624,6 +636,7 @@ export async function bootScriptGuest(options: BootScriptGuestOptions = {}): Pro
     processes,
     running: (name) => processes(name).length > 0 || containerRunning(name),
     async cleanup() {
+      cleanedUp = true;
       for (const [child, name] of children) killGuest(name, child);
       for (const server of servers) server.close();
       await rm(root, { recursive: true, force: true });
