@@ -639,7 +639,8 @@ export async function bootScriptGuest(options: BootScriptGuestOptions = {}): Pro
       cleanedUp = true;
       for (const [child, name] of children) killGuest(name, child);
       for (const server of servers) server.close();
-      await rm(root, { recursive: true, force: true });
+      // A guest killed a moment ago may still be finishing a write into its folder: rm retries ENOTEMPTY.
+      await rm(root, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
     },
   };
 }
