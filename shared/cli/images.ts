@@ -137,8 +137,9 @@ async function build(args: string[], io: Io): Promise<number> {
   return exitCodes.ok;
 }
 
-async function guest(args: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({
+/** The flags of the commands that take only --json and --help; throws on anything else. */
+function jsonOrHelp(args: string[]): { json: boolean; help: boolean } {
+  return parseArgs({
     args,
     strict: true,
     allowPositionals: false,
@@ -146,7 +147,11 @@ async function guest(args: string[], io: Io): Promise<number> {
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
-  });
+  }).values;
+}
+
+async function guest(args: string[], io: Io): Promise<number> {
+  const values = jsonOrHelp(args);
   if (values.help) {
     io.stdout(guestHelp);
     return exitCodes.ok;
@@ -164,15 +169,7 @@ async function guest(args: string[], io: Io): Promise<number> {
 }
 
 async function list(args: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+  const values = jsonOrHelp(args);
   if (values.help) {
     io.stdout(listHelp);
     return exitCodes.ok;
