@@ -5,7 +5,8 @@ export const maxInValues = 30;
 
 /**
  * Checks a query against the port's rules, the same in every adapter: `where` and `orderBy` fields indexed, an `in`
- * of 1 to 30 values, values strings, finite numbers or booleans, a direction of asc or desc. Returns each `where`
+ * of 1 to 30 values, values strings, finite numbers or booleans, a direction of asc or desc, a positive whole limit.
+ * Returns each `where`
  * field with its values (one for an equality). Throws an Error that names the collection, the field and the rule.
  */
 export function checkQuery(collection: Collection<unknown>, query: Query): Array<[string, readonly Scalar[]]> {
@@ -25,6 +26,9 @@ export function checkQuery(collection: Collection<unknown>, query: Query): Array
     if (direction !== 'asc' && direction !== 'desc') {
       throw new Error(`query on ${collection.name}: orderBy direction must be asc or desc, got ${String(direction)}`);
     }
+  }
+  if (query.limit !== undefined && (!Number.isSafeInteger(query.limit) || query.limit < 1)) {
+    throw new Error(`query on ${collection.name}: limit must be a positive integer, got ${query.limit}`);
   }
   return where;
 }

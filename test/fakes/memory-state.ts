@@ -1,7 +1,6 @@
 import { checkDocumentId, createLock, runBufferedTransaction } from '../../shared/adapters/buffered-transaction.ts';
+import { checkQuery } from '../../shared/adapters/query-checks.ts';
 import type { Collection, Query, Scalar, StateStore, Transaction } from '../../shared/ports/state.ts';
-
-const MAX_IN_VALUES = 30;
 
 /**
  * An in-memory state store with the SQLite adapter's semantics: documents kept as JSON text (so callers get copies),
@@ -33,17 +32,8 @@ export function createMemoryState(): StateStore {
     query<T>(collection: Collection<T>, query: Query = {}): Promise<T[]> {
       return exclusive(() => {
         assertOpen();
-        const filters = compileWhere(collection, query);
+        const filters = checkQuery(collection, query);
         const orderBy = query.orderBy;
-        if (orderBy !== undefined) {
-          assertIndexed(collection, orderBy.field, 'orderBy');
-          if (orderBy.direction !== 'asc' && orderBy.direction !== 'desc') {
-            throw new Error(`query on ${collection.name}: orderBy direction must be asc or desc`);
-          }
-        }
-        if (query.limit !== undefined && (!Number.isSafeInteger(query.limit) || query.limit < 1)) {
-          throw new Error(`query on ${collection.name}: limit must be a positive integer, got ${query.limit}`);
-        }
         let rows: { id: string; doc: Record<string, unknown> }[] = [];
         for (const [id, text] of data.get(collection.name) ?? []) {
           const doc = parse<Record<string, unknown>>(text);
@@ -89,41 +79,6 @@ export function createMemoryState(): StateStore {
       });
     },
   };
-}
-
-function compileWhere(collection: Collection<unknown>, query: Query): [string, readonly Scalar[]][] {
-  const filters: [string, readonly Scalar[]][] = [];
-  for (const [field, condition] of Object.entries(query.where ?? {})) {
-    assertIndexed(collection, field, 'where');
-    const values = typeof condition === 'object' && condition !== null ? condition.in : [condition];
-    if (values.length === 0 || values.length > MAX_IN_VALUES) {
-      throw new Error(
-        `query on ${collection.name}: 'in' on ${field} needs 1 to ${MAX_IN_VALUES} values, got ${values.length}`,
-      );
-    }
-    for (const value of values) {
-      const ok =
-        typeof value === 'string' ||
-        typeof value === 'boolean' ||
-        (typeof value === 'number' && Number.isFinite(value));
-      if (!ok) {
-        throw new Error(
-          `query on ${collection.name}: ${field} must be compared with a string, finite number or boolean`,
-        );
-      }
-    }
-    filters.push([field, values]);
-  }
-  return filters;
-}
-
-function assertIndexed(collection: Collection<unknown>, field: string, clause: string): void {
-  if (!collection.indexed.includes(field)) {
-    throw new Error(
-      `query on ${collection.name}: ${clause} field ${JSON.stringify(field)} is not indexed ` +
-        `(indexed: ${collection.indexed.join(', ') || 'none'})`,
-    );
-  }
 }
 
 function jsonEquals(stored: unknown, value: Scalar): boolean {

@@ -12,7 +12,7 @@ import { checkDocumentId, createLock, runBufferedTransaction, type BufferedWrite
 import { checkQuery } from '../query-checks.ts';
 import { fromGrpcError } from './grpc-error.ts';
 
-/** Firestore's limits on the values of one `in`, and on the disjunctions of one query (the product of its `in`s). */
+/** Firestore's limit on the disjunctions of one query (the product of its `in`s). */
 const MAX_DISJUNCTIONS = 30;
 /**
  * Attempts of one transaction before its contention error is the caller's (a RetryableError). The client's default
@@ -198,9 +198,6 @@ function planQuery(collection: Collection<unknown>, query: Query): QueryPlan {
     // Without repeats, which count against Firestore's limits (a Set keeps 1 and '1' apart, as JSON does).
     filters.push([field, [...new Set(values)]]);
   }
-  if (query.limit !== undefined && (!Number.isSafeInteger(query.limit) || query.limit < 1)) {
-    throw new Error(`query on ${collection.name}: limit must be a positive integer, got ${query.limit}`);
-  }
   // Firestore takes at most 30 disjunctions (the product of the `in` sizes); the smaller `in`s go to it first.
   const plan: QueryPlan = { server: [], client: [] };
   let disjunctions = 1;
@@ -235,9 +232,6 @@ function parseDocument<T>(snapshot: DocumentSnapshot): T | undefined {
   }
   return JSON.parse(text) as T;
 }
-
-
-
 
 function checkCollection(collection: Collection<unknown>): void {
   if (!COLLECTION_NAME.test(collection.name)) {

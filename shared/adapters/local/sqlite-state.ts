@@ -166,9 +166,6 @@ export function compileQuery(
   }
   let sql = `SELECT data FROM ${from} WHERE ${conditions.join(' AND ')} ${order}`;
   if (query.limit !== undefined) {
-    if (!Number.isSafeInteger(query.limit) || query.limit < 1) {
-      throw new Error(`query on ${collection.name}: limit must be a positive integer, got ${query.limit}`);
-    }
     sql += ' LIMIT ?';
     params.push(query.limit);
   }
