@@ -83,20 +83,26 @@ export function createGcsBlobs(options: GcsBlobsOptions): BlobStore {
       const target = file(key);
       const maxBytes = streamOptions?.maxBytes;
       const iterator = source[Symbol.asyncIterator]();
+      let bytes = 0;
+      /** The source's next chunk, counted against the limit; undefined once it ends. */
+      const pull = async (): Promise<Buffer | undefined> => {
+        const next = await iterator.next();
+        if (next.done === true) return undefined;
+        bytes += next.value.byteLength;
+        if (maxBytes !== undefined && bytes > maxBytes) throw tooLarge(key, maxBytes);
+        return Buffer.from(next.value);
+      };
       // Small streams are gathered and sent in one request; only a large one pays for an upload session.
       const head: Buffer[] = [];
-      let bytes = 0;
       let ended = false;
       try {
         while (bytes < resumableFromBytes) {
-          const next = await iterator.next();
-          if (next.done === true) {
+          const chunk = await pull();
+          if (chunk === undefined) {
             ended = true;
             break;
           }
-          bytes += next.value.byteLength;
-          if (maxBytes !== undefined && bytes > maxBytes) throw tooLarge(key, maxBytes);
-          head.push(Buffer.from(next.value));
+          head.push(chunk);
         }
       } catch (error) {
         await iterator.return?.().catch(() => undefined);
@@ -113,16 +119,8 @@ export function createGcsBlobs(options: GcsBlobsOptions): BlobStore {
         try {
           yield* head;
           head.length = 0;
-          for (;;) {
-            const next = await iterator.next();
-            if (next.done === true) {
-              exhausted = true;
-              return;
-            }
-            bytes += next.value.byteLength;
-            if (maxBytes !== undefined && bytes > maxBytes) throw tooLarge(key, maxBytes);
-            yield Buffer.from(next.value);
-          }
+          for (let chunk = await pull(); chunk !== undefined; chunk = await pull()) yield chunk;
+          exhausted = true;
         } catch (error) {
           sourceError = error;
           throw error;
