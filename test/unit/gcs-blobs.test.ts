@@ -54,6 +54,16 @@ describe('gcs blobs: large objects, resumable uploads and signed headers', { tim
     for (let i = 0; i < 100 && fake.openSessions() > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
   };
 
+  it('puts a small object in one request and a large one (a long merged log) as a chunked resumable upload', async () => {
+    await store.put('logs/short.txt', 'a short log\n');
+    assert.deepEqual(fake.requests, ['json:insert-multipart']);
+    fake.requests.length = 0;
+    const long = randomBytes(600 * KiB).toString('hex');
+    await store.put('logs/long.txt', long);
+    assert.deepEqual(fake.requests, ['json:insert-resumable', ...Array<string>(5).fill('json:session-put')]);
+    assert.equal(fake.object(BUCKET, 'logs/long.txt')?.data.toString(), long);
+  });
+
   it('sends a small stream in one request and a large one as a chunked resumable upload', async () => {
     const small = randomBytes(100 * KiB);
     assert.deepEqual(await store.putStream('big/small', pieces(small, 30 * KiB)), { bytes: small.byteLength });

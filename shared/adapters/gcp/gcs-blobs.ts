@@ -10,7 +10,7 @@ export interface GcsBlobsOptions {
   /** Made by the composition root; the adapter never creates a client. */
   storage: Storage;
   bucket: string;
-  /** A stream that reaches this many bytes goes up as a resumable upload; a smaller one in one request. Default 8 MiB. */
+  /** An object or stream that reaches this many bytes goes up as a resumable upload; a smaller one in one request. Default 8 MiB. */
   resumableFromBytes?: number;
   /** The size of each request of a resumable upload; a multiple of 256 KiB. Default 8 MiB. */
   chunkBytes?: number;
@@ -73,10 +73,18 @@ export function createGcsBlobs(options: GcsBlobsOptions): BlobStore {
     }
   };
 
-  return {
+  const store: BlobStore = {
     async put(key, data) {
       const target = file(key);
-      await saveWhole(key, target, typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data));
+      const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
+      // A large object (a sharded build's merged log, say) goes up in chunks, as a large stream does.
+      if (bytes.byteLength >= resumableFromBytes) {
+        await store.putStream(key, (async function* () {
+          yield bytes;
+        })());
+        return;
+      }
+      await saveWhole(key, target, bytes);
     },
 
     async putStream(key, source, streamOptions) {
@@ -242,6 +250,7 @@ export function createGcsBlobs(options: GcsBlobsOptions): BlobStore {
       }
     },
   };
+  return store;
 }
 
 /** Cancels an unfinished upload session, so nobody can complete it later; best effort, as an open one expires anyway. */
