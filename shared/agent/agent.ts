@@ -7,7 +7,8 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { x as extractTar } from 'tar';
 import type { TaskResult, TaskSpec } from '../model/wire.ts';
 import { createChunkedLog, type ChunkedLog } from './chunked-log.ts';
-import { describeFailure, putWithRetry } from './put-with-retry.ts';
+import { putWithRetry } from './put-with-retry.ts';
+import { describeFailure } from './upload-retry.ts';
 import { packSnapshot } from './snapshot.ts';
 
 // The agent runs inside workers and is copied into their images: it imports node built-ins, zod (through the wire

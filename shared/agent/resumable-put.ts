@@ -1,4 +1,4 @@
-import type { PutOptions } from './put-with-retry.ts';
+import { describeFailure, retryableStatus, sleep, uploadTimeoutMs, type PutOptions } from './upload-retry.ts';
 
 /**
  * A Cloud Storage resumable upload started from a V4 signed URL: a signed POST with `x-goog-resumable: start` opens
@@ -22,27 +22,26 @@ export async function putResumable(
   startUrl: string,
   headers: Record<string, string>,
   body: Blob,
-  options: PutOptions & { sleep: (ms: number) => Promise<void>; describe: (error: unknown) => string },
+  options: PutOptions,
 ): Promise<void> {
   const attempts = options.attempts ?? 4;
   const baseDelayMs = options.baseDelayMs ?? 250;
   const size = body.size;
   const contentType = options.contentType ?? 'application/octet-stream';
-  const timeout = (bytes: number): AbortSignal =>
-    AbortSignal.timeout(options.timeoutMs ?? 30_000 + 1000 * Math.floor(bytes / (1 << 20)));
+  const timeout = (bytes: number): AbortSignal => AbortSignal.timeout(uploadTimeoutMs(bytes, options));
   const fail = (message: string, retryable: boolean, cause?: unknown): Attempt => ({
     error: new Error(`${options.what}: ${message}`, cause === undefined ? undefined : { cause }),
     retryable,
   });
   const byStatus = (what: string, status: number): Attempt =>
-    fail(`${what}: HTTP ${status}`, status === 408 || status === 429 || status >= 500);
+    fail(`${what}: HTTP ${status}`, retryableStatus(status));
 
   let session: string | undefined;
   /** Bytes the session is known to hold; undefined when it must be asked. */
   let held: number | undefined = 0;
   let last: Attempt | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
-    if (attempt > 1) await options.sleep(baseDelayMs * 2 ** (attempt - 2));
+    if (attempt > 1) await sleep(baseDelayMs * 2 ** (attempt - 2));
     last = await (async (): Promise<Attempt | undefined> => {
       try {
         if (session === undefined) {
@@ -94,7 +93,7 @@ export async function putResumable(
       } catch (error) {
         // Whatever part of the body arrived is in the session; ask before sending more.
         held = undefined;
-        return fail(options.describe(error), true, error);
+        return fail(describeFailure(error), true, error);
       }
     })();
     if (last === undefined) return;
