@@ -89,7 +89,6 @@ const forwarded = {
   deliveryCount: 'CloudPubSubDeadLetterSourceDeliveryCount',
 } as const;
 
-
 /**
  * The function on the dead-letter topic: for each message Pub/Sub gave up on (its function kept crashing or timing
  * out, or never learned it was on its last delivery), records what that function would have on its last delivery

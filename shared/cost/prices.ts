@@ -70,11 +70,6 @@ export function taskCost(machineType: string, spot: boolean, seconds: number, op
   return (rate + disk) * billed;
 }
 
-/** The sum of tasks' costs, in dollars; tasks with no cost (local, or unpriced) add nothing. */
-export function buildCost(costs: ReadonlyArray<number | undefined>): number {
-  return costs.reduce<number>((sum, cost) => sum + (cost ?? 0), 0);
-}
-
 /** A cost as the dashboard shows it: "$0.0123", "local" for a worker on this machine, "unpriced" for an unknown one. */
 export function formatCost(usd: number | undefined, local: boolean): string {
   if (local) return 'local';

@@ -1,6 +1,7 @@
 import type { DocumentData, Firestore } from '@google-cloud/firestore';
 import { PermanentError } from '../../errors.ts';
 import type { DeadLetter, DeadLetters } from '../../ports/messages.ts';
+import { collectionPrefix } from './firestore-state.ts';
 import { fromGrpcError } from './grpc-error.ts';
 
 /** The collection, before the prefix. */
@@ -11,7 +12,6 @@ const COLLECTION = 'deadLetters';
  */
 const MAX_DATA_BYTES = 512 * 1024;
 const MAX_REASON_CHARS = 16 * 1024;
-const PREFIX = /^[A-Za-z0-9_-]*$/;
 
 export interface FirestoreDeadLettersOptions {
   firestore: Firestore;
@@ -26,8 +26,7 @@ export interface FirestoreDeadLettersOptions {
  * Firestore reject as RetryableError or PermanentError.
  */
 export function createFirestoreDeadLetters(options: FirestoreDeadLettersOptions): DeadLetters {
-  const prefix = options.prefix ?? '';
-  if (!PREFIX.test(prefix)) throw new PermanentError(`invalid Firestore collection prefix ${JSON.stringify(prefix)}`);
+  const prefix = collectionPrefix(options.prefix);
   const now = options.now ?? Date.now;
   const letters = () => options.firestore.collection(`${prefix}${COLLECTION}`);
 

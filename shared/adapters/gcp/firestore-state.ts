@@ -23,7 +23,6 @@ const DEFAULT_MAX_ATTEMPTS = 10;
 /** The field that holds the document itself, as JSON text. */
 const DOCUMENT_FIELD = 'json';
 const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9-]*$/;
-const PREFIX = /^[A-Za-z0-9_-]*$/;
 const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export interface FirestoreStateOptions {
@@ -51,8 +50,7 @@ export interface FirestoreStateOptions {
  */
 export function createFirestoreState(options: FirestoreStateOptions): StateStore {
   const { firestore } = options;
-  const prefix = options.prefix ?? '';
-  if (!PREFIX.test(prefix)) throw new PermanentError(`invalid Firestore collection prefix ${JSON.stringify(prefix)}`);
+  const prefix = collectionPrefix(options.prefix);
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
     throw new PermanentError(`maxAttempts must be a positive integer, got ${maxAttempts}`);
@@ -231,6 +229,12 @@ function parseDocument<T>(snapshot: DocumentSnapshot): T | undefined {
     throw new PermanentError(`Firestore document ${snapshot.ref.path} has no ${DOCUMENT_FIELD} text: not written by this store`);
   }
   return JSON.parse(text) as T;
+}
+
+/** The collection name prefix (default none); throws PermanentError for one Firestore would misread. Shared with the dead letters. */
+export function collectionPrefix(prefix = ''): string {
+  if (!/^[A-Za-z0-9_-]*$/.test(prefix)) throw new PermanentError(`invalid Firestore collection prefix ${JSON.stringify(prefix)}`);
+  return prefix;
 }
 
 function checkCollection(collection: Collection<unknown>): void {

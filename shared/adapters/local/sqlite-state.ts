@@ -10,7 +10,6 @@ import {
 import { checkDocumentId, createLock, runBufferedTransaction, type BufferedWrite } from '../buffered-transaction.ts';
 import { checkQuery } from '../query-checks.ts';
 
-/** Firestore's limit on the values of one `in`. */
 // Collection names and indexed fields are spliced into SQL (a partial index is only used when the query names
 // the same literal), so they are held to plain identifiers; no '_' in collection names keeps index names
 // (documents_<collection>_<field>) unambiguous.
@@ -205,9 +204,6 @@ function typeGuard(field: string, values: readonly Scalar[]): { sql: string; par
 function sqlValue(value: Scalar): SQLInputValue {
   return typeof value === 'boolean' ? (value ? 1 : 0) : value;
 }
-
-
-
 
 function checkNames(collection: string, field?: string): void {
   if (!COLLECTION_NAME.test(collection)) throw new Error(`invalid collection name ${JSON.stringify(collection)}`);
