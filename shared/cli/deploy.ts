@@ -3,6 +3,7 @@ import { access, constants, mkdir, writeFile } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { deployPlan, teardownNotes, teardownPlan, type Command, type PlanOptions } from '../../infra/deploy/plan.ts';
+import { placePatterns } from '../adapters/gcp/environment.ts';
 import { describeError } from '../errors.ts';
 import { createTagResolver } from '../images/build-images.ts';
 import { listHostTypes } from '../images/host-types.ts';
@@ -145,12 +146,12 @@ export function validatePlace(values: { project?: string | undefined; region?: s
   const { project, region } = values;
   if (project === undefined) throw new UsageError('--project is required');
   if (region === undefined) throw new UsageError('--region is required');
-  if (!/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/.test(project)) {
+  if (!placePatterns.project.test(project)) {
     throw new UsageError(
       `--project ${JSON.stringify(project)}: a project ID is 6 to 30 lower-case letters, digits or hyphens, starting with a letter and not ending with a hyphen`,
     );
   }
-  if (!/^[a-z]+-[a-z]+[0-9]+$/.test(region)) throw new UsageError(`--region ${JSON.stringify(region)}: expected a region such as us-central1 or europe-west4`);
+  if (!placePatterns.region.test(region)) throw new UsageError(`--region ${JSON.stringify(region)}: expected a region such as us-central1 or europe-west4`);
   const zone = values.zone ?? `${region}-b`;
   if (!new RegExp(`^${region}-[a-z]$`).test(zone)) throw new UsageError(`--zone ${JSON.stringify(zone)}: expected a zone of ${region}, such as ${region}-b`);
   return { project, region, zone };

@@ -21,11 +21,18 @@ export interface GoogleCloudEnvironment {
   images: Map<string, string>;
 }
 
+/** Google's rules for a project ID, a region and a zone, as the environment and `hermetic deploy` check them. */
+export const placePatterns = {
+  project: /^[a-z][a-z0-9-]{4,28}[a-z0-9]$/,
+  region: /^[a-z]+-[a-z]+[0-9]+$/,
+  zone: /^[a-z]+-[a-z]+[0-9]+-[a-z]$/,
+} as const;
+
 /** Each variable: what it holds (for the error) and the check of its value. */
 const variables = {
-  HERMETIC_PROJECT: ['the Google Cloud project ID', /^[a-z][a-z0-9-]{4,28}[a-z0-9]$/],
-  HERMETIC_REGION: ['the region of the functions, e.g. us-central1', /^[a-z]+-[a-z]+[0-9]+$/],
-  HERMETIC_ZONE: ['the zone of the workers, e.g. us-central1-a', /^[a-z]+-[a-z]+[0-9]+-[a-z]$/],
+  HERMETIC_PROJECT: ['the Google Cloud project ID', placePatterns.project],
+  HERMETIC_REGION: ['the region of the functions, e.g. us-central1', placePatterns.region],
+  HERMETIC_ZONE: ['the zone of the workers, e.g. us-central1-a', placePatterns.zone],
   HERMETIC_BUCKET: ['the blobs bucket name', /^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/],
   HERMETIC_DASHBOARD_URL: ['the dashboard URL, e.g. https://PROJECT.appspot.com', /^https?:\/\/[^\s/]+(\/\S*)?$/],
   HERMETIC_IMAGE_REPO: ['the builder images repository, e.g. us-central1-docker.pkg.dev/PROJECT/hermetic', /^[a-z0-9-]+-docker\.pkg\.dev\/[a-z][a-z0-9-]+\/[a-z0-9-]+$/],
