@@ -1,9 +1,9 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { readJsonFile } from '../config/json-file.ts';
 import { ConfigError } from '../errors.ts';
-import { formatIssues } from '../model/messages.ts';
 
 /** Where the recipes live in this checkout: one folder per host type. */
 export const defaultEnvDir = fileURLToPath(new URL('../../infra/env/', import.meta.url));
@@ -84,25 +84,18 @@ interface Recipe {
 async function loadRecipe(envDir: string, name: string): Promise<Recipe> {
   const dir = join(envDir, name);
   const file = join(dir, 'host-type.json');
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (error) {
-    throw new ConfigError(`${file}: ${(error as Error).message}`, { cause: error });
-  }
-  const parsed = metadataSchema.safeParse(json);
-  if (!parsed.success) throw new ConfigError(`${file}: ${formatIssues(parsed.error)}`);
+  const metadata = await readJsonFile(file, metadataSchema);
   const entries = await readdir(dir);
   const hasDockerfile = entries.includes('Dockerfile');
-  if (!hasDockerfile && parsed.data.dockerfile === undefined) {
+  if (!hasDockerfile && metadata.dockerfile === undefined) {
     throw new ConfigError(`${dir}: no Dockerfile (nor a "dockerfile" in host-type.json naming the host type whose Dockerfile to build)`);
   }
-  if (hasDockerfile && parsed.data.dockerfile !== undefined) {
-    throw new ConfigError(`${file}: dockerfile: names ${parsed.data.dockerfile}'s Dockerfile, but ${dir} has its own; keep one`);
+  if (hasDockerfile && metadata.dockerfile !== undefined) {
+    throw new ConfigError(`${file}: dockerfile: names ${metadata.dockerfile}'s Dockerfile, but ${dir} has its own; keep one`);
   }
   // The tool stages the agent as agent/ in the build context; a recipe file of that name would be shadowed.
   if (entries.includes('agent')) throw new ConfigError(`${dir}: "agent" is reserved for the staged worker agent`);
-  return { name, dir, file, hasDockerfile, metadata: parsed.data };
+  return { name, dir, file, hasDockerfile, metadata };
 }
 
 /** Resolves "from" and "dockerfile" to the host types they name, checking each name, cycles and platforms. */

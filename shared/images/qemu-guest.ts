@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { z } from 'zod';
-import { ConfigError } from '../errors.ts';
-import { formatIssues } from '../model/messages.ts';
+import { readJsonFile } from '../config/json-file.ts';
 import { pathExists } from '../cli/path-exists.ts';
 import { agentPayloadFor } from './agent-payload.ts';
 import { debianSuite } from './debian-suite.ts';
@@ -54,8 +53,7 @@ export async function buildQemuGuest(options: QemuGuestOptions): Promise<QemuGue
   const recipeDir = options.recipeDir ?? defaultGuestDir;
   const progress = options.onProgress ?? (() => {});
   const recipeFile = join(recipeDir, 'guest.json');
-  const parsed = guestSchema.safeParse(JSON.parse(await readFile(recipeFile, 'utf8')) as unknown);
-  if (!parsed.success) throw new ConfigError(`${recipeFile}: ${formatIssues(parsed.error)}`);
+  const recipe = await readJsonFile(recipeFile, guestSchema);
   const [suite, payload, files] = await Promise.all([
     options.suite ?? debianSuite(),
     agentPayloadFor('amd64', { projectDir: options.projectDir, cacheDir: options.cacheDir, onProgress: progress }),
@@ -79,10 +77,10 @@ export async function buildQemuGuest(options: QemuGuestOptions): Promise<QemuGue
     for (const name of ['run-task.sh', 'hermetic-agent.service']) await copyFile(join(recipeDir, name), join(payloadDir, name));
     const root = join(work, 'root');
     const hook = (script: string) => `--customize-hook=${script}`;
-    progress(`qemu guest ${tag}: mmdebstrap ${suite} with ${parsed.data.packages.join(', ')}`);
+    progress(`qemu guest ${tag}: mmdebstrap ${suite} with ${recipe.packages.join(', ')}`);
     await run('mmdebstrap', [
       '--variant=minbase',
-      `--include=${parsed.data.packages.join(',')}`,
+      `--include=${recipe.packages.join(',')}`,
       hook(`mkdir -p "$1/opt/hermetic" && cp -a ${payloadDir}/. "$1/opt/hermetic/" && chmod 0755 "$1/opt/hermetic/node" "$1/opt/hermetic/run-task.sh"`),
       hook('mv "$1/opt/hermetic/hermetic-agent.service" "$1/etc/systemd/system/"'),
       hook('chroot "$1" sh -c "groupadd --gid 1000 builder && useradd --uid 1000 --gid 1000 --create-home --shell /bin/sh builder"'),

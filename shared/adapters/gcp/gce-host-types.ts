@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { readJsonFile } from '../../config/json-file.ts';
 import { ConfigError } from '../../errors.ts';
 import type { HostType } from '../../images/host-types.ts';
-import { formatIssues } from '../../model/messages.ts';
 import type { GceHostType } from './gce-instance.ts';
 
 /** Where the deployed source says which machine each host type's workers get. */
@@ -45,16 +44,8 @@ const cosFamily: Record<HostType['platform'], string> = {
 };
 
 /** Reads and checks machines.json; throws ConfigError naming the file and field. */
-export async function loadMachines(file: string = machinesFile): Promise<Machines> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (error) {
-    throw new ConfigError(`${file}: ${(error as Error).message}`, { cause: error });
-  }
-  const parsed = machinesSchema.safeParse(json);
-  if (!parsed.success) throw new ConfigError(`${file}: ${formatIssues(parsed.error)}`);
-  return parsed.data;
+export function loadMachines(file: string = machinesFile): Promise<Machines> {
+  return readJsonFile(file, machinesSchema);
 }
 
 /**
