@@ -564,7 +564,8 @@ export async function bootScriptGuest(options: BootScriptGuestOptions = {}): Pro
         HERMETIC_POWEROFF: poweroff,
         HERMETIC_WORKDIR: join(dir, 'work'),
         HERMETIC_AGENT_COMMAND: JSON.stringify(agentCommand),
-        HERMETIC_GUEST: vm.name,
+        // Which guest a process belongs to, of which fake: another fake may boot a VM of the same name at once.
+        HERMETIC_GUEST: `${vm.name}@${root}`,
         HERMETIC_CONTAINER: containerOf(vm.name),
         HERMETIC_REAL_DOCKER: realDocker,
       },
@@ -594,7 +595,7 @@ export async function bootScriptGuest(options: BootScriptGuestOptions = {}): Pro
   }
 
   function processes(name: string): number[] {
-    return scanProcesses(({ env }) => env.includes(`HERMETIC_GUEST=${name}`));
+    return scanProcesses(({ env }) => env.includes(`HERMETIC_GUEST=${name}@${root}`));
   }
 
   function containerOf(name: string): string {
