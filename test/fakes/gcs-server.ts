@@ -38,6 +38,8 @@ export interface FakeObjectResource {
 export interface FakeGcsOptions {
   /** Buckets that exist; requests to others get 404. */
   buckets: readonly string[];
+  /** Where to listen (default 127.0.0.1; a container network's gateway, for workers in containers). */
+  host?: string;
   /** The only signer whose V4 signatures are accepted. */
   serviceAccount: { clientEmail: string; publicKey: KeyObject | string };
   /** ms since the epoch, for signed URL expiry; injectable so tests can expire URLs without waiting. */
@@ -56,7 +58,7 @@ export interface FakeGcsOptions {
 
 /** A running fake. */
 export interface FakeGcs {
-  /** `http://127.0.0.1:PORT`: the client's `apiEndpoint`, and the origin of signed URLs. */
+  /** `http://HOST:PORT`: the client's `apiEndpoint`, and the origin of signed URLs. */
   url: string;
   /** The current generation of an object, or undefined. */
   object(bucket: string, name: string): { resource: FakeObjectResource; data: Buffer } | undefined;
@@ -550,10 +552,11 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
       }
     })();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const address = server.address();
   if (address === null || typeof address !== 'object') throw new Error('fake GCS did not get a port');
-  origin = `http://127.0.0.1:${address.port}`;
+  origin = `http://${host}:${address.port}`;
 
   return {
     url: origin,

@@ -11,9 +11,10 @@ export interface RelayRoute {
  * Plays Eventarc for tests on the Pub/Sub emulator: a pull subscription per route, each message POSTed to its
  * function as a structured `messagePublished` CloudEvent, acked on a 2xx answer and nacked otherwise, so Pub/Sub
  * redelivers as it would to a failing function. `deliveryAttempt` is Pub/Sub's where the subscription has a
- * dead-letter policy, else counted here. Tests keep apart by the client's project ID.
+ * dead-letter policy, else counted here. Tests keep apart by the client's project ID. With `twice`, every message is
+ * handed over a second time once the first delivery is answered, as a redelivery, and acked only when both were.
  */
-export async function startEventarcRelay(options: { pubsub: PubSub; project: string; routes: readonly RelayRoute[] }) {
+export async function startEventarcRelay(options: { pubsub: PubSub; project: string; routes: readonly RelayRoute[]; twice?: boolean }) {
   const subscriptions: Subscription[] = [];
   const attempts = new Map<string, number>();
   const inFlight = new Set<Promise<void>>();
@@ -21,30 +22,32 @@ export async function startEventarcRelay(options: { pubsub: PubSub; project: str
   let handled = 0;
 
   async function relay(route: RelayRoute, subscriptionName: string, message: Message): Promise<void> {
-    const attempt = message.deliveryAttempt > 0 ? message.deliveryAttempt : (attempts.get(message.id) ?? 0) + 1;
-    attempts.set(message.id, attempt);
-    const event = messagePublishedEvent({
-      project: options.project,
-      topic: route.topic,
-      subscription: subscriptionName,
-      messageId: message.id,
-      data: message.data,
-      attributes: message.attributes,
-      publishedAt: message.publishTime.getTime(),
-      deliveryAttempt: attempt,
-    });
-    try {
+    const first = message.deliveryAttempt > 0 ? message.deliveryAttempt : (attempts.get(message.id) ?? 0) + 1;
+    attempts.set(message.id, first);
+    const post = async (deliveryAttempt: number): Promise<boolean> => {
+      const event = messagePublishedEvent({
+        project: options.project,
+        topic: route.topic,
+        subscription: subscriptionName,
+        messageId: message.id,
+        data: message.data,
+        attributes: message.attributes,
+        publishedAt: message.publishTime.getTime(),
+        deliveryAttempt,
+      });
       const response = await fetch(route.url, {
         method: 'POST',
         headers: { 'content-type': 'application/cloudevents+json' },
         body: JSON.stringify(event),
       });
       await response.arrayBuffer();
-      if (response.ok) message.ack();
-      else {
-        failures.push(`${route.topic} ${message.id}: HTTP ${response.status}`);
-        message.nack();
-      }
+      if (!response.ok) failures.push(`${route.topic} ${message.id}: HTTP ${response.status}`);
+      return response.ok;
+    };
+    try {
+      const answered = (await post(first)) && (options.twice !== true || (await post(first + 1)));
+      if (answered) message.ack();
+      else message.nack();
     } catch (error) {
       failures.push(`${route.topic} ${message.id}: ${(error as Error).message}`);
       message.nack();
