@@ -67,10 +67,18 @@ export interface Builder {
   tests?: TestSuite;
 }
 
+/** A repository on GitHub (or GitHub Enterprise), as its API names it. */
+export interface GitHubRepo {
+  owner: string;
+  name: string;
+}
+
 /** A watched repository. `url` is a git remote URL or a local path. */
 export interface Repo {
   name: string;
   url: string;
+  /** Where it lives on GitHub, when it does: polled, reported and tried through GitHub's API. */
+  github?: GitHubRepo;
   branches: string[];
   builders: string[];
   /** How many commits back the first poll of a branch builds. */

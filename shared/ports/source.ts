@@ -32,4 +32,11 @@ export interface Source {
   changes(repo: Repo, branch: string, previousHead: string | undefined, limit: number): Promise<BranchChanges>;
   /** The commit's tree as a gzipped tarball. */
   archive(repo: Repo, commit: string): Promise<Uint8Array>;
+  /**
+   * One commit's facts. A commit the source does not have yet is fetched from `ref` (a branch, or a pull request's
+   * `refs/pull/N/head`), so a later `archive` finds it. Throws PermanentError when there is no such commit.
+   */
+  fetchCommit(repo: Repo, commit: string, ref?: string): Promise<CommitInfo>;
+  /** Paths whose contents differ between two commits, sorted. Throws PermanentError for an unknown commit. */
+  changedFiles(repo: Repo, base: string, head: string): Promise<string[]>;
 }

@@ -24,6 +24,8 @@ export const collections = {
   builds: collection<Build>('builds', ['repo', 'commit', 'status', 'seq']),
   tasks: collection<Task>('tasks', ['buildId', 'status']),
   durations: collection<LearnedDuration>('durations', ['builder']),
+  /** Conditional-request validators and the responses they stand for (GitHub's ETags). */
+  etags: collection<{ key: string; etag: string; value: unknown; storedAt: number }>('etags', []),
 } as const;
 
 export type Scalar = string | number | boolean;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Header, Pack, ReadEntry } from 'tar';
+import { PermanentError } from '../../shared/errors.ts';
 import type { Repo } from '../../shared/model/types.ts';
 import type { BranchChanges, CommitInfo, Source } from '../../shared/ports/source.ts';
 
@@ -108,6 +109,22 @@ export function createFakeSource(): FakeSource {
       if (tarball === undefined) tarballs.set(stored.files, (tarball = gzippedTarball(stored.files)));
       // A copy, so a caller that writes into its bytes cannot change what the next caller gets.
       return new Uint8Array(await tarball);
+    },
+
+    async fetchCommit(repo: Repo, hash: string): Promise<CommitInfo> {
+      const stored = commitsOf(repo.name).get(hash);
+      if (stored === undefined) throw new PermanentError(`repo "${repo.name}" has no commit ${hash}`);
+      return stored.info;
+    },
+
+    async changedFiles(repo: Repo, base: string, head: string): Promise<string[]> {
+      const [from, to] = [base, head].map((hash) => {
+        const stored = commitsOf(repo.name).get(hash);
+        if (stored === undefined) throw new PermanentError(`repo "${repo.name}" has no commit ${hash}`);
+        return stored.files;
+      }) as [ReadonlyMap<string, string>, ReadonlyMap<string, string>];
+      const paths = new Set([...from.keys(), ...to.keys()]);
+      return [...paths].filter((path) => from.get(path) !== to.get(path)).sort();
     },
   };
 }

@@ -222,31 +222,62 @@ export function createGitSource(options: GitSourceOptions): Source {
     },
 
     async archive(repo, commit): Promise<Uint8Array> {
-      checkUrl(repo);
-      if (!isCommitHash(commit)) throw new PermanentError(`repo "${repo.name}": ${JSON.stringify(commit)} is not a full commit hash`);
-      const mirror = mirrorPath(repo);
-
+      const mirror = checkedMirror(repo, commit);
       return withMirrorLock(mirror, async () => {
-        await ensureMirror(repo, mirror);
-        if (!(await hasCommit(mirror, commit))) {
-          await fetchHeads(repo, mirror);
-          if (!(await hasCommit(mirror, commit))) {
-            // Not on any branch (a pending change, say): ask for it by hash, which protocol v2 servers grant for
-            // any reachable commit. A refusal is not an error yet; the check below reports it.
-            await spawnGit(
-              [`--git-dir=${mirror}`, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', '--end-of-options', remoteUrl(repo.url), commit],
-              mirror,
-            );
-          }
-          if (!(await hasCommit(mirror, commit))) {
-            throw new Error(`repo "${repo.name}" (${redact(repo.url)}) has no commit ${commit}`);
-          }
-        }
+        await ensureCommit(repo, mirror, commit, undefined);
         const tarball = await git(mirror, ['archive', '--format=tar.gz', '--end-of-options', commit], `repo "${repo.name}": archive of ${commit} failed`);
         return new Uint8Array(tarball.buffer, tarball.byteOffset, tarball.byteLength);
       });
     },
+
+    async fetchCommit(repo, commit, ref): Promise<CommitInfo> {
+      const mirror = checkedMirror(repo, commit);
+      if (ref !== undefined && !isSafeBranchName(ref)) throw new PermanentError(`repo "${repo.name}": unsafe ref name ${JSON.stringify(ref)}`);
+      return withMirrorLock(mirror, async () => {
+        await ensureCommit(repo, mirror, commit, ref);
+        const [info] = await listCommits(repo, mirror, 1, [commit]);
+        if (info === undefined) throw new PermanentError(`repo "${repo.name}" has no commit ${commit}`);
+        return info;
+      });
+    },
+
+    async changedFiles(repo, base, head): Promise<string[]> {
+      const mirror = checkedMirror(repo, base);
+      checkedMirror(repo, head);
+      return withMirrorLock(mirror, async () => {
+        for (const commit of [base, head]) await ensureCommit(repo, mirror, commit, undefined);
+        const output = await git(mirror, ['diff', '--name-only', '-z', '--no-renames', '--end-of-options', base, head], `repo "${repo.name}": diff of ${base} and ${head} failed`);
+        return output.toString('utf8').split('\0').filter((path) => path !== '').sort();
+      });
+    },
   };
+
+  /** The mirror of a repo, after checking the URL and that `commit` is a full hash. */
+  function checkedMirror(repo: Repo, commit: string): string {
+    checkUrl(repo);
+    if (!isCommitHash(commit)) throw new PermanentError(`repo "${repo.name}": ${JSON.stringify(commit)} is not a full commit hash`);
+    return mirrorPath(repo);
+  }
+
+  /**
+   * Makes sure the mirror has the commit: from the branches, then from `ref` (kept under refs/hermetic/ so it is not
+   * collected), then by hash, which protocol v2 servers grant for any reachable commit. Throws PermanentError when
+   * none of them has it.
+   */
+  async function ensureCommit(repo: Repo, mirror: string, commit: string, ref: string | undefined): Promise<void> {
+    await ensureMirror(repo, mirror);
+    if (await hasCommit(mirror, commit)) return;
+    await fetchHeads(repo, mirror);
+    const fetch = (refspec: string) =>
+      spawnGit(
+        [`--git-dir=${mirror}`, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', '--end-of-options', remoteUrl(repo.url), refspec],
+        mirror,
+      );
+    // A refusal is not an error yet; the check at the end reports it.
+    if (ref !== undefined && !(await hasCommit(mirror, commit))) await fetch(`+${ref}:refs/hermetic/${commit}`);
+    if (!(await hasCommit(mirror, commit))) await fetch(commit);
+    if (!(await hasCommit(mirror, commit))) throw new PermanentError(`repo "${repo.name}" (${redact(repo.url)}) has no commit ${commit}`);
+  }
 }
 
 /** Refuses URLs git could read as an option, and control characters (newlines smuggle into credential helpers). */
