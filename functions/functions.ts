@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createDashboard } from '../shared/dashboard/dashboard.ts';
-import { BuildFinished, BuildRequested, ObjectFinalized, PollTick, ReapTick, TaskFinished, TaskReady, TestsFinished, topics } from '../shared/model/messages.ts';
+import { BuildFinished, BuildMoved, BuildRequested, ObjectFinalized, PollTick, ReapTick, TaskFinished, TaskReady, TestsFinished, topics, TryRequested } from '../shared/model/messages.ts';
 import { taskIdOfResultKey } from '../shared/model/wire.ts';
 import type { DeadLetters } from '../shared/ports/messages.ts';
 import { createCollect } from '../shared/pipeline/collect.ts';
@@ -11,14 +11,18 @@ import { finishTask } from '../shared/pipeline/finish-task.ts';
 import { abandonPlan, createPlan } from '../shared/pipeline/plan.ts';
 import { createPoll } from '../shared/pipeline/poll.ts';
 import { createReap } from '../shared/pipeline/reap.ts';
-import { createReport } from '../shared/pipeline/report.ts';
+import { createProgress, createReport } from '../shared/pipeline/report.ts';
+import { createTry } from '../shared/pipeline/try.ts';
 import { deadLetterFunction, pubsubFunction, type PubsubFunction } from './pubsub-function.ts';
+import { createWebhook } from './webhook.ts';
 
 /** What the entry points need: the pipeline's deps and a place for dead letters. */
 export interface FunctionDeps extends PipelineDeps {
   deadLetters: DeadLetters;
   /** Deliveries of one message before its function gives up on it (the subscription's max delivery attempts). */
   maxDeliveryAttempts: number;
+  /** The secret GitHub signs webhook deliveries with; without it the webhook refuses every delivery. */
+  webhookSecret?: string;
 }
 
 /** Each message-triggered function and the topic it listens on. One place, used by every runtime and by deploy. */
@@ -31,6 +35,8 @@ export const triggers = {
   landed: topics.resultLanded,
   merge: topics.testsFinished,
   report: topics.buildFinished,
+  progress: topics.buildMoved,
+  trybot: topics.tryRequested,
   deadLetter: topics.deadLetters,
 } as const;
 export type MessageFunctionName = keyof typeof triggers;
@@ -39,6 +45,8 @@ export interface Functions {
   message: Record<MessageFunctionName, PubsubFunction>;
   /** Takes Node's request and response, so it serves both functions-framework (Express) and `node:http`. */
   dashboard: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  /** GitHub's webhook deliveries: `/try` comments on pull requests. */
+  webhook: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 }
 
 /** Builds every entry point over one set of deps. Creates no client and does no I/O. */
@@ -100,6 +108,8 @@ export function createFunctions(deps: FunctionDeps): Functions {
       giveUp: (message, reason) => abandonMerge(deps, message.buildId, reason),
     }),
     report: pubsubFunction({ ...wrap, topic: triggers.report, schema: BuildFinished, handle: createReport(deps) }),
+    progress: pubsubFunction({ ...wrap, topic: triggers.progress, schema: BuildMoved, handle: createProgress(deps) }),
+    trybot: pubsubFunction({ ...wrap, topic: triggers.trybot, schema: TryRequested, handle: createTry(deps) }),
     deadLetter: deadLetterFunction({
       deadLetters: deps.deadLetters,
       logger: deps.logger,
@@ -117,5 +127,6 @@ export function createFunctions(deps: FunctionDeps): Functions {
       logger: deps.logger,
       baseUrl: deps.options.dashboardUrl,
     }),
+    webhook: createWebhook({ secret: deps.webhookSecret, catalog: deps.catalog, github: deps.github, publisher: deps.publisher, logger: deps.logger }),
   };
 }

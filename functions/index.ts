@@ -5,7 +5,7 @@ import { triggers, type Functions, type MessageFunctionName } from './functions.
 
 /**
  * Registers every function with functions-framework under its name (`poll`, `plan`, `launch`, `collect`, `report`
- * as CloudEvent functions, `dashboard` as an HTTP function). `load` builds them over a runtime's adapters; it runs
+ * as CloudEvent functions, `dashboard` and `webhook` as HTTP functions). `load` builds them over a runtime's adapters; it runs
  * once, on the first invocation, so importing this module creates no client.
  */
 export function registerFunctions(load: () => Promise<Functions>): void {
@@ -15,4 +15,5 @@ export function registerFunctions(load: () => Promise<Functions>): void {
     functionsFramework.cloudEvent<MessagePublishedData>(name, async (event: CloudEvent<MessagePublishedData>) => (await functions()).message[name](event));
   }
   functionsFramework.http('dashboard', async (req, res) => (await functions()).dashboard(req, res));
+  functionsFramework.http('webhook', async (req, res) => (await functions()).webhook(req, res));
 }

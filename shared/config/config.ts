@@ -3,9 +3,9 @@ import { basename, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { formatIssues } from '../model/messages.ts';
-import type { Builder, Repo, Step, TestSuite } from '../model/types.ts';
+import type { Builder, GitHubRepo, Repo, Step, TestSuite, TrybotPolicy } from '../model/types.ts';
 import { testSuiteOf } from '../sharding/test-suites.ts';
-import { isSafeBranchName } from './refs.ts';
+import { isGitHubLogin, isSafeBranchName } from './refs.ts';
 
 /** The config file: the repos to watch and the builders that build them. Builders are data. */
 
@@ -71,6 +71,32 @@ const builderSchema = z.discriminatedUnion('type', [goModuleBuilder, goTreeBuild
   error: 'expected "type": "go-module", "go-tree" or "command"',
 });
 
+const githubName = z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/, 'expected a GitHub organisation or user name');
+const githubRepo = z
+  .string()
+  .regex(/^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}\/[A-Za-z0-9._-]{1,100}$/, 'expected "owner/name" of a GitHub repository');
+
+/** Who may start trybots. */
+const trybotsSchema = z.strictObject({
+  trusted: z
+    .strictObject({
+      users: z.array(z.string().refine(isGitHubLogin, 'expected a GitHub login')).default([]),
+      orgs: z.array(githubName).default([]),
+      teams: z.array(z.string().regex(/^[A-Za-z0-9-]{1,39}\/[a-z0-9_-]{1,100}$/, 'expected "org/team-slug"')).default([]),
+    })
+    .default({ users: [], orgs: [], teams: [] }),
+  trustCacheSeconds: z.number().int().min(0).max(86_400).default(600),
+  maxWaitingPerRequester: z.number().int().min(0).max(1000).default(3),
+});
+
+/** A repo's trybot builders: defaults, and builders added when a change touches matching files. */
+const repoTrybotSchema = z.strictObject({
+  builders: z.array(name).min(1).optional(),
+  paths: z
+    .array(z.strictObject({ match: z.array(z.string().min(1)).min(1), builders: z.array(name).min(1) }))
+    .default([]),
+});
+
 const repoSchema = z.strictObject({
   name: name.optional(),
   url: z
@@ -80,12 +106,16 @@ const repoSchema = z.strictObject({
   branches: z.array(branch).min(1).default(['main']),
   builders: z.array(name).min(1).optional(),
   backfill: z.number().int().min(1).max(1000).default(10),
+  /** "owner/name" on GitHub; taken from a github.com URL when not given. */
+  github: githubRepo.optional(),
+  trybot: repoTrybotSchema.optional(),
 });
 
 const configSchema = z.strictObject({
   $schema: z.string().optional(),
   pollIntervalSeconds: z.number().min(1).default(60),
   repos: z.array(repoSchema).default([]),
+  trybots: trybotsSchema.optional(),
   builders: z.record(name, builderSchema),
 });
 
@@ -97,6 +127,7 @@ export interface Config {
   pollIntervalSeconds: number;
   repos: Repo[];
   builders: Map<string, Builder>;
+  trybots?: TrybotPolicy;
 }
 
 /** Reads and validates a config file. Throws ConfigError naming the file, the field and what was expected. */
@@ -147,16 +178,30 @@ export function parseConfig(json: unknown, file: string): Config {
     if (seen.has(repoName)) throw new ConfigError(`${file}: repos.${index}.name: "${repoName}" is used twice; expected unique repo names`);
     seen.add(repoName);
     const names = repo.builders ?? [...builders.keys()];
-    names.forEach((builderName, at) => {
-      if (!builders.has(builderName)) {
-        throw new ConfigError(
-          `${file}: repos.${index}.builders.${at}: unknown builder "${builderName}"; expected one of: ${[...builders.keys()].join(', ')}`,
-        );
-      }
+    const known = (list: readonly string[], field: string) =>
+      list.forEach((builderName, at) => {
+        if (!builders.has(builderName)) {
+          throw new ConfigError(`${file}: repos.${index}.${field}.${at}: unknown builder "${builderName}"; expected one of: ${[...builders.keys()].join(', ')}`);
+        }
+      });
+    known(names, 'builders');
+    const trybot = repo.trybot === undefined ? undefined : { builders: repo.trybot.builders ?? names, paths: repo.trybot.paths };
+    if (trybot !== undefined) {
+      known(trybot.builders, 'trybot.builders');
+      trybot.paths.forEach((rule, at) => known(rule.builders, `trybot.paths.${at}.builders`));
+    }
+    const github = repo.github ?? githubRepoOfUrl(repo.url);
+    repos.push({
+      name: repoName,
+      url: repo.url,
+      branches: repo.branches,
+      builders: names,
+      backfill: repo.backfill,
+      ...(github === undefined ? {} : { github: splitGitHubRepo(github) }),
+      ...(trybot === undefined ? {} : { trybot }),
     });
-    repos.push({ name: repoName, url: repo.url, branches: repo.branches, builders: names, backfill: repo.backfill });
   });
-  return { file, pollIntervalSeconds: raw.pollIntervalSeconds, repos, builders };
+  return { file, pollIntervalSeconds: raw.pollIntervalSeconds, repos, builders, ...(raw.trybots === undefined ? {} : { trybots: trybotPolicy(raw.trybots) }) };
 }
 
 // A hermetic Go build: no module download, no toolchain download (module changes are refused by default since
@@ -194,7 +239,7 @@ function stepsOf(builder: z.infer<typeof builderSchema>): Step[] {
   return [
     { name: `go vet ${builder.packages.join(' ')}`, argv: ['go', 'vet', ...builder.packages] },
     { name: `go build ${builder.packages.join(' ')}`, argv: ['go', 'build', ...builder.packages] },
-    { name: `go test ${builder.packages.join(' ')}`, argv: ['go', 'test', ...builder.packages] },
+    { name: `go test ${builder.packages.join(' ')}`, argv: ['go', 'test', ...builder.packages], test: { fixedArgs: 2 } },
   ];
 }
 
@@ -203,4 +248,28 @@ export function repoNameFromUrl(url: string): string {
   const last = basename(url.replace(/[/\\]+$/, '').replace(/\.git$/, '')).toLowerCase();
   const slug = last.replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+/, '').slice(0, 63);
   return slug.length > 0 ? slug : 'repo';
+}
+
+function trybotPolicy(raw: z.infer<typeof trybotsSchema>): TrybotPolicy {
+  return {
+    users: raw.trusted.users.map((login) => login.toLowerCase()),
+    orgs: raw.trusted.orgs.map((org) => org.toLowerCase()),
+    teams: raw.trusted.teams.map((entry) => {
+      const [org = '', team = ''] = entry.split('/');
+      return { org: org.toLowerCase(), team };
+    }),
+    trustCacheSeconds: raw.trustCacheSeconds,
+    maxWaitingPerRequester: raw.maxWaitingPerRequester,
+  };
+}
+
+/** "owner/name" of a github.com URL (https, ssh or scp-like), else undefined. */
+export function githubRepoOfUrl(url: string): string | undefined {
+  const match = /^(?:https:\/\/github\.com\/|ssh:\/\/git@github\.com\/|git@github\.com:)([A-Za-z0-9-]+\/[A-Za-z0-9._-]+?)(?:\.git)?\/?$/.exec(url);
+  return match?.[1];
+}
+
+function splitGitHubRepo(full: string): GitHubRepo {
+  const [owner = '', name = ''] = full.split('/');
+  return { owner, name };
 }

@@ -19,3 +19,16 @@ export function isSafeBranchName(name: string): boolean {
 export function isCommitHash(value: string): boolean {
   return /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(value);
 }
+
+/**
+ * A GitHub login as GitHub allows it: ASCII letters, digits and single hyphens inside, at most 39 characters. Names
+ * built to look like a trusted one (Cyrillic letters, trailing hyphens, spaces) fail here, before any trust check.
+ */
+export function isGitHubLogin(value: string): boolean {
+  return /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/.test(value);
+}
+
+/** A test unit's name as builders list them (`go_test:net/http`, `test:0_1`, `example.com/m/pkg`), never an option. */
+export function isTestName(value: string): boolean {
+  return value.length <= 300 && /^[A-Za-z0-9_][A-Za-z0-9._/:+-]*$/.test(value);
+}

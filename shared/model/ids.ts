@@ -5,6 +5,31 @@ export function buildId(repo: string, commit: string, builder: string): string {
   return digest(['build', repo, commit, builder]);
 }
 
+/** Deterministic ID of a trybot build: apart from the post-submit build of the same commit, and per mode. */
+export function tryBuildId(repo: string, commit: string, builder: string, mode: string): string {
+  return digest(['try-build', repo, commit, builder, mode]);
+}
+
+/** Deterministic ID of a trybot request: one per commit, mode and named builders, however often it is asked. */
+export function tryId(repo: string, commit: string, mode: string, builders: readonly string[] | undefined): string {
+  return digest(['try', repo, commit, mode, builders === undefined ? '' : [...builders].sort().join(',')]);
+}
+
+/** Deterministic ID of the verdict a builder, as configured (`recipe`), gave a tree in a mode. */
+export function verdictDocId(tree: string, builder: string, mode: string, recipe: unknown): string {
+  return digest(['verdict', tree, builder, mode, JSON.stringify(recipe)]);
+}
+
+/** Deterministic ID of what the trust check knows of a GitHub login (logins are case-insensitive). */
+export function trustDocId(login: string): string {
+  return digest(['trust', login.toLowerCase()]);
+}
+
+/** Deterministic ID of an untrusted requester's waiting requests. */
+export function waitingDocId(login: string): string {
+  return digest(['waiting', login.toLowerCase()]);
+}
+
 /** Deterministic ID of one attempt of one step of a build. */
 export function taskId(build: string, step: string, attempt: number): string {
   return digest(['task', build, step, String(attempt)]);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isGitHubLogin, isSafeBranchName, isTestName } from '../config/refs.ts';
 import { PermanentError } from '../errors.ts';
 
 /**
@@ -18,6 +19,10 @@ export const topics = {
   taskFinished: 'task-finished',
   testsFinished: 'tests-finished',
   buildFinished: 'build-finished',
+  /** A build moved short of its verdict (queued for a trybot, running): statuses beside the commit follow it. */
+  buildMoved: 'build-moved',
+  /** Someone asks for a change to be built before it lands. */
+  tryRequested: 'try-requested',
   /** Cloud Storage's notification that an object under `results/` was written (the embedded blob server mimics it). */
   resultLanded: 'result-landed',
   /** Where Pub/Sub forwards a message whose function kept failing past the subscription's delivery attempts. */
@@ -52,6 +57,35 @@ export const TaskFinished = z.strictObject({
 /** Every shard (or retry) task of a sharded build is in: time to merge. */
 export const TestsFinished = z.strictObject({ v: z.literal(1), buildId: id });
 export const BuildFinished = z.strictObject({ v: z.literal(1), buildId: id });
+export const BuildMoved = z.strictObject({ v: z.literal(1), buildId: id });
+
+export const TryModeSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z.strictObject({ kind: z.literal('full') }),
+    z.strictObject({ kind: z.literal('make') }),
+    z.strictObject({ kind: z.literal('tests'), tests: z.array(z.string().refine(isTestName, 'expected a test unit name')).min(1).max(200) }),
+  ],
+  { error: 'expected { "kind": "full" }, { "kind": "make" } or { "kind": "tests", "tests": [...] }' },
+);
+/**
+ * A trybot request: build this exact commit of a watched repo (the head of a pull request, or of a ref) before it
+ * lands. `requester` is a GitHub login; it runs only if that person is trusted, or once a trusted person approves
+ * this commit. `base` is what the change is against, for builders chosen by the files it touches.
+ */
+export const TryRequested = z.strictObject({
+  v: z.literal(1),
+  repo: name,
+  commit: commitHash,
+  pullRequest: z.number().int().min(1).max(2 ** 31).optional(),
+  ref: z.string().refine(isSafeBranchName, 'expected a ref name of letters, digits, ".", "_", "/" or "-"').optional(),
+  base: commitHash.optional(),
+  requester: z.string().refine(isGitHubLogin, 'expected a GitHub login'),
+  builders: z.array(name).min(1).max(64).optional(),
+  mode: TryModeSchema.optional(),
+  /** Where the request came from, for the record. */
+  via: z.enum(['topic', 'cli', 'comment']).optional(),
+});
 /**
  * Cloud Storage's object resource, as a bucket notification (payload format JSON_API_V1) carries it: not ours, so not
  * versioned and not strict; only the fields read here are checked.
@@ -70,6 +104,8 @@ export type TaskReady = z.infer<typeof TaskReady>;
 export type TaskFinished = z.infer<typeof TaskFinished>;
 export type TestsFinished = z.infer<typeof TestsFinished>;
 export type BuildFinished = z.infer<typeof BuildFinished>;
+export type BuildMoved = z.infer<typeof BuildMoved>;
+export type TryRequested = z.infer<typeof TryRequested>;
 export type ObjectFinalized = z.infer<typeof ObjectFinalized>;
 
 /** Parses and validates raw message bytes; throws PermanentError naming the bad field. */

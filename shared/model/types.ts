@@ -20,6 +20,11 @@ export interface Step {
   env?: Record<string, string>;
   /** Its stdout is the task's output (a unit listing), not part of the log. */
   capture?: boolean;
+  /**
+   * A test step: a make-only trybot leaves it out, and one that names its tests runs `argv` with the names in place
+   * of everything after the first `fixedArgs` (`go test PKGS` -> `go test NAMES`).
+   */
+  test?: { fixedArgs: number };
 }
 
 /** How a sharded builder's tests are listed and run: a Go module's packages, or the Go tree's `dist test` units. */
@@ -83,7 +88,31 @@ export interface Repo {
   builders: string[];
   /** How many commits back the first poll of a branch builds. */
   backfill: number;
+  /** Which builders a trybot request that names none gets; absent, the repo's own builders. */
+  trybot?: TrybotBuilders;
 }
+
+/** A repo's trybot builders: its defaults, plus those that a rule adds when a change touches files it matches. */
+export interface TrybotBuilders {
+  builders: string[];
+  paths: Array<{ match: string[]; builders: string[] }>;
+}
+
+/** Who may start trybots, and how long what GitHub said about someone is believed. */
+export interface TrybotPolicy {
+  /** GitHub logins, in lower case. */
+  users: string[];
+  /** Members of these organisations are trusted. */
+  orgs: string[];
+  /** Members of these teams ("org/team-slug") are trusted. */
+  teams: Array<{ org: string; team: string }>;
+  trustCacheSeconds: number;
+  /** Requests one untrusted person may have waiting for approval at once; more are dropped. */
+  maxWaitingPerRequester: number;
+}
+
+/** What a trybot runs: everything (`full`), the make step alone, or only the named test units. */
+export type TryMode = { kind: 'full' } | { kind: 'make' } | { kind: 'tests'; tests: string[] };
 
 export interface Commit {
   repo: string;
@@ -121,6 +150,8 @@ export interface Build {
   tree?: string;
   /** A trybot build (a change not yet merged): sharded builders use their trybot shard count. */
   trybot?: boolean;
+  /** What a trybot build runs, when not everything. */
+  mode?: TryMode;
   status: BuildStatus;
   createdAt: number;
   startedAt?: number;
@@ -258,4 +289,52 @@ export interface Task {
   logBytes?: number;
   logTruncated?: boolean;
   reason?: string;
+}
+
+/** Where a trybot request stands: waiting for a trusted person, refused, or accepted with its builds. */
+export type TryStatus = 'waiting-approval' | 'rejected' | 'accepted';
+
+/** One trybot request of one exact commit, however often and by however many people it was asked for. */
+export interface TryRun {
+  id: string;
+  repo: string;
+  commit: string;
+  tree?: string;
+  pullRequest?: number;
+  ref?: string;
+  mode: TryMode;
+  /** The builders asked for by name, when they were. */
+  requestedBuilders?: string[];
+  /** Who asked first, in lower case: the flood limit counts waiting requests by it. */
+  requestedBy: string;
+  /** Everyone who asked, in the order they did. */
+  requesters: string[];
+  status: TryStatus;
+  /** Why it waits or was refused, in words. */
+  reason?: string;
+  /** The trusted person whose request ran it, or who approved it for this commit. */
+  acceptedBy?: string;
+  /** One per builder once accepted; `reused` when an earlier build of the same tree gave the verdict. */
+  builds: Array<{ builder: string; buildId: string; reused: boolean }>;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** The verdict a builder gave a tree in a mode: what a later request for the same tree and builder reuses. */
+export interface Verdict {
+  tree: string;
+  builder: string;
+  mode: string;
+  buildId: string;
+  status: BuildStatus;
+  finishedAt: number;
+}
+
+/** What the trust check last learned about a GitHub login from its organisations and teams. */
+export interface TrustRecord {
+  login: string;
+  trusted: boolean;
+  /** The organisation or team that made it trusted. */
+  via?: string;
+  checkedAt: number;
 }

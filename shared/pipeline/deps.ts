@@ -1,6 +1,7 @@
-import type { Builder, Repo } from '../model/types.ts';
+import type { Builder, Repo, TrybotPolicy } from '../model/types.ts';
 import type { BlobStore } from '../ports/blobs.ts';
 import type { Compute } from '../ports/compute.ts';
+import type { GitHub } from '../ports/github.ts';
 import type { Logger } from '../ports/log.ts';
 import type { Publisher } from '../ports/messages.ts';
 import type { Reporter } from '../ports/reporter.ts';
@@ -11,6 +12,8 @@ import type { StateStore } from '../ports/state.ts';
 export interface Catalog {
   repos: readonly Repo[];
   builders: ReadonlyMap<string, Builder>;
+  /** Who may start trybots; absent, nobody is trusted and every request waits for an approval that cannot come. */
+  trybots?: TrybotPolicy;
 }
 
 /** Tunables with defaults that suit both runtimes. */
@@ -47,6 +50,8 @@ export interface PipelineDeps {
   compute: Compute;
   source: Source;
   reporters: readonly Reporter[];
+  /** GitHub's API, where the deployment has credentials for it: pull requests, membership, statuses. */
+  github?: GitHub;
   logger: Logger;
   now: () => number;
   options: PipelineOptions;

@@ -110,6 +110,7 @@ function nextBuild(build: Build, task: Task, outcome: TaskOutcome, maxAttempts: 
   if (outcome.status === 'lost') return verdict('infra-failure', `${task.step}: ${reasonOf(outcome, task, maxAttempts)}`);
   if (task.step !== makeStep) return build;
   if (outcome.status !== 'passed') return verdict('failed', `make: ${reasonOf(outcome, task, maxAttempts)}`);
+  if (build.mode?.kind === 'make') return { ...verdict('passed', 'make only: no tests were run'), sharding: { ...sharding, phase: 'merged' } };
   if (outcome.tests === undefined) return verdict('infra-failure', 'make: passed, but its units were not planned');
   return enterTests(build, sharding, outcome.tests, now);
 }

@@ -1,5 +1,5 @@
 import { PermanentError } from '../errors.ts';
-import type { TaskReady } from '../model/messages.ts';
+import { topics, type TaskReady } from '../model/messages.ts';
 import type { Builder, Step, Task } from '../model/types.ts';
 import { unitStep } from '../sharding/test-suites.ts';
 import { formatIssues } from '../model/messages.ts';
@@ -7,7 +7,9 @@ import { blobKeys, TaskSpec } from '../model/wire.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask } from './finish-task.ts';
+import { publishMessage } from './publish.ts';
 import { hostTypeFor, makeStep } from './sharding.ts';
+import { stepsForMode } from '../trybots/builders.ts';
 
 /** Source tarballs remembered as uploaded; past this the memory starts over. */
 const maxRememberedSources = 10_000;
@@ -84,13 +86,16 @@ export function createLaunch(deps: PipelineDeps) {
     const launched = await deps.state.transaction(async (tx) => {
       const current = await tx.get(collections.tasks, task.id);
       const build = await tx.get(collections.builds, task.buildId);
-      if (current?.status !== 'pending' || build === undefined) return false;
+      if (current?.status !== 'pending' || build === undefined) return { launched: false, started: false };
       const now = deps.now();
       tx.set(collections.tasks, task.id, { ...current, status: 'launched', hostType, ...(machine === undefined ? {} : { machine }), launchedAt: now, deadline });
       if (build.status === 'queued') tx.set(collections.builds, build.id, { ...build, status: 'running', startedAt: now });
-      return true;
+      return { launched: true, started: build.status === 'queued' };
     });
-    if (launched) {
+    if (launched.started && deps.reporters.some((reporter) => reporter.progress !== undefined)) {
+      await publishMessage(deps.publisher, topics.buildMoved, { v: 1, buildId: task.buildId });
+    }
+    if (launched.launched) {
       deps.logger.info('task.launched', {
         task: task.id,
         build: task.buildId,
@@ -137,7 +142,7 @@ export function createLaunch(deps: PipelineDeps) {
     const suite = builder.tests;
     if (suite === undefined) {
       const sourceKey = await ensureSource(task);
-      return sourceKey === undefined ? undefined : { sourceKey, steps: builder.steps, env: {} };
+      return sourceKey === undefined ? undefined : { sourceKey, steps: stepsForMode(builder.steps, (await deps.state.get(collections.builds, task.buildId))?.mode), env: {} };
     }
     const snapshotKey = (await deps.state.get(collections.builds, task.buildId))?.sharding?.snapshotKey;
     if (snapshotKey === undefined) throw new PermanentError(`build ${task.buildId} of task ${task.id} is not a sharded build`);

@@ -39,6 +39,11 @@ export function createPlan(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publi
         tx.set(collections.builds, build.id, planned);
         return planned;
       }
+      if (reuse !== undefined && build.mode?.kind === 'make') {
+        const made: Build = { ...build, status: 'passed', reason: 'make only: this tree was already made the same way', finishedAt: now };
+        tx.set(collections.builds, build.id, made);
+        return made;
+      }
       if (reuse !== undefined) {
         for (const task of reuse.planned.tasks) tx.set(collections.tasks, task.id, task);
         const planned = enterTests(build, { phase: 'test', snapshotKey: reuse.key, snapshotReused: true }, reuse.planned, now);

@@ -1,4 +1,4 @@
-import type { BuildFinished, BuildRequested, ObjectFinalized, PollTick, ReapTick, TaskFinished, TaskReady, TestsFinished } from '../model/messages.ts';
+import type { BuildFinished, BuildMoved, BuildRequested, ObjectFinalized, PollTick, ReapTick, TaskFinished, TaskReady, TestsFinished, TryRequested } from '../model/messages.ts';
 import { topics } from '../model/messages.ts';
 import type { Publisher } from '../ports/messages.ts';
 
@@ -13,6 +13,8 @@ interface MessageOf {
   [topics.taskFinished]: TaskFinished;
   [topics.testsFinished]: TestsFinished;
   [topics.buildFinished]: BuildFinished;
+  [topics.buildMoved]: BuildMoved;
+  [topics.tryRequested]: TryRequested;
 }
 
 /** Publishes a typed message as JSON on its topic; resolves once it is durable. */

@@ -55,6 +55,8 @@ export interface PlannedTests {
   plan: Plan;
   tasks: Task[];
   order: string[];
+  /** Units a trybot asked for by name that the listing does not have: the build fails naming them, running none. */
+  missing: string[];
 }
 
 /**
@@ -67,8 +69,12 @@ export async function planTests(
   suite: TestSuite,
   listed: readonly ListedUnit[],
 ): Promise<PlannedTests> {
+  const wanted = build.mode?.kind === 'tests' ? new Set(build.mode.tests) : undefined;
+  const missing = wanted === undefined ? [] : [...wanted].filter((name) => !listed.some((unit) => unit.name === name));
+  if (missing.length > 0) return { plan: planShards([], 1), tasks: [], order: [], missing };
+  const chosen = wanted === undefined ? listed : listed.filter((unit) => wanted.has(unit.name));
   const learned = await learnedDurations(deps.state, build.builder);
-  const units = planUnitsOf(suite.kind, listed, learned);
+  const units = planUnitsOf(suite.kind, chosen, learned);
   const plan = planShards(units, build.trybot === true ? suite.shards.trybot : suite.shards.postSubmit);
   const now = deps.now();
   const tasks = plan.shards.map((shard) => newTask(build, shardStep(shard.index), 1, now, [...shard.units]));
@@ -79,7 +85,7 @@ export async function planTests(
     .flatMap((shard) => shard.units)
     .sort((a, b) => place(a) - place(b) || part(a) - part(b))
     .map((unit) => unit.name);
-  return { plan, tasks, order };
+  return { plan, tasks, order, missing };
 }
 
 /**
@@ -95,6 +101,10 @@ export function enterTests(build: Build, sharding: Sharding, planned: PlannedTes
     shardTaskIds: planned.tasks.map((task) => task.id),
     testsStartedAt: now,
   };
+  if (planned.missing.length > 0) {
+    const reason = `no test unit named ${planned.missing.map((name) => `"${name}"`).join(', ')} in the listing`;
+    return { ...build, sharding: { ...next, phase: 'merged' }, status: 'failed', reason, finishedAt: now };
+  }
   if (planned.tasks.length === 0) {
     return { ...build, sharding: { ...next, phase: 'merged' }, status: 'passed', reason: 'no test units were listed', finishedAt: now };
   }

@@ -1,4 +1,4 @@
-import type { BranchState, Build, Commit, LearnedDuration, Task } from '../model/types.ts';
+import type { BranchState, Build, Commit, LearnedDuration, Task, TrustRecord, TryRun, Verdict } from '../model/types.ts';
 
 /**
  * The state port: collections of JSON documents with deterministic IDs, and transactions in the shape Firestore
@@ -24,6 +24,11 @@ export const collections = {
   builds: collection<Build>('builds', ['repo', 'commit', 'status', 'seq']),
   tasks: collection<Task>('tasks', ['buildId', 'status']),
   durations: collection<LearnedDuration>('durations', ['builder']),
+  trybots: collection<TryRun>('trybots', ['repo', 'commit', 'status', 'requestedBy', 'createdAt']),
+  verdicts: collection<Verdict>('verdicts', []),
+  trust: collection<TrustRecord>('trust', []),
+  /** Per untrusted requester, the requests waiting for approval: the flood limit, kept exact in transactions. */
+  waiting: collection<{ login: string; tryIds: string[] }>('waiting', []),
   /** Conditional-request validators and the responses they stand for (GitHub's ETags). */
   etags: collection<{ key: string; etag: string; value: unknown; storedAt: number }>('etags', []),
 } as const;

@@ -2,15 +2,17 @@ import type { CloudEvent } from '@google-cloud/functions-framework';
 import { createFunctions, triggers, type MessageFunctionName } from '../../functions/functions.ts';
 import { messagePublishedEvent, type MessagePublishedData } from '../../functions/pubsub-function.ts';
 import { createUrlSigner } from '../../shared/adapters/local/url-signer.ts';
-import { parseConfig } from '../../shared/config/config.ts';
+import { parseConfig, type RawConfig } from '../../shared/config/config.ts';
 import { buildId } from '../../shared/model/ids.ts';
 import { topics } from '../../shared/model/messages.ts';
 import { collections } from '../../shared/ports/state.ts';
-import type { Build, Machine } from '../../shared/model/types.ts';
+import type { Build, Machine, TryMode } from '../../shared/model/types.ts';
 import type { WorkerExit } from '../../shared/ports/compute.ts';
 import { silentLogger, type Logger } from '../../shared/ports/log.ts';
 import type { Delivery } from '../../shared/ports/messages.ts';
+import type { GitHub } from '../../shared/ports/github.ts';
 import type { Reporter } from '../../shared/ports/reporter.ts';
+import { createGitHubReporter } from '../../shared/trybots/github-reporter.ts';
 import { defaultPipelineOptions } from '../../shared/pipeline/deps.ts';
 import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { createFakeCompute } from '../fakes/fake-compute.ts';
@@ -27,7 +29,17 @@ const subscription = { ackDeadlineMs: 60_000, maxAttempts: 5, minBackoffMs: 10, 
  * (prefers one the fake cannot run, falls back to `host`), and the sharded Go module builders `mod` (3 shards, 2
  * for trybots), `mod-once` (1 shard; the same snapshot as `mod`) and `mod-noretry` (3 shards, failures not retried).
  */
-export async function createPipelineHarness(options: { logger?: Logger; /** Workers run on this VM, as on Compute Engine. */ machine?: Machine } = {}) {
+export async function createPipelineHarness(
+  options: {
+    logger?: Logger;
+    /** Workers run on this VM, as on Compute Engine. */
+    machine?: Machine;
+    /** Who may start trybots (the config's `trybots` section). */
+    trybots?: RawConfig['trybots'];
+    /** GitHub, for membership, comments and statuses; builds of `demo` (acme/demo) are reported to it. */
+    github?: GitHub;
+  } = {},
+) {
   let clock = 1_700_000_000_000;
   const now = () => clock;
   const state = createMemoryState();
@@ -48,7 +60,17 @@ export async function createPipelineHarness(options: { logger?: Logger; /** Work
   };
   const config = parseConfig(
     {
-      repos: [{ name: 'demo', url: '/nowhere/demo', branches: ['main'], builders: ['ok'] }],
+      repos: [
+        {
+          name: 'demo',
+          url: '/nowhere/demo',
+          github: 'acme/demo',
+          branches: ['main'],
+          builders: ['ok'],
+          trybot: { builders: ['ok'], paths: [{ match: ['src/**'], builders: ['mod'] }] },
+        },
+      ],
+      ...(options.trybots === undefined ? {} : { trybots: options.trybots }),
       builders: {
         ok: { type: 'command', command: 'true', maxAttempts: 3, timeoutSeconds: 60 },
         'no-spot': { type: 'command', command: 'true', spot: false },
@@ -70,7 +92,8 @@ export async function createPipelineHarness(options: { logger?: Logger; /** Work
     blobs,
     compute,
     source,
-    reporters: [reporter],
+    reporters: options.github === undefined ? [reporter] : [reporter, createGitHubReporter(options.github, config.repos)],
+    ...(options.github === undefined ? {} : { github: options.github }),
     logger: options.logger ?? silentLogger,
     now,
     options: defaultPipelineOptions,
@@ -141,7 +164,7 @@ export async function createPipelineHarness(options: { logger?: Logger; /** Work
      * Requests a build of `commit` (a new commit by default) on a builder the repo need not list, as a poll would,
      * and runs the pipeline until it is quiet; returns the build's ID.
      */
-    async request(builder: string, options: { commit?: string; trybot?: boolean } = {}): Promise<string> {
+    async request(builder: string, options: { commit?: string; trybot?: boolean; mode?: TryMode } = {}): Promise<string> {
       const commit = options.commit ?? source.push('demo', 'main');
       const id = buildId('demo', commit, builder);
       const tree = (await source.changes(demoRepo, 'main', undefined, 1000)).commits.find((info) => info.hash === commit)?.tree;
@@ -154,6 +177,7 @@ export async function createPipelineHarness(options: { logger?: Logger; /** Work
           seq: 1,
           ...(tree === undefined ? {} : { tree }),
           ...(options.trybot === true ? { trybot: true } : {}),
+          ...(options.mode === undefined ? {} : { mode: options.mode }),
           status: 'queued',
           createdAt: clock,
           attempts: 0,

@@ -156,6 +156,30 @@ describe('sharded builds: make once, then shards', () => {
     assert.equal((await buildOf(h, id)).sharding?.shardTaskIds?.length, 2);
   });
 
+  it('ends a make-only trybot build when its make passes, running no shard', async () => {
+    const h = await createPipelineHarness();
+    const id = await h.request('mod', { trybot: true, mode: { kind: 'make' } });
+    await finishMake(h, id, listing(sixPackages));
+    const build = await buildOf(h, id);
+    assert.equal(build.status, 'passed');
+    assert.equal(build.reason, 'make only: no tests were run');
+    assert.equal(h.compute.started.length, 1, 'the make worker alone');
+  });
+
+  it('runs only the named tests of a trybot build, and fails one that names a unit the listing lacks', async () => {
+    const h = await createPipelineHarness();
+    const named = ['example.com/m/b', 'example.com/m/e'];
+    const id = await h.request('mod', { trybot: true, mode: { kind: 'tests', tests: named } });
+    await finishMake(h, id, listing(sixPackages));
+    const shards = await tasksOf(h, (await buildOf(h, id)).sharding?.shardTaskIds);
+    assert.deepEqual(shards.flatMap((task) => (task.units ?? []).map((unit) => unit.name)).sort(), named);
+    // The same tree again: planned from the snapshot and listing the first build left.
+    const missing = await h.request('mod', { trybot: true, mode: { kind: 'tests', tests: ['example.com/m/a', 'example.com/m/nope'] } });
+    const failed = await buildOf(h, missing);
+    assert.equal(failed.status, 'failed');
+    assert.equal(failed.reason, 'no test unit named "example.com/m/nope" in the listing');
+  });
+
   it('merges once under duplicated and reordered results: one verdict, one report, a log in listing order', async () => {
     const h = await createPipelineHarness();
     const { id, shards } = await throughMake(h);

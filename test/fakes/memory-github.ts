@@ -1,0 +1,55 @@
+import { PermanentError } from '../../shared/errors.ts';
+import type { GitHubRepo } from '../../shared/model/types.ts';
+import type { BuilderStatus, GitHub, PullRequest } from '../../shared/ports/github.ts';
+
+/** The GitHub port in memory, for the pipeline's tests: what it was asked, and what it was told. */
+export interface MemoryGitHub extends GitHub {
+  orgs: Map<string, Set<string>>;
+  teams: Map<string, Set<string>>;
+  pulls: Map<number, PullRequest>;
+  /** Every status set, in order. */
+  statuses: Array<{ repo: string } & BuilderStatus>;
+  comments: Array<{ repo: string; number: number; body: string }>;
+  /** Membership questions asked, as "org:login" or "org/team:login". */
+  asked: string[];
+}
+
+export function createMemoryGitHub(): MemoryGitHub {
+  const orgs = new Map<string, Set<string>>();
+  const teams = new Map<string, Set<string>>();
+  const pulls = new Map<number, PullRequest>();
+  const statuses: MemoryGitHub['statuses'] = [];
+  const comments: MemoryGitHub['comments'] = [];
+  const asked: string[] = [];
+  const full = (repo: GitHubRepo) => `${repo.owner}/${repo.name}`;
+  return {
+    orgs,
+    teams,
+    pulls,
+    statuses,
+    comments,
+    asked,
+    async pullRequest(_repo, number) {
+      const pull = pulls.get(number);
+      if (pull === undefined) throw new PermanentError(`no pull request #${number}`);
+      return pull;
+    },
+    async openPullRequests() {
+      return [...pulls.values()].filter((pull) => pull.state === 'open');
+    },
+    async isOrgMember(org, login) {
+      asked.push(`${org}:${login}`);
+      return orgs.get(org)?.has(login) ?? false;
+    },
+    async isTeamMember(org, team, login) {
+      asked.push(`${org}/${team}:${login}`);
+      return teams.get(`${org}/${team}`)?.has(login) ?? false;
+    },
+    async setStatus(repo, status) {
+      statuses.push({ repo: full(repo), ...status });
+    },
+    async comment(repo, number, body) {
+      comments.push({ repo: full(repo), number, body });
+    },
+  };
+}
