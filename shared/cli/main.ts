@@ -6,6 +6,7 @@ import { exitCodes, UsageError, type Io } from './io.ts';
 import { deploy, deployHelp, teardown, teardownHelp } from './deploy.ts';
 import { goTree, goTreeHelp } from './go-tree.ts';
 import { images, imagesHelp } from './images.ts';
+import { tryCommand, tryHelp } from './try.ts';
 import { up, upHelp } from './up.ts';
 
 const help = `Usage: hermetic <command> [options]
@@ -14,6 +15,7 @@ A hermetic build-and-trybot system: every commit built and tested in a throwaway
 
 Commands:
   up          run the whole pipeline on this machine (see: hermetic up --help)
+  try         ask for a trybot run of a change before it lands (see: hermetic try --help)
   images      build and list the builder images (see: hermetic images --help)
   go-tree     make a git repository of Debian's Go source tree, to build and test (see: hermetic go-tree --help)
   deploy      deploy to a Google Cloud project with gcloud (see: hermetic deploy --help)
@@ -40,6 +42,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return exitCodes.ok;
       case 'up':
         return await up(rest, io);
+      case 'try':
+        return await tryCommand(rest, io);
       case 'images':
         return await images(rest, io);
       case 'go-tree':
@@ -49,12 +53,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case 'teardown':
         return await teardown(rest, io);
       default:
-        throw new UsageError(`unknown command "${command}"; expected one of: up, images, go-tree, deploy, teardown, help`);
+        throw new UsageError(`unknown command "${command}"; expected one of: up, try, images, go-tree, deploy, teardown, help`);
     }
   } catch (error) {
     const usage = error instanceof UsageError || error instanceof ConfigError || isParseArgsError(error);
     io.stderr(`hermetic: ${describeError(error)}`);
-    const commandHelp = ({ up: upHelp, images: imagesHelp, 'go-tree': goTreeHelp, deploy: deployHelp, teardown: teardownHelp } as Record<string, string>)[command ?? ''];
+    const commandHelp = ({ up: upHelp, try: tryHelp, images: imagesHelp, 'go-tree': goTreeHelp, deploy: deployHelp, teardown: teardownHelp } as Record<string, string>)[command ?? ''];
     if (usage && commandHelp !== undefined && !(error instanceof ConfigError)) io.stderr(`\n${commandHelp}`);
     return usage ? exitCodes.usage : exitCodes.failure;
   }

@@ -18,7 +18,10 @@ import { taskIdOfResultKey } from '../model/wire.ts';
 import type { Compute, OnWorkerExit } from '../ports/compute.ts';
 import type { Logger } from '../ports/log.ts';
 import type { SubscriptionOptions } from '../ports/messages.ts';
+import type { GitHub } from '../ports/github.ts';
 import type { Source } from '../ports/source.ts';
+import { routeSources } from '../adapters/source-router.ts';
+import { createGitHubReporter } from '../trybots/github-reporter.ts';
 import type { Reporter } from '../ports/reporter.ts';
 import { collections } from '../ports/state.ts';
 import { defaultPipelineOptions, type Catalog, type PipelineDeps, type PipelineOptions } from '../pipeline/deps.ts';
@@ -53,9 +56,14 @@ export interface LocalRuntimeOptions {
   compute?: (onExit: OnWorkerExit) => Promise<Compute>;
   /** Replaces git; for benchmarks of the control plane alone. */
   source?: Source;
+  /** GitHub's API: pull requests, membership and statuses for trybots, and the source of repos that live there. */
+  github?: { api: GitHub; source: Source };
+  /** The secret GitHub signs webhook deliveries with; `POST /webhook` takes `/try` comments when it is set. */
+  webhookSecret?: string;
 }
 
-const defaultSubscription: SubscriptionOptions = {
+/** How the embedded runtime's subscriptions deliver: what `hermetic try` subscribes with too. */
+export const defaultSubscription: SubscriptionOptions = {
   ackDeadlineMs: 120_000,
   maxAttempts: 5,
   minBackoffMs: 500,
@@ -142,17 +150,24 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     publisher: queue,
     blobs,
     compute,
-    source: options.source ?? createGitSource({ cacheDir: join(dataDir, 'git'), logger }),
-    reporters: options.reporters ?? [],
+    source: options.source ?? routeSources(createGitSource({ cacheDir: join(dataDir, 'git'), logger }), options.github?.source),
+    reporters: [...(options.reporters ?? []), ...(options.github === undefined ? [] : [createGitHubReporter(options.github.api, options.catalog.repos)])],
+    ...(options.github === undefined ? {} : { github: options.github.api }),
     logger,
     now: Date.now,
     // Local compute lists its workers the moment they start, so a short grace is enough for the reaper.
     options: { ...defaultPipelineOptions, dashboardUrl: baseUrl, reapGraceMs: 5_000, ...options.pipeline },
   };
   const subscription = { ...defaultSubscription, ...options.subscription };
-  const functions: Functions = createFunctions({ ...deps, deadLetters: queue, maxDeliveryAttempts: subscription.maxAttempts });
+  const functions: Functions = createFunctions({
+    ...deps,
+    deadLetters: queue,
+    maxDeliveryAttempts: subscription.maxAttempts,
+    ...(options.webhookSecret === undefined ? {} : { webhookSecret: options.webhookSecret }),
+  });
   server.on('request', (req, res) => {
-    const handler = req.url?.startsWith('/blobs/') ? blobHandler : functions.dashboard;
+    const path = req.url?.split('?')[0];
+    const handler = req.url?.startsWith('/blobs/') ? blobHandler : path === '/webhook' ? functions.webhook : functions.dashboard;
     void handler(req, res);
   });
 
