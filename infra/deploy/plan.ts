@@ -28,7 +28,7 @@ export interface Command {
 }
 
 /** What triggers a deployed function. */
-export type Trigger = { kind: 'pubsub'; topic: string } | { kind: 'http'; runsOn: 'app-engine' };
+export type Trigger = { kind: 'pubsub'; topic: string } | { kind: 'http'; runsOn: 'app-engine' } | { kind: 'http'; runsOn: 'github' };
 
 /** The topic every subscription's undeliverable messages go to; the `deadLetter` function records them. */
 export const deadLetterTopic = topics.deadLetters;
@@ -54,6 +54,8 @@ function messageTriggers(): MessageTriggers {
 export const deployedFunctions = {
   ...messageTriggers(),
   dashboard: { kind: 'http', runsOn: 'app-engine' },
+  /** GitHub's webhook deliveries, public (GitHub signs them), deployed with `--github` only. */
+  webhook: { kind: 'http', runsOn: 'github' },
 } as const satisfies Record<string, Trigger>;
 export type DeployedFunctionName = keyof typeof deployedFunctions;
 
@@ -100,6 +102,8 @@ export const grants = {
     workerAccount: ['roles/iam.serviceAccountUser'],
     /** On itself: it signs the workers' URLs through the IAM signBlob API. */
     ownAccount: ['roles/iam.serviceAccountTokenCreator'],
+    /** On each GitHub secret only. */
+    secret: ['roles/secretmanager.secretAccessor'],
   },
   /** The identity Eventarc pushes events as: it may invoke the functions, and receive events, and nothing else. */
   events: { project: ['roles/eventarc.eventReceiver'], function: ['roles/run.invoker'] },
@@ -134,6 +138,25 @@ export interface PlanOptions {
   appRegion?: string;
   /** Cron schedules of the poll and reap ticks. */
   schedules?: { poll?: string; reap?: string };
+  /** GitHub access for trybots and statuses: a token or a GitHub App, its secrets in Secret Manager. */
+  github?: GitHubDeploy;
+}
+
+/** How the functions reach GitHub. The secrets' values are added by the operator (see the README), never by deploy. */
+export interface GitHubDeploy {
+  auth: 'token' | 'app';
+  /** The GitHub App's ID, for `app`. */
+  appId?: string;
+  /** GitHub Enterprise's API URL; default github.com's. */
+  apiUrl?: string;
+}
+
+/** The Secret Manager secrets GitHub access needs, by the variable each is set as. */
+export function githubSecrets(github: GitHubDeploy): Record<string, string> {
+  return {
+    HERMETIC_WEBHOOK_SECRET: 'hermetic-webhook-secret',
+    ...(github.auth === 'token' ? { GITHUB_TOKEN: 'hermetic-github-token' } : { GITHUB_APP_PRIVATE_KEY: 'hermetic-github-app-key' }),
+  };
 }
 
 /** Every name the plan uses, resolved from the options. */
@@ -152,6 +175,7 @@ export interface PlanNames {
   schedules: { poll: string; reap: string };
   /** The pushed builder images as the functions find them: `name:tag` under the image repository, space-separated. */
   images: string;
+  github: GitHubDeploy | undefined;
 }
 
 /**
@@ -192,6 +216,7 @@ export function planNames(options: PlanOptions): PlanNames {
     workerAccount: account(accountIds.worker),
     schedules: { poll: options.schedules?.poll ?? '* * * * *', reap: options.schedules?.reap ?? '*/2 * * * *' },
     images: (options.images ?? []).map((image) => image.tag.replace(/^hermetic\//, '')).join(' '),
+    github: options.github,
   };
 }
 
@@ -219,7 +244,20 @@ export function environmentOf(names: PlanNames): Record<string, string> {
     HERMETIC_CONFIG: names.config,
     HERMETIC_MAX_DELIVERY_ATTEMPTS: String(names.maxDeliveryAttempts),
     HERMETIC_IMAGES: names.images,
+    ...(names.github === undefined
+      ? {}
+      : {
+          HERMETIC_GITHUB_AUTH: names.github.auth,
+          ...(names.github.appId === undefined ? {} : { HERMETIC_GITHUB_APP_ID: names.github.appId }),
+          ...(names.github.apiUrl === undefined ? {} : { HERMETIC_GITHUB_API_URL: names.github.apiUrl }),
+        }),
   };
+}
+
+/** `--set-secrets` for a function: each GitHub secret's latest version as its variable; none without GitHub. */
+function secretFlags(names: PlanNames): string[] {
+  if (names.github === undefined) return [];
+  return [`--set-secrets=${Object.entries(githubSecrets(names.github)).map(([variable, secret]) => `${variable}=${secret}:latest`).join(',')}`];
 }
 
 /**
@@ -286,7 +324,7 @@ export function deployPlan(options: PlanOptions): Command[] {
   const functionsMember = `--member=${serviceAccountMember(names.functionsAccount)}`;
   const eventsMember = `--member=${serviceAccountMember(names.eventsAccount)}`;
 
-  add('enable the APIs hermetic uses', ['gcloud', 'services', 'enable', ...services, ...p]);
+  add('enable the APIs hermetic uses', ['gcloud', 'services', 'enable', ...services, ...(names.github === undefined ? [] : ['secretmanager.googleapis.com']), ...p]);
   add('look up the project number, which names the Pub/Sub service agent', ['gcloud', 'projects', 'describe', project, '--format=value(projectNumber)'], {
     sets: 'PROJECT_NUMBER',
   });
@@ -375,13 +413,23 @@ export function deployPlan(options: PlanOptions): Command[] {
   create('the App Engine application that serves the dashboard (its region cannot change later)', ['gcloud', 'app', 'create', `--region=${names.appRegion}`, ...p]);
   add('look up the dashboard\'s address, for links in reports', ['gcloud', 'app', 'describe', '--format=value(defaultHostname)', ...p], { sets: 'DASHBOARD_HOST' });
 
+  for (const [variable, secret] of Object.entries(names.github === undefined ? {} : githubSecrets(names.github))) {
+    create(`the secret ${secret}, which the functions read as ${variable}`, ['gcloud', 'secrets', 'create', secret, '--replication-policy=automatic', ...p]);
+    add(`${secret} holds a value (add it with: gcloud secrets versions add ${secret} --data-file=FILE)`, [
+      'gcloud', 'secrets', 'versions', 'describe', 'latest', `--secret=${secret}`, '--format=value(name)', ...p,
+    ]);
+    for (const role of grants.functions.secret) {
+      add(`the functions may read ${secret}, and no other secret`, ['gcloud', 'secrets', 'add-iam-policy-binding', secret, functionsMember, `--role=${role}`, ...p]);
+    }
+  }
+
   const env = Object.entries(environmentOf(names)).map(([key, value]) => `${key}=${value}`).join(',');
   for (const [name, topic] of cloudFunctions()) {
     const service = serviceNameOf(name);
     add(`the ${name} function, on topic ${topic}`, [
       'gcloud', 'functions', 'deploy', service, '--gen2', '--runtime=nodejs22', `--region=${region}`, '--source=.', `--entry-point=${name}`,
       `--trigger-topic=${topic}`, '--retry', `--service-account=${names.functionsAccount}`, `--trigger-service-account=${names.eventsAccount}`,
-      '--ingress-settings=internal-only', '--no-allow-unauthenticated', '--timeout=300s', `--set-env-vars=${env}`, ...p,
+      '--ingress-settings=internal-only', '--no-allow-unauthenticated', '--timeout=300s', `--set-env-vars=${env}`, ...secretFlags(names), ...p,
     ]);
     for (const role of grants.events.function) {
       add(`event delivery may invoke ${service} (${role}), and only the functions`, [
@@ -406,6 +454,17 @@ export function deployPlan(options: PlanOptions): Command[] {
         'gcloud', 'pubsub', 'subscriptions', 'add-iam-policy-binding', `\${${vars.subscription}}`, `--member=${pubsubAgent}`, `--role=${role}`, ...p,
       ]);
     }
+  }
+
+  if (names.github !== undefined) {
+    add('the webhook function: public, since GitHub calls it and signs every delivery, which it checks', [
+      'gcloud', 'functions', 'deploy', serviceNameOf('webhook'), '--gen2', '--runtime=nodejs22', `--region=${region}`, '--source=.', '--entry-point=webhook',
+      '--trigger-http', '--allow-unauthenticated', '--ingress-settings=all', `--service-account=${names.functionsAccount}`, '--timeout=60s',
+      `--set-env-vars=${env}`, ...secretFlags(names), ...p,
+    ]);
+    add("the webhook's address, for the repository's webhook settings", [
+      'gcloud', 'functions', 'describe', serviceNameOf('webhook'), '--gen2', `--region=${region}`, '--format=value(serviceConfig.uri)', ...p,
+    ], { sets: 'WEBHOOK_URL' });
   }
 
   // A second `notifications create` would add a second notification (each result would wake landed twice), so a run
@@ -447,6 +506,9 @@ export function teardownPlan(options: PlanOptions): Command[] {
     remove('stop the scheduled ticks first, so nothing new starts', ['gcloud', 'scheduler', 'jobs', 'delete', job, `--location=${region}`, '--quiet', ...p]);
   }
   remove('results stop waking anything', ['gcloud', 'storage', 'buckets', 'notifications', 'delete', `gs://${bucket}`, ...p]);
+  if (names.github !== undefined) {
+    remove('the webhook function', ['gcloud', 'functions', 'delete', serviceNameOf('webhook'), '--gen2', `--region=${region}`, '--quiet', ...p]);
+  }
   for (const [name] of cloudFunctions().reverse()) {
     const service = serviceNameOf(name);
     remove(`the ${name} function, with its Eventarc trigger and subscription`, ['gcloud', 'functions', 'delete', service, '--gen2', `--region=${region}`, '--quiet', ...p]);
@@ -455,6 +517,10 @@ export function teardownPlan(options: PlanOptions): Command[] {
     'gcloud', 'compute', 'instances', 'list', `--filter=labels.${workerLabel}:*`, `--zones=${names.zone}`, '--format=value(name)', ...p,
   ], { sets: 'WORKERS' });
   remove('delete them: nothing a task started outlives the deploy', ['gcloud', 'compute', 'instances', 'delete', '${WORKERS}', `--zone=${names.zone}`, '--quiet', ...p]);
+
+  for (const secret of Object.values(names.github === undefined ? {} : githubSecrets(names.github)).reverse()) {
+    remove(`the secret ${secret}, and the grant on it`, ['gcloud', 'secrets', 'delete', secret, '--quiet', ...p]);
+  }
 
   remove('the builder images and their repository', ['gcloud', 'artifacts', 'repositories', 'delete', names.imageRepo, `--location=${region}`, '--quiet', ...p]);
 

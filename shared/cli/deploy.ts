@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { access, constants, mkdir, writeFile } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { deployPlan, teardownNotes, teardownPlan, type Command, type PlanOptions } from '../../infra/deploy/plan.ts';
+import { deployPlan, teardownNotes, teardownPlan, type Command, type GitHubDeploy, type PlanOptions } from '../../infra/deploy/plan.ts';
 import { placePatterns } from '../adapters/gcp/environment.ts';
 import { describeError } from '../errors.ts';
 import { createTagResolver } from '../images/build-images.ts';
@@ -24,6 +24,11 @@ Options:
   --zone Z        where worker VMs run (default: R-b)
   --app-region A  App Engine's region for the dashboard, where R has none (default: R; us-central1 is us-central,
                   europe-west1 is europe-west)
+  --github AUTH   give the functions GitHub access for trybots and statuses, and deploy the webhook: AUTH is
+                  "token" (a token in the secret hermetic-github-token) or "app" (a GitHub App's private key in
+                  hermetic-github-app-key, with --github-app-id); the webhook secret is in hermetic-webhook-secret
+  --github-app-id N       the GitHub App's ID, with --github app
+  --github-api-url URL    GitHub Enterprise's API URL (default: github.com's)
   --from N        resume at command N (earlier look-ups are still run; the rest are skipped)
   --dry-run       print every command, one per line, shell-quoted, on stdout, and run nothing (needs no gcloud)
   --json          with --dry-run: print the commands as a JSON array of {argv, why, sets?, writes?}
@@ -43,6 +48,7 @@ Options:
   --project P     the Google Cloud project ID
   --region R      the region it was deployed to
   --zone Z        the zone its worker VMs ran in (default: R-b)
+  --github AUTH   it was deployed with --github AUTH: remove the webhook function and the GitHub secrets too
   --from N        resume at command N
   --dry-run       print every command on stdout and run nothing
   --json          with --dry-run: print the commands as a JSON array
@@ -92,6 +98,9 @@ async function plan(kind: 'deploy' | 'teardown', args: string[], io: Io, deps: D
       region: { type: 'string' },
       zone: { type: 'string' },
       'app-region': { type: 'string' },
+      github: { type: 'string' },
+      'github-app-id': { type: 'string' },
+      'github-api-url': { type: 'string' },
       from: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -109,7 +118,8 @@ async function plan(kind: 'deploy' | 'teardown', args: string[], io: Io, deps: D
     throw new UsageError(`--app-region ${JSON.stringify(appRegion)}: expected an App Engine region such as us-central or europe-west2`);
   }
   if (appRegion !== undefined && kind === 'teardown') throw new UsageError('--app-region is for deploy');
-  const options: PlanOptions = appRegion === undefined ? place : { ...place, appRegion };
+  const github = githubOf(values);
+  const options: PlanOptions = { ...place, ...(appRegion === undefined ? {} : { appRegion }), ...(github === undefined ? {} : { github }) };
   const from = values.from === undefined ? 1 : Number(values.from);
   if (!Number.isInteger(from) || from < 1) throw new UsageError(`--from ${values.from}: expected a command number from 1`);
   if (values.json && !values['dry-run']) throw new UsageError('--json goes with --dry-run');
@@ -141,6 +151,22 @@ async function plan(kind: 'deploy' | 'teardown', args: string[], io: Io, deps: D
   return code;
 }
 
+/** The --github flags, checked; undefined without --github. */
+function githubOf(values: { github?: string | undefined; 'github-app-id'?: string | undefined; 'github-api-url'?: string | undefined }): GitHubDeploy | undefined {
+  const auth = values.github;
+  const appId = values['github-app-id'];
+  const apiUrl = values['github-api-url'];
+  if (auth === undefined) {
+    if (appId !== undefined || apiUrl !== undefined) throw new UsageError('--github-app-id and --github-api-url go with --github');
+    return undefined;
+  }
+  if (auth !== 'token' && auth !== 'app') throw new UsageError(`--github ${JSON.stringify(auth)}: expected "token" or "app"`);
+  if (auth === 'app' && (appId === undefined || !/^[0-9]{1,12}$/.test(appId))) throw new UsageError('--github app needs --github-app-id N, the GitHub App\'s numeric ID');
+  if (auth === 'token' && appId !== undefined) throw new UsageError('--github-app-id goes with --github app');
+  if (apiUrl !== undefined && !/^https:\/\/[^\s,/]+(\/[^\s,]*)?$/.test(apiUrl)) throw new UsageError(`--github-api-url ${JSON.stringify(apiUrl)}: expected an https URL`);
+  return { auth, ...(appId === undefined ? {} : { appId }), ...(apiUrl === undefined ? {} : { apiUrl }) };
+}
+
 /** Google's rules for a project ID, a region and a zone; UsageError naming the rule otherwise. */
 export function validatePlace(values: { project?: string | undefined; region?: string | undefined; zone?: string | undefined }): PlanOptions {
   const { project, region } = values;
@@ -159,7 +185,10 @@ export function validatePlace(values: { project?: string | undefined; region?: s
 
 function resumeArgs(options: PlanOptions, kind: 'deploy' | 'teardown'): string {
   const appRegion = options.appRegion === undefined ? '' : ` --app-region ${options.appRegion}`;
-  return `--project ${options.project} --region ${options.region} --zone ${options.zone}${appRegion}${kind === 'teardown' ? ' --yes' : ''}`;
+  const github = options.github;
+  const githubArgs =
+    github === undefined ? '' : ` --github ${github.auth}${github.appId === undefined ? '' : ` --github-app-id ${github.appId}`}${github.apiUrl === undefined ? '' : ` --github-api-url ${github.apiUrl}`}`;
+  return `--project ${options.project} --region ${options.region} --zone ${options.zone}${appRegion}${githubArgs}${kind === 'teardown' ? ' --yes' : ''}`;
 }
 
 /** Runs a plan's commands in order, filling in variables; stops at the first failure. Returns the exit status. */

@@ -31,6 +31,10 @@ const images = [
 ];
 const plan = deployPlan({ ...place, images });
 const down = teardownPlan(place);
+/** With GitHub access: the webhook function and its secrets besides. */
+const github = { auth: 'token' } as const;
+const githubPlan = deployPlan({ ...place, images, github });
+const githubDown = teardownPlan({ ...place, github });
 const projectDir = fileURLToPath(new URL('../../', import.meta.url));
 
 /** What the composition root reads: set on every function and on App Engine. */
@@ -181,6 +185,8 @@ describe('deploy plan', () => {
         `bucket ${bucket}:roles/storage.objectAdmin`,
         `account ${workerAccount}:roles/iam.serviceAccountUser`,
         `account ${functionsAccount}:roles/iam.serviceAccountTokenCreator`,
+        'secret hermetic-webhook-secret:roles/secretmanager.secretAccessor',
+        'secret hermetic-github-token:roles/secretmanager.secretAccessor',
       ],
       [`serviceAccount:${eventsAccount}`]: ['project:roles/eventarc.eventReceiver', 'function:roles/run.invoker'],
       [pubsubAgent]: [`topic ${deadLetterTopic}:roles/pubsub.publisher`, 'subscription:roles/pubsub.subscriber'],
@@ -189,7 +195,7 @@ describe('deploy plan', () => {
       allUsers: ['repository hermetic:roles/artifactregistry.reader'],
     };
     let grants = 0;
-    for (const command of plan) {
+    for (const command of githubPlan) {
       const [, group, kind, , resource] = command.argv;
       const binding = command.argv.includes('add-iam-policy-binding') || command.argv.includes('add-invoker-policy-binding');
       if (!binding) continue;
@@ -199,7 +205,9 @@ describe('deploy plan', () => {
       assert.doesNotMatch(role, /^roles\/(editor|owner|viewer)$/);
       assert.notEqual(member, `serviceAccount:${workerAccount}`, 'the worker account gets no role');
       const scope =
-        group === 'projects'
+        group === 'secrets'
+          ? `secret ${command.argv[3]}`
+          : group === 'projects'
           ? 'project'
           : group === 'storage'
             ? `bucket ${resource}`
@@ -252,6 +260,8 @@ function resourceOf(command: Command): { made?: string; removed?: string } | und
   if (at('gcloud', 'artifacts', 'repositories', 'create')) return { made: `repository ${a[4]}` };
   if (at('gcloud', 'artifacts', 'repositories', 'delete')) return { removed: `repository ${a[4]}` };
   if (at('gcloud', 'functions', 'deploy')) return { made: `function ${a[3]}` };
+  if (at('gcloud', 'secrets', 'create')) return { made: `secret ${a[3]}` };
+  if (at('gcloud', 'secrets', 'delete')) return { removed: `secret ${a[3]}` };
   if (at('gcloud', 'functions', 'delete')) return { removed: `function ${a[3]}` };
   if (at('gcloud', 'scheduler', 'jobs', 'create', 'pubsub')) return { made: `job ${a[5]}` };
   if (at('gcloud', 'storage', 'buckets', 'notifications', 'create')) return { made: `notification ${a[5]}` };
@@ -279,23 +289,58 @@ describe('Firestore indexes', () => {
   });
 });
 
-describe('teardown plan', () => {
-  it('removes each resource that deploy creates, and nothing else', () => {
-    const made = plan.flatMap((command) => resourceOf(command)?.made ?? []);
-    const removed = down.flatMap((command) => resourceOf(command)?.removed ?? []);
-    assert.ok(made.length >= 25);
-    assert.deepEqual([...removed].sort(), [...made].sort());
+describe('deploy plan with --github', () => {
+  it('deploys the webhook public (GitHub signs its deliveries) and the rest internal, every one reading the secrets', () => {
+    const functionDeploys = find(githubPlan, 'gcloud', 'functions', 'deploy');
+    const webhook = functionDeploys.find((command) => command.argv[3] === 'webhook');
+    assert.ok(webhook);
+    assert.ok(webhook.argv.includes('--trigger-http') && webhook.argv.includes('--allow-unauthenticated'));
+    assert.equal(flag(webhook, 'ingress-settings'), 'all');
+    for (const command of functionDeploys) {
+      assert.equal(flag(command, 'set-secrets'), 'HERMETIC_WEBHOOK_SECRET=hermetic-webhook-secret:latest,GITHUB_TOKEN=hermetic-github-token:latest', command.argv[3]);
+      assert.match(flag(command, 'set-env-vars') ?? '', /HERMETIC_GITHUB_AUTH=token/);
+      if (command !== webhook) assert.equal(flag(command, 'ingress-settings'), 'internal-only');
+    }
+    assert.ok(setter(githubPlan, 'WEBHOOK_URL'), "the webhook's address is looked up");
+    assert.equal(find(plan, 'gcloud', 'secrets').length, 0, 'no secrets without --github');
+    assert.ok(!find(plan, 'gcloud', 'functions', 'deploy').some((command) => command.argv[3] === 'webhook'));
   });
 
-  it('removes them in reverse order of their making', () => {
-    const made = plan.flatMap((command) => resourceOf(command)?.made ?? []);
-    const removed = down.flatMap((command) => resourceOf(command)?.removed ?? []);
-    const kinds = (list: string[]) => [...new Set(list.map((resource) => resource.split(' ')[0]))];
-    // Grants go before the accounts they name; the rest in the reverse of the order they were made.
-    assert.deepEqual(kinds(removed).filter((kind) => kind !== 'grant'), kinds(made).filter((kind) => kind !== 'grant').reverse());
-    assert.ok(kinds(removed).indexOf('grant') < kinds(removed).indexOf('account'));
-    assert.equal(kinds(removed)[0], 'job', 'the ticks stop first');
+  it('checks that each secret holds a value before any function reads it', () => {
+    const firstFunction = githubPlan.findIndex((command) => starts(command, 'gcloud', 'functions', 'deploy'));
+    for (const secret of ['hermetic-webhook-secret', 'hermetic-github-token']) {
+      const check = githubPlan.findIndex((command) => starts(command, 'gcloud', 'secrets', 'versions', 'describe', 'latest') && flag(command, 'secret') === secret);
+      assert.ok(check >= 0 && check < firstFunction, secret);
+    }
+    const app = deployPlan({ ...place, github: { auth: 'app', appId: '12345' } });
+    assert.equal(flag(find(app, 'gcloud', 'functions', 'deploy')[0]!, 'set-secrets'), 'HERMETIC_WEBHOOK_SECRET=hermetic-webhook-secret:latest,GITHUB_APP_PRIVATE_KEY=hermetic-github-app-key:latest');
+    assert.match(flag(find(app, 'gcloud', 'functions', 'deploy')[0]!, 'set-env-vars') ?? '', /HERMETIC_GITHUB_APP_ID=12345/);
   });
+});
+
+describe('teardown plan', () => {
+  const pairs = [
+    ['', plan, down],
+    [' (with --github)', githubPlan, githubDown],
+  ] as const;
+  for (const [label, plan, down] of pairs) {
+    it(`removes each resource that deploy creates, and nothing else${label}`, () => {
+      const made = plan.flatMap((command) => resourceOf(command)?.made ?? []);
+      const removed = down.flatMap((command) => resourceOf(command)?.removed ?? []);
+      assert.ok(made.length >= 25);
+      assert.deepEqual([...removed].sort(), [...made].sort());
+    });
+
+    it(`removes them in reverse order of their making${label}`, () => {
+      const made = plan.flatMap((command) => resourceOf(command)?.made ?? []);
+      const removed = down.flatMap((command) => resourceOf(command)?.removed ?? []);
+      const kinds = (list: string[]) => [...new Set(list.map((resource) => resource.split(' ')[0]))];
+      // Grants go before the accounts they name; the rest in the reverse of the order they were made.
+      assert.deepEqual(kinds(removed).filter((kind) => kind !== 'grant'), kinds(made).filter((kind) => kind !== 'grant').reverse());
+      assert.ok(kinds(removed).indexOf('grant') < kinds(removed).indexOf('account'));
+      assert.equal(kinds(removed)[0], 'job', 'the ticks stop first');
+    });
+  }
 
   it('deletes every worker VM, after the functions that start them are gone', () => {
     const list = setter(down, 'WORKERS');
@@ -386,6 +431,10 @@ describe('hermetic deploy and teardown', () => {
       [['--project', 'good-project', '--region', 'us central'], /expected a region/],
       [['--project', 'good-project', '--region', 'us-central1', '--zone', 'europe-west4-a'], /expected a zone of us-central1/],
       [['--region', 'us-central1'], /--project is required/],
+      [['--project', 'good-project', '--region', 'us-central1', '--github', 'password'], /--github "password": expected "token" or "app"/],
+      [['--project', 'good-project', '--region', 'us-central1', '--github', 'app'], /--github app needs --github-app-id N/],
+      [['--project', 'good-project', '--region', 'us-central1', '--github-app-id', '7'], /go with --github/],
+      [['--project', 'good-project', '--region', 'us-central1', '--github', 'token', '--github-api-url', 'http://ghe'], /expected an https URL/],
     ] as const) {
       const io = memoryIo();
       assert.equal(await main(['deploy', ...args, '--dry-run'], io), 2, args.join(' '));
