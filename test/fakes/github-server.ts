@@ -551,7 +551,8 @@ export async function startFakeGitHub(options: FakeGitHubOptions = {}): Promise<
         const state = body.state;
         const description = body.description;
         if (typeof state !== 'string' || !STATUS_STATES.has(state)) throw new GitHubFailure(422, 'Validation Failed: state is not included in the list');
-        if (typeof description === 'string' && description.length > 140) throw new GitHubFailure(422, 'Validation Failed: description is too long (maximum is 140 characters)');
+        // Counted in characters, as GitHub (Ruby) counts them.
+        if (typeof description === 'string' && [...description].length > 140) throw new GitHubFailure(422, 'Validation Failed: description is too long (maximum is 140 characters)');
         const id = nextId++;
         const status: FakeStatus = {
           repo: `${owner}/${name}`,
