@@ -666,11 +666,15 @@ export async function startFakeGitHub(options: FakeGitHubOptions = {}): Promise<
     throw new GitHubFailure(401, 'Bad credentials');
   };
 
+  /** A new hour's window starts full, as GitHub's does. */
+  const refill = (): void => {
+    if (nowSeconds() < reset) return;
+    remaining = limit;
+    reset = nowSeconds() + WINDOW_S;
+  };
+
   const spend = (): void => {
-    if (nowSeconds() >= reset) {
-      remaining = limit;
-      reset = nowSeconds() + WINDOW_S;
-    }
+    refill();
     remaining = Math.max(0, remaining - 1);
   };
 
@@ -690,10 +694,7 @@ export async function startFakeGitHub(options: FakeGitHubOptions = {}): Promise<
       if (secondary.count === 0) secondary = undefined;
       throw new GitHubFailure(status, 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', { 'retry-after': retryAfter });
     }
-    if (nowSeconds() >= reset) {
-      remaining = limit;
-      reset = nowSeconds() + WINDOW_S;
-    }
+    refill();
     if (remaining === 0) {
       const who = caller.kind === 'user' ? `user ID ${idOf(caller.login)}` : caller.kind === 'installation' ? `installation ID ${caller.id}` : 'this app';
       throw new GitHubFailure(403, `API rate limit exceeded for ${who}.`);

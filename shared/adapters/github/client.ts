@@ -108,7 +108,8 @@ function failure(error: unknown, logger: Logger, warned: Set<string>): unknown {
   if (!(error instanceof RequestError)) return error;
   const headers: Headers = error.response?.headers ?? {};
   if (error.status !== 304) warnWhenLow(headers, logger, warned);
-  const where = `${error.request.method} ${new URL(error.request.url).pathname}`;
+  // The path alone: the query may carry what a log should not, and a base keeps a relative URL from throwing.
+  const where = `${error.request.method} ${new URL(error.request.url, 'http://github.invalid').pathname}`;
   if (error.status === 403 || error.status === 429) {
     const reset = Number(headers['x-ratelimit-reset']);
     if (String(headers['x-ratelimit-remaining']) === '0' && Number.isFinite(reset)) {
