@@ -58,6 +58,11 @@ export function durationDocId(builder: string, unit: string): string {
   return digest(['duration', builder, unit]);
 }
 
+/** Deterministic ID of a remembered conditional-request response (the key names the request). */
+export function etagDocId(key: string): string {
+  return digest(['etag', key]);
+}
+
 // Hash-shaped IDs: safe in URLs, file names and Firestore document names, and spread evenly (no hot key range).
 function digest(parts: string[]): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 24);

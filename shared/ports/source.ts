@@ -30,7 +30,7 @@ export interface Source {
    * when the branch does not exist or the repo cannot be reached.
    */
   changes(repo: Repo, branch: string, previousHead: string | undefined, limit: number): Promise<BranchChanges>;
-  /** The commit's tree as a gzipped tarball. */
+  /** The commit's tree as a gzipped tarball, paths relative to the tree's root (no leading directory). */
   archive(repo: Repo, commit: string): Promise<Uint8Array>;
   /**
    * One commit's facts. A commit the source does not have yet is fetched from `ref` (a branch, or a pull request's

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { Parser } from 'tar';
+import { PermanentError } from '../../shared/errors.ts';
 import type { Repo } from '../../shared/model/types.ts';
 import type { BranchChanges, Source } from '../../shared/ports/source.ts';
 
@@ -12,9 +13,14 @@ export interface SourceHarness {
   repo: Repo;
   /**
    * Makes a new commit on top of `branch` (its first commit when the branch is new) whose tree is the parent's
-   * with `files` (path -> contents) written over it; returns the commit's hash.
+   * with `files` (path -> contents, null to delete the path) written over it; returns the commit's hash.
    */
-  commit(branch: string, files: Record<string, string>, message: string): Promise<string>;
+  commit(branch: string, files: Record<string, string | null>, message: string): Promise<string>;
+  /**
+   * Makes a commit on top of `parent` that only `ref` (such as `refs/pull/1/head`) points at, no branch, as a pull
+   * request's head is; its tree is the parent's with `files` written over it. Returns the commit's hash.
+   */
+  commitOnRef(ref: string, parent: string, files: Record<string, string>, message: string): Promise<string>;
   /** Rewrites history: points `branch` at `to`, an older commit, as a force push would. */
   resetBranch(branch: string, to: string): Promise<void>;
   cleanup(): Promise<void>;
@@ -187,6 +193,48 @@ export function sourceContract(adapterName: string, make: () => Promise<SourceHa
     it('archive of an unknown commit rejects', async () => {
       await commitMany('c', 1);
       await assert.rejects(h.source.archive(h.repo, UNKNOWN_COMMIT), Error);
+    });
+
+    it('fetchCommit gives a branch commit the same facts as a poll does', async () => {
+      const hashes = await commitMany('facts', 2);
+      const polled = await poll(undefined, 10);
+      assert.deepEqual(await h.source.fetchCommit(h.repo, hashes[1] ?? ''), polled.commits[1]);
+      assert.deepEqual(await h.source.fetchCommit(h.repo, hashes[0] ?? '', 'main'), polled.commits[0]);
+    });
+
+    it('fetchCommit finds a commit only a non-branch ref points at, and archive then has it', async () => {
+      const [base] = await commitMany('base', 1);
+      assert.ok(base);
+      await poll(undefined, 10);
+      const head = await h.commitOnRef('refs/pull/1/head', base, { 'pr.txt': 'from a pull request\n' }, 'pull request change');
+      const info = await h.source.fetchCommit(h.repo, head, 'refs/pull/1/head');
+      assert.equal(info.hash, head);
+      assert.deepEqual(info.parents, [base]);
+      assert.equal(info.subject, 'pull request change');
+      assert.match(info.tree, /^[0-9a-f]{40}$/);
+      assert.deepEqual(await readTarball(await h.source.archive(h.repo, head)), { 'base-1.txt': 'base 1\n', 'pr.txt': 'from a pull request\n' });
+      assert.equal((await poll(base, 10)).head, base, 'the ref is no branch: main did not move');
+    });
+
+    it('fetchCommit of an unknown commit rejects with PermanentError', async () => {
+      await commitMany('c', 1);
+      await assert.rejects(h.source.fetchCommit(h.repo, UNKNOWN_COMMIT), PermanentError);
+      await assert.rejects(h.source.fetchCommit(h.repo, UNKNOWN_COMMIT, 'refs/pull/9/head'), PermanentError);
+    });
+
+    it('changedFiles lists the paths added, modified and deleted between two commits, sorted, once each', async () => {
+      const base = await h.commit('main', { 'keep.txt': 'keep\n', 'zeta.txt': 'z\n', 'gone.txt': 'bye\n', 'flip.txt': 'one\n' }, 'base');
+      await h.commit('main', { 'zeta.txt': 'z2\n', 'flip.txt': 'two\n', 'new/added.txt': 'hi\n' }, 'change');
+      const head = await h.commit('main', { 'gone.txt': null, 'flip.txt': 'one\n', 'zeta.txt': 'z3\n' }, 'delete and revert');
+      assert.deepEqual(await h.source.changedFiles(h.repo, base, head), ['gone.txt', 'new/added.txt', 'zeta.txt'], 'flip.txt changed and came back: no difference');
+      assert.deepEqual(await h.source.changedFiles(h.repo, head, head), []);
+    });
+
+    it('changedFiles of an unknown commit rejects with PermanentError', async () => {
+      const [known] = await commitMany('c', 1);
+      assert.ok(known);
+      await assert.rejects(h.source.changedFiles(h.repo, known, UNKNOWN_COMMIT), PermanentError);
+      await assert.rejects(h.source.changedFiles(h.repo, UNKNOWN_COMMIT, known), PermanentError);
     });
   });
 }

@@ -1,29 +1,26 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createGitHubClient } from '../../shared/adapters/github/client.ts';
+import { createGitHubSource } from '../../shared/adapters/github/github-source.ts';
+import { createStateEtagCache } from '../../shared/adapters/github/state-etag-cache.ts';
 import { createGitSource } from '../../shared/adapters/local/git-source.ts';
 import type { Repo } from '../../shared/model/types.ts';
 import { createFakeSource } from '../fakes/fake-source.ts';
+import { startFakeGitHub } from '../fakes/github-server.ts';
+import { createMemoryState } from '../fakes/memory-state.ts';
 import { createTestRepo, type TestRepo } from '../helpers/git-repo.ts';
-import { sourceContract } from './source.contract.ts';
+import { sourceContract, type SourceHarness } from './source.contract.ts';
 
 const makeRepo = (name: string, url: string): Repo => ({ name, url, branches: ['main'], builders: ['default'], backfill: 10 });
 
 sourceContract('git', async () => {
   const root = await mkdtemp(join(tmpdir(), 'hermetic-source-contract-'));
   const upstream = await createTestRepo(join(root, 'upstream'));
-  const current = (): Promise<string> => upstream.git('symbolic-ref', '--short', 'HEAD');
   return {
     source: createGitSource({ cacheDir: join(root, 'cache'), timeoutMs: 30_000 }),
     repo: makeRepo('upstream', upstream.path),
-    async commit(branch, files, message) {
-      if ((await current()) !== branch) await switchTo(upstream, branch);
-      return upstream.commit(files, message);
-    },
-    async resetBranch(branch, to) {
-      if ((await current()) === branch) await upstream.git('reset', '--quiet', '--hard', to);
-      else await upstream.git('branch', '--force', branch, to);
-    },
+    ...historyIn(upstream),
     cleanup: () => rm(root, { recursive: true, force: true }),
   };
 });
@@ -35,10 +32,63 @@ sourceContract('fake', async () => {
     source,
     repo,
     commit: async (branch, files, message) => source.commit(repo.name, branch, files, message),
+    async commitOnRef(ref, parent, files, message) {
+      // The fake keeps heads by name, whatever the name: a ref is a head no poll asks for.
+      source.reset(repo.name, ref, parent);
+      return source.commit(repo.name, ref, files, message);
+    },
     resetBranch: async (branch, to) => source.reset(repo.name, branch, to),
     cleanup: async () => undefined,
   };
 });
+
+sourceContract('github', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'hermetic-source-contract-github-'));
+  const upstream = await createTestRepo(join(root, 'upstream'));
+  const github = await startFakeGitHub({ tokens: { 'test-token': 'octocat' } });
+  github.addRepo('acme/upstream', upstream.path);
+  const client = createGitHubClient({ credentials: { token: 'test-token' }, baseUrl: github.url });
+  return {
+    source: createGitHubSource({ client, etags: createStateEtagCache(createMemoryState()) }),
+    repo: { ...makeRepo('upstream', upstream.path), github: { owner: 'acme', name: 'upstream' } },
+    ...historyIn(upstream),
+    async cleanup() {
+      await github.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+});
+
+/** The harness's history hooks over a real work tree. */
+function historyIn(upstream: TestRepo): Pick<SourceHarness, 'commit' | 'commitOnRef' | 'resetBranch'> {
+  const current = (): Promise<string> => upstream.git('symbolic-ref', '--short', 'HEAD');
+  return {
+    async commit(branch, files, message) {
+      if ((await current()) !== branch) await switchTo(upstream, branch);
+      return commitFiles(upstream, files, message);
+    },
+    async commitOnRef(ref, parent, files, message) {
+      const branch = await current();
+      await upstream.git('checkout', '--quiet', '--detach', parent);
+      const hash = await upstream.commit(files, message);
+      await upstream.git('update-ref', ref, hash);
+      await upstream.git('checkout', '--quiet', branch);
+      return hash;
+    },
+    async resetBranch(branch, to) {
+      if ((await current()) === branch) await upstream.git('reset', '--quiet', '--hard', to);
+      else await upstream.git('branch', '--force', branch, to);
+    },
+  };
+}
+
+/** Commits `files` on the checked-out branch, a null deleting its path. */
+async function commitFiles(repo: TestRepo, files: Record<string, string | null>, message: string): Promise<string> {
+  const deleted = Object.keys(files).filter((path) => files[path] === null);
+  if (deleted.length > 0) await repo.git('rm', '--quiet', '--', ...deleted);
+  const written = Object.fromEntries(Object.entries(files).filter((entry): entry is [string, string] => entry[1] !== null));
+  return repo.commit(written, message);
+}
 
 /** Checks out `branch`; a new one starts empty and without history, as the harness promises. */
 async function switchTo(repo: TestRepo, branch: string): Promise<void> {

@@ -8,9 +8,9 @@ import type { BranchChanges, CommitInfo, Source } from '../../shared/ports/sourc
 export interface FakeSource extends Source {
   /**
    * Adds a commit on top of the branch (a root commit when the branch is new) whose tree is the parent's with
-   * `files` written over it; returns its hash.
+   * `files` written over it (a null deletes the path); returns its hash.
    */
-  commit(repo: string, branch: string, files: Record<string, string>, subject?: string): string;
+  commit(repo: string, branch: string, files: Record<string, string | null>, subject?: string): string;
   /** Adds a commit that changes no file; returns its hash. */
   push(repo: string, branch: string, subject?: string): string;
   /** Points the branch at `to`, a commit of the repo, as a force push would. Throws when `to` is unknown. */
@@ -52,7 +52,7 @@ export function createFakeSource(): FakeSource {
     return chain.reverse();
   }
 
-  function commit(repo: string, branch: string, files: Record<string, string>, subject = `commit ${counter + 1}`): string {
+  function commit(repo: string, branch: string, files: Record<string, string | null>, subject = `commit ${counter + 1}`): string {
     const parent = heads.get(branchKey(repo, branch));
     const parentTree = parent === undefined ? undefined : commitsOf(repo).get(parent)?.files;
     // A commit that changes nothing shares its parent's tree, and with it the cached tarball: the control-plane
@@ -60,7 +60,7 @@ export function createFakeSource(): FakeSource {
     const tree =
       parentTree !== undefined && Object.keys(files).length === 0
         ? parentTree
-        : new Map([...(parentTree ?? []), ...Object.entries(files)]);
+        : withFiles(parentTree, files);
     counter += 1;
     const hash = counter.toString(16).padStart(40, '0');
     const info: CommitInfo = {
@@ -127,6 +127,16 @@ export function createFakeSource(): FakeSource {
       return [...paths].filter((path) => from.get(path) !== to.get(path)).sort();
     },
   };
+}
+
+/** The parent's files with `files` written over them, a null deleting its path. */
+function withFiles(parent: ReadonlyMap<string, string> | undefined, files: Record<string, string | null>): Map<string, string> {
+  const tree = new Map(parent);
+  for (const [path, contents] of Object.entries(files)) {
+    if (contents === null) tree.delete(path);
+    else tree.set(path, contents);
+  }
+  return tree;
 }
 
 /** Trees are shared between commits, so entries carry no commit's time. */
