@@ -13,7 +13,11 @@ import { gceHostTypes, loadMachines } from '../shared/adapters/gcp/gce-host-type
 import { createGcsBlobs } from '../shared/adapters/gcp/gcs-blobs.ts';
 import { createPubsubPublisher } from '../shared/adapters/gcp/pubsub-publisher.ts';
 import { createGitSource } from '../shared/adapters/local/git-source.ts';
+import { connectGitHub } from '../shared/adapters/github/connect.ts';
+import { routeSources } from '../shared/adapters/source-router.ts';
 import { loadConfig } from '../shared/config/config.ts';
+import { readGitHubEnvironment } from '../shared/config/github-environment.ts';
+import { createGitHubReporter } from '../shared/trybots/github-reporter.ts';
 import { listHostTypes } from '../shared/images/host-types.ts';
 import type { Logger } from '../shared/ports/log.ts';
 import { defaultPipelineOptions } from '../shared/pipeline/deps.ts';
@@ -59,6 +63,7 @@ export async function loadGoogleCloud(
   options: { clients?: GoogleClients; logger?: Logger } = {},
 ): Promise<Functions> {
   const environment = readGoogleCloudEnvironment(env);
+  const githubEnvironment = readGitHubEnvironment(env);
   const logger = options.logger ?? createCloudLogger();
   const [catalog, hostTypes, machines, clients] = await Promise.all([
     loadConfig(resolve(sourceRoot, environment.configFile)),
@@ -74,9 +79,11 @@ export async function loadGoogleCloud(
     logger,
     ...(clients.compute === undefined ? {} : { clientOptions: clients.compute }),
   });
+  const state = createFirestoreState({ firestore: clients.firestore });
+  const github = githubEnvironment === undefined ? undefined : connectGitHub(githubEnvironment, { state, logger });
   return createFunctions({
     catalog,
-    state: createFirestoreState({ firestore: clients.firestore }),
+    state,
     publisher: createPubsubPublisher({ pubsub: clients.pubsub }),
     blobs: createGcsBlobs({
       storage: clients.storage,
@@ -85,8 +92,10 @@ export async function loadGoogleCloud(
     }),
     compute,
     // Mirrors live in the instance's /tmp (memory): a cold instance fetches again, a warm one only what is new.
-    source: createGitSource({ cacheDir: join(tmpdir(), 'hermetic-git'), logger }),
-    reporters: [],
+    source: routeSources(createGitSource({ cacheDir: join(tmpdir(), 'hermetic-git'), logger }), github?.source),
+    reporters: github === undefined ? [] : [createGitHubReporter(github.api, catalog.repos)],
+    ...(github === undefined ? {} : { github: github.api }),
+    ...(githubEnvironment?.webhookSecret === undefined ? {} : { webhookSecret: githubEnvironment.webhookSecret }),
     logger,
     now: Date.now,
     options: { ...defaultPipelineOptions, dashboardUrl: environment.dashboardUrl },

@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { summarize, type BuildSummary } from '../dashboard/dashboard.ts';
+import { readGitHubEnvironment } from '../config/github-environment.ts';
 import { describeError } from '../errors.ts';
 import { collections } from '../ports/state.ts';
 import { startLocalRuntime, type LocalRuntime } from '../runtime/local-runtime.ts';
@@ -71,7 +72,9 @@ export async function up(args: string[], io: Io): Promise<number> {
   if (usesExample) await ensureExampleRepo(join(dataDir, 'example'), exampleRecipeDir);
 
   const logger = createConsoleLogger({ write: io.stderr, verbose: values.verbose });
+  const github = readGitHubEnvironment(process.env);
   const runtime = await startLocalRuntime({
+    ...(github === undefined ? {} : { github }),
     dataDir,
     catalog: config,
     logger,
@@ -82,6 +85,10 @@ export async function up(args: string[], io: Io): Promise<number> {
     onProgress: (line) => io.stderr(`images: ${line}`),
   });
   io.stderr(`hermetic: dashboard at ${runtime.url}/`);
+  if (github !== undefined) {
+    const webhook = github.webhookSecret === undefined ? 'no webhook (HERMETIC_WEBHOOK_SECRET is not set)' : `webhook at ${runtime.url}/webhook`;
+    io.stderr(`hermetic: GitHub access by ${'token' in github.auth ? 'token' : 'GitHub App'}; ${webhook}`);
+  }
   io.stderr(`hermetic: watching ${config.repos.map((repo) => `${repo.name} (${repo.builders.join(', ')})`).join('; ')}`);
   const interrupted = io.interrupted.then(() => exitCodes.interrupted);
   try {

@@ -107,7 +107,7 @@ export function createTry(deps: TryDeps) {
       const run: TryRun = {
         ...tryFields(repo, request, id, mode, requester, now),
         status: 'waiting-approval',
-        reason: `waiting for a trusted person to approve this commit: ${request.requester} is ${why}`,
+        reason: `waiting for a trusted person to approve this commit: ${requester} is ${why}`,
       };
       tx.set(collections.trybots, id, run);
       tx.set(collections.waiting, waitingDocId(requester), { login: requester, tryIds: [...waiting.tryIds, id] });

@@ -18,7 +18,8 @@ import { taskIdOfResultKey } from '../model/wire.ts';
 import type { Compute, OnWorkerExit } from '../ports/compute.ts';
 import type { Logger } from '../ports/log.ts';
 import type { SubscriptionOptions } from '../ports/messages.ts';
-import type { GitHub } from '../ports/github.ts';
+import type { GitHubEnvironment } from '../config/github-environment.ts';
+import { connectGitHub } from '../adapters/github/connect.ts';
 import type { Source } from '../ports/source.ts';
 import { routeSources } from '../adapters/source-router.ts';
 import { createGitHubReporter } from '../trybots/github-reporter.ts';
@@ -56,10 +57,11 @@ export interface LocalRuntimeOptions {
   compute?: (onExit: OnWorkerExit) => Promise<Compute>;
   /** Replaces git; for benchmarks of the control plane alone. */
   source?: Source;
-  /** GitHub's API: pull requests, membership and statuses for trybots, and the source of repos that live there. */
-  github?: { api: GitHub; source: Source };
-  /** The secret GitHub signs webhook deliveries with; `POST /webhook` takes `/try` comments when it is set. */
-  webhookSecret?: string;
+  /**
+   * GitHub access: pull requests, membership and statuses for trybots, and the source of repos that live there; with
+   * a webhook secret, `POST /webhook` takes `/try` comments.
+   */
+  github?: GitHubEnvironment;
 }
 
 /** How the embedded runtime's subscriptions deliver: what `hermetic try` subscribes with too. */
@@ -144,15 +146,16 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     else res.writeHead(404).end();
   });
 
+  const github = options.github === undefined ? undefined : connectGitHub(options.github, { state, logger });
   const deps: PipelineDeps = {
     catalog: options.catalog,
     state,
     publisher: queue,
     blobs,
     compute,
-    source: options.source ?? routeSources(createGitSource({ cacheDir: join(dataDir, 'git'), logger }), options.github?.source),
-    reporters: [...(options.reporters ?? []), ...(options.github === undefined ? [] : [createGitHubReporter(options.github.api, options.catalog.repos)])],
-    ...(options.github === undefined ? {} : { github: options.github.api }),
+    source: options.source ?? routeSources(createGitSource({ cacheDir: join(dataDir, 'git'), logger }), github?.source),
+    reporters: [...(options.reporters ?? []), ...(github === undefined ? [] : [createGitHubReporter(github.api, options.catalog.repos)])],
+    ...(github === undefined ? {} : { github: github.api }),
     logger,
     now: Date.now,
     // Local compute lists its workers the moment they start, so a short grace is enough for the reaper.
@@ -163,7 +166,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     ...deps,
     deadLetters: queue,
     maxDeliveryAttempts: subscription.maxAttempts,
-    ...(options.webhookSecret === undefined ? {} : { webhookSecret: options.webhookSecret }),
+    ...(options.github?.webhookSecret === undefined ? {} : { webhookSecret: options.github.webhookSecret }),
   });
   server.on('request', (req, res) => {
     const path = req.url?.split('?')[0];

@@ -65,6 +65,8 @@ export interface FakeGitHub {
   removeRepo(fullName: string): void;
   /** Opens a pull request from the head branch's current commit, made reachable in the base as `refs/pull/N/head`; returns N. */
   addPullRequest(input: FakePullRequestInput): Promise<number>;
+  /** A push to a pull request's head branch: its head (and refs/pull/N/head) move to the branch's commit now. */
+  syncPullRequest(repo: string, number: number): Promise<string>;
   setOrgMembers(org: string, logins: readonly string[]): void;
   setTeamMembers(org: string, team: string, members: Record<string, 'active' | 'pending'>): void;
   /** Sets how many requests are left in this hour; at 0 every request is refused as GitHub does. */
@@ -786,6 +788,18 @@ export async function startFakeGitHub(options: FakeGitHubOptions = {}): Promise<
       await base.reader.git('fetch', '--quiet', '--no-tags', headPath, `+refs/heads/${input.head.ref}:refs/pull/${number}/head`);
       list.push({ number, repo: input.repo, base: input.base, baseSha, headRepo: headRepoName, headRef: input.head.ref, headSha, author: input.author, title: input.title ?? `pull request ${number}`, state: input.state ?? 'open', createdAt: isoNow(now) });
       return number;
+    },
+    async syncPullRequest(repo, number) {
+      const pull = pulls.get(repo)?.find((candidate) => candidate.number === number);
+      const base = repos.get(repo);
+      const headRepo = pull === undefined ? undefined : repos.get(pull.headRepo);
+      if (pull === undefined || base === undefined || headRepo === undefined) throw new Error(`fake GitHub: no pull request ${repo}#${number}`);
+      const headSha = await headRepo.reader.resolve(`refs/heads/${pull.headRef}`);
+      if (headSha === undefined) throw new Error(`fake GitHub: no branch ${pull.headRef}`);
+      const headPath = (await headRepo.reader.git('rev-parse', '--absolute-git-dir')).trim();
+      await base.reader.git('fetch', '--quiet', '--no-tags', headPath, `+refs/heads/${pull.headRef}:refs/pull/${number}/head`);
+      pull.headSha = headSha;
+      return headSha;
     },
     setOrgMembers(org, logins) {
       orgs.set(org, new Set(logins));

@@ -1,0 +1,149 @@
+import { sign } from '@octokit/webhooks-methods';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseConfig } from '../../shared/config/config.ts';
+import type { GitHubEnvironment } from '../../shared/config/github-environment.ts';
+import type { TryRun } from '../../shared/model/types.ts';
+import { silentLogger } from '../../shared/ports/log.ts';
+import { collections } from '../../shared/ports/state.ts';
+import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
+import { appKeyPair, startGitHubWorld, TEST_INSTALLATION_ID, TEST_APP_ID, TEST_TOKEN, type GitHubWorld } from '../helpers/github-world.ts';
+
+const webhookSecret = 'the webhook secret';
+const repo = 'acme/widgets';
+
+/** How a builder's status shows on the fake GitHub, whichever way this auth reports it. */
+type Shown = { state: string; url: string | null | undefined; description: string | null | undefined };
+
+for (const auth of ['token', 'app'] as const) {
+  describe(`trybots end to end on a fake GitHub (${auth})`, { timeout: 120_000 }, () => {
+    let world: GitHubWorld;
+    let runtime: LocalRuntime;
+
+    before(async () => {
+      const keys = appKeyPair();
+      world = await startGitHubWorld(auth === 'app' ? { app: { id: TEST_APP_ID, publicKey: keys.publicKey, installations: { acme: TEST_INSTALLATION_ID } } } : {});
+      // The token's own account (octocat) is a member: GitHub shows others' private membership only to members.
+      world.github.setOrgMembers('acme', ['gopher', 'octocat']);
+      await world.upstream.commit({ 'test.sh': 'echo main is fine\n' }, 'main');
+      const github: GitHubEnvironment = {
+        auth: auth === 'token' ? { token: TEST_TOKEN } : { appId: String(TEST_APP_ID), privateKey: keys.privateKey },
+        apiUrl: world.github.url,
+        webhookSecret,
+      };
+      const catalog = parseConfig(
+        {
+          repos: [{ name: 'widgets', url: world.upstream.path, github: repo, builders: ['check'] }],
+          trybots: { trusted: { users: ['rsc'], orgs: ['acme'] } },
+          builders: { check: { type: 'command', command: 'sh ./test.sh', timeoutSeconds: 60 } },
+        },
+        'test.json',
+      );
+      runtime = await startLocalRuntime({ dataDir: join(world.root, 'data'), catalog, logger: silentLogger, pollIntervalMs: 0, containers: 'off', github });
+    });
+    after(async () => {
+      await runtime?.stop();
+      await world?.close();
+    });
+
+    /** Opens a pull request whose head branch has `files` over main; returns its number and head. */
+    async function pullRequest(branch: string, files: Record<string, string>): Promise<{ number: number; head: string }> {
+      await world.upstream.git('checkout', '--quiet', '-B', branch, 'main');
+      const head = await world.upstream.commit(files, `change on ${branch}`);
+      await world.upstream.git('checkout', '--quiet', 'main');
+      return { number: await world.github.addPullRequest({ repo, base: 'main', head: { ref: branch }, author: 'contributor' }), head };
+    }
+
+    /** Delivers a signed `issue_comment` webhook, as GitHub does, to the runtime's /webhook. */
+    async function comment(number: number, login: string, body: string): Promise<number> {
+      const payload = JSON.stringify({
+        action: 'created',
+        issue: { number, pull_request: { url: `${world.github.url}/repos/${repo}/pulls/${number}` } },
+        comment: { body, user: { login, type: 'User' } },
+        repository: { full_name: repo },
+      });
+      const response = await fetch(`${runtime.url}/webhook`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-github-event': 'issue_comment', 'x-hub-signature-256': await sign(webhookSecret, payload) },
+        body: payload,
+      });
+      return response.status;
+    }
+
+    /** Waits until the pipeline has handled everything, then the trybot requests of `commit`. */
+    async function settle(commit: string): Promise<TryRun[]> {
+      for (let waited = 0; waited < 60_000; waited += 100) {
+        const runs = (await runtime.deps.state.query(collections.trybots)).filter((run) => run.commit === commit);
+        const ids = runs.flatMap((run) => run.builds.map((entry) => entry.buildId));
+        if (runs.length > 0) {
+          await runtime.waitForBuilds(ids, 60_000);
+          return (await runtime.deps.state.query(collections.trybots)).filter((run) => run.commit === commit);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      throw new Error(`no trybot request recorded for ${commit}`);
+    }
+
+    function shown(sha: string): Shown[] {
+      return auth === 'token'
+        ? world.github.statuses.filter((status) => status.sha === sha && status.context === 'hermetic/check').map((status) => ({ state: status.state, url: status.target_url, description: status.description }))
+        : world.github.checkRuns
+            .filter((run) => run.head_sha === sha && run.name === 'hermetic/check')
+            .map((run) => ({ state: run.conclusion ?? run.status, url: run.details_url, description: run.output.title }));
+    }
+
+    it('a trusted /try builds the head and reports the verdict beside it, linked to the build', async () => {
+      const good = await pullRequest('good', { 'test.sh': 'echo fine\n' });
+      assert.equal(await comment(good.number, 'rsc', '/try'), 202);
+      const [run] = await settle(good.head);
+      assert.equal(run?.status, 'accepted');
+      const final = shown(good.head).at(-1);
+      assert.equal(final?.state, 'success');
+      assert.match(final?.url ?? '', new RegExp(`/build/${run?.builds[0]?.buildId}$`));
+
+      const bad = await pullRequest('bad', { 'test.sh': 'echo broken; exit 1\n' });
+      assert.equal(await comment(bad.number, 'gopher', 'Looks odd.\n/try check'), 202, 'an organisation member');
+      const [tried] = await settle(bad.head);
+      assert.equal(tried?.status, 'accepted', JSON.stringify(tried));
+      assert.equal(shown(bad.head).at(-1)?.state, 'failure');
+      if (auth === 'app') assert.equal(world.github.checkRuns.filter((entry) => entry.head_sha === bad.head).length, 1, 'one check run, updated');
+    });
+
+    it("an untrusted /try builds nothing until a trusted person's /try; that approval does not carry to the next push", async () => {
+      const change = await pullRequest('outside', { 'test.sh': 'echo from outside\n' });
+      assert.equal(await comment(change.number, 'mallory', '/try'), 202);
+      const [waiting] = await settle(change.head);
+      assert.equal(waiting?.status, 'waiting-approval');
+      assert.deepEqual(shown(change.head), [], 'nothing shown beside an unapproved commit');
+      assert.ok(world.github.comments.some((entry) => entry.number === change.number && /waiting for approval/.test(entry.body)));
+      const builds = async (commit: string) => (await runtime.deps.state.query(collections.builds)).filter((build) => build.commit === commit);
+      assert.deepEqual(await builds(change.head), []);
+
+      assert.equal(await comment(change.number, 'rsc', '/try'), 202);
+      const [approved] = await settle(change.head);
+      assert.equal(approved?.status, 'accepted');
+      assert.equal(approved?.acceptedBy, 'rsc');
+      assert.equal(shown(change.head).at(-1)?.state, 'success');
+
+      await world.upstream.git('checkout', '--quiet', 'outside');
+      await world.upstream.commit({ 'test.sh': 'echo pushed again\n' }, 'another push');
+      await world.upstream.git('checkout', '--quiet', 'main');
+      const next = await world.github.syncPullRequest(repo, change.number);
+      assert.equal(await comment(change.number, 'mallory', '/try'), 202);
+      const [again] = await settle(next);
+      assert.equal(again?.status, 'waiting-approval');
+      assert.deepEqual(await builds(next), []);
+    });
+
+    it('refuses a delivery with a forged signature', async () => {
+      const payload = JSON.stringify({ action: 'created', issue: { number: 1, pull_request: {} }, comment: { body: '/try', user: { login: 'rsc', type: 'User' } }, repository: { full_name: repo } });
+      const response = await fetch(`${runtime.url}/webhook`, {
+        method: 'POST',
+        headers: { 'x-github-event': 'issue_comment', 'x-hub-signature-256': await sign('a guess', payload) },
+        body: payload,
+      });
+      assert.equal(response.status, 401);
+    });
+  });
+}
