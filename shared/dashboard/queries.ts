@@ -14,7 +14,7 @@ export interface Grid {
   rows: GridRow[];
 }
 
-/** The newest `limit` commits of a repo, each with its builds. */
+/** The newest `limit` commits of a repo, each with its post-submit builds (trybot builds of the same commits left out). */
 export async function gridOf(state: StateStore, repo: string, builders: readonly string[], limit: number): Promise<Grid> {
   const commits = await state.query(collections.commits, {
     where: { repo },
@@ -25,7 +25,9 @@ export async function gridOf(state: StateStore, repo: string, builders: readonly
   // Firestore allows at most 30 values in an `in` filter.
   for (let start = 0; start < commits.length; start += 30) {
     const hashes = commits.slice(start, start + 30).map((commit) => commit.hash);
-    builds.push(...(await state.query(collections.builds, { where: { repo, commit: { in: hashes } } })));
+    const found = await state.query(collections.builds, { where: { repo, commit: { in: hashes } } });
+    // A trybot build of a commit that also landed is a change's verdict, not the branch's: it must not take the cell.
+    builds.push(...found.filter((build) => build.trybot !== true));
   }
   const names = new Set(builders);
   for (const build of builds) names.add(build.builder);
