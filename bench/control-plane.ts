@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../shared/config/config.ts';
-import type { Compute, WorkerRequest } from '../shared/ports/compute.ts';
 import { silentLogger } from '../shared/ports/log.ts';
 import { startLocalRuntime } from '../shared/runtime/local-runtime.ts';
 import { createFakeSource } from '../test/fakes/fake-source.ts';
+import { createParkedCompute } from './parked-compute.ts';
 import { describe, median } from './stats.ts';
 
 const { values } = parseArgs({
@@ -36,20 +36,11 @@ async function once(): Promise<{ seconds: number }> {
     { repos: [{ name: 'bench', url: '/bench', branches: ['main'], backfill: commits }], builders },
     'bench-config.json',
   );
-  let started = 0;
   let done = () => {};
   const allStarted = new Promise<void>((resolve) => (done = resolve));
-  const compute: Compute = {
-    hostTypes: ['host'],
-    async start(_request: WorkerRequest) {
-      if (++started === tasks) done();
-    },
-    async stop() {},
-    async list() {
-      return [];
-    },
-    async close() {},
-  };
+  const compute = createParkedCompute((started) => {
+    if (started === tasks) done();
+  });
   const runtime = await startLocalRuntime({
     dataDir: join(dir, 'data'),
     catalog,

@@ -179,14 +179,16 @@ export interface PlanNames {
 }
 
 /**
- * The composite indexes the dashboard's queries need: an equality on one field, newest first by `seq` (Firestore
- * merges these for queries on several of the fields). Equality-only queries need none.
+ * The composite indexes the dashboard's queries need: an equality on one field, newest first by `seq` (or, for
+ * trybot requests, by `createdAt`; Firestore merges these for queries on several of the fields). Equality-only
+ * queries need none.
  */
 export const firestoreIndexes = [
   { collection: collections.commits.name, field: 'repo', orderBy: 'seq' },
   { collection: collections.builds.name, field: 'repo', orderBy: 'seq' },
   { collection: collections.builds.name, field: 'commit', orderBy: 'seq' },
   { collection: collections.builds.name, field: 'status', orderBy: 'seq' },
+  { collection: collections.trybots.name, field: 'repo', orderBy: 'createdAt' },
 ] as const;
 
 /** Service account IDs (the part before `@`). */

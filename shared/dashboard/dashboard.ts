@@ -11,7 +11,8 @@ import type { Catalog } from '../pipeline/deps.ts';
 import { buildCost, buildPage, deadLettersPage, gridPage } from './pages.ts';
 import { unitVerdicts } from '../pipeline/merged-run.ts';
 import { logOf } from '../pipeline/task-log.ts';
-import { branchesOf, buildDetail, gridOf } from './queries.ts';
+import { branchesOf, buildDetail, gridOf, tryDetail, trybotsOf, type TryDetail } from './queries.ts';
+import { pullRequestUrl, trybotsPage } from './trybot-page.ts';
 
 export interface DashboardDeps {
   catalog: Catalog;
@@ -56,7 +57,8 @@ export function summarize(build: Build, baseUrl: string): BuildSummary {
 type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
 /**
- * The dashboard as one HTTP handler: the grid at `/`, a page per build, logs as text, and JSON under `/api/`.
+ * The dashboard as one HTTP handler: the grid at `/`, a page per build, trybot requests at `/trybots`, logs as
+ * text, and JSON under `/api/`.
  * Read-only; unknown paths get 404, other methods 405, and a failure a 500 with a short message (never a crash).
  */
 export function createDashboard(deps: DashboardDeps): Handler {
@@ -65,11 +67,14 @@ export function createDashboard(deps: DashboardDeps): Handler {
     [/^\/build\/([0-9a-f]{24})$/, (match) => build(match[1] ?? '')],
     [/^\/build\/([0-9a-f]{24})\/log$/, (match) => mergedLog(match[1] ?? '')],
     [/^\/log\/([0-9a-f]{24})$/, (match) => log(match[1] ?? '')],
+    [/^\/trybots$/, async (_, url) => htmlReply(trybotsPage(await recentTries(url), deps.catalog.repos).text)],
     [/^\/dead-letters$/, async () => htmlReply(deadLettersPage(await deps.deadLetters.list(100)).text)],
     [/^\/api\/repos$/, () => apiRepos()],
     [/^\/api\/grid$/, (_, url) => apiGrid(url)],
     [/^\/api\/builds$/, (_, url) => apiBuilds(url)],
     [/^\/api\/builds\/([0-9a-f]{24})$/, (match) => apiBuild(match[1] ?? '')],
+    [/^\/api\/trybots$/, async (_, url) => jsonReply({ trybots: (await recentTries(url)).map(tryJson) })],
+    [/^\/api\/trybots\/([0-9a-f]{24})$/, (match) => apiTry(match[1] ?? '')],
     [/^\/api\/dead-letters$/, () => apiDeadLetters()],
   ];
 
@@ -199,6 +204,25 @@ export function createDashboard(deps: DashboardDeps): Handler {
       // Dollars from the price table (list prices, see shared/cost/prices.ts); `local`: every worker ran on this machine.
       cost: buildCost(detail.build, detail.tasks),
     });
+  }
+
+  function recentTries(url: URL): Promise<TryDetail[]> {
+    return trybotsOf(deps.state, url.searchParams.get('repo') ?? undefined, limitOf(url, 30));
+  }
+
+  async function apiTry(id: string): Promise<Reply> {
+    const detail = await tryDetail(deps.state, id);
+    return detail === undefined ? jsonReply({ error: 'no such trybot request' }, 404) : jsonReply({ trybot: tryJson(detail) });
+  }
+
+  /** A request as the API shows it: as stored, with its pull request's GitHub page and each build's summary. */
+  function tryJson({ run, builds }: TryDetail) {
+    const github = deps.catalog.repos.find((repo) => repo.name === run.repo)?.github;
+    return {
+      ...run,
+      ...(github === undefined || run.pullRequest === undefined ? {} : { pullRequestUrl: pullRequestUrl(github, run.pullRequest) }),
+      builds: builds.map(({ build, ...entry }) => ({ ...entry, ...(build === undefined ? {} : { build: summarize(build, deps.baseUrl) }) })),
+    };
   }
 
   async function apiDeadLetters(): Promise<Reply> {

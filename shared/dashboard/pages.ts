@@ -1,6 +1,6 @@
 import { formatCost } from '../cost/prices.ts';
 import { buildLinks } from '../model/links.ts';
-import { terminalBuildStatuses, type BranchState, type Build, type Commit, type Sharding, type Task } from '../model/types.ts';
+import { terminalBuildStatuses, type BranchState, type Build, type Commit, type Sharding, type Task, type TryMode } from '../model/types.ts';
 import type { DeadLetter } from '../ports/messages.ts';
 import { html, type Html } from './html.ts';
 import type { Grid } from './queries.ts';
@@ -13,12 +13,20 @@ th.builder{writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal;
 a{color:#036}.hash{font-family:monospace}.muted{color:#777}.err{color:#a00}
 .s-passed{color:#080}.s-failed{color:#c00;font-weight:bold}.s-flaky{color:#c60}
 .s-infra-failure{color:#808}.s-queued,.s-running,.s-pending,.s-launched{color:#777}.s-timed-out{color:#c00}.s-lost{color:#808}
+.waiting{background:#fff4cc}
 `;
 
-function page(title: string, body: Html): Html {
+/** A whole dashboard page: `body` under the title and the links to every page, reloading itself every 10 s. */
+export function page(title: string, body: Html): Html {
   return html`<!doctype html><html><head><meta charset="utf-8"><title>${title}</title>
 <meta http-equiv="refresh" content="10"><style>${style}</style></head><body>
-<p><a href="/">hermetic</a> · <a href="/api/repos">api</a></p>${body}</body></html>`;
+<p><a href="/">hermetic</a> · <a href="/trybots">trybots</a> · <a href="/api/repos">api</a></p>${body}</body></html>`;
+}
+
+/** What a trybot runs, in words: "full", "make", or "tests: " and the test names. */
+export function modeText(mode: TryMode | undefined): string {
+  if (mode === undefined) return 'full';
+  return mode.kind === 'tests' ? `tests: ${mode.tests.join(', ')}` : mode.kind;
 }
 
 const cellLabels: Record<Build['status'], string> = {
@@ -69,6 +77,7 @@ export function buildPage(detail: { build: Build; tasks: Task[]; commit: Commit 
     `${build.builder} ${build.commit.slice(0, 12)}`,
     html`<h1>${build.repo} ${build.commit.slice(0, 12)} on ${build.builder}:
 <span class="s-${build.status}">${build.status}</span></h1>
+${build.trybot === true ? html`<p>trybot · mode: ${modeText(build.mode)}</p>` : ''}
 ${commit === undefined ? '' : html`<p>${commit.subject} <span class="muted">(${commit.author})</span></p>`}
 ${build.reason === undefined ? '' : html`<p class="err">${build.reason}</p>`}
 <p class="muted">${build.finishedAt !== undefined && build.startedAt !== undefined ? `took ${seconds(build.finishedAt - build.startedAt)} · ` : ''}cost ${buildCostText(build, tasks)}

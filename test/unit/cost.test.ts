@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { familyRates, formatCost, machineShape, minimumBilledSeconds, pricePerSecond, taskCost } from '../../shared/cost/prices.ts';
 import { buildId } from '../../shared/model/ids.ts';
@@ -9,6 +7,7 @@ import type { Machine } from '../../shared/model/types.ts';
 import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
 import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
+import { fetchDashboard } from '../helpers/dashboard-client.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
 
 const close = (a: number | undefined, b: number) => assert.ok(a !== undefined && Math.abs(a - b) < 1e-9, `${a} is not ${b}`);
@@ -70,15 +69,9 @@ async function launchOne(h: PipelineHarness): Promise<{ buildId: string; taskId:
 }
 
 async function dashboardGet(h: PipelineHarness, path: string): Promise<string> {
-  const server = createServer((req, res) => void h.functions.dashboard(req, res));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  try {
-    const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`);
-    assert.equal(response.status, 200);
-    return await response.text();
-  } finally {
-    server.close();
-  }
+  const response = await fetchDashboard(h, path);
+  assert.equal(response.status, 200);
+  return response.body;
 }
 
 describe('cost of a build', () => {

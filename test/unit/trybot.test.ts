@@ -4,10 +4,10 @@ import { PermanentError } from '../../shared/errors.ts';
 import { buildId } from '../../shared/model/ids.ts';
 import { decode, topics, TryRequested } from '../../shared/model/messages.ts';
 import type { Build, TryRun } from '../../shared/model/types.ts';
-import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
 import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createMemoryGitHub, type MemoryGitHub } from '../fakes/memory-github.ts';
+import { finishBuild, requestTry } from '../helpers/pipeline-steps.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
 
 const policy = { trusted: { users: ['rsc'], orgs: ['golang'], teams: ['acme/release'] }, trustCacheSeconds: 60, maxWaitingPerRequester: 3 };
@@ -17,29 +17,6 @@ async function harness(): Promise<{ h: PipelineHarness; github: MemoryGitHub }> 
   github.orgs.set('golang', new Set(['gopher']));
   github.teams.set('acme/release', new Set(['releaser']));
   return { h: await createPipelineHarness({ trybots: policy, github }), github };
-}
-
-/** Publishes a trybot request and runs the pipeline until it is quiet. */
-async function request(h: PipelineHarness, fields: Partial<TryRequested> & { commit: string; requester: string }): Promise<void> {
-  await publishMessage(h.queue, topics.tryRequested, { v: 1, repo: 'demo', pullRequest: 7, ...fields });
-  await h.drain();
-}
-
-/** Lands a whole build's result and runs the pipeline to its verdict. */
-async function finish(h: PipelineHarness, build: Build, exitCode: number): Promise<void> {
-  const taskId = build.taskId ?? '';
-  const result: TaskResult = {
-    v: 1,
-    taskId,
-    status: exitCode === 0 ? 'passed' : 'failed',
-    startedAt: 1,
-    finishedAt: 2,
-    steps: [{ name: 'true', exitCode, durationMs: 1 }],
-    log: { bytes: 0, truncated: false, chunks: 0 },
-  };
-  await h.blobs.put(blobKeys.result(taskId), JSON.stringify(result));
-  await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
-  await h.drain();
 }
 
 const tries = (h: PipelineHarness): Promise<TryRun[]> => h.state.query(collections.trybots);
@@ -52,7 +29,7 @@ describe('trybots: trust', () => {
   it('builds a trusted request on the repo defaults as trybot builds and reports queued, running, then the verdict to GitHub', async () => {
     const { h, github } = await harness();
     const commit = change(h);
-    await request(h, { commit, requester: 'rsc' });
+    await requestTry(h, { commit, requester: 'rsc' });
     const [run] = await tries(h);
     assert.equal(run?.status, 'accepted');
     assert.equal(run?.acceptedBy, 'rsc');
@@ -60,7 +37,7 @@ describe('trybots: trust', () => {
     assert.deepEqual(builds.map((build) => build.builder), ['ok']);
     assert.equal(builds[0]?.commit, commit);
     assert.notEqual(builds[0]?.id, buildId('demo', commit, 'ok'), 'apart from a post-submit build of the same commit');
-    await finish(h, builds[0]!, 1);
+    await finishBuild(h, builds[0]!, 1);
     // Each progress message shows the build as it is when delivered, so queued may already be running; never backwards.
     const states = github.statuses.filter((status) => status.sha === commit).map((status) => status.state);
     const rank = (state: string) => ['queued', 'running'].indexOf(state) + 1 || 3;
@@ -82,8 +59,8 @@ describe('trybots: trust', () => {
       fetched++;
       return fetchCommit(...args);
     };
-    await request(h, { commit, requester: 'mallory' });
-    await request(h, { commit, requester: 'mallory' });
+    await requestTry(h, { commit, requester: 'mallory' });
+    await requestTry(h, { commit, requester: 'mallory' });
     const all = await tries(h);
     assert.equal(all.length, 1, 'one record however often it is asked');
     assert.equal(all[0]?.status, 'waiting-approval');
@@ -98,13 +75,13 @@ describe('trybots: trust', () => {
   it("a trusted person's /try approves the waiting request for that exact commit only; the next push waits again", async () => {
     const { h } = await harness();
     const first = change(h);
-    await request(h, { commit: first, requester: 'mallory', builders: ['ok'] });
-    await request(h, { commit: first, requester: 'gopher' });
+    await requestTry(h, { commit: first, requester: 'mallory', builders: ['ok'] });
+    await requestTry(h, { commit: first, requester: 'gopher' });
     const approved = (await tries(h)).find((run) => run.requestedBy === 'mallory');
     assert.equal(approved?.status, 'accepted');
     assert.equal(approved?.acceptedBy, 'gopher');
     const second = change(h);
-    await request(h, { commit: second, requester: 'mallory', builders: ['ok'] });
+    await requestTry(h, { commit: second, requester: 'mallory', builders: ['ok'] });
     const next = (await tries(h)).find((run) => run.commit === second);
     assert.equal(next?.status, 'waiting-approval', 'an approval covers one commit');
     assert.deepEqual((await trybotBuilds(h)).map((build) => build.commit), [first], 'only the approved commit is built');
@@ -112,19 +89,19 @@ describe('trybots: trust', () => {
 
   it('trusts members of configured organisations and teams, asking GitHub once per cache period', async () => {
     const { h, github } = await harness();
-    await request(h, { commit: change(h), requester: 'releaser' });
-    await request(h, { commit: change(h), requester: 'releaser' });
+    await requestTry(h, { commit: change(h), requester: 'releaser' });
+    await requestTry(h, { commit: change(h), requester: 'releaser' });
     assert.deepEqual(github.asked, ['golang:releaser', 'acme/release:releaser'], 'the second request used the cache');
     h.advance(61_000);
-    await request(h, { commit: change(h), requester: 'releaser' });
+    await requestTry(h, { commit: change(h), requester: 'releaser' });
     assert.equal(github.asked.length, 4, 'asked again once the cache expired');
     assert.ok((await tries(h)).every((run) => run.status === 'accepted' && run.acceptedBy === 'releaser'));
   });
 
   it('compares logins as GitHub does: any case is the same person, a lookalike is refused at the edge', async () => {
     const { h } = await harness();
-    await request(h, { commit: change(h), requester: 'RSC' });
-    await request(h, { commit: change(h), requester: 'rsc2' });
+    await requestTry(h, { commit: change(h), requester: 'RSC' });
+    await requestTry(h, { commit: change(h), requester: 'rsc2' });
     const statuses = (await tries(h)).map((run) => `${run.requestedBy}:${run.status}`).sort();
     assert.deepEqual(statuses, ['rsc2:waiting-approval', 'rsc:accepted']);
     for (const lookalike of ['rs\u0441', 'rsc-', ' rsc', 'rsc\u200b']) {
@@ -163,9 +140,9 @@ describe('trybots: builders, modes and reuse', () => {
     const { h } = await harness();
     const base = h.source.push('demo', 'main');
     const docs = h.source.commit('demo', 'refs/pull/7/head', { 'docs/a.md': 'a\n' });
-    await request(h, { commit: docs, requester: 'rsc', base });
+    await requestTry(h, { commit: docs, requester: 'rsc', base });
     const code = h.source.commit('demo', 'refs/pull/8/head', { 'src/x.go': 'package x\n' });
-    await request(h, { commit: code, requester: 'rsc', base, pullRequest: 8 });
+    await requestTry(h, { commit: code, requester: 'rsc', base, pullRequest: 8 });
     const byCommit = (commit: string) => trybotBuilds(h).then((builds) => builds.filter((build) => build.commit === commit).map((build) => build.builder).sort());
     assert.deepEqual(await byCommit(docs), ['ok']);
     assert.deepEqual(await byCommit(code), ['mod', 'ok']);
@@ -176,14 +153,14 @@ describe('trybots: builders, modes and reuse', () => {
   it('reuses the verdict a builder already gave the same tree, and says so beside the new commit', async () => {
     const { h, github } = await harness();
     const first = change(h, { 'a.txt': 'same\n' });
-    await request(h, { commit: first, requester: 'rsc' });
+    await requestTry(h, { commit: first, requester: 'rsc' });
     const [built] = await trybotBuilds(h);
-    await finish(h, built!, 0);
+    await finishBuild(h, built!, 0);
     // Another commit with exactly the same files: the same tree.
     const again = h.source.commit('demo', 'refs/pull/9/head', { 'a.txt': 'same\n' });
     const tree = (await h.source.fetchCommit(h.config.repos[0]!, again)).tree;
     assert.equal(tree, built?.tree);
-    await request(h, { commit: again, requester: 'rsc', pullRequest: 9 });
+    await requestTry(h, { commit: again, requester: 'rsc', pullRequest: 9 });
     const run = (await tries(h)).find((entry) => entry.commit === again);
     assert.deepEqual(run?.builds, [{ builder: 'ok', buildId: built?.id, reused: true }]);
     assert.equal((await trybotBuilds(h)).length, 1, 'nothing built again');
@@ -196,7 +173,7 @@ describe('trybots: builders, modes and reuse', () => {
   it('runs make only, or only named tests, on a sharded builder; refuses a mode a one-command builder cannot run', async () => {
     const { h } = await harness();
     const commit = change(h);
-    await request(h, { commit, requester: 'rsc', builders: ['mod'], mode: { kind: 'make' } });
+    await requestTry(h, { commit, requester: 'rsc', builders: ['mod'], mode: { kind: 'make' } });
     const [made] = await trybotBuilds(h);
     assert.deepEqual(made?.mode, { kind: 'make' });
     assert.ok(made?.sharding?.makeTaskId);
