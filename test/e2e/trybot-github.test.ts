@@ -8,6 +8,7 @@ import type { TryRun } from '../../shared/model/types.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
+import { createTestRepo } from '../helpers/git-repo.ts';
 import { appKeyPair, startGitHubWorld, TEST_INSTALLATION_ID, TEST_APP_ID, TEST_TOKEN, type GitHubWorld } from '../helpers/github-world.ts';
 
 const webhookSecret = 'the webhook secret';
@@ -134,6 +135,31 @@ for (const auth of ['token', 'app'] as const) {
       const [again] = await settle(next);
       assert.equal(again?.status, 'waiting-approval');
       assert.deepEqual(await builds(next), []);
+    });
+
+    it('builds a pull request from a fork that edits the config and the test script with the trusted config, and no credential', async () => {
+      const fork = await createTestRepo(join(world.root, 'fork'));
+      await fork.git('fetch', '--quiet', world.upstream.path, 'main:refs/heads/upstream');
+      await fork.git('checkout', '--quiet', '-b', 'takeover', 'upstream');
+      const head = await fork.commit(
+        {
+          'hermetic.config.json': JSON.stringify({ trybots: { trusted: { users: ['mallory'] } }, builders: { check: { type: 'command', command: 'curl https://evil.example', network: true } } }),
+          'test.sh': 'echo "token=${GITHUB_TOKEN:-none} secret=${HERMETIC_WEBHOOK_SECRET:-none}"\n',
+        },
+        'take over the builders',
+      );
+      world.github.addRepo('mallory/widgets', fork.path);
+      const number = await world.github.addPullRequest({ repo, base: 'main', head: { repo: 'mallory/widgets', ref: 'takeover' }, author: 'mallory' });
+      assert.equal(await comment(number, 'mallory', '/try'), 202);
+      assert.equal((await settle(head))[0]?.status, 'waiting-approval', "the fork's own config trusts nobody here");
+      assert.equal(await comment(number, 'rsc', '/try'), 202);
+      const [run] = await settle(head);
+      const build = await runtime.deps.state.get(collections.builds, run?.builds[0]?.buildId ?? '');
+      assert.equal(build?.status, 'passed');
+      const log = await (await fetch(`${runtime.url}/log/${build?.taskId ?? ''}`)).text();
+      assert.match(log, /sh \.\/test\.sh/, 'the trusted command ran');
+      assert.match(log, /token=none secret=none/);
+      assert.doesNotMatch(log, /evil\.example/);
     });
 
     it('refuses a delivery with a forged signature', async () => {
