@@ -1,10 +1,14 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { connectGitHub } from '../adapters/github/connect.ts';
+import { readGitHubEnvironment } from '../config/github-environment.ts';
 import { isCommitHash } from '../config/refs.ts';
 import { summarize } from '../dashboard/dashboard.ts';
 import { tryId } from '../model/ids.ts';
 import { topics, TryRequested, validate } from '../model/messages.ts';
 import { terminalBuildStatuses, type TryMode, type TryRun } from '../model/types.ts';
+import type { PullRequest } from '../ports/github.ts';
+import { silentLogger } from '../ports/log.ts';
 import { collections, type StateStore } from '../ports/state.ts';
 import { publishMessage } from '../pipeline/publish.ts';
 import { chooseBuilders, modeKey } from '../trybots/builders.ts';
@@ -12,7 +16,8 @@ import { resolveCatalog } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
 import { pathExists } from './path-exists.ts';
 
-export const tryHelp = `Usage: hermetic try --repo NAME --commit HASH --as LOGIN [options]
+export const tryHelp = `Usage: hermetic try --repo NAME (--commit HASH | --pr N) --as LOGIN [options]
+       hermetic try --repo NAME --list
 
 Asks for a trybot run of one exact commit of a watched repo: it is built on the repo's trybot builders (or those
 named) with trybot shard counts, if LOGIN is trusted (the config's trybots.trusted), and otherwise waits until a
@@ -21,9 +26,10 @@ trusted person approves that commit. The request goes to the pipeline on this ma
 
 Options:
   --repo NAME          the watched repo (its name in the config)
-  --commit HASH        the full commit hash to build
+  --commit HASH        the full commit hash to build (default, with --pr: the pull request's head now)
   --as LOGIN           the GitHub login asking; the trust check applies to it
   --pr N               the pull request it is the head of (its ref refs/pull/N/head is fetched)
+  --list               list the repo's open pull requests, with their trybot requests on this machine
   --ref REF            a ref to fetch the commit from, when it is on no watched branch and no pull request
   --base HASH          what the change is against, for builders chosen by the files it touches
   --builder NAME       build on this builder (repeatable; default: the repo's trybot builders)
@@ -36,6 +42,9 @@ Options:
   --timeout SECONDS    with --wait: give up after this long (default: 3600)
   --json               print the request (and with --wait, the verdicts) as JSON on stdout
   -h, --help           show this help
+
+GitHub access for --pr without --commit, and for --list: GITHUB_TOKEN, or HERMETIC_GITHUB_APP_ID and
+GITHUB_APP_PRIVATE_KEY; HERMETIC_GITHUB_API_URL for GitHub Enterprise.
 
 Exit status: 0 when the request was published (with --wait: every build passed), 1 when it could not be or a
 build did not pass, 2 for bad usage or config, 3 with --wait when the request waits for approval, 130 when
@@ -54,6 +63,7 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
       commit: { type: 'string' },
       as: { type: 'string' },
       pr: { type: 'string' },
+      list: { type: 'boolean', default: false },
       ref: { type: 'string' },
       base: { type: 'string' },
       builder: { type: 'string', multiple: true, default: [] },
@@ -72,8 +82,10 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
     io.stdout(tryHelp);
     return exitCodes.ok;
   }
-  for (const flag of ['repo', 'commit', 'as'] as const) if (values[flag] === undefined) throw new UsageError(`--${flag} is required`);
-  if (!isCommitHash(values.commit ?? '')) throw new UsageError(`--commit ${values.commit}: expected a full commit hash (40 hex digits)`);
+  if (values.repo === undefined) throw new UsageError('--repo is required');
+  if (!values.list && values.as === undefined) throw new UsageError('--as is required: the GitHub login asking');
+  if (values.commit !== undefined && !isCommitHash(values.commit)) throw new UsageError(`--commit ${values.commit}: expected a full commit hash (40 hex digits)`);
+  if (!values.list && values.commit === undefined && values.pr === undefined) throw new UsageError('--commit or --pr is required');
   if (values.make && values.tests !== undefined) throw new UsageError('--make and --tests ask for different runs; give one');
   if (values.wait && values.project !== undefined) throw new UsageError('--wait follows the pipeline on this machine; it cannot be used with --project');
   const timeoutSeconds = Number(values.timeout);
@@ -91,6 +103,27 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
   });
   const repo = config.repos.find((candidate) => candidate.name === values.repo);
   if (repo === undefined) throw new UsageError(`--repo ${values.repo}: not a watched repo in ${config.file}; expected one of: ${config.repos.map((r) => r.name).join(', ') || '(none)'}`);
+  const github = () => {
+    const environment = readGitHubEnvironment(process.env);
+    if (environment === undefined || repo.github === undefined) {
+      throw new UsageError(`${values.list ? '--list' : '--pr without --commit'} asks GitHub, which needs ${repo.github === undefined ? `repo ${repo.name} on GitHub (repos[].github)` : 'GITHUB_TOKEN, or HERMETIC_GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY'}`);
+    }
+    return { api: connectGitHub(environment, { logger: silentLogger }).api, where: repo.github };
+  };
+  if (values.list) {
+    const { api, where } = github();
+    return listPullRequests(io, values.json, await api.openPullRequests(where), values.project === undefined ? resolve(io.cwd, values.data ?? '.hermetic') : undefined, repo.name);
+  }
+  let commit = values.commit;
+  let base = values.base;
+  if (commit === undefined) {
+    const { api, where } = github();
+    const pull = await api.pullRequest(where, pullRequest ?? 0);
+    if (pull.state !== 'open') throw new UsageError(`--pr ${pullRequest}: pull request #${pull.number} is ${pull.state}`);
+    commit = pull.head.sha;
+    base ??= pull.base.sha;
+    io.stderr(`hermetic: pull request #${pull.number} (${pull.title}) is at ${commit.slice(0, 12)}`);
+  }
   const builders = values.builder.length > 0 ? values.builder : undefined;
   const chosen = chooseBuilders(repo, config.builders, builders, []);
   if ('error' in chosen) throw new UsageError(`--builder: ${chosen.error}`);
@@ -102,12 +135,12 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
       {
         v: 1,
         repo: repo.name,
-        commit: values.commit,
+        commit,
         requester: values.as,
         via: 'cli',
         ...(pullRequest === undefined ? {} : { pullRequest }),
         ...(values.ref === undefined ? {} : { ref: values.ref }),
-        ...(values.base === undefined ? {} : { base: values.base }),
+        ...(base === undefined ? {} : { base }),
         ...(builders === undefined ? {} : { builders }),
         ...(mode.kind === 'full' ? {} : { mode }),
       },
@@ -145,6 +178,37 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
   } finally {
     await state.close();
     await queue.close();
+    db.close();
+  }
+}
+
+/** Prints the open pull requests, each with the trybot requests recorded for its head in the data directory, if any. */
+async function listPullRequests(io: Io, json: boolean, pulls: PullRequest[], dataDir: string | undefined, repo: string): Promise<number> {
+  const runs = dataDir === undefined ? [] : await recordedTries(dataDir, repo);
+  const rows = pulls.map((pull) => ({ ...pull, trybots: runs.filter((run) => run.commit === pull.head.sha).map((run) => ({ id: run.id, status: run.status, requesters: run.requesters })) }));
+  if (json) io.stdout(JSON.stringify(rows, null, 2));
+  else if (rows.length === 0) io.stdout('No open pull requests.');
+  else {
+    for (const row of rows) {
+      const tries = row.trybots.map((run) => `${run.status} (${run.requesters.join(', ')})`).join('; ') || 'no trybot request';
+      io.stdout(`#${row.number} ${row.head.sha.slice(0, 12)} ${row.author}${row.fromFork ? ' (fork)' : ''}: ${row.title} [${tries}]`);
+    }
+  }
+  return exitCodes.ok;
+}
+
+/** The trybot requests of a repo recorded in a data directory; none when no pipeline has run there. */
+async function recordedTries(dataDir: string, repo: string): Promise<TryRun[]> {
+  const database = resolve(dataDir, 'hermetic.db');
+  if (!(await pathExists(database))) return [];
+  const { openDatabase } = await import('../adapters/local/sqlite-database.ts');
+  const { createSqliteState } = await import('../adapters/local/sqlite-state.ts');
+  const db = openDatabase(database);
+  const state = createSqliteState(db);
+  try {
+    return await state.query(collections.trybots, { where: { repo } });
+  } finally {
+    await state.close();
     db.close();
   }
 }

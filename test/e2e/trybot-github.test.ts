@@ -2,7 +2,9 @@ import { sign } from '@octokit/webhooks-methods';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseConfig } from '../../shared/config/config.ts';
+import { writeFile } from 'node:fs/promises';
+import { main } from '../../shared/cli/main.ts';
+import { loadConfig } from '../../shared/config/config.ts';
 import type { GitHubEnvironment } from '../../shared/config/github-environment.ts';
 import type { TryRun } from '../../shared/model/types.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
@@ -21,9 +23,10 @@ for (const auth of ['token', 'app'] as const) {
   describe(`trybots end to end on a fake GitHub (${auth})`, { timeout: 120_000 }, () => {
     let world: GitHubWorld;
     let runtime: LocalRuntime;
+    let configFile: string;
 
+    const keys = appKeyPair();
     before(async () => {
-      const keys = appKeyPair();
       world = await startGitHubWorld(auth === 'app' ? { app: { id: TEST_APP_ID, publicKey: keys.publicKey, installations: { acme: TEST_INSTALLATION_ID } } } : {});
       // The token's own account (octocat) is a member: GitHub shows others' private membership only to members.
       world.github.setOrgMembers('acme', ['gopher', 'octocat']);
@@ -33,14 +36,16 @@ for (const auth of ['token', 'app'] as const) {
         apiUrl: world.github.url,
         webhookSecret,
       };
-      const catalog = parseConfig(
-        {
+      configFile = join(world.root, 'config.json');
+      await writeFile(
+        configFile,
+        JSON.stringify({
           repos: [{ name: 'widgets', url: world.upstream.path, github: repo, builders: ['check'] }],
           trybots: { trusted: { users: ['rsc'], orgs: ['acme'] } },
           builders: { check: { type: 'command', command: 'sh ./test.sh', timeoutSeconds: 60 } },
-        },
-        'test.json',
+        }),
       );
+      const catalog = await loadConfig(configFile);
       runtime = await startLocalRuntime({ dataDir: join(world.root, 'data'), catalog, logger: silentLogger, pollIntervalMs: 0, containers: 'off', github });
     });
     after(async () => {
@@ -160,6 +165,33 @@ for (const auth of ['token', 'app'] as const) {
       assert.match(log, /sh \.\/test\.sh/, 'the trusted command ran');
       assert.match(log, /token=none secret=none/);
       assert.doesNotMatch(log, /evil\.example/);
+    });
+
+    it('`hermetic try --pr N` asks GitHub for the head, and `--list` shows open pull requests with their requests', async () => {
+      const change = await pullRequest('from-cli', { 'test.sh': 'echo from the command line\n' });
+      const saved = { ...process.env };
+      if (auth === 'token') Object.assign(process.env, { GITHUB_TOKEN: TEST_TOKEN, HERMETIC_GITHUB_API_URL: world.github.url });
+      else Object.assign(process.env, { HERMETIC_GITHUB_APP_ID: String(TEST_APP_ID), GITHUB_APP_PRIVATE_KEY: keys.privateKey, HERMETIC_GITHUB_API_URL: world.github.url });
+      const run = async (...args: string[]) => {
+        let stdout = '';
+        let stderr = '';
+        const io = { cwd: world.root, stdout: (text: string) => (stdout += `${text}\n`), stderr: (text: string) => (stderr += `${text}\n`), interrupted: new Promise<void>(() => {}) };
+        const code = await main(['try', '--repo', 'widgets', '--config', configFile, '--data', join(world.root, 'data'), ...args], io);
+        return { code, stdout, stderr };
+      };
+      try {
+        const tried = await run('--pr', String(change.number), '--as', 'rsc', '--wait');
+        assert.equal(tried.code, 0, tried.stderr);
+        assert.match(tried.stderr, new RegExp(`is at ${change.head.slice(0, 12)}`));
+        const listed = await run('--list', '--json');
+        assert.equal(listed.code, 0, listed.stderr);
+        const rows = JSON.parse(listed.stdout) as Array<{ number: number; head: { sha: string }; trybots: Array<{ status: string }> }>;
+        const row = rows.find((entry) => entry.number === change.number);
+        assert.equal(row?.head.sha, change.head);
+        assert.deepEqual(row?.trybots.map((entry) => entry.status), ['accepted']);
+      } finally {
+        for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+      }
     });
 
     it('refuses a delivery with a forged signature', async () => {

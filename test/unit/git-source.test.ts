@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import * as tar from 'tar';
 import { createGitSource } from '../../shared/adapters/local/git-source.ts';
-import { RetryableError } from '../../shared/errors.ts';
+import { PermanentError, RetryableError } from '../../shared/errors.ts';
 import type { Repo } from '../../shared/model/types.ts';
 import type { Fields, Logger } from '../../shared/ports/log.ts';
 import type { Source } from '../../shared/ports/source.ts';
@@ -250,6 +250,12 @@ test('hostile branch names, URLs and hashes are refused and run nothing', async 
     await assert.rejects(source.archive(repo, commit), /is not a full commit hash/);
   }
   await assert.rejects(source.changes({ ...repo, name: '../escape' }, 'main', undefined, 10), /unsafe repo name/);
+  // A trybot's ref, where a pull request's head is fetched from.
+  const missing = 'd'.repeat(40);
+  for (const ref of ['--upload-pack=touch PWNED', 'refs/pull/1/head;touch PWNED', '$(touch PWNED)', 'refs/pull/1/head\ntouch PWNED', '../../PWNED']) {
+    await assert.rejects(source.fetchCommit(repo, missing, ref), (error: unknown) => error instanceof PermanentError && /unsafe ref name/.test(error.message), JSON.stringify(ref));
+  }
+  for (const hash of ['--output=PWNED', 'HEAD']) await assert.rejects(source.changedFiles(repo, head, hash), /is not a full commit hash/);
 
   assert.deepEqual(await findPwned(root), []);
 });
