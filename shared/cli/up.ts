@@ -30,6 +30,10 @@ Options:
   --verbose            log every pipeline event on stderr
   -h, --help           show this help
 
+Environment (optional): GITHUB_TOKEN, or HERMETIC_GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY, give GitHub access for
+trybots, statuses and polling repos on GitHub; HERMETIC_GITHUB_API_URL for GitHub Enterprise; HERMETIC_WEBHOOK_SECRET
+serves /try comments at /webhook (see the README's Trybots).
+
 Exit status: 0 when the pipeline worked (whatever the verdicts), 1 when it did not (a repo could not be polled,
 a message was dead-lettered), 2 for bad usage or config, 130 when interrupted.`;
 
