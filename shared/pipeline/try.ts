@@ -132,7 +132,9 @@ export function createTry(deps: TryDeps) {
   async function accept(repo: Repo, request: TryRequested, id: string, mode: TryMode, approver: string): Promise<TryOutcome> {
     const stored = await deps.state.get(collections.trybots, id);
     if (stored?.status === 'accepted') {
+      // A redelivery: whatever a crash after the acceptance left unsent is sent again; both are idempotent.
       await requestBuilds(stored);
+      await reportReused(repo, stored);
       return { tryId: id, status: 'accepted', approved: [] };
     }
     const ref = request.ref ?? (request.pullRequest === undefined ? undefined : `refs/pull/${request.pullRequest}/head`);

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { parseConfig } from '../../shared/config/config.ts';
 import { PermanentError } from '../../shared/errors.ts';
+import { modeProblem, stepsForMode } from '../../shared/trybots/builders.ts';
 import { buildId } from '../../shared/model/ids.ts';
 import { decode, topics, TryRequested } from '../../shared/model/messages.ts';
-import type { Build, TryRun } from '../../shared/model/types.ts';
+import type { Build, TryMode, TryRun } from '../../shared/model/types.ts';
 import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createMemoryGitHub, type MemoryGitHub } from '../fakes/memory-github.ts';
@@ -193,5 +195,18 @@ describe('trybots: hostile refs', () => {
         JSON.stringify(ref),
       );
     }
+  });
+});
+
+describe('trybots: a whole build in a mode', () => {
+  const { builders } = parseConfig({ builders: { mod: { type: 'go-module', packages: ['./...'] }, cmd: { type: 'command', command: 'make test' } } }, 'test.json');
+  const steps = (mode: TryMode | undefined) => stepsForMode(builders.get('mod')!.steps, mode).map((step) => step.argv.join(' '));
+
+  it('runs vet and build for make only, and go test on the named packages for named tests', () => {
+    assert.deepEqual(steps(undefined), ['go vet ./...', 'go build ./...', 'go test ./...']);
+    assert.deepEqual(steps({ kind: 'make' }), ['go vet ./...', 'go build ./...']);
+    assert.deepEqual(steps({ kind: 'tests', tests: ['./net/http', './os'] }), ['go vet ./...', 'go build ./...', 'go test ./net/http ./os']);
+    assert.equal(modeProblem(builders.get('mod')!, { kind: 'make' }), undefined);
+    assert.match(modeProblem(builders.get('cmd')!, { kind: 'tests', tests: ['x'] }) ?? '', /runs one command/);
   });
 });
