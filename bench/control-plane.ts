@@ -7,10 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../shared/config/config.ts';
-import { silentLogger } from '../shared/ports/log.ts';
-import { startLocalRuntime } from '../shared/runtime/local-runtime.ts';
 import { createFakeSource } from '../test/fakes/fake-source.ts';
-import { createParkedCompute } from './parked-compute.ts';
+import { createParkedCompute, startParkedRuntime } from './parked-compute.ts';
 import { describe, median } from './stats.ts';
 
 const { values } = parseArgs({
@@ -41,15 +39,7 @@ async function once(): Promise<{ seconds: number }> {
   const compute = createParkedCompute((started) => {
     if (started === tasks) done();
   });
-  const runtime = await startLocalRuntime({
-    dataDir: join(dir, 'data'),
-    catalog,
-    logger: silentLogger,
-    pollIntervalMs: 0,
-    port: 0,
-    source,
-    compute: async () => compute,
-  });
+  const runtime = await startParkedRuntime(dir, catalog, source, compute);
   const begin = performance.now();
   await runtime.pollNow();
   await allStarted;

@@ -14,11 +14,10 @@ import { parseArgs } from 'node:util';
 import { parseConfig } from '../shared/config/config.ts';
 import { topics, type TryRequested } from '../shared/model/messages.ts';
 import { publishMessage } from '../shared/pipeline/publish.ts';
-import { silentLogger } from '../shared/ports/log.ts';
 import { collections } from '../shared/ports/state.ts';
-import { startLocalRuntime, type LocalRuntime } from '../shared/runtime/local-runtime.ts';
+import type { LocalRuntime } from '../shared/runtime/local-runtime.ts';
 import { createFakeSource } from '../test/fakes/fake-source.ts';
-import { createParkedCompute } from './parked-compute.ts';
+import { startParkedRuntime } from './parked-compute.ts';
 import { describe, median } from './stats.ts';
 
 const usage = `Usage: node bench/trybot-throughput.ts [options]
@@ -88,15 +87,7 @@ async function once(scenario: Scenario): Promise<{ rate: number; problems: strin
   const dir = await mkdtemp(join(tmpdir(), 'hermetic-bench-try-'));
   const source = createFakeSource();
   const commits = Array.from({ length: distinct ? requests : 1 }, () => source.push('bench', 'refs/pull/1/head'));
-  const runtime = await startLocalRuntime({
-    dataDir: join(dir, 'data'),
-    catalog,
-    logger: silentLogger,
-    pollIntervalMs: 0,
-    port: 0,
-    source,
-    compute: async () => createParkedCompute(),
-  });
+  const runtime = await startParkedRuntime(dir, catalog, source);
   try {
     const begin = performance.now();
     for (let i = 0; i < requests; i++) {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Header, Pack, ReadEntry } from 'tar';
+import { packTarball } from '../../shared/adapters/tarball.ts';
 import { PermanentError } from '../../shared/errors.ts';
 import type { Repo } from '../../shared/model/types.ts';
 import type { BranchChanges, CommitInfo, Source } from '../../shared/ports/source.ts';
@@ -142,24 +142,10 @@ function withFiles(parent: ReadonlyMap<string, string> | undefined, files: Recor
 /** Trees are shared between commits, so entries carry no commit's time. */
 const FIXED_MTIME = new Date(0);
 
-/** A real .tar.gz of the files, built in memory: tar's Pack writes a ReadEntry it is handed as is. */
-async function gzippedTarball(files: ReadonlyMap<string, string>): Promise<Uint8Array> {
-  const pack = new Pack({ gzip: true, portable: true });
-  const chunks: Buffer[] = [];
-  const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (chunk: Buffer) => chunks.push(chunk));
-    pack.on('end', () => resolve());
-    pack.on('error', reject);
-  });
-  for (const [path, contents] of [...files].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const data = Buffer.from(contents, 'utf8');
-    const entry = new ReadEntry(new Header({ path, type: 'File', mode: 0o644, size: data.length, mtime: FIXED_MTIME }));
-    entry.end(data);
-    pack.add(entry);
-  }
-  pack.end();
-  await done;
-  return Buffer.concat(chunks);
+/** A real .tar.gz of the files. */
+function gzippedTarball(files: ReadonlyMap<string, string>): Promise<Uint8Array> {
+  const sorted = [...files].sort(([a], [b]) => (a < b ? -1 : 1));
+  return packTarball(sorted.map(([path, contents]) => ({ header: { path, type: 'File', mode: 0o644, mtime: FIXED_MTIME }, data: Buffer.from(contents, 'utf8') })));
 }
 
 /** A tree hash of the fake's files: equal files, equal hash, as git's tree hashes are. */

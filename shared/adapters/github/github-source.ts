@@ -119,56 +119,48 @@ export function createGitHubSource(deps: GitHubSourceDeps): Source {
       return { head, commits: range.commits, forced: range.forced, skipped };
     },
 
-    async archive(repo, commit): Promise<Uint8Array> {
-      const gh = githubRepoOf(repo);
-      checkCommit(repo, commit);
-      const octokit = await deps.client.forRepo(gh);
-      try {
+    archive: (repo, commit) =>
+      askAbout(repo, [commit], (name) => `${name} has no commit ${commit}`, async (octokit, gh) => {
         // GitHub answers with a redirect to codeload, which fetch follows.
         const response = await octokit.request('GET /repos/{owner}/{repo}/tarball/{ref}', { owner: gh.owner, repo: gh.name, ref: commit });
         const data: unknown = response.data;
         if (!(data instanceof ArrayBuffer)) throw new Error(`${gh.owner}/${gh.name}: the tarball of ${commit} came as ${typeof data}, not bytes`);
-        return await stripTarballPrefix(new Uint8Array(data));
-      } catch (error) {
-        if (requestStatus(error) === 404) throw new PermanentError(`${gh.owner}/${gh.name} has no commit ${commit}`, { cause: error });
-        throw error;
-      }
-    },
+        return stripTarballPrefix(new Uint8Array(data));
+      }),
 
-    async fetchCommit(repo, commit): Promise<CommitInfo> {
-      const gh = githubRepoOf(repo);
-      checkCommit(repo, commit);
-      const octokit = await deps.client.forRepo(gh);
-      try {
+    fetchCommit: (repo, commit) =>
+      askAbout(repo, [commit], (name) => `${name} has no commit ${commit}`, async (octokit, gh) => {
         // No ref needed: GitHub serves any commit of the repository's network, a pull request's head included.
         const response = await octokit.request('GET /repos/{owner}/{repo}/commits/{ref}', { owner: gh.owner, repo: gh.name, ref: commit });
         return commitInfo(response.data);
-      } catch (error) {
-        const status = requestStatus(error);
-        if (status === 404 || status === 422) throw new PermanentError(`${gh.owner}/${gh.name} has no commit ${commit}`, { cause: error });
-        throw error;
-      }
-    },
+      }),
 
-    async changedFiles(repo, base, head): Promise<string[]> {
-      const gh = githubRepoOf(repo);
-      checkCommit(repo, base);
-      checkCommit(repo, head);
-      const octokit = await deps.client.forRepo(gh);
-      let files;
-      try {
+    changedFiles: (repo, base, head) =>
+      askAbout(repo, [base, head], (name) => `${name}: cannot compare ${base} with ${head} (an unknown commit, or no common history)`, async (octokit, gh) => {
         // One commit per page: only the files are wanted, and they come whole (up to the cap) on the first page.
         const response = await octokit.request('GET /repos/{owner}/{repo}/compare/{basehead}', { owner: gh.owner, repo: gh.name, basehead: `${base}...${head}`, per_page: 1 });
-        files = response.data.files ?? [];
-      } catch (error) {
-        const status = requestStatus(error);
-        if (status === 404 || status === 422) throw new PermanentError(`${gh.owner}/${gh.name}: cannot compare ${base} with ${head} (an unknown commit, or no common history)`, { cause: error });
-        throw error;
-      }
-      if (files.length >= COMPARE_MAX_FILES) return treeDifference(octokit, gh, base, head);
-      return sortedUnique(files.flatMap((file) => (file.previous_filename === undefined ? [file.filename] : [file.filename, file.previous_filename])));
-    },
+        const files = response.data.files ?? [];
+        if (files.length >= COMPARE_MAX_FILES) return treeDifference(octokit, gh, base, head);
+        return sortedUnique(files.flatMap((file) => (file.previous_filename === undefined ? [file.filename] : [file.filename, file.previous_filename])));
+      }),
   };
+
+  /**
+   * Asks GitHub about commits of a repo, after checking each is a full hash, with the repo's client; GitHub's 404 or
+   * 422 (no such commit, no common history) becomes a PermanentError saying `missing` of "OWNER/NAME".
+   */
+  async function askAbout<T>(repo: Repo, commits: readonly string[], missing: (name: string) => string, ask: (octokit: Octokit, gh: GitHubRepo) => Promise<T>): Promise<T> {
+    const gh = githubRepoOf(repo);
+    for (const commit of commits) checkCommit(repo, commit);
+    const octokit = await deps.client.forRepo(gh);
+    try {
+      return await ask(octokit, gh);
+    } catch (error) {
+      const status = requestStatus(error);
+      if (status === 404 || status === 422) throw new PermanentError(missing(`${gh.owner}/${gh.name}`), { cause: error });
+      throw error;
+    }
+  }
 }
 
 /**

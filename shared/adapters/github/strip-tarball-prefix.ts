@@ -1,5 +1,6 @@
 import { gunzipSync } from 'node:zlib';
-import { Header, Pack, Parser, ReadEntry } from 'tar';
+import { Parser } from 'tar';
+import { packTarball, type TarballEntry } from '../tarball.ts';
 
 interface Entry {
   path: string;
@@ -20,25 +21,17 @@ const KEPT_TYPES = new Set(['File', 'Directory', 'SymbolicLink']);
 export async function stripTarballPrefix(tarball: Uint8Array): Promise<Uint8Array> {
   const entries = await readEntries(gunzipSync(tarball));
   const prefix = /^[^/]+\//.exec(entries[0]?.path ?? '')?.[0];
-  const pack = new Pack({ gzip: true, portable: true });
-  const chunks: Buffer[] = [];
-  const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (chunk: Buffer) => chunks.push(chunk));
-    pack.on('end', () => resolve());
-    pack.on('error', reject);
-  });
+  const repacked: TarballEntry[] = [];
   for (const entry of entries) {
     if (prefix === undefined || !entry.path.startsWith(prefix)) throw new Error(`tarball entry ${JSON.stringify(entry.path)} is not under one top directory`);
     const path = entry.path.slice(prefix.length);
     if (path === '') continue;
-    const header = new Header({ path, type: entry.type, mode: entry.mode, size: entry.data.length, ...(entry.mtime === undefined ? {} : { mtime: entry.mtime }), ...(entry.linkpath === undefined ? {} : { linkpath: entry.linkpath }) });
-    const repacked = new ReadEntry(header);
-    repacked.end(entry.data);
-    pack.add(repacked);
+    repacked.push({
+      header: { path, type: entry.type, mode: entry.mode, ...(entry.mtime === undefined ? {} : { mtime: entry.mtime }), ...(entry.linkpath === undefined ? {} : { linkpath: entry.linkpath }) },
+      data: entry.data,
+    });
   }
-  pack.end();
-  await done;
-  return Buffer.concat(chunks);
+  return packTarball(repacked);
 }
 
 async function readEntries(plain: Buffer): Promise<Entry[]> {
