@@ -38,6 +38,8 @@ export async function createPipelineHarness(
     trybots?: RawConfig['trybots'];
     /** GitHub, for membership, comments and statuses; builds of `demo` (acme/demo) are reported to it. */
     github?: GitHub;
+    /** What the webhook checks deliveries' signatures with. */
+    webhookSecret?: string;
   } = {},
 ) {
   let clock = 1_700_000_000_000;
@@ -99,6 +101,7 @@ export async function createPipelineHarness(
     options: defaultPipelineOptions,
     deadLetters: queue,
     maxDeliveryAttempts: subscription.maxAttempts,
+    ...(options.webhookSecret === undefined ? {} : { webhookSecret: options.webhookSecret }),
   });
   const names = Object.keys(triggers) as MessageFunctionName[];
   for (const name of names) await queue.subscribe(triggers[name], name, subscription);

@@ -3,13 +3,17 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { getTestServer } from '@google-cloud/functions-framework/testing';
+import { sign } from '@octokit/webhooks-methods';
 import { triggers, type MessageFunctionName } from '../../functions/functions.ts';
 import { registerFunctions } from '../../functions/index.ts';
 import { messagePublishedEvent } from '../../functions/pubsub-function.ts';
 import { buildId } from '../../shared/model/ids.ts';
 import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
 import { collections } from '../../shared/ports/state.ts';
+import { createMemoryGitHub } from '../fakes/memory-github.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
+
+const webhookSecret = 'a webhook secret';
 
 function passedResult(taskId: string): TaskResult {
   return {
@@ -75,11 +79,23 @@ describe('entry points through functions-framework', () => {
   let landed: string;
   let deadLetter: string;
   let dashboard: string;
+  let webhook: string;
   let build: string;
   let commit: string;
 
   before(async () => {
-    h = await createPipelineHarness();
+    const github = createMemoryGitHub();
+    github.pulls.set(3, {
+      number: 3,
+      state: 'open',
+      title: 'a change',
+      author: 'contributor',
+      head: { sha: 'e'.repeat(40), ref: 'change', repo: 'acme/demo' },
+      base: { sha: 'f'.repeat(40), ref: 'main' },
+      fromFork: false,
+      url: 'https://github.com/acme/demo/pull/3',
+    });
+    h = await createPipelineHarness({ github, webhookSecret });
     registerFunctions(async () => h.functions);
     for (const [name, set] of [
       ['plan', (url: string) => (plan = url)],
@@ -87,6 +103,7 @@ describe('entry points through functions-framework', () => {
       ['landed', (url: string) => (landed = url)],
       ['deadLetter', (url: string) => (deadLetter = url)],
       ['dashboard', (url: string) => (dashboard = url)],
+      ['webhook', (url: string) => (webhook = url)],
     ] as const) {
       const { url, server } = await serve(name);
       servers.push(server);
@@ -200,6 +217,17 @@ describe('entry points through functions-framework', () => {
     assert.equal(await post(launch, event), 500);
     const task = (await h.state.query(collections.tasks, { where: { buildId: build } }))[0];
     assert.equal(task?.status, 'pending', 'nothing was recorded for the failed launch');
+  });
+
+  it('checks a webhook delivery against the exact bytes GitHub signed, not a re-encoding of them', async () => {
+    // Spacing and key order that JSON.stringify of the parsed body would not give back.
+    const body = '{ "action" : "created",\n  "issue": {"number": 3, "pull_request": {}},\n  "comment": {"body": "/try", "user": {"type": "User", "login": "rsc"}},\n  "repository": {"full_name": "acme/demo"} }';
+    const deliver = async (signature: string) =>
+      (await fetch(webhook, { method: 'POST', headers: { 'content-type': 'application/json', 'x-github-event': 'issue_comment', 'x-hub-signature-256': signature }, body })).status;
+    assert.equal(await deliver(await sign('not the secret', body)), 401);
+    assert.equal(await deliver(await sign(webhookSecret, body)), 202);
+    const [request] = await h.take('trybot');
+    assert.deepEqual(JSON.parse(Buffer.from(request?.data ?? []).toString()), { v: 1, repo: 'demo', commit: 'e'.repeat(40), pullRequest: 3, base: 'f'.repeat(40), requester: 'rsc', via: 'comment' });
   });
 
   it('serves the dashboard as an HTTP function', async () => {
