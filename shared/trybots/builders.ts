@@ -46,13 +46,15 @@ export function modeProblem(builder: Builder, mode: TryMode): string | undefined
   return undefined;
 }
 
-/** A whole build's steps in a mode: all of them, all but the test steps, or the test steps on the named tests. */
+/**
+ * What a whole build's worker runs in a mode: every step, all but the test steps, or the test steps on the named
+ * tests. The test marker is the pipeline's own, so the worker's steps do not carry it.
+ */
 export function stepsForMode(steps: readonly Step[], mode: TryMode | undefined): Step[] {
-  if (mode === undefined || mode.kind === 'full') return [...steps];
-  if (mode.kind === 'make') return steps.filter((step) => step.test === undefined);
-  return steps.map((step) => {
-    if (step.test === undefined) return step;
-    const argv = [...step.argv.slice(0, step.test.fixedArgs), ...mode.tests];
+  const chosen = mode?.kind === 'make' ? steps.filter((step) => step.test === undefined) : steps;
+  return chosen.map(({ test, ...step }) => {
+    if (test === undefined || mode?.kind !== 'tests') return step;
+    const argv = [...step.argv.slice(0, test.fixedArgs), ...mode.tests];
     return { ...step, name: argv.join(' '), argv };
   });
 }

@@ -26,7 +26,7 @@ const subscription = { ackDeadlineMs: 60_000, maxAttempts: 5, minBackoffMs: 10, 
 /**
  * The whole pipeline over in-memory fakes, driven by hand: messages sit in the queue until the test delivers them,
  * once, twice, or in any order. Builders: `ok` (host, 3 attempts), `no-spot` (refuses Spot VMs), `vm` (a host type the fake cannot run), `fb`
- * (prefers one the fake cannot run, falls back to `host`), and the sharded Go module builders `mod` (3 shards, 2
+ * (prefers one the fake cannot run, falls back to `host`), `gomod` (a Go module as one whole task), and the sharded Go module builders `mod` (3 shards, 2
  * for trybots), `mod-once` (1 shard; the same snapshot as `mod`) and `mod-noretry` (3 shards, failures not retried).
  */
 export async function createPipelineHarness(
@@ -79,6 +79,7 @@ export async function createPipelineHarness(
         vm: { type: 'command', command: 'true', hostType: 'windows-amd64' },
         fb: { type: 'command', command: 'true', hostType: 'linux-arm64', fallbackHostType: 'host' },
         mod: { type: 'go-module', shards: { postSubmit: 3, trybot: 2 }, maxAttempts: 2, timeoutSeconds: 60 },
+        gomod: { type: 'go-module', timeoutSeconds: 60 },
         'mod-once': { type: 'go-module', shards: 1, maxAttempts: 2, timeoutSeconds: 60 },
         'mod-noretry': { type: 'go-module', shards: 3, retryFailed: false, timeoutSeconds: 60 },
       },

@@ -133,7 +133,7 @@ describe('trybots: builders, modes and reuse', () => {
     await publishMessage(h.queue, topics.tryRequested, { v: 1, repo: 'demo', pullRequest: 7, commit, requester: 'rsc', builders: ['ok', 'linux-amd64'] });
     await h.drain();
     const [dead] = await h.queue.list();
-    assert.match(dead?.reason ?? '', /unknown builder "linux-amd64"; expected one of: fb, mod, mod-noretry, mod-once, no-spot, ok, vm/);
+    assert.match(dead?.reason ?? '', /unknown builder "linux-amd64"; expected one of: fb, gomod, mod, mod-noretry, mod-once, no-spot, ok, vm/);
     assert.match(github.comments[0]?.body ?? '', /unknown builder "linux-amd64"/);
     assert.equal((await tries(h)).length, 0);
   });
@@ -202,8 +202,17 @@ describe('trybots: a whole build in a mode', () => {
   const { builders } = parseConfig({ builders: { mod: { type: 'go-module', packages: ['./...'] }, cmd: { type: 'command', command: 'make test' } } }, 'test.json');
   const steps = (mode: TryMode | undefined) => stepsForMode(builders.get('mod')!.steps, mode).map((step) => step.argv.join(' '));
 
+  it("launches a make-only whole build with a spec the worker accepts: vet and build, no test step", async () => {
+    const { h } = await harness();
+    await requestTry(h, { commit: change(h), requester: 'rsc', builders: ['gomod'], mode: { kind: 'make' } });
+    const [build] = await trybotBuilds(h);
+    assert.equal(build?.status, 'running', build?.reason);
+    assert.deepEqual(h.compute.started.map((start) => start.spec.steps.map((step) => step.argv.join(' '))), [['go vet ./...', 'go build ./...']]);
+  });
+
   it('runs vet and build for make only, and go test on the named packages for named tests', () => {
     assert.deepEqual(steps(undefined), ['go vet ./...', 'go build ./...', 'go test ./...']);
+    assert.ok(stepsForMode(builders.get('mod')!.steps, undefined).every((step) => !('test' in step)), "the pipeline's marker stays out of the worker's steps");
     assert.deepEqual(steps({ kind: 'make' }), ['go vet ./...', 'go build ./...']);
     assert.deepEqual(steps({ kind: 'tests', tests: ['./net/http', './os'] }), ['go vet ./...', 'go build ./...', 'go test ./net/http ./os']);
     assert.equal(modeProblem(builders.get('mod')!, { kind: 'make' }), undefined);
