@@ -202,12 +202,13 @@ describe('trybots: a whole build in a mode', () => {
   const { builders } = parseConfig({ builders: { mod: { type: 'go-module', packages: ['./...'] }, cmd: { type: 'command', command: 'make test' } } }, 'test.json');
   const steps = (mode: TryMode | undefined) => stepsForMode(builders.get('mod')!.steps, mode).map((step) => step.argv.join(' '));
 
-  it("launches a make-only whole build with a spec the worker accepts: vet and build, no test step", async () => {
+  it('launches whole go-module builds with specs the worker accepts, in full and make only', async () => {
     const { h } = await harness();
+    await requestTry(h, { commit: change(h), requester: 'rsc', builders: ['gomod'] });
     await requestTry(h, { commit: change(h), requester: 'rsc', builders: ['gomod'], mode: { kind: 'make' } });
-    const [build] = await trybotBuilds(h);
-    assert.equal(build?.status, 'running', build?.reason);
-    assert.deepEqual(h.compute.started.map((start) => start.spec.steps.map((step) => step.argv.join(' '))), [['go vet ./...', 'go build ./...']]);
+    for (const build of await trybotBuilds(h)) assert.equal(build.status, 'running', build.reason);
+    const launched = h.compute.started.map((start) => start.spec.steps.map((step) => step.argv.join(' ')));
+    assert.deepEqual(launched, [['go vet ./...', 'go build ./...', 'go test ./...'], ['go vet ./...', 'go build ./...']]);
   });
 
   it('runs vet and build for make only, and go test on the named packages for named tests', () => {
