@@ -155,7 +155,8 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
     const { PubSub } = await import('@google-cloud/pubsub');
     const { createPubsubPublisher } = await import('../adapters/gcp/pubsub-publisher.ts');
     const messageId = await publishMessage(createPubsubPublisher({ pubsub: new PubSub({ projectId: values.project }) }), topics.tryRequested, request);
-    return published(io, values.json, request, id, messageId);
+    published(io, values.json, request, id, messageId);
+    return exitCodes.ok;
   }
 
   const dataDir = resolve(io.cwd, values.data ?? '.hermetic');
@@ -172,9 +173,21 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
     // The runtime makes its subscriptions when it starts; made here too, a request sent before then is kept for it.
     await queue.subscribe(topics.tryRequested, 'trybot', defaultSubscription);
     const messageId = await publishMessage(queue, topics.tryRequested, request);
-    const code = published(io, values.json && !values.wait, request, id, messageId);
-    if (!values.wait) return code;
-    return await follow(state, () => queue.backlog('trybot'), id, { io, json: values.json, until: Date.now() + timeoutSeconds * 1000 });
+    published(io, values.json && !values.wait, request, id, messageId);
+    if (!values.wait) return exitCodes.ok;
+    // Ctrl-C stops the waiting, not the request: it stays published, and the pipeline goes on with it.
+    let stopped = false;
+    const interrupted = io.interrupted.then(() => {
+      stopped = true;
+      io.stderr(`hermetic: stopped waiting; trybot request ${id} goes on (see /trybots on the dashboard)`);
+      return exitCodes.interrupted;
+    });
+    const following = follow(state, () => queue.backlog('trybot'), id, { io, json: values.json, until: Date.now() + timeoutSeconds * 1000, stopped: () => stopped });
+    const code = await Promise.race([following, interrupted]);
+    stopped = true;
+    // The loop ends at its next turn; the database closes after it.
+    await following;
+    return code;
   } finally {
     await state.close();
     await queue.close();
@@ -213,10 +226,9 @@ async function recordedTries(dataDir: string, repo: string): Promise<TryRun[]> {
   }
 }
 
-function published(io: Io, json: boolean, request: TryRequested, id: string, messageId: string): number {
+function published(io: Io, json: boolean, request: TryRequested, id: string, messageId: string): void {
   if (json) io.stdout(JSON.stringify({ tryId: id, messageId, request }, null, 2));
   io.stderr(`hermetic: trybot request ${id} for ${request.repo} ${request.commit.slice(0, 12)} as ${request.requester} published (message ${messageId})`);
-  return exitCodes.ok;
 }
 
 /**
@@ -227,11 +239,11 @@ async function follow(
   state: StateStore,
   backlog: () => Promise<{ count: number }>,
   id: string,
-  options: { io: Io; json: boolean; until: number },
+  options: { io: Io; json: boolean; until: number; stopped: () => boolean },
 ): Promise<number> {
   const { io } = options;
   let said = '';
-  for (;;) {
+  while (!options.stopped()) {
     const taken = (await backlog()).count === 0;
     const run = taken ? await state.get(collections.trybots, id) : undefined;
     const builds = await Promise.all((run?.builds ?? []).map((entry) => state.get(collections.builds, entry.buildId)));
@@ -259,6 +271,7 @@ async function follow(
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
+  return exitCodes.interrupted;
 }
 
 function describeRun(run: TryRun, known: number): string {

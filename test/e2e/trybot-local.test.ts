@@ -11,14 +11,14 @@ import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local
 import { createTestRepo, type TestRepo } from '../helpers/git-repo.ts';
 
 /** A request from the CLI, in-process, against the running runtime: its exit code and what it printed. */
-async function tryFromCli(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+async function tryFromCli(args: string[], cwd: string, interrupted: Promise<void> = new Promise(() => {})): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
   const code = await main(['try', ...args], {
     cwd,
     stdout: (text) => (stdout += `${text}\n`),
     stderr: (text) => (stderr += `${text}\n`),
-    interrupted: new Promise(() => {}),
+    interrupted,
   });
   return { code, stdout, stderr };
 }
@@ -113,6 +113,18 @@ describe('trybots on the embedded runtime, from `hermetic try`', { timeout: 120_
     const again = await tryFromCli([...flags(next, 'first', 'mallory'), '--wait'], dir);
     assert.equal(again.code, 3, 'the approval does not carry to the next commit');
     assert.deepEqual(await buildsOf(next), []);
+  });
+
+  it('Ctrl-C stops --wait with exit 130, leaving the request queued for the pipeline', async () => {
+    const idle = join(dir, 'idle');
+    await (await startLocalRuntime({ dataDir: idle, catalog: await loadConfig(configFile), logger: silentLogger, pollIntervalMs: 0, containers: 'off' })).stop();
+    const commit = await change('queued', { 'test.sh': 'echo later\n' });
+    const started = Date.now();
+    const run = await tryFromCli([...flags(commit, 'queued', 'rsc').slice(0, -1), idle, '--wait'], dir, new Promise((resolve) => setTimeout(resolve, 500)));
+    assert.equal(run.code, 130, run.stderr);
+    assert.ok(Date.now() - started < 5000);
+    assert.match(run.stderr, /waiting for the pipeline to take the request/);
+    assert.match(run.stderr, /stopped waiting; trybot request [0-9a-f]{24} goes on/);
   });
 
   it('refuses bad requests at the command line: unknown builders, injected refs, lookalike logins', async () => {
