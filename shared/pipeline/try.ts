@@ -4,21 +4,13 @@ import { buildLinks } from '../model/links.ts';
 import { topics, type TryRequested } from '../model/messages.ts';
 import type { Build, Repo, TryMode, TryRun } from '../model/types.ts';
 import type { CommitInfo } from '../ports/source.ts';
-import { collections } from '../ports/state.ts';
+import { collections, type Transaction } from '../ports/state.ts';
 import { chooseBuilders, modeKey, modeProblem, needsTouchedFiles, verdictRecipe } from '../trybots/builders.ts';
 import { createTrust } from '../trybots/trust.ts';
 import type { PipelineDeps } from './deps.ts';
 import { publishMessage } from './publish.ts';
 
 type TryDeps = Pick<PipelineDeps, 'catalog' | 'state' | 'publisher' | 'source' | 'github' | 'reporters' | 'logger' | 'now' | 'options'>;
-
-/** What one request came to: built (or reused), waiting for approval, dropped by the flood limit, or refused. */
-export interface TryOutcome {
-  tryId: string;
-  status: TryRun['status'] | 'dropped';
-  /** Other people's requests for this same commit that this trusted request approved. */
-  approved: string[];
-}
 
 /**
  * The `trybot` function: one trybot request. A trusted requester's request is built at once on its builders, each
@@ -31,7 +23,7 @@ export interface TryOutcome {
 export function createTry(deps: TryDeps) {
   const trust = createTrust({ policy: deps.catalog.trybots, state: deps.state, github: deps.github, logger: deps.logger, now: deps.now });
 
-  return async function trybot(request: TryRequested): Promise<TryOutcome> {
+  return async function trybot(request: TryRequested): Promise<void> {
     const repo = deps.catalog.repos.find((candidate) => candidate.name === request.repo);
     if (repo === undefined) {
       throw new PermanentError(`repo "${request.repo}" is not watched; expected one of: ${deps.catalog.repos.map((r) => r.name).join(', ')}`);
@@ -44,8 +36,7 @@ export function createTry(deps: TryDeps) {
     if (named !== undefined && 'error' in named) return refuse(repo, request, decision.trusted, named.error);
 
     if (!decision.trusted) return wait(repo, request, id, mode, requester, decision.why);
-    const outcome = await accept(repo, request, id, mode, requester);
-    if (outcome.status !== 'accepted') return outcome;
+    await accept(repo, request, id, mode, requester);
     const approved: string[] = [];
     const waiting = await deps.state.query(collections.trybots, { where: { repo: repo.name, commit: request.commit, status: 'waiting-approval' } });
     for (const other of waiting) {
@@ -59,7 +50,6 @@ export function createTry(deps: TryDeps) {
       }
     }
     if (approved.length > 0) deps.logger.info('try.approved', { repo: repo.name, commit: request.commit, by: requester, tries: approved.length });
-    return { ...outcome, approved };
   };
 
   /** Ends a waiting request that its approval cannot start (its builders or mode no longer fit), with the reason. */
@@ -69,7 +59,7 @@ export function createTry(deps: TryDeps) {
       const waiting = await tx.get(collections.waiting, waitingDocId(run.requestedBy));
       if (current?.status !== 'waiting-approval') return;
       tx.set(collections.trybots, run.id, { ...current, status: 'rejected', reason, updatedAt: deps.now() });
-      if (waiting !== undefined) tx.set(collections.waiting, waitingDocId(run.requestedBy), { ...waiting, tryIds: waiting.tryIds.filter((other) => other !== run.id) });
+      stopWaiting(tx, waiting, run.id);
     });
     deps.logger.warn('try.rejected', { repo: run.repo, commit: run.commit, try: run.id, reason });
   }
@@ -91,7 +81,7 @@ export function createTry(deps: TryDeps) {
   }
 
   /** Records an untrusted request as waiting, within the per-person limit; nothing of the change is touched. */
-  async function wait(repo: Repo, request: TryRequested, id: string, mode: TryMode, requester: string, why: string): Promise<TryOutcome> {
+  async function wait(repo: Repo, request: TryRequested, id: string, mode: TryMode, requester: string, why: string): Promise<void> {
     const limit = deps.catalog.trybots?.maxWaitingPerRequester ?? 0;
     const result = await deps.state.transaction(async (tx) => {
       const existing = await tx.get(collections.trybots, id);
@@ -101,9 +91,9 @@ export function createTry(deps: TryDeps) {
         if (!existing.requesters.includes(requester) && existing.requesters.length < maxRequesters) {
           tx.set(collections.trybots, id, { ...existing, requesters: [...existing.requesters, requester], updatedAt: now });
         }
-        return { status: existing.status, created: false };
+        return { dropped: false, created: false };
       }
-      if (waiting.tryIds.length >= limit) return { status: 'dropped' as const, created: false };
+      if (waiting.tryIds.length >= limit) return { dropped: true, created: false };
       const run: TryRun = {
         ...tryFields(repo, request, id, mode, requester, now),
         status: 'waiting-approval',
@@ -111,31 +101,30 @@ export function createTry(deps: TryDeps) {
       };
       tx.set(collections.trybots, id, run);
       tx.set(collections.waiting, waitingDocId(requester), { login: requester, tryIds: [...waiting.tryIds, id] });
-      return { status: run.status, created: true };
+      return { dropped: false, created: true };
     });
     const fields = { repo: repo.name, commit: request.commit, requester, try: id };
-    if (result.status === 'dropped') {
+    if (result.dropped) {
       deps.logger.warn('try.dropped', { ...fields, reason: `${requester} already has ${limit} request(s) waiting for approval` });
-      return { tryId: id, status: 'dropped', approved: [] };
+      return;
     }
     if (result.created) {
       deps.logger.info('try.waiting', { ...fields, why });
       await tell(repo, request, `Trybots for ${request.commit.slice(0, 12)} are waiting for approval: a trusted person can approve this commit by commenting \`/try\`.`);
     }
-    return { tryId: id, status: result.status, approved: [] };
   }
 
   /**
    * Accepts a request for `approver` (its own requester, or the trusted person approving it): chooses its builders,
    * reuses verdicts the same tree already has, and makes and requests the rest as trybot builds.
    */
-  async function accept(repo: Repo, request: TryRequested, id: string, mode: TryMode, approver: string): Promise<TryOutcome> {
+  async function accept(repo: Repo, request: TryRequested, id: string, mode: TryMode, approver: string): Promise<void> {
     const stored = await deps.state.get(collections.trybots, id);
     if (stored?.status === 'accepted') {
       // A redelivery: whatever a crash after the acceptance left unsent is sent again; both are idempotent.
       await requestBuilds(stored);
       await reportReused(repo, stored);
-      return { tryId: id, status: 'accepted', approved: [] };
+      return;
     }
     const ref = request.ref ?? (request.pullRequest === undefined ? undefined : `refs/pull/${request.pullRequest}/head`);
     let commit: CommitInfo;
@@ -193,7 +182,7 @@ export function createTry(deps: TryDeps) {
       const { reason: _waitingReason, ...rest } = base;
       const run: TryRun = { ...rest, tree: commit.tree, status: 'accepted', acceptedBy: approver, builds, updatedAt: now };
       tx.set(collections.trybots, id, run);
-      if (waiting !== undefined) tx.set(collections.waiting, waitingDocId(waiting.login), { ...waiting, tryIds: waiting.tryIds.filter((other) => other !== id) });
+      stopWaiting(tx, waiting, id);
       return { run, created };
     });
     const { run } = accepted;
@@ -210,7 +199,6 @@ export function createTry(deps: TryDeps) {
     }
     await requestBuilds(run);
     await reportReused(repo, run);
-    return { tryId: id, status: 'accepted', approved: [] };
   }
 
   /** Publishes `build-requested` for each of the try's own builds still waiting to be planned (again, on a redelivery). */
@@ -245,6 +233,11 @@ export function createTry(deps: TryDeps) {
     }
     return deps.source.changedFiles(repo, base, request.commit);
   }
+}
+
+/** Takes a request off its requester's waiting list, which the flood limit counts. */
+function stopWaiting(tx: Transaction, waiting: { login: string; tryIds: string[] } | undefined, id: string): void {
+  if (waiting !== undefined) tx.set(collections.waiting, waitingDocId(waiting.login), { ...waiting, tryIds: waiting.tryIds.filter((other) => other !== id) });
 }
 
 /** People listed on one request at most; more are still counted as asking, but not recorded. */
