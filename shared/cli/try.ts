@@ -8,6 +8,7 @@ import { tryId } from '../model/ids.ts';
 import { topics, TryRequested, validate } from '../model/messages.ts';
 import { terminalBuildStatuses, type TryMode, type TryRun } from '../model/types.ts';
 import type { PullRequest } from '../ports/github.ts';
+import type { MessageQueue } from '../ports/messages.ts';
 import { silentLogger } from '../ports/log.ts';
 import { collections, type StateStore } from '../ports/state.ts';
 import { publishMessage } from '../pipeline/publish.ts';
@@ -160,16 +161,8 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
   }
 
   const dataDir = resolve(io.cwd, values.data ?? '.hermetic');
-  const database = resolve(dataDir, 'hermetic.db');
-  if (!(await pathExists(database))) throw new UsageError(`--data ${dataDir}: no hermetic pipeline has run here; start one with: hermetic up --data ${dataDir}`);
-  const { openDatabase } = await import('../adapters/local/sqlite-database.ts');
-  const { createSqliteQueue } = await import('../adapters/local/sqlite-queue.ts');
-  const { createSqliteState } = await import('../adapters/local/sqlite-state.ts');
-  const { defaultSubscription } = await import('../runtime/local-runtime.ts');
-  const db = openDatabase(database);
-  const queue = createSqliteQueue(db);
-  const state = createSqliteState(db);
-  try {
+  const code = await withLocalPipeline(dataDir, async ({ state, queue }) => {
+    const { defaultSubscription } = await import('../runtime/local-runtime.ts');
     // The runtime makes its subscriptions when it starts; made here too, a request sent before then is kept for it.
     await queue.subscribe(topics.tryRequested, 'trybot', defaultSubscription);
     const messageId = await publishMessage(queue, topics.tryRequested, request);
@@ -183,11 +176,31 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
       return exitCodes.interrupted;
     });
     const following = follow(state, () => queue.backlog('trybot'), id, { io, json: values.json, until: Date.now() + timeoutSeconds * 1000, stopped: () => stopped });
-    const code = await Promise.race([following, interrupted]);
+    const first = await Promise.race([following, interrupted]);
     stopped = true;
     // The loop ends at its next turn; the database closes after it.
     await following;
-    return code;
+    return first;
+  });
+  if (code === undefined) throw new UsageError(`--data ${dataDir}: no hermetic pipeline has run here; start one with: hermetic up --data ${dataDir}`);
+  return code;
+}
+
+/**
+ * Runs `use` over the state and queue of the local pipeline whose data directory is `dataDir`, closing them after;
+ * undefined, running nothing, when no pipeline has run there.
+ */
+async function withLocalPipeline<T>(dataDir: string, use: (pipeline: { state: StateStore; queue: MessageQueue }) => Promise<T>): Promise<T | undefined> {
+  const database = resolve(dataDir, 'hermetic.db');
+  if (!(await pathExists(database))) return undefined;
+  const { openDatabase } = await import('../adapters/local/sqlite-database.ts');
+  const { createSqliteQueue } = await import('../adapters/local/sqlite-queue.ts');
+  const { createSqliteState } = await import('../adapters/local/sqlite-state.ts');
+  const db = openDatabase(database);
+  const queue = createSqliteQueue(db);
+  const state = createSqliteState(db);
+  try {
+    return await use({ state, queue });
   } finally {
     await state.close();
     await queue.close();
@@ -197,7 +210,8 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
 
 /** Prints the open pull requests, each with the trybot requests recorded for its head in the data directory, if any. */
 async function listPullRequests(io: Io, json: boolean, pulls: PullRequest[], dataDir: string | undefined, repo: string): Promise<number> {
-  const runs = dataDir === undefined ? [] : await recordedTries(dataDir, repo);
+  const recorded = dataDir === undefined ? undefined : await withLocalPipeline(dataDir, ({ state }) => state.query(collections.trybots, { where: { repo } }));
+  const runs = recorded ?? [];
   const rows = pulls.map((pull) => ({ ...pull, trybots: runs.filter((run) => run.commit === pull.head.sha).map((run) => ({ id: run.id, status: run.status, requesters: run.requesters })) }));
   if (json) io.stdout(JSON.stringify(rows, null, 2));
   else if (rows.length === 0) io.stdout('No open pull requests.');
@@ -208,22 +222,6 @@ async function listPullRequests(io: Io, json: boolean, pulls: PullRequest[], dat
     }
   }
   return exitCodes.ok;
-}
-
-/** The trybot requests of a repo recorded in a data directory; none when no pipeline has run there. */
-async function recordedTries(dataDir: string, repo: string): Promise<TryRun[]> {
-  const database = resolve(dataDir, 'hermetic.db');
-  if (!(await pathExists(database))) return [];
-  const { openDatabase } = await import('../adapters/local/sqlite-database.ts');
-  const { createSqliteState } = await import('../adapters/local/sqlite-state.ts');
-  const db = openDatabase(database);
-  const state = createSqliteState(db);
-  try {
-    return await state.query(collections.trybots, { where: { repo } });
-  } finally {
-    await state.close();
-    db.close();
-  }
 }
 
 function published(io: Io, json: boolean, request: TryRequested, id: string, messageId: string): void {
