@@ -71,10 +71,12 @@ const builderSchema = z.discriminatedUnion('type', [goModuleBuilder, goTreeBuild
   error: 'expected "type": "go-module", "go-tree" or "command"',
 });
 
-const githubName = z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/, 'expected a GitHub organisation or user name');
-const githubRepo = z
-  .string()
-  .regex(/^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}\/[A-Za-z0-9._-]{1,100}$/, 'expected "owner/name" of a GitHub repository');
+// Organisations and users share GitHub's rule for logins.
+const githubName = z.string().refine(isGitHubLogin, 'expected a GitHub organisation or user name');
+const githubRepo = z.string().refine((full) => {
+  const [owner = '', repo, ...rest] = full.split('/');
+  return rest.length === 0 && isGitHubLogin(owner) && repo !== undefined && /^[A-Za-z0-9._-]{1,100}$/.test(repo);
+}, 'expected "owner/name" of a GitHub repository');
 
 /** Who may start trybots. */
 const trybotsSchema = z.strictObject({
@@ -264,7 +266,7 @@ function trybotPolicy(raw: z.infer<typeof trybotsSchema>): TrybotPolicy {
 }
 
 /** "owner/name" of a github.com URL (https, ssh or scp-like), else undefined. */
-export function githubRepoOfUrl(url: string): string | undefined {
+function githubRepoOfUrl(url: string): string | undefined {
   const match = /^(?:https:\/\/github\.com\/|ssh:\/\/git@github\.com\/|git@github\.com:)([A-Za-z0-9-]+\/[A-Za-z0-9._-]+?)(?:\.git)?\/?$/.exec(url);
   return match?.[1];
 }

@@ -32,7 +32,7 @@ export interface BuilderStatus {
   /** The check's name, one per builder: "hermetic/<builder>". */
   context: string;
   state: 'queued' | 'running' | 'success' | 'failure' | 'error';
-  /** One line; GitHub keeps at most 140 characters. */
+  /** One line; the adapter cuts it to the 140 characters GitHub keeps of a commit status. */
   description: string;
   /** The build's page on the dashboard. */
   targetUrl?: string;

@@ -4,7 +4,7 @@ import type { BuilderStatus, GitHub } from '../ports/github.ts';
 import type { Reporter } from '../ports/reporter.ts';
 
 /** The check's name for a builder, beside the commit on GitHub. */
-export const statusContext = (builder: string): string => `hermetic/${builder}`;
+const statusContext = (builder: string): string => `hermetic/${builder}`;
 
 /**
  * Reports builds of repos that live on GitHub beside their commit: one status (or check run) per builder, queued,
@@ -21,10 +21,8 @@ export function createGitHubReporter(github: GitHub, repos: readonly Repo[]): Re
 }
 
 /** How GitHub shows a build: its state and one line saying why, linked to its page. */
-export function statusOf(build: Build, links: BuildLinks): BuilderStatus {
-  const state = stateOf(build.status);
-  const words = describe(build);
-  return { sha: build.commit, context: statusContext(build.builder), state, description: words.length > 140 ? `${words.slice(0, 139)}…` : words, targetUrl: links.buildUrl };
+function statusOf(build: Build, links: BuildLinks): BuilderStatus {
+  return { sha: build.commit, context: statusContext(build.builder), state: stateOf(build.status), description: describe(build), targetUrl: links.buildUrl };
 }
 
 function stateOf(status: Build['status']): BuilderStatus['state'] {

@@ -29,8 +29,6 @@ export interface WebhookDelivery {
 export interface WebhookReply {
   status: number;
   message: string;
-  /** The request published, when one was. */
-  request?: TryRequested;
 }
 
 /** The parts of an `issue_comment` event that are read; GitHub sends far more. */
@@ -99,7 +97,7 @@ export async function handleWebhook(deps: WebhookDeps, delivery: WebhookDelivery
     );
     await publishMessage(deps.publisher, topics.tryRequested, request);
     deps.logger.info('webhook.try', { delivery: delivery.id, repo: repo.name, pullRequest: pull.number, commit: pull.head.sha, requester: request.requester });
-    return { status: 202, message: `trybot request for ${pull.head.sha.slice(0, 12)} published`, request };
+    return { status: 202, message: `trybot request for ${pull.head.sha.slice(0, 12)} published` };
   } catch (error) {
     const reason = describeError(error);
     deps.logger.error('webhook.failed', { delivery: delivery.id, error: reason });

@@ -29,7 +29,7 @@ interface CachedPage {
 }
 
 const PER_PAGE = 100;
-/** GitHub keeps at most this many characters of a commit status's description. */
+/** GitHub keeps at most this many characters of a commit status's description; a check run's title is cut alike. */
 const MAX_DESCRIPTION = 140;
 const STATUS_STATE = { queued: 'pending', running: 'pending', success: 'success', failure: 'failure', error: 'error' } as const;
 
@@ -161,7 +161,8 @@ function checkRunFields(status: BuilderStatus): {
   details_url?: string;
   output: { title: string; summary: string };
 } {
-  const output = { title: status.description, summary: status.description };
+  const title = cut(status.description, MAX_DESCRIPTION);
+  const output = { title, summary: title };
   const link = status.targetUrl === undefined ? {} : { details_url: status.targetUrl };
   switch (status.state) {
     case 'queued':
