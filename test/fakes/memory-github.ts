@@ -12,6 +12,8 @@ export interface MemoryGitHub extends GitHub {
   comments: Array<{ repo: string; number: number; body: string }>;
   /** Membership questions asked, as "org:login" or "org/team:login". */
   asked: string[];
+  /** Opens pull request `number` of acme/demo from `head` (a branch of acme/demo, or of `head.repo`) onto main at `base`. */
+  open(number: number, head: { sha: string; ref: string; repo?: string }, base: string): void;
 }
 
 export function createMemoryGitHub(): MemoryGitHub {
@@ -29,6 +31,19 @@ export function createMemoryGitHub(): MemoryGitHub {
     statuses,
     comments,
     asked,
+    open(number, head, base) {
+      const repo = head.repo ?? 'acme/demo';
+      pulls.set(number, {
+        number,
+        state: 'open',
+        title: `pull request ${number}`,
+        author: 'contributor',
+        head: { sha: head.sha, ref: head.ref, repo },
+        base: { sha: base, ref: 'main' },
+        fromFork: repo !== 'acme/demo',
+        url: `https://github.com/acme/demo/pull/${number}`,
+      });
+    },
     async pullRequest(_repo, number) {
       const pull = pulls.get(number);
       if (pull === undefined) throw new PermanentError(`no pull request #${number}`);

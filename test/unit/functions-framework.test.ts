@@ -85,16 +85,7 @@ describe('entry points through functions-framework', () => {
 
   before(async () => {
     const github = createMemoryGitHub();
-    github.pulls.set(3, {
-      number: 3,
-      state: 'open',
-      title: 'a change',
-      author: 'contributor',
-      head: { sha: 'e'.repeat(40), ref: 'change', repo: 'acme/demo' },
-      base: { sha: 'f'.repeat(40), ref: 'main' },
-      fromFork: false,
-      url: 'https://github.com/acme/demo/pull/3',
-    });
+    github.open(3, { sha: 'e'.repeat(40), ref: 'change' }, 'f'.repeat(40));
     h = await createPipelineHarness({ github, webhookSecret });
     registerFunctions(async () => h.functions);
     for (const [name, set] of [

@@ -29,16 +29,7 @@ function commentEvent(body: string, overrides: { login?: string; type?: string; 
 describe('webhook: /try comments', () => {
   const queue = createMemoryQueue({ now: Date.now });
   const github = createMemoryGitHub();
-  github.pulls.set(12, {
-    number: 12,
-    state: 'open',
-    title: 'net/http: fix it',
-    author: 'contributor',
-    head: { sha: head, ref: 'fix; rm -rf /', repo: 'contributor/demo' },
-    base: { sha: base, ref: 'main' },
-    fromFork: true,
-    url: 'https://github.com/acme/demo/pull/12',
-  });
+  github.open(12, { sha: head, ref: 'fix; rm -rf /', repo: 'contributor/demo' }, base);
   const catalog = parseConfig(
     { repos: [{ name: 'demo', url: 'https://github.com/acme/demo.git', builders: ['ok'] }], builders: { ok: { type: 'command', command: 'true' } } },
     'test.json',
