@@ -50,6 +50,19 @@ type Report = Partial<Pick<TaskResult, 'source' | 'snapshot'>>;
 const termGraceMs = 1000;
 /** How long to wait for a step's pipes to close after its group was killed (an escaped process may hold them). */
 const drainMs = 1000;
+/** What stopping takes at most: SIGTERM's grace, the drain, then the log's last chunk and the result (about a second). */
+const finishingMs = termGraceMs + drainMs + 1000;
+
+/**
+ * How long before the deadline the steps are stopped: a tenth of the time left, up to 5 s, but never less than
+ * stopping takes unless that would eat more than half the time left. A short task on a busy machine (where the agent
+ * itself may start a second late) still uploads its timed-out result before the sandbox's hard deadline.
+ */
+export function finishingGraceMs(remainingMs: number): number {
+  const remaining = Math.max(0, remainingMs);
+  return Math.floor(Math.min(5000, Math.max(remaining / 10, Math.min(finishingMs, remaining / 2))));
+}
+
 /** How much captured output is kept when the spec does not say. */
 const defaultOutputBytes = 1 << 20;
 
@@ -62,7 +75,7 @@ export async function runAgent(options: AgentOptions): Promise<TaskResult> {
   const { spec } = options;
   const now = options.now ?? Date.now;
   const startedAt = now();
-  const graceMs = options.graceMs ?? Math.min(5000, Math.max(0, Math.floor((spec.deadline - startedAt) / 10)));
+  const graceMs = options.graceMs ?? finishingGraceMs(spec.deadline - startedAt);
   const softDeadline = spec.deadline - graceMs;
   const log = createChunkedLog({
     chunkUrls: spec.log.chunkUrls,

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { runAgent, displayCommand } from '../../shared/agent/agent.ts';
+import { runAgent, displayCommand, finishingGraceMs } from '../../shared/agent/agent.ts';
 import { cutNotice } from '../../shared/agent/chunked-log.ts';
 import { blobKeys, TaskResult, type TaskSpec } from '../../shared/model/wire.ts';
 import { startFakeBlobServer, taskSpecFor, tarball, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
@@ -232,13 +232,20 @@ describe('runAgent', () => {
     assert.ok(Date.now() - started < 4000);
   });
 
-  test('default grace: a tenth of the time left, at most 5s', async () => {
+  test('default grace: a tenth of the time left, at most 5 s, at least what stopping takes when there is time', () => {
+    assert.equal(finishingGraceMs(600_000), 5000);
+    assert.equal(finishingGraceMs(40_000), 4000);
+    assert.equal(finishingGraceMs(20_000), 3000, 'stopping takes 3 s: a tenth would be too little');
+    assert.equal(finishingGraceMs(2000), 1000, 'never more than half the time left');
+    assert.equal(finishingGraceMs(-5), 0);
+  });
+
+  test('the default grace stops a step early enough to upload the result before the deadline', async () => {
     const spec = makeSpec({ steps: [['sleep', '30']], deadlineInMs: 2000 });
-    const started = Date.now();
     const { result } = await run(spec);
-    const took = Date.now() - started;
     assert.equal(result.status, 'timed-out');
-    assert.ok(took >= 1600 && took < 2000, `stopped after ${took}ms`);
+    assert.ok(result.finishedAt < spec.deadline, `finished ${result.finishedAt - spec.deadline}ms after the deadline`);
+    assert.ok(result.finishedAt - result.startedAt >= 900, `stopped after ${result.finishedAt - result.startedAt}ms`);
   });
 
   test('kills background processes when their step ends', async () => {

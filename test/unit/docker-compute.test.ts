@@ -187,7 +187,7 @@ describe('Docker compute', { skip }, () => {
     try {
       const taskId = newTaskId();
       // A step is PID 1 of its namespace, where SIGTERM without a handler is ignored: it takes the SIGKILL a second
-      // later, which the default grace (a tenth of the time, at most 5 s) leaves room for.
+      // later, which the default grace (3 s here: what stopping takes) leaves room for.
       const deadline = Date.now() + 15_000;
       await s.compute.start(s.request(taskId, { steps: [['sleep', '60']], deadline }, { deadline }));
       const exit = await s.exitOf(taskId);

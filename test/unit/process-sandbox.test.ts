@@ -185,7 +185,8 @@ for (const isolation of modes) {
       const s = await setup(isolation);
       try {
         const taskId = newTaskId();
-        const deadline = Date.now() + 2500;
+        // Long enough that the agent's grace covers stopping and uploading even when it starts late on a busy machine.
+        const deadline = Date.now() + 6000;
         await s.sandbox.start(s.request(taskId, { steps: [['sleep', '60']], deadline }, { deadline }));
         const exit = await s.exitOf(taskId);
         assert.equal(exit.reason, 'exited');
