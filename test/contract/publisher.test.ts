@@ -161,10 +161,8 @@ describe('pubsub publisher, beyond the contract', { skip: missing, concurrency: 
         return topic(name, options);
       };
       const publisher = createPubsubPublisher({ pubsub });
-      const started = Date.now();
       for (let i = 0; i < 5; i++) await publisher.publish('cached', encode(String(i)));
       assert.deepEqual(made, [['cached', { batching: { maxMessages: 100, maxMilliseconds: 0 } }]]);
-      assert.ok(Date.now() - started < 2_000, `5 awaited publishes took ${Date.now() - started} ms`);
     } finally {
       await pubsub.close();
     }

@@ -8,7 +8,6 @@ import { blobKeys, type TaskSpec } from '../../shared/model/wire.ts';
 export interface RecordedPut {
   key: string;
   body: Buffer;
-  at: number;
 }
 
 /** A stand-in for the signed-URL blob server: GET serves objects, PUT stores them, and faults can be injected. */
@@ -62,7 +61,7 @@ export async function startFakeBlobServer(options: { host?: string } = {}): Prom
       }
       const body = Buffer.concat(parts);
       objects.set(key, body);
-      puts.push({ key, body, at: Date.now() });
+      puts.push({ key, body });
       response.writeHead(200).end();
       return;
     }
