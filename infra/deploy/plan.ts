@@ -28,7 +28,7 @@ export interface Command {
 }
 
 /** What triggers a deployed function. */
-export type Trigger = { kind: 'pubsub'; topic: string } | { kind: 'http'; runsOn: 'app-engine' } | { kind: 'http'; runsOn: 'github' };
+export type Trigger = { kind: 'pubsub'; topic: string } | { kind: 'http'; runsOn: 'app-engine' };
 
 /** The topic every subscription's undeliverable messages go to; the `deadLetter` function records them. */
 export const deadLetterTopic = topics.deadLetters;
@@ -49,13 +49,11 @@ function messageTriggers(): MessageTriggers {
 /**
  * Every function that is deployed, by entry point, and what triggers it: each message function of `triggers` (landed
  * and the dead-letter recorder among them) on its topic, and the dashboard, over HTTP on App Engine. The one table
- * the plan, its tests and its teardown read.
+ * the plan, its tests and its teardown read; the `webhook` function, deployed with `--github` only, is planned apart.
  */
 export const deployedFunctions = {
   ...messageTriggers(),
   dashboard: { kind: 'http', runsOn: 'app-engine' },
-  /** GitHub's webhook deliveries, public (GitHub signs them), deployed with `--github` only. */
-  webhook: { kind: 'http', runsOn: 'github' },
 } as const satisfies Record<string, Trigger>;
 export type DeployedFunctionName = keyof typeof deployedFunctions;
 
@@ -217,9 +215,14 @@ export function planNames(options: PlanOptions): PlanNames {
     eventsAccount: account(accountIds.events),
     workerAccount: account(accountIds.worker),
     schedules: { poll: options.schedules?.poll ?? '* * * * *', reap: options.schedules?.reap ?? '*/2 * * * *' },
-    images: (options.images ?? []).map((image) => image.tag.replace(/^hermetic\//, '')).join(' '),
+    images: (options.images ?? []).map(repositoryTagOf).join(' '),
     github: options.github,
   };
+}
+
+/** An image's name and tag in the image repository: its local tag without the `hermetic/` prefix. */
+function repositoryTagOf(image: { tag: string }): string {
+  return image.tag.replace(/^hermetic\//, '');
 }
 
 /** App Engine names two regions differently from everything else; the rest share their name. */
@@ -297,6 +300,14 @@ function cloudFunctions(): Array<[DeployedFunctionName, string]> {
 }
 
 const serviceAccountMember = (email: string) => `serviceAccount:${email}`;
+
+/** The `--member` flags that name the functions' and the event-delivery accounts in grants. */
+function memberFlags(names: PlanNames) {
+  return {
+    functionsMember: `--member=${serviceAccountMember(names.functionsAccount)}`,
+    eventsMember: `--member=${serviceAccountMember(names.eventsAccount)}`,
+  };
+}
 const pubsubAgent = 'serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com';
 const storageAgent = 'serviceAccount:${STORAGE_AGENT}';
 
@@ -322,9 +333,8 @@ export function deployPlan(options: PlanOptions): Command[] {
   const names = planNames(options);
   const { project, region, bucket } = names;
   const p = ['--project', project];
-  const { commands, add, create } = collector();
-  const functionsMember = `--member=${serviceAccountMember(names.functionsAccount)}`;
-  const eventsMember = `--member=${serviceAccountMember(names.eventsAccount)}`;
+  const { commands, add, create, remove } = collector();
+  const { functionsMember, eventsMember } = memberFlags(names);
 
   add('enable the APIs hermetic uses', ['gcloud', 'services', 'enable', ...services, ...(names.github === undefined ? [] : ['secretmanager.googleapis.com']), ...p]);
   add('look up the project number, which names the Pub/Sub service agent', ['gcloud', 'projects', 'describe', project, '--format=value(projectNumber)'], {
@@ -407,7 +417,7 @@ export function deployPlan(options: PlanOptions): Command[] {
     add('let docker push there with your gcloud credentials', ['gcloud', 'auth', 'configure-docker', '${IMAGE_REPO%%/*}', '--quiet']);
   }
   for (const image of options.images ?? []) {
-    const remote = `\${IMAGE_REPO}/${image.tag.replace(/^hermetic\//, '')}`;
+    const remote = `\${IMAGE_REPO}/${repositoryTagOf(image)}`;
     add(`the ${image.hostType} builder image, under the tag its recipe hashes to`, ['docker', 'tag', image.tag, remote]);
     add(`upload the ${image.hostType} image`, ['docker', 'push', remote]);
   }
@@ -426,18 +436,18 @@ export function deployPlan(options: PlanOptions): Command[] {
   }
 
   const env = Object.entries(environmentOf(names)).map(([key, value]) => `${key}=${value}`).join(',');
+  const secrets = secretFlags(names);
   for (const [name, topic] of cloudFunctions()) {
     const service = serviceNameOf(name);
     add(`the ${name} function, on topic ${topic}`, [
       'gcloud', 'functions', 'deploy', service, '--gen2', '--runtime=nodejs22', `--region=${region}`, '--source=.', `--entry-point=${name}`,
       `--trigger-topic=${topic}`, '--retry', `--service-account=${names.functionsAccount}`, `--trigger-service-account=${names.eventsAccount}`,
-      '--ingress-settings=internal-only', '--no-allow-unauthenticated', '--timeout=300s', `--set-env-vars=${env}`, ...secretFlags(names), ...p,
+      '--ingress-settings=internal-only', '--no-allow-unauthenticated', '--timeout=300s', `--set-env-vars=${env}`, ...secrets, ...p,
     ]);
-    for (const role of grants.events.function) {
-      add(`event delivery may invoke ${service} (${role}), and only the functions`, [
-        'gcloud', 'functions', 'add-invoker-policy-binding', service, `--region=${region}`, eventsMember, ...p,
-      ]);
-    }
+    // add-invoker-policy-binding takes no role: it grants grants.events.function, run.invoker.
+    add(`event delivery may invoke ${service} (${grants.events.function.join(', ')}), and only the functions`, [
+      'gcloud', 'functions', 'add-invoker-policy-binding', service, `--region=${region}`, eventsMember, ...p,
+    ]);
     // The dead-letter recorder is the end of the line: its own failures are retried, never dead-lettered.
     if (topic === deadLetterTopic) continue;
     const vars = variablesOf(name);
@@ -462,7 +472,7 @@ export function deployPlan(options: PlanOptions): Command[] {
     add('the webhook function: public, since GitHub calls it and signs every delivery, which it checks', [
       'gcloud', 'functions', 'deploy', serviceNameOf('webhook'), '--gen2', '--runtime=nodejs22', `--region=${region}`, '--source=.', '--entry-point=webhook',
       '--trigger-http', '--allow-unauthenticated', '--ingress-settings=all', `--service-account=${names.functionsAccount}`, '--timeout=60s',
-      `--set-env-vars=${env}`, ...secretFlags(names), ...p,
+      `--set-env-vars=${env}`, ...secrets, ...p,
     ]);
     add("the webhook's address, for the repository's webhook settings", [
       'gcloud', 'functions', 'describe', serviceNameOf('webhook'), '--gen2', `--region=${region}`, '--format=value(serviceConfig.uri)', ...p,
@@ -471,7 +481,7 @@ export function deployPlan(options: PlanOptions): Command[] {
 
   // A second `notifications create` would add a second notification (each result would wake landed twice), so a run
   // removes what an earlier one made first. The bucket is hermetic's alone.
-  add('clear the bucket\'s notifications from an earlier run', ['gcloud', 'storage', 'buckets', 'notifications', 'delete', `gs://${bucket}`, ...p], { done: 'missing' });
+  remove('clear the bucket\'s notifications from an earlier run', ['gcloud', 'storage', 'buckets', 'notifications', 'delete', `gs://${bucket}`, ...p]);
   create(`a result object landing under ${resultNotification.prefix} publishes to ${resultNotification.topic}, which wakes landed`, [
     'gcloud', 'storage', 'buckets', 'notifications', 'create', `gs://${bucket}`, `--topic=projects/${project}/topics/${resultNotification.topic}`,
     `--event-types=${resultNotification.event}`, `--object-prefix=${resultNotification.prefix}`, '--payload-format=json', '--skip-topic-setup', ...p,
@@ -503,6 +513,7 @@ export function teardownPlan(options: PlanOptions): Command[] {
   const { project, region, bucket } = names;
   const p = ['--project', project];
   const { commands, remove } = collector();
+  const { functionsMember, eventsMember } = memberFlags(names);
 
   for (const job of ['hermetic-reap', 'hermetic-poll']) {
     remove('stop the scheduled ticks first, so nothing new starts', ['gcloud', 'scheduler', 'jobs', 'delete', job, `--location=${region}`, '--quiet', ...p]);
@@ -528,12 +539,12 @@ export function teardownPlan(options: PlanOptions): Command[] {
 
   for (const role of [...grants.events.project].reverse()) {
     remove(`event delivery: ${role}`, [
-      'gcloud', 'projects', 'remove-iam-policy-binding', project, `--member=${serviceAccountMember(names.eventsAccount)}`, `--role=${role}`, '--condition=None',
+      'gcloud', 'projects', 'remove-iam-policy-binding', project, eventsMember, `--role=${role}`, '--condition=None',
     ]);
   }
   for (const role of [...grants.functions.project].reverse()) {
     remove(`functions: ${role}`, [
-      'gcloud', 'projects', 'remove-iam-policy-binding', project, `--member=${serviceAccountMember(names.functionsAccount)}`, `--role=${role}`, '--condition=None',
+      'gcloud', 'projects', 'remove-iam-policy-binding', project, functionsMember, `--role=${role}`, '--condition=None',
     ]);
   }
   for (const id of [accountIds.worker, accountIds.events, accountIds.functions]) {
