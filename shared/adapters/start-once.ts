@@ -18,7 +18,9 @@ export function createStartOnce(logger: Logger) {
         return Promise.resolve();
       }
       started.add(taskId);
-      const launching = launch()
+      // Through a promise, so a launch that throws before it returns one frees the task too.
+      const launching = Promise.resolve()
+        .then(launch)
         .catch((error: unknown) => {
           started.delete(taskId);
           throw error;

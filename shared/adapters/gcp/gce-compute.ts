@@ -122,7 +122,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
           ...(options.serviceAccount === undefined ? {} : { serviceAccount: options.serviceAccount }),
         });
       } catch (error) {
-        return Promise.reject(new PermanentError(`cannot make the VM of task ${taskId}: ${messageOf(error)}`, { cause: error }));
+        throw new PermanentError(`cannot make the VM of task ${taskId}: ${messageOf(error)}`, { cause: error });
       }
       return insert(request, body);
     });
