@@ -13,11 +13,9 @@ import { gceHostTypes, loadMachines } from '../shared/adapters/gcp/gce-host-type
 import { createGcsBlobs } from '../shared/adapters/gcp/gcs-blobs.ts';
 import { createPubsubPublisher } from '../shared/adapters/gcp/pubsub-publisher.ts';
 import { createGitSource } from '../shared/adapters/local/git-source.ts';
-import { connectGitHub } from '../shared/adapters/github/connect.ts';
-import { routeSources } from '../shared/adapters/source-router.ts';
+import { wireGitHub } from '../shared/adapters/github/connect.ts';
 import { loadConfig } from '../shared/config/config.ts';
 import { readGitHubEnvironment } from '../shared/config/github-environment.ts';
-import { createGitHubReporter } from '../shared/trybots/github-reporter.ts';
 import { listHostTypes } from '../shared/images/host-types.ts';
 import type { Logger } from '../shared/ports/log.ts';
 import { defaultPipelineOptions } from '../shared/pipeline/deps.ts';
@@ -80,7 +78,8 @@ export async function loadGoogleCloud(
     ...(clients.compute === undefined ? {} : { clientOptions: clients.compute }),
   });
   const state = createFirestoreState({ firestore: clients.firestore });
-  const github = githubEnvironment === undefined ? undefined : connectGitHub(githubEnvironment, { state, logger });
+  // Mirrors live in the instance's /tmp (memory): a cold instance fetches again, a warm one only what is new.
+  const git = createGitSource({ cacheDir: join(tmpdir(), 'hermetic-git'), logger });
   return createFunctions({
     catalog,
     state,
@@ -91,11 +90,7 @@ export async function loadGoogleCloud(
       ...(clients.signingEndpoint === undefined ? {} : { signingEndpoint: clients.signingEndpoint }),
     }),
     compute,
-    // Mirrors live in the instance's /tmp (memory): a cold instance fetches again, a warm one only what is new.
-    source: routeSources(createGitSource({ cacheDir: join(tmpdir(), 'hermetic-git'), logger }), github?.source),
-    reporters: github === undefined ? [] : [createGitHubReporter(github.api, catalog.repos)],
-    ...(github === undefined ? {} : { github: github.api }),
-    ...(githubEnvironment?.webhookSecret === undefined ? {} : { webhookSecret: githubEnvironment.webhookSecret }),
+    ...wireGitHub(githubEnvironment, { git, state, logger, repos: catalog.repos }),
     logger,
     now: Date.now,
     options: { ...defaultPipelineOptions, dashboardUrl: environment.dashboardUrl },

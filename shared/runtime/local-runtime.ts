@@ -19,10 +19,8 @@ import type { Compute, OnWorkerExit } from '../ports/compute.ts';
 import type { Logger } from '../ports/log.ts';
 import type { SubscriptionOptions } from '../ports/messages.ts';
 import type { GitHubEnvironment } from '../config/github-environment.ts';
-import { connectGitHub } from '../adapters/github/connect.ts';
+import { wireGitHub } from '../adapters/github/connect.ts';
 import type { Source } from '../ports/source.ts';
-import { routeSources } from '../adapters/source-router.ts';
-import { createGitHubReporter } from '../trybots/github-reporter.ts';
 import type { Reporter } from '../ports/reporter.ts';
 import { collections } from '../ports/state.ts';
 import { defaultPipelineOptions, type Catalog, type PipelineDeps, type PipelineOptions } from '../pipeline/deps.ts';
@@ -146,16 +144,21 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     else res.writeHead(404).end();
   });
 
-  const github = options.github === undefined ? undefined : connectGitHub(options.github, { state, logger });
+  const { webhookSecret, ...github } = wireGitHub(options.github, {
+    git: createGitSource({ cacheDir: join(dataDir, 'git'), logger }),
+    state,
+    logger,
+    repos: options.catalog.repos,
+  });
   const deps: PipelineDeps = {
     catalog: options.catalog,
     state,
     publisher: queue,
     blobs,
     compute,
-    source: options.source ?? routeSources(createGitSource({ cacheDir: join(dataDir, 'git'), logger }), github?.source),
-    reporters: [...(options.reporters ?? []), ...(github === undefined ? [] : [createGitHubReporter(github.api, options.catalog.repos)])],
-    ...(github === undefined ? {} : { github: github.api }),
+    ...github,
+    source: options.source ?? github.source,
+    reporters: [...(options.reporters ?? []), ...github.reporters],
     logger,
     now: Date.now,
     // Local compute lists its workers the moment they start, so a short grace is enough for the reaper.
@@ -166,7 +169,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     ...deps,
     deadLetters: queue,
     maxDeliveryAttempts: subscription.maxAttempts,
-    ...(options.github?.webhookSecret === undefined ? {} : { webhookSecret: options.github.webhookSecret }),
+    ...(webhookSecret === undefined ? {} : { webhookSecret }),
   });
   server.on('request', (req, res) => {
     const path = req.url?.split('?')[0];

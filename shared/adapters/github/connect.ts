@@ -1,8 +1,12 @@
 import type { GitHubEnvironment } from '../../config/github-environment.ts';
+import type { Repo } from '../../model/types.ts';
 import type { EtagCache, GitHub } from '../../ports/github.ts';
 import type { Logger } from '../../ports/log.ts';
+import type { Reporter } from '../../ports/reporter.ts';
 import type { Source } from '../../ports/source.ts';
 import type { StateStore } from '../../ports/state.ts';
+import { createGitHubReporter } from '../../trybots/github-reporter.ts';
+import { routeSources } from '../source-router.ts';
 import { createGitHubApi } from './github-api.ts';
 import { createGitHubClient } from './client.ts';
 import { createGitHubSource } from './github-source.ts';
@@ -20,6 +24,33 @@ export function connectGitHub(environment: GitHubEnvironment, deps: { state?: St
   });
   const etags = deps.state === undefined ? memoryEtags() : createStateEtagCache(deps.state);
   return { api: createGitHubApi({ client, etags }), source: createGitHubSource({ client, etags, logger: deps.logger }) };
+}
+
+/** What a composition root hands the pipeline and its functions for GitHub. */
+export interface GitHubWiring {
+  /** Repos that live on GitHub through its API, every other repo through git. */
+  source: Source;
+  /** Commit statuses or check runs, per builder. */
+  reporters: Reporter[];
+  /** For trust and pull requests. */
+  github?: GitHub;
+  /** For the webhook's signatures. */
+  webhookSecret?: string;
+}
+
+/** The pipeline's GitHub parts from the GitHub environment; without one, git alone and nothing reported to GitHub. */
+export function wireGitHub(
+  environment: GitHubEnvironment | undefined,
+  deps: { git: Source; state: StateStore; logger: Logger; repos: readonly Repo[] },
+): GitHubWiring {
+  if (environment === undefined) return { source: deps.git, reporters: [] };
+  const { api, source } = connectGitHub(environment, deps);
+  return {
+    source: routeSources(deps.git, source),
+    reporters: [createGitHubReporter(api, deps.repos)],
+    github: api,
+    ...(environment.webhookSecret === undefined ? {} : { webhookSecret: environment.webhookSecret }),
+  };
 }
 
 function memoryEtags(): EtagCache {
