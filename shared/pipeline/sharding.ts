@@ -61,7 +61,7 @@ export interface PlannedTests {
 
 /**
  * Plans the listed units into the builder's shard count (its trybot count for a trybot build), balanced by what the
- * builder has learned of each unit's duration, and makes each shard's first task.
+ * builder has learned of each unit's duration, and makes each shard's first task. A make-only build plans none.
  */
 export async function planTests(
   deps: Pick<PipelineDeps, 'state' | 'now'>,
@@ -69,6 +69,7 @@ export async function planTests(
   suite: TestSuite,
   listed: readonly ListedUnit[],
 ): Promise<PlannedTests> {
+  if (build.mode?.kind === 'make') return { plan: planShards([], 1), tasks: [], order: [], missing: [] };
   const wanted = build.mode?.kind === 'tests' ? new Set(build.mode.tests) : undefined;
   const missing = wanted === undefined ? [] : [...wanted].filter((name) => !listed.some((unit) => unit.name === name));
   if (missing.length > 0) return { plan: planShards([], 1), tasks: [], order: [], missing };
