@@ -1,11 +1,12 @@
 import type { Octokit } from 'octokit';
-import { isCommitHash, isSafeBranchName } from '../../config/refs.ts';
+import { isCommitHash } from '../../config/refs.ts';
 import { PermanentError } from '../../errors.ts';
 import type { GitHubRepo, Repo } from '../../model/types.ts';
 import type { EtagCache } from '../../ports/github.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
 import type { BranchChanges, CommitInfo, Source } from '../../ports/source.ts';
 import { requestStatus, type GitHubClient } from './client.ts';
+import { checkChangesArguments, checkCommitArgument } from '../source-arguments.ts';
 import { stripTarballPrefix } from './strip-tarball-prefix.ts';
 
 export interface GitHubSourceDeps {
@@ -102,9 +103,7 @@ export function createGitHubSource(deps: GitHubSourceDeps): Source {
   return {
     async changes(repo, branch, previousHead, limit): Promise<BranchChanges> {
       const gh = githubRepoOf(repo);
-      if (!isSafeBranchName(branch)) throw new PermanentError(`repo "${repo.name}": unsafe branch name ${JSON.stringify(branch)}`);
-      if (previousHead !== undefined && !isCommitHash(previousHead)) throw new PermanentError(`repo "${repo.name}": previous head ${JSON.stringify(previousHead)} is not a full commit hash`);
-      if (!Number.isSafeInteger(limit) || limit < 0) throw new PermanentError(`repo "${repo.name}": limit ${limit} is not a non-negative integer`);
+      checkChangesArguments(repo, branch, previousHead, limit);
       const octokit = await deps.client.forRepo(gh);
       const head = await branchHead(octokit, gh, branch);
       if (previousHead === head) return { head, commits: [], forced: false, skipped: 0 };
@@ -151,7 +150,7 @@ export function createGitHubSource(deps: GitHubSourceDeps): Source {
    */
   async function askAbout<T>(repo: Repo, commits: readonly string[], missing: (name: string) => string, ask: (octokit: Octokit, gh: GitHubRepo) => Promise<T>): Promise<T> {
     const gh = githubRepoOf(repo);
-    for (const commit of commits) checkCommit(repo, commit);
+    for (const commit of commits) checkCommitArgument(repo, commit);
     const octokit = await deps.client.forRepo(gh);
     try {
       return await ask(octokit, gh);
@@ -181,10 +180,6 @@ async function treeDifference(octokit: Octokit, gh: GitHubRepo, base: string, he
 function githubRepoOf(repo: Repo): GitHubRepo {
   if (repo.github === undefined) throw new PermanentError(`repo "${repo.name}" is not on GitHub (it has no github owner and name)`);
   return repo.github;
-}
-
-function checkCommit(repo: Repo, commit: string): void {
-  if (!isCommitHash(commit)) throw new PermanentError(`repo "${repo.name}": ${JSON.stringify(commit)} is not a full commit hash`);
 }
 
 function commitInfo(json: CommitJson): CommitInfo {

@@ -7,6 +7,7 @@ import { PermanentError, RetryableError } from '../../errors.ts';
 import type { Repo } from '../../model/types.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
 import type { BranchChanges, CommitInfo, Source } from '../../ports/source.ts';
+import { checkChangesArguments, checkCommitArgument } from '../source-arguments.ts';
 
 export interface GitSourceOptions {
   /** Where the bare mirrors live, one directory per repo URL. Created when missing. */
@@ -188,11 +189,7 @@ export function createGitSource(options: GitSourceOptions): Source {
   return {
     async changes(repo, branch, previousHead, limit): Promise<BranchChanges> {
       checkUrl(repo);
-      if (!isSafeBranchName(branch)) throw new PermanentError(`repo "${repo.name}": unsafe branch name ${JSON.stringify(branch)}`);
-      if (previousHead !== undefined && !isCommitHash(previousHead)) {
-        throw new PermanentError(`repo "${repo.name}": previous head ${JSON.stringify(previousHead)} is not a full commit hash`);
-      }
-      if (!Number.isSafeInteger(limit) || limit < 0) throw new PermanentError(`repo "${repo.name}": limit ${limit} is not a non-negative integer`);
+      checkChangesArguments(repo, branch, previousHead, limit);
       const mirror = mirrorPath(repo);
 
       return withMirrorLock(mirror, async () => {
@@ -243,7 +240,7 @@ export function createGitSource(options: GitSourceOptions): Source {
 
     async changedFiles(repo, base, head): Promise<string[]> {
       const mirror = checkedMirror(repo, base);
-      checkedMirror(repo, head);
+      checkCommitArgument(repo, head);
       return withMirrorLock(mirror, async () => {
         for (const commit of [base, head]) await ensureCommit(repo, mirror, commit, undefined);
         const output = await git(mirror, ['diff', '--name-only', '-z', '--no-renames', '--end-of-options', base, head], `repo "${repo.name}": diff of ${base} and ${head} failed`);
@@ -255,7 +252,7 @@ export function createGitSource(options: GitSourceOptions): Source {
   /** The mirror of a repo, after checking the URL and that `commit` is a full hash. */
   function checkedMirror(repo: Repo, commit: string): string {
     checkUrl(repo);
-    if (!isCommitHash(commit)) throw new PermanentError(`repo "${repo.name}": ${JSON.stringify(commit)} is not a full commit hash`);
+    checkCommitArgument(repo, commit);
     return mirrorPath(repo);
   }
 
