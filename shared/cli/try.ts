@@ -4,7 +4,6 @@ import { connectGitHub } from '../adapters/github/connect.ts';
 import { readGitHubEnvironment } from '../config/github-environment.ts';
 import { isCommitHash } from '../config/refs.ts';
 import { summarize } from '../dashboard/dashboard.ts';
-import { tryId } from '../model/ids.ts';
 import { topics, TryRequested, validate } from '../model/messages.ts';
 import { terminalBuildStatuses, type TryMode, type TryRun } from '../model/types.ts';
 import type { PullRequest } from '../ports/github.ts';
@@ -12,7 +11,7 @@ import type { MessageQueue } from '../ports/messages.ts';
 import { silentLogger } from '../ports/log.ts';
 import { collections, type StateStore } from '../ports/state.ts';
 import { publishMessage } from '../pipeline/publish.ts';
-import { chooseBuilders, modeKey } from '../trybots/builders.ts';
+import { chooseBuilders, tryIdOf } from '../trybots/builders.ts';
 import { resolveCatalog } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
 import { pathExists } from './path-exists.ts';
@@ -150,7 +149,7 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  const id = tryId(request.repo, request.commit, modeKey(mode), request.builders);
+  const id = tryIdOf(request);
 
   if (values.project !== undefined) {
     const { PubSub } = await import('@google-cloud/pubsub');

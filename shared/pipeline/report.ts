@@ -1,10 +1,9 @@
 import { PermanentError } from '../errors.ts';
-import { verdictDocId } from '../model/ids.ts';
 import { buildLinks } from '../model/links.ts';
 import type { BuildFinished, BuildMoved } from '../model/messages.ts';
 import { terminalBuildStatuses, type Build, type BuildStatus, type Verdict } from '../model/types.ts';
 import { collections } from '../ports/state.ts';
-import { modeKey, verdictRecipe } from '../trybots/builders.ts';
+import { modeKey, verdictIdOf } from '../trybots/builders.ts';
 import type { PipelineDeps } from './deps.ts';
 
 /**
@@ -34,10 +33,9 @@ export function createReport(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'rep
   function verdictOf(build: Build): { id: string; doc: Verdict } | undefined {
     const builder = deps.catalog.builders.get(build.builder);
     if (build.tree === undefined || builder === undefined || !reusable.includes(build.status)) return undefined;
-    const mode = modeKey(build.mode);
     return {
-      id: verdictDocId(build.tree, build.builder, mode, verdictRecipe(builder)),
-      doc: { tree: build.tree, builder: build.builder, mode, buildId: build.id, status: build.status, finishedAt: build.finishedAt ?? deps.now() },
+      id: verdictIdOf(build.tree, build.builder, builder, build.mode),
+      doc: { tree: build.tree, builder: build.builder, mode: modeKey(build.mode), buildId: build.id, status: build.status, finishedAt: build.finishedAt ?? deps.now() },
     };
   }
 }

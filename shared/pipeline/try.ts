@@ -1,11 +1,11 @@
 import { describeError, PermanentError } from '../errors.ts';
-import { branchDocId, tryBuildId, tryId, verdictDocId, waitingDocId } from '../model/ids.ts';
+import { branchDocId, tryBuildId, waitingDocId } from '../model/ids.ts';
 import { buildLinks } from '../model/links.ts';
 import { topics, type TryRequested } from '../model/messages.ts';
 import type { Build, Repo, TryMode, TryRun } from '../model/types.ts';
 import type { CommitInfo } from '../ports/source.ts';
 import { collections, type Transaction } from '../ports/state.ts';
-import { chooseBuilders, modeKey, modeProblem, needsTouchedFiles, verdictRecipe } from '../trybots/builders.ts';
+import { chooseBuilders, modeKey, modeProblem, needsTouchedFiles, tryIdOf, verdictIdOf } from '../trybots/builders.ts';
 import { createTrust } from '../trybots/trust.ts';
 import type { PipelineDeps } from './deps.ts';
 import { publishMessage } from './publish.ts';
@@ -29,7 +29,7 @@ export function createTry(deps: TryDeps) {
       throw new PermanentError(`repo "${request.repo}" is not watched; expected one of: ${deps.catalog.repos.map((r) => r.name).join(', ')}`);
     }
     const mode: TryMode = request.mode ?? { kind: 'full' };
-    const id = tryId(repo.name, request.commit, modeKey(mode), request.builders);
+    const id = tryIdOf(request);
     const requester = request.requester.toLowerCase();
     const decision = await trust(requester);
     const named = request.builders === undefined ? undefined : chooseBuilders(repo, deps.catalog.builders, request.builders, []);
@@ -140,9 +140,8 @@ export function createTry(deps: TryDeps) {
       const problem = modeProblem(deps.catalog.builders.get(name)!, mode);
       if (problem !== undefined) return refuse(repo, request, true, problem);
     }
-    const key = modeKey(mode);
     const verdicts = await Promise.all(
-      chosen.builders.map((builder) => deps.state.get(collections.verdicts, verdictDocId(commit.tree, builder, key, verdictRecipe(deps.catalog.builders.get(builder)!)))),
+      chosen.builders.map((builder) => deps.state.get(collections.verdicts, verdictIdOf(commit.tree, builder, deps.catalog.builders.get(builder)!, mode))),
     );
     const accepted = await deps.state.transaction(async (tx) => {
       const existing = await tx.get(collections.trybots, id);
@@ -154,7 +153,7 @@ export function createTry(deps: TryDeps) {
         chosen.builders.map(async (builder, index) => {
           const reused = verdicts[index];
           if (reused !== undefined) return { builder, buildId: reused.buildId, reused: true, stored: undefined };
-          const buildId = tryBuildId(repo.name, commit.hash, builder, key);
+          const buildId = tryBuildId(repo.name, commit.hash, builder, modeKey(mode));
           return { builder, buildId, reused: false, stored: await tx.get(collections.builds, buildId) };
         }),
       );

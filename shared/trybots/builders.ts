@@ -1,4 +1,6 @@
 import { matchesGlob } from 'node:path/posix';
+import type { TryRequested } from '../model/messages.ts';
+import { tryId, verdictDocId } from '../model/ids.ts';
 import type { Builder, Repo, Step, TryMode } from '../model/types.ts';
 
 /** A mode as one string, for IDs and verdicts: "full", "make", or "tests:a,b" with the names sorted. */
@@ -59,11 +61,21 @@ export function stepsForMode(steps: readonly Step[], mode: TryMode | undefined):
   });
 }
 
+/** The ID of a trybot request's record: one per repo, commit, mode and named builders, wherever it was sent from. */
+export function tryIdOf(request: TryRequested): string {
+  return tryId(request.repo, request.commit, modeKey(request.mode), request.builders);
+}
+
+/** The ID of a builder's verdict on a tree in a mode, as `report` records it and a trybot request looks it up. */
+export function verdictIdOf(tree: string, name: string, builder: Builder, mode: TryMode | undefined): string {
+  return verdictDocId(tree, name, modeKey(mode), verdictRecipe(builder));
+}
+
 /**
  * What decides a builder's verdict on a tree: where and how it builds and tests. A verdict is reused only while this
  * stays the same, so editing a builder's steps never reuses a verdict the old steps gave.
  */
-export function verdictRecipe(builder: Builder): unknown {
+function verdictRecipe(builder: Builder): unknown {
   const tests = builder.tests;
   return {
     hostType: builder.hostType,
