@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connectGitHub } from '../adapters/github/connect.ts';
 import { readGitHubEnvironment } from '../config/github-environment.ts';
@@ -93,13 +93,14 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
   const pullRequest = values.pr === undefined ? undefined : Number(values.pr);
   if (pullRequest !== undefined && (!Number.isInteger(pullRequest) || pullRequest < 1)) throw new UsageError(`--pr ${values.pr}: expected a pull request number`);
 
+  const dataDir = resolve(io.cwd, values.data ?? '.hermetic');
   const { config } = await resolveCatalog({
     ...(values.config === undefined ? {} : { config: values.config }),
     repos: [],
     branches: [],
     builders: [],
     cwd: io.cwd,
-    exampleDir: resolve(io.cwd, '.hermetic', 'example'),
+    exampleDir: join(dataDir, 'example'),
   });
   const repo = config.repos.find((candidate) => candidate.name === values.repo);
   if (repo === undefined) throw new UsageError(`--repo ${values.repo}: not a watched repo in ${config.file}; expected one of: ${config.repos.map((r) => r.name).join(', ') || '(none)'}`);
@@ -112,7 +113,7 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
   };
   if (values.list) {
     const { api, where } = github();
-    return listPullRequests(io, values.json, await api.openPullRequests(where), values.project === undefined ? resolve(io.cwd, values.data ?? '.hermetic') : undefined, repo.name);
+    return listPullRequests(io, values.json, await api.openPullRequests(where), values.project === undefined ? dataDir : undefined, repo.name);
   }
   let commit = values.commit;
   let base = values.base;
@@ -159,7 +160,6 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
     return exitCodes.ok;
   }
 
-  const dataDir = resolve(io.cwd, values.data ?? '.hermetic');
   const code = await withLocalPipeline(dataDir, async ({ state, queue }) => {
     const { defaultSubscription } = await import('../runtime/local-runtime.ts');
     // The runtime makes its subscriptions when it starts; made here too, a request sent before then is kept for it.
@@ -190,20 +190,13 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
  * undefined, running nothing, when no pipeline has run there.
  */
 async function withLocalPipeline<T>(dataDir: string, use: (pipeline: { state: StateStore; queue: MessageQueue }) => Promise<T>): Promise<T | undefined> {
-  const database = resolve(dataDir, 'hermetic.db');
-  if (!(await pathExists(database))) return undefined;
-  const { openDatabase } = await import('../adapters/local/sqlite-database.ts');
-  const { createSqliteQueue } = await import('../adapters/local/sqlite-queue.ts');
-  const { createSqliteState } = await import('../adapters/local/sqlite-state.ts');
-  const db = openDatabase(database);
-  const queue = createSqliteQueue(db);
-  const state = createSqliteState(db);
+  const { localDatabasePath, openLocalStore } = await import('../adapters/local/local-store.ts');
+  if (!(await pathExists(localDatabasePath(dataDir)))) return undefined;
+  const store = openLocalStore(dataDir);
   try {
-    return await use({ state, queue });
+    return await use(store);
   } finally {
-    await state.close();
-    await queue.close();
-    db.close();
+    await store.close();
   }
 }
 

@@ -7,9 +7,7 @@ import { createFunctions, triggers, type Functions, type MessageFunctionName } f
 import { createBlobHandler } from '../adapters/local/blob-server.ts';
 import { createFolderBlobs } from '../adapters/local/folder-blobs.ts';
 import { createGitSource } from '../adapters/local/git-source.ts';
-import { openDatabase } from '../adapters/local/sqlite-database.ts';
-import { createSqliteQueue } from '../adapters/local/sqlite-queue.ts';
-import { createSqliteState } from '../adapters/local/sqlite-state.ts';
+import { openLocalStore } from '../adapters/local/local-store.ts';
 import { createUrlSigner } from '../adapters/local/url-signer.ts';
 import { describeError } from '../errors.ts';
 import { topics } from '../model/messages.ts';
@@ -79,9 +77,8 @@ export const defaultSubscription: SubscriptionOptions = {
 export async function startLocalRuntime(options: LocalRuntimeOptions) {
   const { dataDir, logger } = options;
   const lock = await lockDataDir(dataDir);
-  const db = openDatabase(join(dataDir, 'hermetic.db'));
-  const state = createSqliteState(db);
-  const queue = createSqliteQueue(db);
+  const store = openLocalStore(dataDir);
+  const { state, queue } = store;
   const pending = new Set<Promise<unknown>>();
   /** Publishes from callbacks (a finished upload, a worker's exit) are tracked, so "quiet" means quiet. */
   function track(work: Promise<unknown>, what: string): void {
@@ -256,9 +253,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
             open.closeAllConnections();
           });
         }
-        await state.close();
-        await queue.close();
-        db.close();
+        await store.close();
         await lock.release();
       })();
       return stopping;
