@@ -263,6 +263,8 @@ export interface Task {
   step: string;
   attempt: number;
   status: TaskStatus;
+  /** A trybot build's mode, copied from the build: what a whole-build task runs of its builder's steps. */
+  mode?: TryMode;
   /** What a shard or retry task runs, in listing order; its steps are these units. */
   units?: PlannedUnit[];
   /** How each of `units` ended, from the worker's result. */

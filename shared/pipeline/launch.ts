@@ -140,11 +140,11 @@ export function createLaunch(deps: PipelineDeps) {
    */
   async function workFor(task: Task, builder: Builder): Promise<Work | undefined> {
     const suite = builder.tests;
-    const build = await deps.state.get(collections.builds, task.buildId);
     if (suite === undefined) {
       const sourceKey = await ensureSource(task);
-      return sourceKey === undefined ? undefined : { sourceKey, steps: stepsForMode(builder.steps, build?.mode), env: {} };
+      return sourceKey === undefined ? undefined : { sourceKey, steps: stepsForMode(builder.steps, task.mode), env: {} };
     }
+    const build = await deps.state.get(collections.builds, task.buildId);
     const snapshotKey = build?.sharding?.snapshotKey;
     if (snapshotKey === undefined) throw new PermanentError(`build ${task.buildId} of task ${task.id} is not a sharded build`);
     if (task.step === makeStep) {

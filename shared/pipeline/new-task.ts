@@ -17,6 +17,7 @@ export function newTask(build: Build, step: string, attempt: number, now: number
     attempt,
     status: 'pending',
     createdAt: now,
+    ...(build.mode === undefined ? {} : { mode: build.mode }),
     ...(units === undefined ? {} : { units }),
   };
 }
