@@ -1,7 +1,7 @@
 import type { Collection, Query, Scalar } from '../ports/state.ts';
 
 /** Firestore's limit on the values of one `in`, which every adapter keeps so none accepts what Firestore refuses. */
-export const maxInValues = 30;
+const maxInValues = 30;
 
 /**
  * Checks a query against the port's rules, the same in every adapter: `where` and `orderBy` fields indexed, an `in`

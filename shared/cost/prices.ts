@@ -32,7 +32,7 @@ const memoryPerVcpu: Readonly<Record<string, Readonly<Record<string, number>>>> 
 };
 
 /** A balanced persistent disk (the boot disk), dollars per GB-month; a month is 730 hours in Google's pricing. */
-export const diskGbMonth = 0.1;
+const diskGbMonth = 0.1;
 const hoursPerMonth = 730;
 
 /** The one-minute minimum Compute Engine bills a VM for. */
@@ -65,7 +65,7 @@ export function pricePerSecond(machineType: string, spot: boolean): number | und
 export function taskCost(machineType: string, spot: boolean, seconds: number, options: { diskGb?: number } = {}): number | undefined {
   const rate = pricePerSecond(machineType, spot);
   if (rate === undefined) return undefined;
-  const billed = Math.max(minimumBilledSeconds, Math.max(0, seconds));
+  const billed = Math.max(minimumBilledSeconds, seconds);
   const disk = ((options.diskGb ?? 0) * diskGbMonth) / hoursPerMonth / 3600;
   return (rate + disk) * billed;
 }

@@ -131,7 +131,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
   async function insert(request: WorkerRequest, body: Instance): Promise<void> {
     const { taskId } = request;
     const { instances, operations } = await clients();
-    const name = body.name ?? instanceName(taskId);
+    const name = instanceName(taskId);
     let operation: Operation;
     try {
       // One request ID per start: a transport retry of this insert is the same request to Compute Engine. Not one per

@@ -14,7 +14,6 @@ export const grpcStatus = {
   invalidArgument: 3,
   notFound: 5,
   alreadyExists: 6,
-  aborted: 10,
   outOfRange: 11,
   unimplemented: 12,
 } as const;

@@ -3,7 +3,7 @@ import type { EtagCache } from '../../ports/github.ts';
 import { collections, type StateStore } from '../../ports/state.ts';
 
 /** An EtagCache kept in the state store's `etags` collection, so every function instance shares what it learnt. Rejects when the store does. */
-export function createStateEtagCache(state: StateStore, now: () => number = Date.now): EtagCache {
+export function createStateEtagCache(state: StateStore): EtagCache {
   return {
     async get(key) {
       const doc = await state.get(collections.etags, etagDocId(key));
@@ -12,7 +12,7 @@ export function createStateEtagCache(state: StateStore, now: () => number = Date
     },
     async set(key, entry) {
       await state.transaction(async (tx) => {
-        tx.set(collections.etags, etagDocId(key), { key, etag: entry.etag, value: entry.value, storedAt: now() });
+        tx.set(collections.etags, etagDocId(key), { key, etag: entry.etag, value: entry.value, storedAt: Date.now() });
       });
     },
   };
