@@ -1,5 +1,21 @@
 import type { Collection, Query, Scalar } from '../ports/state.ts';
 
+/** Collection and indexed field names every adapter accepts: plain words, safe inside SQL and Firestore paths alike. */
+const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9-]*$/;
+const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Throws an Error unless `name` is a collection name every adapter accepts. */
+export function checkCollectionName(name: string): void {
+  if (!COLLECTION_NAME.test(name)) throw new Error(`invalid collection name ${JSON.stringify(name)}`);
+}
+
+/** Throws an Error unless `field` is an indexed field name every adapter accepts, and not one `reserved` keeps for the adapter. */
+export function checkIndexedField(collectionName: string, field: string, reserved?: (field: string) => boolean): void {
+  if (!FIELD_NAME.test(field) || reserved?.(field) === true) {
+    throw new Error(`invalid indexed field ${JSON.stringify(field)} in collection ${collectionName}`);
+  }
+}
+
 /** Firestore's limit on the values of one `in`, which every adapter keeps so none accepts what Firestore refuses. */
 const maxInValues = 30;
 

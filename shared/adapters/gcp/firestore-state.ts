@@ -9,7 +9,7 @@ import type {
 import { PermanentError } from '../../errors.ts';
 import type { Collection, Query, Scalar, StateStore, Transaction } from '../../ports/state.ts';
 import { checkDocumentId, createLock, runBufferedTransaction, type BufferedWrite } from '../buffered-transaction.ts';
-import { checkQuery } from '../query-checks.ts';
+import { checkCollectionName, checkIndexedField, checkQuery } from '../query-checks.ts';
 import { fromGrpcError } from './grpc-error.ts';
 
 /** Firestore's limit on the disjunctions of one query (the product of its `in`s). */
@@ -22,8 +22,6 @@ const MAX_DISJUNCTIONS = 30;
 const DEFAULT_MAX_ATTEMPTS = 10;
 /** The field that holds the document itself, as JSON text. */
 const DOCUMENT_FIELD = 'json';
-const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9-]*$/;
-const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export interface FirestoreStateOptions {
   firestore: Firestore;
@@ -238,15 +236,9 @@ export function collectionPrefix(prefix = ''): string {
 }
 
 function checkCollection(collection: Collection<unknown>): void {
-  if (!COLLECTION_NAME.test(collection.name)) {
-    throw new Error(`invalid collection name ${JSON.stringify(collection.name)}`);
-  }
-  for (const field of collection.indexed) {
-    // Firestore reserves __names__; `json` holds the document itself.
-    if (!FIELD_NAME.test(field) || /^__.*__$/.test(field) || field === DOCUMENT_FIELD) {
-      throw new Error(`invalid indexed field ${JSON.stringify(field)} in collection ${collection.name}`);
-    }
-  }
+  checkCollectionName(collection.name);
+  // Firestore reserves __names__; `json` holds the document itself.
+  for (const field of collection.indexed) checkIndexedField(collection.name, field, (name) => /^__.*__$/.test(name) || name === DOCUMENT_FIELD);
 }
 
 function checkId(collection: Collection<unknown>, id: string): void {

@@ -8,13 +8,11 @@ import {
   type Transaction,
 } from '../../ports/state.ts';
 import { checkDocumentId, createLock, runBufferedTransaction, type BufferedWrite } from '../buffered-transaction.ts';
-import { checkQuery } from '../query-checks.ts';
+import { checkCollectionName, checkIndexedField, checkQuery } from '../query-checks.ts';
 
 // Collection names and indexed fields are spliced into SQL (a partial index is only used when the query names
 // the same literal), so they are held to plain identifiers; no '_' in collection names keeps index names
 // (documents_<collection>_<field>) unambiguous.
-const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9-]*$/;
-const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
  * A state store in one table of the given database: documents as JSON text keyed by (collection, id), with a
@@ -47,7 +45,8 @@ export function createSqliteState(db: DatabaseSync): StateStore {
     for (const field of collection.indexed) {
       const key = `${collection.name}\0${field}`;
       if (indexed.has(key)) continue;
-      checkNames(collection.name, field);
+      checkCollectionName(collection.name);
+      checkIndexedField(collection.name, field);
       db.exec(
         `CREATE INDEX IF NOT EXISTS "${indexName(collection.name, field)}" ` +
           `ON documents (${extract(field)}, id) WHERE collection = '${collection.name}'`,
@@ -135,7 +134,7 @@ export function compileQuery(
   collection: Collection<unknown>,
   query: Query = {},
 ): { sql: string; params: SQLInputValue[] } {
-  checkNames(collection.name);
+  checkCollectionName(collection.name);
   const params: SQLInputValue[] = [];
   const hasWhere = Object.keys(query.where ?? {}).length > 0;
   // Without statistics, SQLite takes `collection = ?` on the primary key for selective and would answer every
@@ -205,15 +204,8 @@ function sqlValue(value: Scalar): SQLInputValue {
   return typeof value === 'boolean' ? (value ? 1 : 0) : value;
 }
 
-function checkNames(collection: string, field?: string): void {
-  if (!COLLECTION_NAME.test(collection)) throw new Error(`invalid collection name ${JSON.stringify(collection)}`);
-  if (field !== undefined && !FIELD_NAME.test(field)) {
-    throw new Error(`invalid indexed field ${JSON.stringify(field)} in collection ${collection}`);
-  }
-}
-
 function checkId(collection: Collection<unknown>, id: string): void {
-  checkNames(collection.name);
+  checkCollectionName(collection.name);
   checkDocumentId(collection, id);
 }
 
