@@ -3,7 +3,7 @@ import type { InstancesClient, protos, ZoneOperationsClient } from '@google-clou
 import { PermanentError, RetryableError } from '../../errors.ts';
 import type { Compute, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
-import { defaultDiskGb, instanceBody, instanceName, labelKeys, metadataKeys, type GceHostType, type GceNetwork } from './gce-instance.ts';
+import { instanceBody, instanceName, machineOf, labelKeys, metadataKeys, type GceHostType, type GceNetwork } from './gce-instance.ts';
 import { createStartOnce } from '../start-once.ts';
 
 /** Options for the Compute Engine clients: credentials in production, an endpoint and a fixed token in tests. */
@@ -233,8 +233,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
     list,
     machineOf(name, spotAllowed) {
       const hostType = hostTypes.get(name);
-      if (hostType === undefined) return undefined;
-      return { type: hostType.machineType, spot: hostType.spot === true && spotAllowed, diskGb: hostType.diskGb ?? defaultDiskGb };
+      return hostType === undefined ? undefined : machineOf(hostType, spotAllowed);
     },
     async close() {
       // VMs are not this process's children: collect and the reaper delete them, whichever process runs those.

@@ -1,4 +1,5 @@
 import type { protos } from '@google-cloud/compute';
+import type { Machine } from '../../model/types.ts';
 import type { WorkerRequest } from '../../ports/compute.ts';
 
 /**
@@ -88,7 +89,15 @@ export const runDurationLimits = { minSeconds: 30, maxSeconds: 120 * 24 * 3600 }
 /** Compute Engine's cap on one metadata value. */
 const maxMetadataValueBytes = 256 * 1024;
 /** The boot disk size when a host type names none. */
-export const defaultDiskGb = 50;
+const defaultDiskGb = 50;
+
+/**
+ * The machine a host type's worker runs on: Spot where the host type offers it and the builder allows it (it may
+ * rather not lose a task to preemption), and its boot disk. What the VM is made of and what its task is billed for.
+ */
+export function machineOf(hostType: GceHostType, spotAllowed: boolean): Machine {
+  return { type: hostType.machineType, spot: hostType.spot === true && spotAllowed, diskGb: hostType.diskGb ?? defaultDiskGb };
+}
 
 /** Where the Windows image has Node, the agent and the work directory, unless the host type says. */
 export const windowsDefaults = {
@@ -169,11 +178,10 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
         ? { key: 'windows-startup-script-ps1', value: windowsStartupScript(hostType) }
         : { key: 'startup-script', value: qemuStartupScript(hostType.guest, { stepNetwork }) };
   const network = options.network ?? {};
-  // Spot where the host type offers it, unless the builder would rather not lose a task to preemption.
-  const spot = hostType.spot === true && request.spot !== false;
+  const machine = machineOf(hostType, request.spot !== false);
   return {
     name: instanceName(request.taskId),
-    machineType: `zones/${zone}/machineTypes/${hostType.machineType}`,
+    machineType: `zones/${zone}/machineTypes/${machine.type}`,
     labels: instanceLabels(request),
     metadata: {
       items: [
@@ -191,7 +199,7 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
         boot: true,
         autoDelete: true,
         type: 'PERSISTENT',
-        initializeParams: { sourceImage: hostType.sourceImage, diskSizeGb: String(hostType.diskGb ?? defaultDiskGb) },
+        initializeParams: { sourceImage: hostType.sourceImage, diskSizeGb: String(machine.diskGb) },
       },
     ],
     networkInterfaces: [
@@ -203,10 +211,10 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
     ],
     ...(network.tags === undefined ? {} : { tags: { items: network.tags } }),
     scheduling: {
-      provisioningModel: spot ? 'SPOT' : 'STANDARD',
+      provisioningModel: machine.spot ? 'SPOT' : 'STANDARD',
       // A restarted VM would only find its task done (its boot script runs a task once) and power off again.
       automaticRestart: false,
-      ...(spot ? { onHostMaintenance: 'TERMINATE' } : {}),
+      ...(machine.spot ? { onHostMaintenance: 'TERMINATE' } : {}),
       maxRunDuration: { seconds: String(runDurationSeconds(request.deadline, options.now)) },
       // Deleted, not stopped, at the limit (and when a Spot VM is preempted): no VM outlives its deadline.
       instanceTerminationAction: 'DELETE',
