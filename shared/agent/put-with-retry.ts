@@ -1,6 +1,6 @@
 import { signedRequest } from '../model/signed-url.ts';
 import { putResumable } from './resumable-put.ts';
-import { describeFailure, retryableStatus, sleep, uploadTimeoutMs, type PutOptions } from './upload-retry.ts';
+import { describeFailure, retryableStatus, retryUpload, uploadTimeoutMs, type PutOptions } from './upload-retry.ts';
 
 /**
  * PUTs `body` to `url`, retrying network failures, timeouts, 408, 429 and 5xx with exponential backoff; a Blob (say,
@@ -15,12 +15,9 @@ export async function putWithRetry(signedUrl: string, body: Uint8Array | string 
     const blob = body instanceof Blob ? body : new Blob([typeof body === 'string' ? body : new Uint8Array(body)]);
     return putResumable(url, signedHeaders, blob, options);
   }
-  const attempts = options.attempts ?? 4;
-  const baseDelayMs = options.baseDelayMs ?? 250;
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Blob ? body.size : body.byteLength;
   const timeoutMs = uploadTimeoutMs(size, options);
-  let lastError: Error | undefined;
-  for (let attempt = 1; attempt <= attempts; attempt++) {
+  return retryUpload(options, async () => {
     let response: Response;
     try {
       response = await fetch(url, {
@@ -31,16 +28,11 @@ export async function putWithRetry(signedUrl: string, body: Uint8Array | string 
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {
-      lastError = new Error(`${options.what}: ${describeFailure(error)}`, { cause: error });
-      if (attempt < attempts) await sleep(baseDelayMs * 2 ** (attempt - 1));
-      continue;
+      return { error: new Error(`${options.what}: ${describeFailure(error)}`, { cause: error }), retryable: true };
     }
     // Drain the body so the connection can be reused.
     await response.arrayBuffer().catch(() => undefined);
-    if (response.ok) return;
-    lastError = new Error(`${options.what}: HTTP ${response.status}`);
-    if (!retryableStatus(response.status)) throw lastError;
-    if (attempt < attempts) await sleep(baseDelayMs * 2 ** (attempt - 1));
-  }
-  throw lastError ?? new Error(`${options.what}: not attempted`);
+    if (response.ok) return undefined;
+    return { error: new Error(`${options.what}: HTTP ${response.status}`), retryable: retryableStatus(response.status) };
+  });
 }

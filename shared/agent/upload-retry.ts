@@ -1,4 +1,4 @@
-/** What the agent's two uploaders (a plain PUT, a resumable session) share: their options and their retry rules. */
+/** What the agent's two uploaders (a plain PUT, a resumable session) share: their options and their retries. */
 
 /** Options for one upload with retries. */
 export interface PutOptions {
@@ -32,7 +32,26 @@ export function describeFailure(error: unknown): string {
   return text;
 }
 
-/** Resolves after `ms`: the wait between attempts. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** A failed attempt, and whether trying again may help. */
+export interface FailedAttempt {
+  error: Error;
+  retryable: boolean;
+}
+
+/**
+ * Runs `attempt` up to `options.attempts` times (4), waiting `options.baseDelayMs` (250 ms), doubled each time,
+ * before each retry. Resolves when an attempt succeeds (answers undefined); throws the first failure that is not
+ * retryable, or the last one.
+ */
+export async function retryUpload(options: PutOptions, attempt: () => Promise<FailedAttempt | undefined>): Promise<void> {
+  const attempts = options.attempts ?? 4;
+  const baseDelayMs = options.baseDelayMs ?? 250;
+  let last: FailedAttempt | undefined;
+  for (let n = 1; n <= attempts; n++) {
+    if (n > 1) await new Promise((resolve) => setTimeout(resolve, baseDelayMs * 2 ** (n - 2)));
+    last = await attempt();
+    if (last === undefined) return;
+    if (!last.retryable) throw last.error;
+  }
+  throw last?.error ?? new Error(`${options.what}: not attempted`);
 }
