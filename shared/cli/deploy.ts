@@ -4,6 +4,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { deployPlan, teardownNotes, teardownPlan, type Command, type GitHubDeploy, type PlanOptions } from '../../infra/deploy/plan.ts';
 import { placePatterns } from '../adapters/gcp/environment.ts';
+import { isGitHubAppId } from '../config/refs.ts';
 import { describeError } from '../errors.ts';
 import { createTagResolver } from '../images/build-images.ts';
 import { listHostTypes } from '../images/host-types.ts';
@@ -161,7 +162,7 @@ function githubOf(values: { github?: string | undefined; 'github-app-id'?: strin
     return undefined;
   }
   if (auth !== 'token' && auth !== 'app') throw new UsageError(`--github ${JSON.stringify(auth)}: expected "token" or "app"`);
-  if (auth === 'app' && (appId === undefined || !/^[0-9]{1,12}$/.test(appId))) throw new UsageError('--github app needs --github-app-id N, the GitHub App\'s numeric ID');
+  if (auth === 'app' && (appId === undefined || !isGitHubAppId(appId))) throw new UsageError('--github app needs --github-app-id N, the GitHub App\'s numeric ID');
   if (auth === 'token' && appId !== undefined) throw new UsageError('--github-app-id goes with --github app');
   if (apiUrl !== undefined && !/^https:\/\/[^\s,/]+(\/[^\s,]*)?$/.test(apiUrl)) throw new UsageError(`--github-api-url ${JSON.stringify(apiUrl)}: expected an https URL`);
   return { auth, ...(appId === undefined ? {} : { appId }), ...(apiUrl === undefined ? {} : { apiUrl }) };

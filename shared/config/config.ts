@@ -5,13 +5,11 @@ import { ConfigError } from '../errors.ts';
 import { formatIssues } from '../model/messages.ts';
 import type { Builder, GitHubRepo, Repo, Step, TestSuite, TrybotPolicy } from '../model/types.ts';
 import { testSuiteOf } from '../sharding/test-suites.ts';
-import { isGitHubLogin, isSafeBranchName } from './refs.ts';
+import { isGitHubLogin, isName, isSafeBranchName } from './refs.ts';
 
 /** The config file: the repos to watch and the builders that build them. Builders are data. */
 
-const name = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected a lower-case name of letters, digits, ".", "_" or "-"');
+const name = z.string().refine(isName, 'expected a lower-case name of letters, digits, ".", "_" or "-"');
 const branch = z.string().refine(isSafeBranchName, 'expected a branch name of letters, digits, ".", "_", "/" or "-"');
 const envMap = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string());
 

@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors.ts';
+import { isGitHubAppId } from './refs.ts';
 
 /** How this deployment reaches GitHub, from its environment. */
 export interface GitHubEnvironment {
@@ -38,7 +39,7 @@ export function readGitHubEnvironment(env: Readonly<Record<string, string | unde
   if (!useApp && token === undefined) problems.push('GITHUB_TOKEN is not set (a GitHub token with access to the repos)');
   if (useApp) {
     if (appId === undefined) problems.push('HERMETIC_GITHUB_APP_ID is not set (the GitHub App\'s numeric ID)');
-    else if (!/^[0-9]{1,12}$/.test(appId)) problems.push(`HERMETIC_GITHUB_APP_ID=${JSON.stringify(appId)} is not a numeric App ID`);
+    else if (!isGitHubAppId(appId)) problems.push(`HERMETIC_GITHUB_APP_ID=${JSON.stringify(appId)} is not a numeric App ID`);
     if (privateKey === undefined) problems.push('GITHUB_APP_PRIVATE_KEY is not set (the GitHub App\'s private key, PEM)');
     else if (!privateKey.includes('PRIVATE KEY-----')) problems.push('GITHUB_APP_PRIVATE_KEY is not a PEM private key');
   }

@@ -15,6 +15,16 @@ export function isSafeBranchName(name: string): boolean {
   );
 }
 
+/** A repo, builder or host-type name: lower-case letters, digits, ".", "_" and "-", at most 63 characters. */
+export function isName(value: string): boolean {
+  return /^[a-z0-9][a-z0-9._-]{0,62}$/.test(value);
+}
+
+/** A GitHub App's numeric ID. */
+export function isGitHubAppId(value: string): boolean {
+  return /^[0-9]{1,12}$/.test(value);
+}
+
 /** A full commit hash (SHA-1 or SHA-256), lower-case hex. */
 export function isCommitHash(value: string): boolean {
   return /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(value);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isGitHubLogin, isSafeBranchName, isTestName } from '../config/refs.ts';
+import { isGitHubLogin, isName, isSafeBranchName, isTestName } from '../config/refs.ts';
 import { PermanentError } from '../errors.ts';
 
 /**
@@ -9,7 +9,7 @@ import { PermanentError } from '../errors.ts';
 
 const id = z.string().regex(/^[0-9a-f]{24}$/, 'expected a 24-hex-digit ID');
 const commitHash = z.string().regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/, 'expected a full commit hash');
-const name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected a lower-case name');
+const name = z.string().refine(isName, 'expected a lower-case name');
 
 export const topics = {
   pollTick: 'poll-tick',

@@ -1,4 +1,4 @@
-import { isTestName } from '../config/refs.ts';
+import { isName, isTestName } from '../config/refs.ts';
 import type { TryMode } from '../model/types.ts';
 
 /** What a `/try` comment asks for: builders by name (else the repo's defaults) and a mode (else everything). */
@@ -6,8 +6,6 @@ export interface TryCommand {
   builders?: string[];
   mode?: TryMode;
 }
-
-const builderName = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
 /**
  * Reads the `/try` command in a pull request comment: the first line that starts with `/try`, then words:
@@ -30,7 +28,7 @@ export function parseTryComment(body: string): TryCommand | { error: string } | 
       mode = { kind: 'tests', tests };
     } else {
       for (const name of word.split(',').filter((part) => part !== '')) {
-        if (!builderName.test(name)) return { error: `"${name.slice(0, 80)}": expected a builder name, "make" or "tests=NAMES"` };
+        if (!isName(name)) return { error: `"${name.slice(0, 80)}": expected a builder name, "make" or "tests=NAMES"` };
         builders.push(name);
       }
     }
