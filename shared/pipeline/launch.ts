@@ -1,5 +1,5 @@
 import { PermanentError } from '../errors.ts';
-import { topics, type TaskReady } from '../model/messages.ts';
+import type { TaskReady } from '../model/messages.ts';
 import type { Builder, Step, Task } from '../model/types.ts';
 import { unitStep } from '../sharding/test-suites.ts';
 import { formatIssues } from '../model/messages.ts';
@@ -7,7 +7,7 @@ import { blobKeys, TaskSpec } from '../model/wire.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask } from './finish-task.ts';
-import { publishMessage } from './publish.ts';
+import { announceMoves } from './report.ts';
 import { hostTypeFor, makeStep } from './sharding.ts';
 import { stepsForMode } from '../trybots/builders.ts';
 
@@ -92,9 +92,7 @@ export function createLaunch(deps: PipelineDeps) {
       if (build.status === 'queued') tx.set(collections.builds, build.id, { ...build, status: 'running', startedAt: now });
       return { launched: true, started: build.status === 'queued' };
     });
-    if (launched.started && deps.reporters.some((reporter) => reporter.progress !== undefined)) {
-      await publishMessage(deps.publisher, topics.buildMoved, { v: 1, buildId: task.buildId });
-    }
+    if (launched.started) await announceMoves(deps, [task.buildId]);
     if (launched.launched) {
       deps.logger.info('task.launched', {
         task: task.id,

@@ -1,10 +1,17 @@
 import { PermanentError } from '../errors.ts';
 import { buildLinks } from '../model/links.ts';
-import type { BuildFinished, BuildMoved } from '../model/messages.ts';
+import { topics, type BuildFinished, type BuildMoved } from '../model/messages.ts';
 import { terminalBuildStatuses, type Build, type BuildStatus, type Verdict } from '../model/types.ts';
 import { collections } from '../ports/state.ts';
 import { modeKey, verdictIdOf } from '../trybots/builders.ts';
 import type { PipelineDeps } from './deps.ts';
+import { publishMessage } from './publish.ts';
+
+/** Publishes `build-moved` for each build (queued, or started running) when a reporter shows progress; else nothing. */
+export async function announceMoves(deps: Pick<PipelineDeps, 'reporters' | 'publisher'>, buildIds: readonly string[]): Promise<void> {
+  if (!deps.reporters.some((reporter) => reporter.progress !== undefined)) return;
+  for (const buildId of buildIds) await publishMessage(deps.publisher, topics.buildMoved, { v: 1, buildId });
+}
 
 /**
  * The `report` function: hands a build's verdict to every reporter, then marks the build reported and records the

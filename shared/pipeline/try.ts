@@ -9,6 +9,7 @@ import { chooseBuilders, modeKey, modeProblem, needsTouchedFiles, tryIdOf, verdi
 import { createTrust } from '../trybots/trust.ts';
 import type { PipelineDeps } from './deps.ts';
 import { publishMessage } from './publish.ts';
+import { announceMoves } from './report.ts';
 
 type TryDeps = Pick<PipelineDeps, 'catalog' | 'state' | 'publisher' | 'source' | 'github' | 'reporters' | 'logger' | 'now' | 'options'>;
 
@@ -193,9 +194,7 @@ export function createTry(deps: TryDeps) {
       builders: run.builds.map((entry) => entry.builder).join(','),
       reused: run.builds.filter((entry) => entry.reused).length,
     });
-    if (deps.reporters.some((reporter) => reporter.progress !== undefined)) {
-      for (const build of accepted.created) await publishMessage(deps.publisher, topics.buildMoved, { v: 1, buildId: build.id });
-    }
+    await announceMoves(deps, accepted.created.map((build) => build.id));
     await requestBuilds(run);
     await reportReused(repo, run);
   }
