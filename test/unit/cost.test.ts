@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { familyRates, formatCost, machineShape, minimumBilledSeconds, pricePerSecond, taskCost } from '../../shared/cost/prices.ts';
-import { buildId } from '../../shared/model/ids.ts';
 import { topics } from '../../shared/model/messages.ts';
 import type { Machine } from '../../shared/model/types.ts';
 import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
@@ -9,6 +8,7 @@ import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { fetchDashboard } from '../helpers/dashboard-client.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
+import { finish, launchOne, result } from '../helpers/pipeline-steps.ts';
 
 const close = (a: number | undefined, b: number) => assert.ok(a !== undefined && Math.abs(a - b) < 1e-9, `${a} is not ${b}`);
 
@@ -53,21 +53,6 @@ describe('price table', () => {
   });
 });
 
-function result(taskId: string, status: TaskResult['status']): TaskResult {
-  return { v: 1, taskId, status, startedAt: 1, finishedAt: 2, steps: [{ name: 'true', exitCode: status === 'passed' ? 0 : 1, durationMs: 1 }], log: { bytes: 1, truncated: false, chunks: 1 } };
-}
-
-/** Pushes a commit and runs the pipeline until the `ok` build's first worker is started. */
-async function launchOne(h: PipelineHarness): Promise<{ buildId: string; taskId: string }> {
-  const commit = h.source.push('demo', 'main');
-  await h.poll();
-  await h.drain();
-  const id = buildId('demo', commit, 'ok');
-  const taskId = (await h.state.get(collections.builds, id))?.taskId;
-  assert.ok(taskId);
-  return { buildId: id, taskId };
-}
-
 async function dashboardGet(h: PipelineHarness, path: string): Promise<string> {
   const response = await fetchDashboard(h, path);
   assert.equal(response.status, 200);
@@ -88,9 +73,7 @@ describe('cost of a build', () => {
     const second = (await h.state.get(collections.builds, id))?.taskId;
     assert.ok(second && second !== first);
     h.advance(300_000);
-    await h.blobs.put(blobKeys.result(second), JSON.stringify(result(second, 'passed')));
-    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId: second, cause: 'result' });
-    await h.drain();
+    await finish(h, second, 'passed');
 
     const lost = await h.state.get(collections.tasks, first);
     const passed = await h.state.get(collections.tasks, second);
@@ -154,9 +137,7 @@ describe('cost of a build', () => {
     const h = await createPipelineHarness();
     const { buildId: id, taskId } = await launchOne(h);
     h.advance(60_000);
-    await h.blobs.put(blobKeys.result(taskId), JSON.stringify(result(taskId, 'passed')));
-    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
-    await h.drain();
+    await finish(h, taskId, 'passed');
     const task = await h.state.get(collections.tasks, taskId);
     assert.equal(task?.machine, undefined);
     assert.equal(task?.costUsd, 0);
@@ -169,9 +150,7 @@ describe('cost of a build', () => {
   it('leaves an unpriced machine\'s task without a cost, and says so', async () => {
     const h = await createPipelineHarness({ machine: { type: 'm9-imaginary-4', spot: false } });
     const { buildId: id, taskId } = await launchOne(h);
-    await h.blobs.put(blobKeys.result(taskId), JSON.stringify(result(taskId, 'passed')));
-    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
-    await h.drain();
+    await finish(h, taskId, 'passed');
     assert.equal((await h.state.get(collections.tasks, taskId))?.costUsd, undefined);
     assert.match(await dashboardGet(h, `/build/${id}`), /1 on machines with no price/);
   });

@@ -2,41 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { buildId } from '../../shared/model/ids.ts';
 import { topics } from '../../shared/model/messages.ts';
-import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
+import { blobKeys } from '../../shared/model/wire.ts';
 import { defaultPipelineOptions } from '../../shared/pipeline/deps.ts';
 import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
-
-/** Pushes a commit, polls, and runs the pipeline until its worker is started. */
-async function launchOne(h: PipelineHarness) {
-  const commit = h.source.push('demo', 'main');
-  await h.poll();
-  await h.drain();
-  const id = buildId('demo', commit, 'ok');
-  const build = await h.state.get(collections.builds, id);
-  assert.ok(build?.taskId, 'the build has a task');
-  return { commit, buildId: id, taskId: build.taskId };
-}
-
-function result(taskId: string, status: TaskResult['status'], exitCode = status === 'passed' ? 0 : 1): TaskResult {
-  return {
-    v: 1,
-    taskId,
-    status,
-    startedAt: 1,
-    finishedAt: 2,
-    steps: [{ name: 'true', exitCode, durationMs: 1 }],
-    log: { bytes: 10, truncated: false, chunks: 1 },
-    ...(status === 'error' ? { error: 'could not fetch the source' } : {}),
-  };
-}
-
-async function finish(h: PipelineHarness, taskId: string, status: TaskResult['status']) {
-  await h.blobs.put(blobKeys.result(taskId), JSON.stringify(result(taskId, status)));
-  await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
-  await h.drain();
-}
+import { finish, launchOne, result } from '../helpers/pipeline-steps.ts';
 
 async function tasksOf(h: PipelineHarness, build: string) {
   return h.state.query(collections.tasks, { where: { buildId: build } });
@@ -197,9 +168,7 @@ describe('pipeline: out of order', () => {
     const [build] = await h.state.query(collections.builds);
     assert.ok(build?.taskId);
     const held = await h.take('launch'); // task-ready is held back: the task stays pending
-    await h.blobs.put(blobKeys.result(build.taskId), JSON.stringify(result(build.taskId, 'passed')));
-    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId: build.taskId, cause: 'result' });
-    await h.drain();
+    await finish(h, build.taskId, 'passed');
     assert.equal((await h.state.get(collections.builds, build.id))?.status, 'passed');
     for (const delivery of held) await h.deliver('launch', delivery);
     assert.equal(h.compute.started.length, 0, 'a finished task is never launched');
