@@ -7,9 +7,9 @@ import { createStateEtagCache } from '../../shared/adapters/github/state-etag-ca
 import { createGitSource } from '../../shared/adapters/local/git-source.ts';
 import type { Repo } from '../../shared/model/types.ts';
 import { createFakeSource } from '../fakes/fake-source.ts';
-import { startFakeGitHub } from '../fakes/github-server.ts';
 import { createMemoryState } from '../fakes/memory-state.ts';
 import { createTestRepo, type TestRepo } from '../helpers/git-repo.ts';
+import { startGitHubWorld, TEST_TOKEN } from '../helpers/github-world.ts';
 import { sourceContract, type SourceHarness } from './source.contract.ts';
 
 const makeRepo = (name: string, url: string): Repo => ({ name, url, branches: ['main'], builders: ['default'], backfill: 10 });
@@ -43,19 +43,13 @@ sourceContract('fake', async () => {
 });
 
 sourceContract('github', async () => {
-  const root = await mkdtemp(join(tmpdir(), 'hermetic-source-contract-github-'));
-  const upstream = await createTestRepo(join(root, 'upstream'));
-  const github = await startFakeGitHub({ tokens: { 'test-token': 'octocat' } });
-  github.addRepo('acme/upstream', upstream.path);
-  const client = createGitHubClient({ credentials: { token: 'test-token' }, baseUrl: github.url });
+  const world = await startGitHubWorld();
+  const client = createGitHubClient({ credentials: { token: TEST_TOKEN }, baseUrl: world.github.url });
   return {
     source: createGitHubSource({ client, etags: createStateEtagCache(createMemoryState()) }),
-    repo: { ...makeRepo('upstream', upstream.path), github: { owner: 'acme', name: 'upstream' } },
-    ...historyIn(upstream),
-    async cleanup() {
-      await github.close();
-      await rm(root, { recursive: true, force: true });
-    },
+    repo: { ...makeRepo('widgets', world.upstream.path), github: { owner: 'acme', name: 'widgets' } },
+    ...historyIn(world.upstream),
+    cleanup: () => world.close(),
   };
 });
 
