@@ -1,29 +1,13 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { Firestore } from '@google-cloud/firestore';
 import { createFirestoreState } from '../../shared/adapters/gcp/firestore-state.ts';
 import { RetryableError } from '../../shared/errors.ts';
 import { collections, type Collection } from '../../shared/ports/state.ts';
-import { emulatorHost, emulatorMissing } from '../helpers/emulators.ts';
+import { emulatorMissing, firestoreEmulatorProject } from '../helpers/emulators.ts';
 import { buildFixture, stateContract } from './state.contract.ts';
 
 const missing = emulatorMissing('firestore');
-
-/** A client of the emulator on a project of its own, so every store starts empty. */
-async function emulatorClient(): Promise<{ firestore: Firestore; projectId: string; host: string }> {
-  const host = await emulatorHost('firestore');
-  const projectId = `hermetic-${randomUUID().slice(0, 8)}`;
-  return { firestore: new Firestore({ projectId, host, ssl: false }), projectId, host };
-}
-
-/** Drops the project's documents from the emulator, which keeps them in memory otherwise. */
-async function dropProject(host: string, projectId: string): Promise<void> {
-  const response = await fetch(`http://${host}/emulator/v1/projects/${projectId}/databases/(default)/documents`, {
-    method: 'DELETE',
-  });
-  assert.ok(response.ok, `emulator DELETE: ${response.status}`);
-}
 
 if (missing) {
   describe('StateStore contract: firestore', () => {
@@ -31,13 +15,13 @@ if (missing) {
   });
 } else {
   stateContract('firestore', async () => {
-    const { firestore, projectId, host } = await emulatorClient();
+    const { firestore, drop } = await firestoreEmulatorProject();
     const store = createFirestoreState({ firestore, prefix: 'hermetic-' });
     return {
       store,
       async cleanup() {
         await store.close();
-        await dropProject(host, projectId);
+        await drop();
       },
     };
   });
@@ -48,13 +32,13 @@ describe('firestore state, beyond the contract', { skip: missing }, () => {
     fn: (store: ReturnType<typeof createFirestoreState>, firestore: Firestore) => Promise<void>,
     options: { prefix?: string; maxAttempts?: number } = {},
   ): Promise<void> => {
-    const { firestore, projectId, host } = await emulatorClient();
+    const { firestore, drop } = await firestoreEmulatorProject();
     const store = createFirestoreState({ firestore, ...options });
     try {
       await fn(store, firestore);
     } finally {
       await store.close();
-      await dropProject(host, projectId);
+      await drop();
     }
   };
 

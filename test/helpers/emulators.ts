@@ -1,7 +1,10 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
+import { Firestore } from '@google-cloud/firestore';
 
 /**
  * Google's official emulators, from the gcloud CLI package where the machine carries it. A test file asks for one
@@ -121,4 +124,25 @@ export function emulatorHost(name: EmulatorName): Promise<string> {
     started.set(name, host);
   }
   return host;
+}
+
+/**
+ * A Firestore client of the emulator on a project of its own, so every store starts empty. `drop()` ends the client
+ * (again, harmlessly, if a store closed it already) and drops the project's documents, which the emulator keeps in
+ * memory otherwise.
+ */
+export async function firestoreEmulatorProject(): Promise<{ firestore: Firestore; drop(): Promise<void> }> {
+  const host = await emulatorHost('firestore');
+  const projectId = `hermetic-${randomUUID().slice(0, 8)}`;
+  const firestore = new Firestore({ projectId, host, ssl: false });
+  return {
+    firestore,
+    async drop() {
+      await firestore.terminate();
+      const response = await fetch(`http://${host}/emulator/v1/projects/${projectId}/databases/(default)/documents`, {
+        method: 'DELETE',
+      });
+      assert.ok(response.ok, `emulator DELETE: ${response.status}`);
+    },
+  };
 }
