@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +8,6 @@ import { Firestore } from '@google-cloud/firestore';
 import { PubSub } from '@google-cloud/pubsub';
 import { Storage } from '@google-cloud/storage';
 import type Docker from 'dockerode';
-import { getTestServer } from '@google-cloud/functions-framework/testing';
 import { triggers, type MessageFunctionName } from '../../functions/functions.ts';
 import { loadGoogleCloud } from '../../functions/google-cloud.ts';
 import { registerFunctions } from '../../functions/index.ts';
@@ -22,6 +20,7 @@ import { publishMessage, publishObjectFinalized } from '../../shared/pipeline/pu
 import { bootScriptGuest, startFakeGce, type BootScriptGuest, type FakeGce } from '../fakes/gce-server.ts';
 import { createTestServiceAccount, startFakeGcs, type FakeGcs } from '../fakes/gcs-server.ts';
 import { emulatorHost, emulatorMissing } from './emulators.ts';
+import { serve } from './functions-server.ts';
 import { startEventarcRelay } from './eventarc-relay.ts';
 import { createTestRepo } from './git-repo.ts';
 
@@ -120,15 +119,13 @@ export function googleCloudBuildSuite(name: string, options: GoogleCloudBuildOpt
 
       const routes = [];
       for (const name of Object.keys(triggers) as MessageFunctionName[]) {
-        const server = getTestServer(name);
-        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        const { url, server } = await serve(name);
         servers.push(server);
-        routes.push({ topic: triggers[name], url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` });
+        routes.push({ topic: triggers[name], url: `${url}/` });
       }
-      const server = getTestServer('dashboard');
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { url, server } = await serve('dashboard');
       servers.push(server);
-      dashboard = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      dashboard = url;
       relay = await startEventarcRelay({ pubsub, project, routes, twice: options.twice === true });
     });
 

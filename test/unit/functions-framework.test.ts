@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { getTestServer } from '@google-cloud/functions-framework/testing';
 import { sign } from '@octokit/webhooks-methods';
 import { triggers, type MessageFunctionName } from '../../functions/functions.ts';
 import { registerFunctions } from '../../functions/index.ts';
@@ -11,6 +9,7 @@ import { buildId } from '../../shared/model/ids.ts';
 import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createMemoryGitHub } from '../fakes/memory-github.ts';
+import { serve } from '../helpers/functions-server.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
 
 const webhookSecret = 'a webhook secret';
@@ -25,13 +24,6 @@ function passedResult(taskId: string): TaskResult {
     steps: [{ name: 'true', exitCode: 0, durationMs: 1 }],
     log: { bytes: 0, truncated: false, chunks: 0 },
   };
-}
-
-/** Starts functions-framework's own server for one registered function on a free port. */
-async function serve(name: string): Promise<{ url: string; server: Server }> {
-  const server = getTestServer(name);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
 function pubsubEvent(topic: string, data: unknown, messageId = 'm-1', attributes: Record<string, string> = {}, deliveryAttempt = 1) {
