@@ -8,3 +8,8 @@ export class FakeApiError extends Error {
     this.reason = reason;
   }
 }
+
+/** The JSON error body Google's JSON APIs answer a failure with. */
+export function googleErrorBody(error: FakeApiError): { error: { code: number; message: string; errors: Array<{ message: string; domain: string; reason: string }> } } {
+  return { error: { code: error.status, message: error.message, errors: [{ message: error.message, domain: 'global', reason: error.reason }] } };
+}

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import type { GceClientOptions } from '../../shared/adapters/gcp/gce-compute.ts';
 import type { GceInstance } from '../../shared/adapters/gcp/gce-instance.ts';
 import { scanProcesses } from '../helpers/proc-scan.ts';
-import { FakeApiError } from './api-error.ts';
+import { FakeApiError, googleErrorBody } from './api-error.ts';
+import { readBody, sendJson } from './http.ts';
 
 /**
  * A fake Compute Engine REST API on node:http, for what the real `@google-cloud/compute` client sends: instances
@@ -248,14 +249,14 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
     if (match === null) throw new FakeApiError(404, 'notFound', `no such path ${url.pathname}`);
     const [, project = '', zone = '', collection, name, wait] = match;
     if (collection === 'instances') {
-      if (name === undefined && request.method === 'POST') return send(response, insert(project, zone, parseJson(body), url.searchParams.get('requestId')));
-      if (name === undefined && request.method === 'GET') return send(response, list(project, zone, url.searchParams));
+      if (name === undefined && request.method === 'POST') return sendJson(response, 200, insert(project, zone, parseJson(body), url.searchParams.get('requestId')));
+      if (name === undefined && request.method === 'GET') return sendJson(response, 200, list(project, zone, url.searchParams));
       if (name !== undefined && request.method === 'GET') {
         const vm = vms.get(keyOf(project, zone, decodeURIComponent(name)));
         if (vm === undefined) throw new FakeApiError(404, 'notFound', `The resource 'projects/${project}/zones/${zone}/instances/${name}' was not found`);
-        return send(response, resource(vm));
+        return sendJson(response, 200, resource(vm));
       }
-      if (name !== undefined && request.method === 'DELETE') return send(response, remove(project, zone, decodeURIComponent(name)));
+      if (name !== undefined && request.method === 'DELETE') return sendJson(response, 200, remove(project, zone, decodeURIComponent(name)));
     }
     if (collection === 'operations' && name !== undefined) {
       const operation = operations.get(`${project}/${zone}/${decodeURIComponent(name)}`);
@@ -264,9 +265,9 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
         // Compute Engine answers when the operation is done, or before its own deadline; this fake within 2 s.
         const until = Date.now() + 2000;
         while (operation.status !== 'DONE' && Date.now() < until && !closed) await sleep(5);
-        return send(response, operation);
+        return sendJson(response, 200, operation);
       }
-      if (wait === undefined && request.method === 'GET') return send(response, operation);
+      if (wait === undefined && request.method === 'GET') return sendJson(response, 200, operation);
     }
     throw new FakeApiError(405, 'badRequest', `${request.method} ${url.pathname} is not supported by this fake`);
   }
@@ -287,7 +288,7 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
   const server: Server = createServer((request, response) => {
     handle(request, response).catch((error: unknown) => {
       const apiError = error instanceof FakeApiError ? error : new FakeApiError(500, 'backendError', String(error));
-      send(response, { error: { code: apiError.status, message: apiError.message, errors: [{ message: apiError.message, domain: 'global', reason: apiError.reason }] } }, apiError.status);
+      sendJson(response, apiError.status, googleErrorBody(apiError));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -409,22 +410,12 @@ function parseFilter(text: string): (resource: Record<string, unknown>) => boole
   return (resource) => tests.every((test) => test(resource));
 }
 
-async function readBody(request: IncomingMessage): Promise<string> {
-  const parts: Buffer[] = [];
-  for await (const part of request) parts.push(part as Buffer);
-  return Buffer.concat(parts).toString('utf8');
-}
-
 function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
     throw new FakeApiError(400, 'parseError', 'This API does not support parsing form-encoded input.');
   }
-}
-
-function send(response: ServerResponse, body: unknown, status = 200): void {
-  response.writeHead(status, { 'content-type': 'application/json; charset=UTF-8' }).end(JSON.stringify(body));
 }
 
 function hash(text: string): number {

@@ -1,7 +1,8 @@
 import { createHash, createPublicKey, createVerify, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { CRC32C } from '@google-cloud/storage';
-import { FakeApiError } from './api-error.ts';
+import { FakeApiError, googleErrorBody } from './api-error.ts';
+import { sendJson } from './http.ts';
 
 /**
  * A fake Cloud Storage on node:http, for the real `@google-cloud/storage` client (pointed at it with `apiEndpoint`)
@@ -547,7 +548,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
         }
         // The rest of a refused body is read and dropped so the client sees the answer, then the connection closes.
         if (!req.complete) req.resume();
-        if (json) sendJson(res, failure.status, { error: { code: failure.status, message: failure.message, errors: [{ domain: 'global', reason: failure.reason, message: failure.message }] } }, { connection: 'close' });
+        if (json) sendJson(res, failure.status, googleErrorBody(failure), { connection: 'close' });
         else sendXmlError(res, failure);
       }
     })();
@@ -596,12 +597,6 @@ function headerString(req: IncomingMessage, name: string): string | undefined {
 function requireName(name: string | null | undefined): string {
   if (name === null || name === undefined || name === '') throw new FakeApiError(400, 'InvalidArgument', 'object name missing');
   return name;
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
 }
 
 function sendXmlError(res: ServerResponse, error: FakeApiError): void {

@@ -2,6 +2,7 @@ import { createHash, createPublicKey, randomBytes, verify, type KeyObject } from
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { components } from '@octokit/openapi-types';
 import { gitReader, type GitCommit, type GitReader } from './github-git.ts';
+import { readBody } from './http.ts';
 
 /**
  * A fake of GitHub's REST API on node:http, for octokit pointed at it with `baseUrl`. Repositories are real git
@@ -892,12 +893,6 @@ function paginate<T>(url: URL, items: readonly T[]): { items: T[]; link: Record<
   if (page < last) links.push(`<${at(page + 1)}>; rel="next"`, `<${at(last)}>; rel="last"`);
   if (page > 1) links.push(`<${at(1)}>; rel="first"`);
   return { items: items.slice((page - 1) * perPage, page * perPage), link: links.length === 0 ? {} : { link: links.join(', ') }, page };
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const parts: Buffer[] = [];
-  for await (const chunk of req) parts.push(chunk as Buffer);
-  return Buffer.concat(parts).toString('utf8');
 }
 
 function send(res: ServerResponse, reply: Reply, rateHeaders: Record<string, string>): void {
