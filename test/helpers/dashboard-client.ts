@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { PipelineHarness } from './pipeline-harness.ts';
@@ -12,4 +13,12 @@ export async function fetchDashboard(h: PipelineHarness, path: string): Promise<
   } finally {
     server.close();
   }
+}
+
+/** The body of the harness's dashboard page at `path`, which must answer 200 (and be of content type `type`, if given). */
+export async function dashboardBody(h: PipelineHarness, path: string, type?: string): Promise<string> {
+  const response = await fetchDashboard(h, path);
+  assert.equal(response.status, 200, response.body);
+  if (type !== undefined) assert.equal(response.type, type);
+  return response.body;
 }

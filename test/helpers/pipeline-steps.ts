@@ -39,6 +39,16 @@ export async function finish(h: PipelineHarness, taskId: string, status: TaskRes
   await h.drain();
 }
 
+/** The harness's trybot builds. */
+export async function trybotBuilds(h: PipelineHarness): Promise<Build[]> {
+  return (await h.state.query(collections.builds)).filter((build) => build.trybot === true);
+}
+
+/** A pull request's head: a commit on a branch nobody watches (a README change of its own unless told). */
+export function change(h: PipelineHarness, files: Record<string, string> = { 'README.md': `change ${Math.random()}\n` }): string {
+  return h.source.commit('demo', 'refs/pull/7/head', files);
+}
+
 /** Publishes a trybot request (of `demo`'s pull request 7 unless told) and runs the pipeline until it is quiet. */
 export async function requestTry(h: PipelineHarness, fields: Partial<TryRequested> & { commit: string; requester: string }): Promise<void> {
   await publishMessage(h.queue, topics.tryRequested, { v: 1, repo: 'demo', pullRequest: 7, ...fields });

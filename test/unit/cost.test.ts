@@ -6,8 +6,8 @@ import type { Machine } from '../../shared/model/types.ts';
 import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
 import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
-import { fetchDashboard } from '../helpers/dashboard-client.ts';
-import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
+import { dashboardBody } from '../helpers/dashboard-client.ts';
+import { createPipelineHarness } from '../helpers/pipeline-harness.ts';
 import { finish, launchOne, result } from '../helpers/pipeline-steps.ts';
 
 const close = (a: number | undefined, b: number) => assert.ok(a !== undefined && Math.abs(a - b) < 1e-9, `${a} is not ${b}`);
@@ -53,12 +53,6 @@ describe('price table', () => {
   });
 });
 
-async function dashboardGet(h: PipelineHarness, path: string): Promise<string> {
-  const response = await fetchDashboard(h, path);
-  assert.equal(response.status, 200);
-  return response.body;
-}
-
 describe('cost of a build', () => {
   const machine: Machine = { type: 'e2-standard-2', spot: true, diskGb: 50 };
 
@@ -88,12 +82,12 @@ describe('cost of a build', () => {
     await h.drain();
     close((await h.state.get(collections.builds, id))?.costUsd, (lost?.costUsd ?? 0) + (passed?.costUsd ?? 0));
 
-    const api = JSON.parse(await dashboardGet(h, `/api/builds/${id}`)) as { cost: { usd: number; local: boolean; workers: number }; tasks: Array<{ costUsd?: number }> };
+    const api = JSON.parse(await dashboardBody(h, `/api/builds/${id}`)) as { cost: { usd: number; local: boolean; workers: number }; tasks: Array<{ costUsd?: number }> };
     assert.equal(api.cost.local, false);
     assert.equal(api.cost.workers, 2);
     close(api.cost.usd, build?.costUsd ?? NaN);
     assert.ok(api.tasks.every((task) => typeof task.costUsd === 'number'));
-    const page = await dashboardGet(h, `/build/${id}`);
+    const page = await dashboardBody(h, `/build/${id}`);
     assert.match(page, new RegExp(`cost \\${formatCost(build?.costUsd, false)} on 2 workers`));
     assert.match(page, /e2-standard-2 spot/);
   });
@@ -129,7 +123,7 @@ describe('cost of a build', () => {
     assert.equal(build?.status, 'passed');
     const expected = (taskCost('n2-standard-4', false, 203) ?? NaN) + 3 * (taskCost('n2-standard-4', false, 400) ?? NaN);
     close(build?.costUsd, expected);
-    const page = await dashboardGet(h, `/build/${id}`);
+    const page = await dashboardBody(h, `/build/${id}`);
     assert.match(page, new RegExp(`cost \\${formatCost(expected, false)} on 4 workers`));
   });
 
@@ -142,9 +136,9 @@ describe('cost of a build', () => {
     assert.equal(task?.machine, undefined);
     assert.equal(task?.costUsd, 0);
     assert.equal((await h.state.get(collections.builds, id))?.costUsd, undefined, 'nothing to add, nothing written');
-    const api = JSON.parse(await dashboardGet(h, `/api/builds/${id}`)) as { cost: { usd: number; local: boolean } };
+    const api = JSON.parse(await dashboardBody(h, `/api/builds/${id}`)) as { cost: { usd: number; local: boolean } };
     assert.deepEqual({ usd: api.cost.usd, local: api.cost.local }, { usd: 0, local: true });
-    assert.match(await dashboardGet(h, `/build/${id}`), /cost local \(1 worker on this machine\)/);
+    assert.match(await dashboardBody(h, `/build/${id}`), /cost local \(1 worker on this machine\)/);
   });
 
   it('leaves an unpriced machine\'s task without a cost, and says so', async () => {
@@ -152,6 +146,6 @@ describe('cost of a build', () => {
     const { buildId: id, taskId } = await launchOne(h);
     await finish(h, taskId, 'passed');
     assert.equal((await h.state.get(collections.tasks, taskId))?.costUsd, undefined);
-    assert.match(await dashboardGet(h, `/build/${id}`), /1 on machines with no price/);
+    assert.match(await dashboardBody(h, `/build/${id}`), /1 on machines with no price/);
   });
 });

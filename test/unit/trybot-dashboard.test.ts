@@ -2,28 +2,20 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BuildSummary } from '../../shared/dashboard/dashboard.ts';
 import { buildId } from '../../shared/model/ids.ts';
-import type { Build, TryRun } from '../../shared/model/types.ts';
+import type { TryRun } from '../../shared/model/types.ts';
 import { collections } from '../../shared/ports/state.ts';
-import { fetchDashboard } from '../helpers/dashboard-client.ts';
+import { dashboardBody, fetchDashboard } from '../helpers/dashboard-client.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
-import { finishBuild, requestTry } from '../helpers/pipeline-steps.ts';
+import { change, finishBuild, requestTry, trybotBuilds } from '../helpers/pipeline-steps.ts';
 
 const policy = { trusted: { users: ['rsc'] }, trustCacheSeconds: 60, maxWaitingPerRequester: 3 };
 
 type TryJson = TryRun & { pullRequestUrl?: string; builds: Array<TryRun['builds'][number] & { build?: BuildSummary }> };
 
 /** The dashboard's answer at `path`, which must be 200 of `type`. */
-async function get(h: PipelineHarness, path: string, type = 'text/html; charset=utf-8'): Promise<string> {
-  const response = await fetchDashboard(h, path);
-  assert.equal(response.status, 200, response.body);
-  assert.equal(response.type, type);
-  return response.body;
-}
+const get = (h: PipelineHarness, path: string, type = 'text/html; charset=utf-8'): Promise<string> => dashboardBody(h, path, type);
 
 const json = async <T>(h: PipelineHarness, path: string): Promise<T> => JSON.parse(await get(h, path, 'application/json')) as T;
-const trybotBuilds = async (h: PipelineHarness): Promise<Build[]> => (await h.state.query(collections.builds)).filter((build) => build.trybot === true);
-/** A pull request's head: a commit on a branch nobody watches. */
-const change = (h: PipelineHarness, files: Record<string, string>) => h.source.commit('demo', 'refs/pull/7/head', files);
 /** The page's table row that shows `run`. */
 const rowOf = (page: string, run: TryRun): string => page.split('<tr').find((row) => row.startsWith(` id="try-${run.id}"`)) ?? '';
 

@@ -5,11 +5,11 @@ import { PermanentError } from '../../shared/errors.ts';
 import { modeProblem, stepsForMode } from '../../shared/trybots/builders.ts';
 import { buildId } from '../../shared/model/ids.ts';
 import { decode, topics, TryRequested } from '../../shared/model/messages.ts';
-import type { Build, TryMode, TryRun } from '../../shared/model/types.ts';
+import type { TryMode, TryRun } from '../../shared/model/types.ts';
 import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createMemoryGitHub, type MemoryGitHub } from '../fakes/memory-github.ts';
-import { finishBuild, requestTry } from '../helpers/pipeline-steps.ts';
+import { change, finishBuild, requestTry, trybotBuilds } from '../helpers/pipeline-steps.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
 
 const policy = { trusted: { users: ['rsc'], orgs: ['golang'], teams: ['acme/release'] }, trustCacheSeconds: 60, maxWaitingPerRequester: 3 };
@@ -22,10 +22,6 @@ async function harness(): Promise<{ h: PipelineHarness; github: MemoryGitHub }> 
 }
 
 const tries = (h: PipelineHarness): Promise<TryRun[]> => h.state.query(collections.trybots);
-const trybotBuilds = async (h: PipelineHarness): Promise<Build[]> => (await h.state.query(collections.builds)).filter((build) => build.trybot === true);
-
-/** A pull request's head: a commit on a branch nobody watches. */
-const change = (h: PipelineHarness, files: Record<string, string> = { 'README.md': `change ${Math.random()}\n` }) => h.source.commit('demo', 'refs/pull/7/head', files);
 
 describe('trybots: trust', () => {
   it('builds a trusted request on the repo defaults as trybot builds and reports queued, running, then the verdict to GitHub', async () => {
