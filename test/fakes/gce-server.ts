@@ -48,10 +48,6 @@ export type FakeGuest = (booted: BootedVm) => void;
 export interface FakeGceOptions {
   /** What runs in each VM; by default nothing, and the VM runs until deleted or its run-time limit. */
   guest?: FakeGuest;
-  /** From insert to RUNNING (default 20 ms). */
-  provisionMs?: number;
-  /** From delete to gone (default 20 ms). */
-  deleteMs?: number;
   /** Answer a repeated insert request ID with its first operation, as Compute Engine does (default true). */
   honourRequestIds?: boolean;
 }
@@ -77,12 +73,13 @@ const namePattern = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const labelKeyPattern = /^[a-z][a-z0-9_-]{0,62}$/;
 const labelValuePattern = /^[a-z0-9_-]{0,63}$/;
 const metadataKeyPattern = /^[a-zA-Z0-9_-]{1,128}$/;
+/** From insert to RUNNING, and from delete to gone. */
+const provisionMs = 20;
+const deleteMs = 20;
 
 
 /** Starts the fake on a free port of 127.0.0.1. */
 export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGce> {
-  const provisionMs = options.provisionMs ?? 20;
-  const deleteMs = options.deleteMs ?? 20;
   const vms = new Map<string, FakeVm>();
   const destroyers = new Map<FakeVm, (() => void)[]>();
   const runTimers = new Map<FakeVm, NodeJS.Timeout>();

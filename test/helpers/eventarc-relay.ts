@@ -19,7 +19,6 @@ export async function startEventarcRelay(options: { pubsub: PubSub; project: str
   const attempts = new Map<string, number>();
   const inFlight = new Set<Promise<void>>();
   const failures: string[] = [];
-  let handled = 0;
 
   async function relay(route: RelayRoute, subscriptionName: string, message: Message): Promise<void> {
     const first = message.deliveryAttempt > 0 ? message.deliveryAttempt : (attempts.get(message.id) ?? 0) + 1;
@@ -51,8 +50,6 @@ export async function startEventarcRelay(options: { pubsub: PubSub; project: str
     } catch (error) {
       failures.push(`${route.topic} ${message.id}: ${(error as Error).message}`);
       message.nack();
-    } finally {
-      handled++;
     }
   }
 
@@ -71,14 +68,6 @@ export async function startEventarcRelay(options: { pubsub: PubSub; project: str
   return {
     /** Non-2xx answers and transport errors so far, for a failing test's message. */
     failures,
-    /** Messages handed to functions so far, redeliveries included. */
-    get handled(): number {
-      return handled;
-    },
-    /** True while a message is being handed over. */
-    get busy(): boolean {
-      return inFlight.size > 0;
-    },
     /** Stops pulling; messages in flight finish first. */
     async stop(): Promise<void> {
       await Promise.all(subscriptions.map((subscription) => subscription.close()));

@@ -18,8 +18,7 @@ describe('GitHub client', { timeout: 60_000 }, () => {
     world = undefined;
   });
 
-  async function sourceOver(credentials: GitHubCredentials, logger?: Logger) {
-    world ??= await startGitHubWorld();
+  async function sourceOver(world: GitHubWorld, credentials: GitHubCredentials, logger?: Logger) {
     const client = createGitHubClient({ credentials, baseUrl: world.github.url, ...(logger === undefined ? {} : { logger }) });
     return createGitHubSource({ client, etags: createStateEtagCache(createMemoryState()) });
   }
@@ -27,7 +26,7 @@ describe('GitHub client', { timeout: 60_000 }, () => {
   it('a spent rate limit is a RetryableError that waits until the reset, and names it', async () => {
     world = await startGitHubWorld();
     const head = await world.upstream.commit({ 'a.txt': 'a\n' }, 'a');
-    const source = await sourceOver({ token: TEST_TOKEN });
+    const source = await sourceOver(world, { token: TEST_TOKEN });
     world.github.setRateLimitRemaining(0);
     const { reset } = world.github.rateLimit();
     const error = await source.fetchCommit(repo, head).then(
@@ -45,7 +44,7 @@ describe('GitHub client', { timeout: 60_000 }, () => {
     it(`a secondary rate limit (${status}) is a RetryableError after its retry-after`, async () => {
       world = await startGitHubWorld();
       const head = await world.upstream.commit({ 'a.txt': 'a\n' }, 'a');
-      const source = await sourceOver({ token: TEST_TOKEN });
+      const source = await sourceOver(world, { token: TEST_TOKEN });
       world.github.secondaryRateLimit(42, { status });
       await assert.rejects(source.fetchCommit(repo, head), (error: unknown) => error instanceof RetryableError && error.retryAfterMs === 42_000);
       assert.equal((await source.fetchCommit(repo, head)).hash, head, 'the next request goes through');
@@ -57,7 +56,7 @@ describe('GitHub client', { timeout: 60_000 }, () => {
     const head = await world.upstream.commit({ 'a.txt': 'a\n' }, 'a');
     const warnings: { event: string; fields: Fields | undefined }[] = [];
     const logger: Logger = { info() {}, error() {}, warn: (event, fields) => void warnings.push({ event, fields }) };
-    const source = await sourceOver({ token: TEST_TOKEN }, logger);
+    const source = await sourceOver(world, { token: TEST_TOKEN }, logger);
     await source.fetchCommit(repo, head);
     assert.equal(warnings.length, 0);
     world.github.setRateLimitRemaining(400);
@@ -69,7 +68,7 @@ describe('GitHub client', { timeout: 60_000 }, () => {
   it('a network failure is a RetryableError', async () => {
     world = await startGitHubWorld();
     const head = await world.upstream.commit({ 'a.txt': 'a\n' }, 'a');
-    const source = await sourceOver({ token: TEST_TOKEN });
+    const source = await sourceOver(world, { token: TEST_TOKEN });
     await world.github.close();
     await assert.rejects(source.fetchCommit(repo, head), RetryableError);
   });
@@ -77,7 +76,7 @@ describe('GitHub client', { timeout: 60_000 }, () => {
   it('an unknown token is refused', async () => {
     world = await startGitHubWorld();
     const head = await world.upstream.commit({ 'a.txt': 'a\n' }, 'a');
-    const source = await sourceOver({ token: 'ghp_wrong' });
+    const source = await sourceOver(world, { token: 'ghp_wrong' });
     await assert.rejects(source.fetchCommit(repo, head), (error: unknown) => !(error instanceof RetryableError) && error instanceof Error && /Bad credentials/.test(error.message));
   });
 
@@ -85,7 +84,7 @@ describe('GitHub client', { timeout: 60_000 }, () => {
     const keys = appKeyPair();
     world = await startGitHubWorld({ app: { id: TEST_APP_ID, publicKey: keys.publicKey, installations: { acme: TEST_INSTALLATION_ID } } });
     const head = await world.upstream.commit({ 'a.txt': 'a\n' }, 'a');
-    const source = await sourceOver({ appId: TEST_APP_ID, privateKey: keys.privateKey });
+    const source = await sourceOver(world, { appId: TEST_APP_ID, privateKey: keys.privateKey });
     for (let i = 0; i < 3; i++) assert.equal((await source.fetchCommit(repo, head)).hash, head);
     const count = (path: string) => world?.github.requests.filter((r) => r.path === path).length;
     assert.equal(count('/repos/acme/widgets/installation'), 1);
@@ -96,7 +95,7 @@ describe('GitHub client', { timeout: 60_000 }, () => {
   it('under an App, a JWT signed with another key is refused and no token is issued', async () => {
     world = await startGitHubWorld({ app: { id: TEST_APP_ID, publicKey: appKeyPair().publicKey, installations: { acme: TEST_INSTALLATION_ID } } });
     const head = await world.upstream.commit({ 'a.txt': 'a\n' }, 'a');
-    const source = await sourceOver({ appId: TEST_APP_ID, privateKey: appKeyPair().privateKey, installationId: TEST_INSTALLATION_ID });
+    const source = await sourceOver(world, { appId: TEST_APP_ID, privateKey: appKeyPair().privateKey, installationId: TEST_INSTALLATION_ID });
     await assert.rejects(source.fetchCommit(repo, head), /JSON web token/);
     assert.deepEqual(world.github.requests.map((r) => [r.path, r.status]), [[`/app/installations/${TEST_INSTALLATION_ID}/access_tokens`, 401]]);
   });
