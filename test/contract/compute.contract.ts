@@ -54,7 +54,7 @@ export function computeContract(name: string, make: (onExit: OnWorkerExit) => Pr
     const gone = async (taskId: string, what: string, timeoutMs?: number) => {
       const check = async () => !(await compute.list()).some((worker) => worker.taskId === taskId) && (await harness.leftovers(taskId)) === 0;
       if (reports) return;
-      await waitForAsync(check, what, timeoutMs);
+      await waitFor(check, what, timeoutMs, 50);
     };
     return { harness, compute, exits, reports, gone, exitsOf: (taskId: string) => exits.filter((e) => e.taskId === taskId) };
   }
@@ -242,19 +242,12 @@ export function newTaskId(): string {
   return randomBytes(12).toString('hex');
 }
 
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await sleep(20);
-  }
-}
-
-async function waitForAsync(condition: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+/** Polls `condition` every `everyMs` until it holds; throws, naming `what`, after `timeoutMs`. */
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000, everyMs = 20): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await sleep(50);
+    await sleep(everyMs);
   }
 }
 
