@@ -12,6 +12,8 @@ import { createTestRepo } from '../helpers/git-repo.ts';
 import { appKeyPair, startGitHubWorld, TEST_APP_ID, TEST_INSTALLATION_ID, TEST_TOKEN, type GitHubWorld } from '../helpers/github-world.ts';
 
 const widgets = { owner: 'acme', name: 'widgets' };
+/** The App's key pair, made once for the file: a 2048-bit RSA pair takes a while. */
+const keys = appKeyPair();
 
 describe('GitHub port', { timeout: 120_000 }, () => {
   let world: GitHubWorld | undefined;
@@ -21,7 +23,6 @@ describe('GitHub port', { timeout: 120_000 }, () => {
   });
 
   async function apiOver(credentials: GitHubCredentials | 'app'): Promise<{ api: GitHub; world: GitHubWorld }> {
-    const keys = appKeyPair();
     world = await startGitHubWorld({ app: { id: TEST_APP_ID, publicKey: keys.publicKey, installations: { acme: TEST_INSTALLATION_ID } } });
     const resolved = credentials === 'app' ? { appId: TEST_APP_ID, privateKey: keys.privateKey } : credentials;
     const client = createGitHubClient({ credentials: resolved, baseUrl: world.github.url });
