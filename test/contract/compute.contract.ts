@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
+import { blobKeys } from '../../shared/model/wire.ts';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerRequest } from '../../shared/ports/compute.ts';
+import { taskSpecFor, type FakeBlobServer } from '../helpers/fake-blob-server.ts';
 
 /** What a contract worker does: exit 0 soon, exit non-zero soon, or run until it is killed. */
 export type WorkerBehaviour = 'succeed' | 'fail' | 'hang';
@@ -235,6 +237,24 @@ export function computeContract(name: string, make: (onExit: OnWorkerExit) => Pr
       }
     });
   });
+}
+
+/**
+ * A harness's `request` for workers that run the real agent against `server`, on `hostType`: `true`, or `sleep 300`
+ * to hang; a failing worker's result upload is refused, which makes the agent exit 1.
+ */
+export function agentRequests(server: FakeBlobServer, hostType: string): ComputeHarness['request'] {
+  return (taskId, behaviour, options = {}) => {
+    const steps = behaviour === 'hang' ? [['sleep', '300']] : [['true']];
+    if (behaviour === 'fail') server.failPuts(blobKeys.result(taskId), 403, Number.POSITIVE_INFINITY);
+    return {
+      taskId,
+      hostType,
+      spec: taskSpecFor(server, taskId, { steps }),
+      deadline: options.deadline ?? Date.now() + 120_000,
+      labels: options.labels ?? {},
+    };
+  };
 }
 
 /** A task ID as the pipeline makes them: 24 hex digits. */

@@ -2,12 +2,11 @@ import { describe } from 'node:test';
 import Docker from 'dockerode';
 import { createGceCompute } from '../../shared/adapters/gcp/gce-compute.ts';
 import { instanceName, type GceHostType } from '../../shared/adapters/gcp/gce-instance.ts';
-import { blobKeys } from '../../shared/model/wire.ts';
 import type { OnWorkerExit } from '../../shared/ports/compute.ts';
 import { bootScriptGuest, startFakeGce, type BootScriptGuestOptions } from '../fakes/gce-server.ts';
 import { dockerAnswers, testWorkerImage } from '../helpers/agent-test-image.ts';
-import { startFakeBlobServer, taskSpecFor } from '../helpers/fake-blob-server.ts';
-import { computeContract, type ComputeHarness } from './compute.contract.ts';
+import { startFakeBlobServer } from '../helpers/fake-blob-server.ts';
+import { agentRequests, computeContract, type ComputeHarness } from './compute.contract.ts';
 
 const hostType: GceHostType = {
   kind: 'cos-container',
@@ -38,18 +37,7 @@ function gceCompute(docker: { image: string; gateway: string } | undefined) {
     return {
       compute,
       platform: { reportsExits: false, closeStopsWorkers: false, minDeadlineMs: 30_000 },
-      request(taskId, behaviour, options = {}) {
-        const steps = behaviour === 'hang' ? [['sleep', '300']] : [['true']];
-        // A refused result upload makes the agent exit 1.
-        if (behaviour === 'fail') blobs.failPuts(blobKeys.result(taskId), 403, Number.POSITIVE_INFINITY);
-        return {
-          taskId,
-          hostType: 'linux-amd64',
-          spec: taskSpecFor(blobs, taskId, { steps }),
-          deadline: options.deadline ?? Date.now() + 120_000,
-          labels: options.labels ?? {},
-        };
-      },
+      request: agentRequests(blobs, 'linux-amd64'),
       async leftovers(taskId) {
         const name = instanceName(taskId);
         const vm = gce.vm(name);

@@ -6,13 +6,13 @@ import { describe } from 'node:test';
 import Docker from 'dockerode';
 import { createDockerCompute } from '../../shared/adapters/docker/docker-compute.ts';
 import { createProcessSandbox, type Isolation } from '../../shared/adapters/local/process-sandbox.ts';
-import { blobKeys, type TaskSpec } from '../../shared/model/wire.ts';
+import type { TaskSpec } from '../../shared/model/wire.ts';
 import type { Compute, OnWorkerExit } from '../../shared/ports/compute.ts';
 import { createFakeCompute } from '../fakes/fake-compute.ts';
 import { dockerAnswers, testHostType, testWorkerImage } from '../helpers/agent-test-image.ts';
-import { startFakeBlobServer, taskSpecFor } from '../helpers/fake-blob-server.ts';
+import { startFakeBlobServer } from '../helpers/fake-blob-server.ts';
 import { processesOfWorker } from '../helpers/proc-scan.ts';
-import { computeContract, type ComputeHarness, type WorkerBehaviour } from './compute.contract.ts';
+import { agentRequests, computeContract, type ComputeHarness, type WorkerBehaviour } from './compute.contract.ts';
 
 /** The process sandbox running the real agent, which talks to a fake blob server. */
 function processSandbox(isolation: Isolation) {
@@ -22,18 +22,7 @@ function processSandbox(isolation: Isolation) {
     const compute = await createProcessSandbox({ workRoot, onExit, isolation });
     return {
       compute,
-      request(taskId, behaviour, options = {}) {
-        const steps = behaviour === 'hang' ? [['sleep', '300']] : [['true']];
-        // A refused result upload makes the agent exit 1.
-        if (behaviour === 'fail') server.failPuts(blobKeys.result(taskId), 403, Number.POSITIVE_INFINITY);
-        return {
-          taskId,
-          hostType: 'host',
-          spec: taskSpecFor(server, taskId, { steps }),
-          deadline: options.deadline ?? Date.now() + 120_000,
-          labels: options.labels ?? {},
-        };
-      },
+      request: agentRequests(server, 'host'),
       leftovers: async (taskId) => processesOfWorker(taskId).length,
       async cleanup() {
         await compute.close();
@@ -53,17 +42,7 @@ function dockerCompute(docker: Docker, image: string) {
     const server = await startFakeBlobServer({ host: compute.gatewayIp });
     return {
       compute,
-      request(taskId, behaviour, options = {}) {
-        const steps = behaviour === 'hang' ? [['sleep', '300']] : [['true']];
-        if (behaviour === 'fail') server.failPuts(blobKeys.result(taskId), 403, Number.POSITIVE_INFINITY);
-        return {
-          taskId,
-          hostType: testHostType,
-          spec: taskSpecFor(server, taskId, { steps }),
-          deadline: options.deadline ?? Date.now() + 120_000,
-          labels: options.labels ?? {},
-        };
-      },
+      request: agentRequests(server, testHostType),
       async leftovers(taskId) {
         const found = await docker.listContainers({ all: true, filters: { name: [`hermetic-${taskId}`] } });
         return found.filter((info) => info.Names.includes(`/hermetic-${taskId}`)).length;

@@ -1,27 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { createFirestoreDeadLetters } from '../../shared/adapters/gcp/firestore-dead-letters.ts';
-import { openDatabase } from '../../shared/adapters/local/sqlite-database.ts';
-import { createSqliteQueue } from '../../shared/adapters/local/sqlite-queue.ts';
 import { createMemoryQueue } from '../fakes/memory-queue.ts';
 import { emulatorMissing, firestoreEmulatorProject } from '../helpers/emulators.ts';
+import { openTempSqliteQueue } from '../helpers/sqlite-queue.ts';
 import { deadLettersContract } from './dead-letters.contract.ts';
 
 deadLettersContract('sqlite queue', async (now) => {
-  const dir = await mkdtemp(join(tmpdir(), 'hermetic-dead-'));
-  const db = openDatabase(join(dir, 'queue.db'));
-  const queue = createSqliteQueue(db, { now });
-  return {
-    deadLetters: queue,
-    async cleanup() {
-      await queue.close();
-      db.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  const { queue, cleanup } = await openTempSqliteQueue({ now });
+  return { deadLetters: queue, cleanup };
 });
 
 deadLettersContract('memory queue', async (now) => {

@@ -1,17 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { PubSub, type Message, type Subscription } from '@google-cloud/pubsub';
 import { createPubsubPublisher } from '../../shared/adapters/gcp/pubsub-publisher.ts';
-import { openDatabase } from '../../shared/adapters/local/sqlite-database.ts';
-import { createSqliteQueue } from '../../shared/adapters/local/sqlite-queue.ts';
 import { PermanentError } from '../../shared/errors.ts';
 import { emulatorHost, emulatorMissing } from '../helpers/emulators.ts';
+import { openTempSqliteQueue } from '../helpers/sqlite-queue.ts';
 import { publisherContract, type Received } from './publisher.contract.ts';
 
 const RECEIVE_TIMEOUT_MS = 10_000;
@@ -39,9 +35,7 @@ async function gather<T>(
 }
 
 publisherContract('sqlite queue', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'hermetic-publisher-'));
-  const db = openDatabase(join(dir, 'queue.db'));
-  const queue = createSqliteQueue(db);
+  const { queue, cleanup } = await openTempSqliteQueue();
   const options = { ackDeadlineMs: 60_000, maxAttempts: 5, minBackoffMs: 1_000, maxBackoffMs: 10_000 };
   return {
     publisher: queue,
@@ -56,11 +50,7 @@ publisherContract('sqlite queue', async () => {
         count,
         settleMs,
       ),
-    async cleanup() {
-      await queue.close();
-      db.close();
-      await rm(dir, { recursive: true, force: true });
-    },
+    cleanup,
   };
 });
 

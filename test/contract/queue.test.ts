@@ -9,21 +9,10 @@ import { createSqliteState } from '../../shared/adapters/local/sqlite-state.ts';
 import type { SubscriptionOptions } from '../../shared/ports/messages.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createMemoryQueue } from '../fakes/memory-queue.ts';
+import { openTempSqliteQueue } from '../helpers/sqlite-queue.ts';
 import { queueContract } from './queue.contract.ts';
 
-queueContract('sqlite', async (now) => {
-  const dir = await mkdtemp(join(tmpdir(), 'hermetic-queue-'));
-  const db = openDatabase(join(dir, 'queue.db'));
-  const queue = createSqliteQueue(db, { now });
-  return {
-    queue,
-    async cleanup() {
-      await queue.close();
-      db.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-});
+queueContract('sqlite', (now) => openTempSqliteQueue({ now }));
 
 queueContract('memory', async (now) => {
   const queue = createMemoryQueue({ now });
