@@ -1,33 +1,28 @@
 import { join } from 'node:path';
 import type { Catalog } from '../shared/pipeline/deps.ts';
-import type { Compute, WorkerInfo } from '../shared/ports/compute.ts';
+import type { Compute } from '../shared/ports/compute.ts';
 import { silentLogger } from '../shared/ports/log.ts';
 import type { Source } from '../shared/ports/source.ts';
 import { startLocalRuntime } from '../shared/runtime/local-runtime.ts';
+import { createFakeCompute } from '../test/fakes/fake-compute.ts';
 
 /**
  * A compute whose workers start and never end: each is listed as alive (so the reaper leaves it be) until stopped.
- * For benchmarks of the control plane alone; `onStart` hears the running count after each start.
+ * For benchmarks of the control plane alone; `onStart` hears the running count after each start. It is the tests'
+ * fake compute, whose exits (on stop and close only) nobody hears.
  */
 export function createParkedCompute(onStart: (started: number) => void = () => {}): Compute {
-  const alive = new Map<string, WorkerInfo>();
-  let started = 0;
+  const fake = createFakeCompute({ onExit() {} });
   return {
-    hostTypes: ['host'],
+    hostTypes: fake.hostTypes,
     async start(request) {
-      if (alive.has(request.taskId)) return;
-      alive.set(request.taskId, { taskId: request.taskId, deadline: request.deadline, labels: request.labels });
-      onStart(++started);
+      const before = fake.started.length;
+      await fake.start(request);
+      if (fake.started.length > before) onStart(fake.started.length);
     },
-    async stop(taskId) {
-      alive.delete(taskId);
-    },
-    async list() {
-      return [...alive.values()];
-    },
-    async close() {
-      alive.clear();
-    },
+    stop: (taskId) => fake.stop(taskId),
+    list: () => fake.list(),
+    close: () => fake.close(),
   };
 }
 
