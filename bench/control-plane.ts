@@ -1,22 +1,24 @@
 // How many tasks per second the control plane schedules: 500 commits x 4 builders, from one poll to the 2,000th
 // worker start, on the embedded default's real SQLite state and queue. Workers are not run (a compute adapter that
 // only records starts) and commits come from an in-memory source, so the figure is the control plane's own.
-// Usage: node bench/control-plane.ts [--runs N] [--commits N] [--builders N]
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { parseConfig } from '../shared/config/config.ts';
 import { createFakeSource } from '../test/fakes/fake-source.ts';
 import { createParkedCompute, startParkedRuntime } from './parked-compute.ts';
+import { benchArgs } from './args.ts';
 import { describe, median } from './stats.ts';
 
-const { values } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '5' },
-    commits: { type: 'string', default: '500' },
-    builders: { type: 'string', default: '4' },
-  },
+const usage = `Usage: node bench/control-plane.ts [options]
+  --runs N       runs, each on a fresh data directory (default 5)
+  --commits N    commits in the one poll (default 500)
+  --builders N   builders per commit (default 4)
+  --help         this text`;
+const values = benchArgs(usage, {
+  runs: { type: 'string', default: '5' },
+  commits: { type: 'string', default: '500' },
+  builders: { type: 'string', default: '4' },
 });
 const runs = Number(values.runs);
 const commits = Number(values.commits);

@@ -10,7 +10,6 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { commitGoTree, defaultZoneinfo, newestDebianTree, versionOf } from '../shared/cli/go-tree.ts';
 import { createConsoleLogger } from '../shared/cli/console.ts';
 import { parseConfig } from '../shared/config/config.ts';
@@ -20,6 +19,7 @@ import { learnFromBuild } from '../shared/pipeline/durations.ts';
 import { collections } from '../shared/ports/state.ts';
 import { startLocalRuntime } from '../shared/runtime/local-runtime.ts';
 import { parseGoRecording, testDirParts } from '../shared/sharding/go-recording.ts';
+import { benchArgs } from './args.ts';
 import { median } from './stats.ts';
 
 const usage = `Usage: node bench/go-tree-run.ts [options]
@@ -31,21 +31,14 @@ const usage = `Usage: node bench/go-tree-run.ts [options]
   --json            the figures as JSON on stdout
   --help            this text`;
 
-const { values } = parseArgs({
-  options: {
-    shards: { type: 'string', default: '1,2,4' },
-    'host-type': { type: 'string', default: 'linux-amd64' },
-    from: { type: 'string' },
-    seed: { type: 'string', default: 'bench/data/go1.19-linux-amd64-2cpu.json' },
-    keep: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
+const values = benchArgs(usage, {
+  shards: { type: 'string', default: '1,2,4' },
+  'host-type': { type: 'string', default: 'linux-amd64' },
+  from: { type: 'string' },
+  seed: { type: 'string', default: 'bench/data/go1.19-linux-amd64-2cpu.json' },
+  keep: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
 });
-if (values.help) {
-  process.stdout.write(`${usage}\n`);
-  process.exit(0);
-}
 const counts = values.shards.split(',').map(Number);
 if (counts.some((count) => !Number.isInteger(count) || count < 1)) {
   process.stderr.write(`go-tree-run: --shards wants shard counts like 1,2,4, got ${values.shards}\n${usage}\n`);

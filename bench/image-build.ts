@@ -2,23 +2,26 @@
 // how long `images build` takes when nothing changed (it should be about instant: bundle the agent, hash, look up
 // the tag). Fresh tags come from a scratch salt, so nothing is cached and the project's own images are untouched;
 // the salted images are removed at the end.
-// Usage: node bench/image-build.ts [--host-type NAME] [--cold-runs N] [--warm-runs N] [--verbose]
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import Docker from 'dockerode';
 import { buildImages, imageTagFor } from '../shared/images/build-images.ts';
 import { debianSuite } from '../shared/images/debian-suite.ts';
 import { baseRecipeFor, baseTag } from '../shared/images/recipe.ts';
 import { findHostType } from '../shared/images/host-types.ts';
+import { benchArgs } from './args.ts';
 import { describe } from './stats.ts';
 
-const { values } = parseArgs({
-  options: {
-    'host-type': { type: 'string', default: 'linux-amd64' },
-    'cold-runs': { type: 'string', default: '1' },
-    'warm-runs': { type: 'string', default: '5' },
-    verbose: { type: 'boolean', default: false },
-  },
+const usage = `Usage: node bench/image-build.ts [options]
+  --host-type NAME   the host type whose image is built (default linux-amd64)
+  --cold-runs N      builds from nothing (default 1)
+  --warm-runs N      builds with nothing changed (default 5)
+  --verbose          the builds' progress on stderr
+  --help             this text`;
+const values = benchArgs(usage, {
+  'host-type': { type: 'string', default: 'linux-amd64' },
+  'cold-runs': { type: 'string', default: '1' },
+  'warm-runs': { type: 'string', default: '5' },
+  verbose: { type: 'boolean', default: false },
 });
 const hostType = values['host-type'];
 const coldRuns = Number(values['cold-runs']);

@@ -10,17 +10,19 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { parseConfig } from '../shared/config/config.ts';
 import { silentLogger } from '../shared/ports/log.ts';
 import { collections } from '../shared/ports/state.ts';
 import { startLocalRuntime } from '../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../test/helpers/git-repo.ts';
+import { benchArgs } from './args.ts';
 import { describe, median } from './stats.ts';
 
-const { values } = parseArgs({
-  options: { builds: { type: 'string', default: '20' }, 'host-type': { type: 'string', default: 'host' } },
-});
+const usage = `Usage: node bench/pipeline-overhead.ts [options]
+  --builds N         builds, one at a time (default 20)
+  --host-type NAME   host: the process sandbox; linux-amd64: containers (default host)
+  --help             this text`;
+const values = benchArgs(usage, { builds: { type: 'string', default: '20' }, 'host-type': { type: 'string', default: 'host' } });
 const builds = Number(values.builds);
 const hostType = values['host-type'];
 

@@ -19,10 +19,8 @@
 //
 // Targets (issue 4): makespan within 5% of the bound at every N; at N = 16 within 10% of total/16; never worse than
 // either baseline.
-// Usage: node bench/plan-quality.ts [--data FILE] [--parts recorded|any] [--from N] [--to N]
 import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { parseArgs } from 'node:util';
 import {
   type GoRecording,
   goPlanUnits,
@@ -31,15 +29,19 @@ import {
   type UnitTiming,
 } from '../shared/sharding/go-recording.ts';
 import { planShards } from '../shared/sharding/planner.ts';
+import { benchArgs } from './args.ts';
 
 const defaultData = join(import.meta.dirname, 'data', 'go1.19-linux-amd64-2cpu.json');
-const { values } = parseArgs({
-  options: {
-    data: { type: 'string', default: defaultData },
-    parts: { type: 'string', default: 'recorded' },
-    from: { type: 'string', default: '2' },
-    to: { type: 'string', default: '64' },
-  },
+const usage = `Usage: node bench/plan-quality.ts [options]
+  --data FILE              the recording (default bench/data/go1.19-linux-amd64-2cpu.json)
+  --parts recorded|any     which part counts of the test directory unit the planner may use (default recorded)
+  --from N, --to N         the shard counts simulated (default 2 to 64)
+  --help                   this text`;
+const values = benchArgs(usage, {
+  data: { type: 'string', default: defaultData },
+  parts: { type: 'string', default: 'recorded' },
+  from: { type: 'string', default: '2' },
+  to: { type: 'string', default: '64' },
 });
 const fail = (message: string): never => {
   process.stderr.write(`plan-quality: ${message}\n`);

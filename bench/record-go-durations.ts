@@ -3,13 +3,11 @@
 // `make.bash` once (bootstrapped by Debian's own Go), lists the units, then runs each unit alone the way a shard
 // worker would (`go tool dist test -run '^<unit>$'`, from the freshly made tree with an empty build cache), and the
 // same for the parts of the `test` directory unit when it is split with GO_TEST_SHARDS.
-// Usage: node bench/record-go-durations.ts [--out FILE] [--goroot-src DIR] [--bootstrap DIR] [--version-file FILE]
-//        [--units REGEX] [--shards N] [--keep] [--help]
 import { spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, open, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 
 const usage = `Usage: node bench/record-go-durations.ts [options]
   --out FILE           where the JSON goes (default bench/data/go1.19-linux-amd64-2cpu.json)
@@ -22,27 +20,15 @@ const usage = `Usage: node bench/record-go-durations.ts [options]
   --help               this text
 Progress goes to stderr; the JSON is rewritten after every unit, with "complete": false until the end.`;
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    out: { type: 'string', default: 'bench/data/go1.19-linux-amd64-2cpu.json' },
-    'goroot-src': { type: 'string', default: '/usr/share/go-1.19' },
-    bootstrap: { type: 'string', default: '/usr/lib/go-1.19' },
-    'version-file': { type: 'string' },
-    units: { type: 'string' },
-    shards: { type: 'string', default: '10' },
-    keep: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
+const values = benchArgs(usage, {
+  out: { type: 'string', default: 'bench/data/go1.19-linux-amd64-2cpu.json' },
+  'goroot-src': { type: 'string', default: '/usr/share/go-1.19' },
+  bootstrap: { type: 'string', default: '/usr/lib/go-1.19' },
+  'version-file': { type: 'string' },
+  units: { type: 'string' },
+  shards: { type: 'string', default: '10' },
+  keep: { type: 'boolean', default: false },
 });
-if (values.help) {
-  process.stdout.write(`${usage}\n`);
-  process.exit(0);
-}
-if (positionals.length > 0) {
-  process.stderr.write(`record-go-durations: unexpected arguments ${positionals.join(' ')}\n${usage}\n`);
-  process.exit(2);
-}
 const shards = Number(values.shards);
 if (!Number.isInteger(shards) || shards < 0) {
   process.stderr.write(`record-go-durations: --shards wants a whole number, got ${values.shards}\n`);

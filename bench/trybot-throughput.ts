@@ -5,18 +5,17 @@
 //   flood:  N requests for N commits from one untrusted login: all but the policy's waiting limit dropped
 // Workers start and never end (a compute that only parks them) and commits come from an in-memory source, so the
 // figure is the control plane's own; the builds' planning and launching share the process, as they would.
-// Usage: node bench/trybot-throughput.ts [--runs N] [--requests N] [--builders N] [--json] [--help]
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { parseConfig } from '../shared/config/config.ts';
 import { topics, type TryRequested } from '../shared/model/messages.ts';
 import { publishMessage } from '../shared/pipeline/publish.ts';
 import { collections } from '../shared/ports/state.ts';
 import type { LocalRuntime } from '../shared/runtime/local-runtime.ts';
 import { createFakeSource } from '../test/fakes/fake-source.ts';
+import { benchArgs } from './args.ts';
 import { startParkedRuntime } from './parked-compute.ts';
 import { describe, median } from './stats.ts';
 
@@ -27,19 +26,12 @@ const usage = `Usage: node bench/trybot-throughput.ts [options]
   --json         the figures alone as JSON on stdout
   --help         this text`;
 
-const { values } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '5' },
-    requests: { type: 'string', default: '500' },
-    builders: { type: 'string', default: '2' },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
+const values = benchArgs(usage, {
+  runs: { type: 'string', default: '5' },
+  requests: { type: 'string', default: '500' },
+  builders: { type: 'string', default: '2' },
+  json: { type: 'boolean', default: false },
 });
-if (values.help) {
-  process.stdout.write(`${usage}\n`);
-  process.exit(0);
-}
 const [runs, requests, builderCount] = [values.runs, values.requests, values.builders].map(Number) as [number, number, number];
 if (![runs, requests, builderCount].every((value) => Number.isInteger(value) && value > 0)) {
   process.stderr.write(`trybot-throughput: --runs, --requests and --builders want positive integers\n${usage}\n`);
