@@ -49,7 +49,7 @@ for (let run = 0; run < coldRuns; run++) {
   try {
     let baseSeconds = Number.NaN;
     const startedAt = performance.now();
-    const [image] = await buildImages({
+    const report = await buildImages({
       docker,
       hostTypes: [hostType],
       salt,
@@ -61,7 +61,9 @@ for (let run = 0; run < coldRuns; run++) {
     });
     cold.push((performance.now() - startedAt) / 1000);
     bases.push(baseSeconds);
-    if (image === undefined) throw new Error(`${hostType} was not built`);
+    const [image] = report.images;
+    const [notBuilt] = [...report.unavailable, ...report.failed];
+    if (image === undefined) throw new Error(`${hostType} was not built: ${notBuilt?.reason ?? 'no reason given'}`);
     // The image, every parent it was built on (children first), then the base: all salted, all removed after.
     for (let each: typeof type | undefined = type; each !== undefined; each = each.parent) {
       made.push(await imageTagFor(each.name, { salt }));
@@ -70,7 +72,7 @@ for (let run = 0; run < coldRuns; run++) {
     if (run === 0) {
       for (let warmRun = 0; warmRun < warmRuns; warmRun++) {
         const again = performance.now();
-        const [same] = await buildImages({ docker, hostTypes: [hostType], salt, onProgress });
+        const [same] = (await buildImages({ docker, hostTypes: [hostType], salt, onProgress })).images;
         if (same?.built !== false) throw new Error('an unchanged recipe was built again');
         warm.push((performance.now() - again) / 1000);
       }

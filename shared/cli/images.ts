@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import Docker from 'dockerode';
+import { engineProblem } from '../adapters/docker/engine-problem.ts';
 import { describeError } from '../errors.ts';
-import { buildImages, defaultCacheDir, envDirOf, type BuiltImage } from '../images/build-images.ts';
+import { buildImages, defaultCacheDir, envDirOf, type BuildReport } from '../images/build-images.ts';
 import { listHostTypes } from '../images/host-types.ts';
 import { imageStatus } from '../images/image-status.ts';
 import { buildQemuGuest, type QemuGuest } from '../images/qemu-guest.ts';
@@ -24,17 +25,21 @@ Options:
 
 const buildHelp = `Usage: hermetic images build [HOST_TYPE...] [options]
 
-Builds the image of each named host type (default: every one available on this host) unless its tag exists.
-A parent image and the Debian base are made first when missing, the base from Debian's packages with mmdebstrap;
-no registry is needed. Progress goes to stderr.
+Builds the image of each named host type (default: every host type) unless its tag exists. A host type this
+machine cannot run (a 64-bit-only kernel for linux-386, no qemu for linux-arm64) is reported with the reason and
+skipped; every other one is built, whatever became of the ones before it. A parent image and the Debian base are
+made first when missing, the base from Debian's packages with mmdebstrap; no registry is needed. Progress goes to
+stderr.
 
 Options:
   --force      build again, bases included and without the layer cache, even when the tags exist
-  --json       print a JSON array of {hostType, tag, built, seconds} on stdout, and nothing else there
+  --json       print {images: [{hostType, tag, built, seconds}], unavailable: [{hostType, reason}],
+               failed: [{hostType, reason}]} on stdout, and nothing else there
   -h, --help   show this help
 
-Exit status: 0 when every image is built or up to date, 1 when one could not be built (or a named host type
-cannot run here; the reason is on stderr), 2 for bad usage or an unknown host type, 130 when interrupted.`;
+Exit status: 0 when every host type that can run here is built or up to date (those that cannot are only
+reported), 1 when a build that could run failed or no Docker engine answers, 2 for bad usage or an unknown host
+type, 130 when interrupted.`;
 
 const listHelp = `Usage: hermetic images list [options]
 
@@ -59,6 +64,9 @@ Options:
 
 Exit status: 0 when the guest is built or up to date, 1 when it could not be built (the reason is on stderr),
 2 for bad usage.`;
+
+/** How long the Docker engine may take to answer; building images needs one. */
+const engineTimeoutMs = 10_000;
 
 /** `hermetic images build|list|guest`: builds or lists the host types' worker images; returns the exit status. */
 export async function images(args: string[], io: Io): Promise<number> {
@@ -103,7 +111,7 @@ async function build(args: string[], io: Io): Promise<number> {
     if (!known.includes(name)) throw new UsageError(`unknown host type "${name}"; expected one of: ${known.join(', ')}`);
   }
   const docker = new Docker();
-  const unreachable = await engineProblem(docker);
+  const unreachable = await engineProblem(docker, engineTimeoutMs);
   if (unreachable !== undefined) {
     io.stderr(`hermetic: images are built by a Docker engine, and none answers: ${unreachable}`);
     return exitCodes.failure;
@@ -115,9 +123,9 @@ async function build(args: string[], io: Io): Promise<number> {
     interrupted = true;
     controller.abort();
   });
-  let built: BuiltImage[];
+  let report: BuildReport;
   try {
-    built = await buildImages({
+    report = await buildImages({
       docker,
       ...(positionals.length > 0 ? { hostTypes: positionals } : {}),
       force: values.force,
@@ -132,9 +140,9 @@ async function build(args: string[], io: Io): Promise<number> {
     io.stderr(`hermetic: ${describeError(error)}`);
     return exitCodes.failure;
   }
-  if (values.json) io.stdout(JSON.stringify(built, null, 2));
-  else io.stdout(builtTable(built));
-  return exitCodes.ok;
+  if (values.json) io.stdout(JSON.stringify(report, null, 2));
+  else io.stdout(reportTable(report));
+  return report.failed.length > 0 ? exitCodes.failure : exitCodes.ok;
 }
 
 /** The flags of the commands that take only --json and --help; throws on anything else. */
@@ -175,7 +183,7 @@ async function list(args: string[], io: Io): Promise<number> {
     return exitCodes.ok;
   }
   const docker = new Docker();
-  const unreachable = await engineProblem(docker);
+  const unreachable = await engineProblem(docker, engineTimeoutMs);
   if (unreachable !== undefined) io.stderr(`hermetic: no Docker engine answers (${unreachable}); whether images are built is unknown`);
   const statuses = await imageStatus(unreachable === undefined ? { docker } : {});
   if (values.json) {
@@ -199,26 +207,13 @@ async function list(args: string[], io: Io): Promise<number> {
   return exitCodes.ok;
 }
 
-/** Why the engine does not answer, or undefined when it does. */
-async function engineProblem(docker: Docker): Promise<string | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<string>((resolve) => {
-    timer = setTimeout(() => resolve('no answer within 10 s'), 10_000);
-  });
-  try {
-    return await Promise.race([docker.ping().then(() => undefined), timeout]);
-  } catch (error) {
-    return describeError(error);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function builtTable(built: BuiltImage[]): string {
-  if (built.length === 0) return 'No host type is available on this host.';
-  const nameWidth = Math.max(...built.map((image) => image.hostType.length));
-  const tagWidth = Math.max(...built.map((image) => image.tag.length));
-  return built
-    .map((image) => `${image.hostType.padEnd(nameWidth)}  ${image.tag.padEnd(tagWidth)}  ${image.built ? `built in ${image.seconds.toFixed(1)} s` : 'up to date'}`)
-    .join('\n');
+/** One line per host type: its tag and how it got there, or why it has none. */
+function reportTable(report: BuildReport): string {
+  const rows = [
+    ...report.images.map((image) => [image.hostType, image.tag, image.built ? `built in ${image.seconds.toFixed(1)} s` : 'up to date']),
+    ...report.unavailable.map((skipped) => [skipped.hostType, '-', skipped.reason]),
+    ...report.failed.map((failed) => [failed.hostType, '-', `FAILED: ${failed.reason.split('\n')[0] ?? ''}`]),
+  ];
+  const widths = [0, 1].map((column) => Math.max(...rows.map((row) => (row[column] ?? '').length)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()).join('\n');
 }

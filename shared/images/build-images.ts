@@ -93,14 +93,30 @@ export function envDirOf(options: ImagesOptions): string {
   return settingsOf(options).envDir;
 }
 
+/** A host type nothing was built for, and why: this machine cannot run it, or its build failed. */
+export interface NotBuilt {
+  hostType: string;
+  reason: string;
+}
+
+/** What `buildImages` did with each host type asked for; every one is in exactly one list. */
+export interface BuildReport {
+  /** Built now, or found up to date. */
+  images: BuiltImage[];
+  /** Host types this machine cannot run (see checkHostType); nothing was tried for them. */
+  unavailable: NotBuilt[];
+  /** Host types whose build could run here and failed; the reason names the failing step (a child's, its parent's). */
+  failed: NotBuilt[];
+}
+
 /**
- * Builds the images of the named host types (default: all available here), each only if its tag is missing (or
- * `force`), a missing parent's first, showing progress through `onProgress`. Resolves with one entry per host type
- * asked for, built or found; throws ImageBuildError naming the host type and the failing step's output (a child's
- * names its parent's), or UnknownHostTypeError for a bad name.
+ * Builds the images of the named host types (default: all), each only if its tag is missing (or `force`), a missing
+ * parent's first, showing progress through `onProgress`. One host type that cannot run here, or whose build fails,
+ * stops none of the others: the report says what became of each. Throws UnknownHostTypeError for a bad name, and
+ * rethrows when `signal` aborts.
  */
-export async function buildImages(options: BuildOptions): Promise<BuiltImage[]> {
-  return run(options, options.hostTypes === undefined ? 'skip' : 'throw');
+export async function buildImages(options: BuildOptions): Promise<BuildReport> {
+  return run(options);
 }
 
 /**
@@ -109,8 +125,10 @@ export async function buildImages(options: BuildOptions): Promise<BuiltImage[]> 
  * `checkHostType` gives it too). Throws ImageBuildError when a build fails.
  */
 export async function ensureImages(options: EnsureOptions): Promise<Map<string, string>> {
-  const images = await run({ ...options, onProgress: options.onProgress ?? (() => {}) }, 'skip');
-  return new Map(images.map((image) => [image.hostType, image.tag]));
+  const report = await run({ ...options, onProgress: options.onProgress ?? (() => {}) });
+  const [failed] = report.failed;
+  if (failed !== undefined) throw new ImageBuildError(`${failed.hostType}: ${failed.reason}`);
+  return new Map(report.images.map((image) => [image.hostType, image.tag]));
 }
 
 interface Settings {
@@ -134,7 +152,7 @@ function settingsOf(options: ImagesOptions): Settings {
   };
 }
 
-async function run(options: BuildOptions, unavailable: 'skip' | 'throw'): Promise<BuiltImage[]> {
+async function run(options: BuildOptions): Promise<BuildReport> {
   const settings = settingsOf(options);
   const { docker, onProgress, signal } = options;
   const force = options.force === true;
@@ -146,12 +164,15 @@ async function run(options: BuildOptions, unavailable: 'skip' | 'throw'): Promis
     return type;
   });
 
+  const report: BuildReport = { images: [], unavailable: [], failed: [] };
   const runnable: HostType[] = [];
   for (const type of chosen) {
     const availability = await checkHostType(type, { probe: settings.probe });
     if (availability.available) runnable.push(type);
-    else if (unavailable === 'skip') onProgress(`${type.name}: skipped: ${availability.reason}`);
-    else throw new ImageBuildError(`${type.name}: ${availability.reason}`);
+    else {
+      onProgress(`${type.name}: skipped: ${availability.reason}`);
+      report.unavailable.push({ hostType: type.name, reason: availability.reason });
+    }
   }
 
   const resolve = createRecipeResolver(settings, onProgress);
@@ -208,9 +229,18 @@ async function run(options: BuildOptions, unavailable: 'skip' | 'throw'): Promis
     );
   };
 
-  const results: BuiltImage[] = [];
-  for (const type of runnable) results.push(await ensure(type));
-  return results;
+  for (const type of runnable) {
+    try {
+      report.images.push(await ensure(type));
+    } catch (error) {
+      if (signal?.aborted === true || !(error instanceof ImageBuildError)) throw error;
+      const prefix = `${type.name}: `;
+      const reason = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+      onProgress(`${type.name}: failed: ${reason}`);
+      report.failed.push({ hostType: type.name, reason });
+    }
+  }
+  return report;
 }
 
 interface ResolvedRecipe {

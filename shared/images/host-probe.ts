@@ -103,14 +103,9 @@ export function createHostProbe(options: HostProbeOptions = {}): HostProbe {
       try {
         const program = join(dir, 'exit7-i386');
         await writeFile(program, tinyI386Program(), { mode: 0o755 });
-        const code = await new Promise<number | string>((resolve) => {
-          const child = spawn(program, [], { stdio: 'ignore' });
-          child.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
-          child.on('exit', (exitCode, signal) => resolve(exitCode ?? `signal ${signal}`));
-        });
+        const code = await exitCodeOf(program);
         if (code === 7) return undefined;
-        if (code === 'ENOEXEC') return 'this kernel cannot run 32-bit x86 programs (no IA32 emulation, or it is turned off)';
-        return `a 32-bit x86 test program did not run as expected (${code})`;
+        return explain32BitFailure(code, await readFile('/proc/cmdline', 'utf8').catch(() => ''));
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
@@ -146,6 +141,30 @@ export function createHostProbe(options: HostProbeOptions = {}): HostProbe {
       }
     },
   };
+}
+
+/** How running `program` with no arguments ended: its exit code, `signal NAME`, or the spawn error's code. */
+export function exitCodeOf(program: string): Promise<number | string> {
+  return new Promise((resolve) => {
+    const child = spawn(program, [], { stdio: 'ignore' });
+    child.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    child.on('exit', (exitCode, signal) => resolve(exitCode ?? `signal ${signal}`));
+  });
+}
+
+/**
+ * Why a 32-bit test program that should have exited 7 did `code` instead, for a person to act on. A kernel without
+ * IA32 emulation refuses the exec with ENOEXEC, which execvp (and so Node's spawn) hides by handing the file to
+ * /bin/sh, which then fails with 126 or 127 (or 2, a syntax error on the ELF's bytes).
+ */
+export function explain32BitFailure(code: number | string, kernelCommandLine: string): string {
+  const refused = code === 'ENOEXEC' || code === 126 || code === 127 || code === 2;
+  if (!refused) return `a 32-bit x86 test program did not run as expected (${code})`;
+  const how = code === 'ENOEXEC' ? 'exec failed with ENOEXEC' : `exec failed with ENOEXEC, seen as exit ${code} from the shell execvp falls back to`;
+  const turnedOff = /(^|\s)ia32_emulation=(off|0|false|n)(\s|$)/.test(kernelCommandLine);
+  return turnedOff
+    ? `this kernel cannot run 32-bit x86 programs (${how}): ia32_emulation=off is on its command line; boot with ia32_emulation=on`
+    : `this kernel cannot run 32-bit x86 programs (${how}): its 32-bit emulation is off (boot with ia32_emulation=on) or was not built in (CONFIG_IA32_EMULATION)`;
 }
 
 interface BinfmtDefinition {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import Docker from 'dockerode';
 import { createComputeRouter } from '../adapters/compute-router.ts';
 import { createDockerCompute } from '../adapters/docker/docker-compute.ts';
+import { engineProblem } from '../adapters/docker/engine-problem.ts';
 import { createProcessSandbox } from '../adapters/local/process-sandbox.ts';
 import { describeError } from '../errors.ts';
 import { ensureImages } from '../images/build-images.ts';
@@ -32,7 +33,7 @@ export interface LocalCompute {
 }
 
 /** How long a Docker engine may take to answer before the runtime goes on without one. */
-const pingTimeoutMs = 3_000;
+export const engineTimeoutMs = 3_000;
 
 /**
  * The embedded default's compute: containers for every host type the builders ask for whose image is (or can be
@@ -56,10 +57,9 @@ export async function createLocalCompute(options: LocalComputeOptions): Promise<
   if (wanted.length === 0) return { compute: sandbox, workerHost: undefined };
   if (options.containers === 'off') return sandboxOnly('containers are turned off (--no-docker)');
   const docker = new Docker();
-  try {
-    await withTimeout(docker.ping(), pingTimeoutMs, 'no answer');
-  } catch (error) {
-    const reason = `no Docker engine answers (${describeError(error)})`;
+  const problem = await engineProblem(docker, engineTimeoutMs);
+  if (problem !== undefined) {
+    const reason = `no Docker engine answers (${problem})`;
     logger.warn('docker.unavailable', { reason, hostTypes: wanted.join(', ') });
     return sandboxOnly(reason);
   }
@@ -115,12 +115,4 @@ export async function createLocalCompute(options: LocalComputeOptions): Promise<
     },
     workerHost: containers.gatewayIp,
   };
-}
-
-function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} in ${ms / 1000}s`)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

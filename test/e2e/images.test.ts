@@ -7,8 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
 import { images } from '../../shared/cli/images.ts';
 import type { Io } from '../../shared/cli/io.ts';
-import { buildImages, ensureImages, ImageBuildError, imageTagFor, type BuiltImage } from '../../shared/images/build-images.ts';
+import { buildImages, ensureImages, imageTagFor, type BuildReport, type BuiltImage } from '../../shared/images/build-images.ts';
 import { checkHostType } from '../../shared/images/check-host-type.ts';
+import { createHostProbe } from '../../shared/images/host-probe.ts';
 
 // Builds the real linux-amd64, linux-386 and linux-amd64-race images once (minutes on a fresh machine, seconds
 // after), then runs containers from them. The images are the project's own, tagged by recipe, and are kept like a
@@ -70,8 +71,11 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
     scratch = await mkdtemp(join(tmpdir(), 'hermetic-images-e2e-'));
     const available = await checkHostType('linux-386');
     if (!available.available) skip386 = available.reason;
-    const hostTypes = wanted.filter((name) => available.available || name !== 'linux-386');
-    first = await buildImages({ docker, hostTypes, onProgress: (line) => progress.push(line) });
+    const report = await buildImages({ docker, hostTypes: wanted, onProgress: (line) => progress.push(line) });
+    assert.deepEqual(report.failed, []);
+    // Where the kernel runs no 32-bit programs, linux-386 is reported with the probe's reason and the rest is built.
+    assert.deepEqual(report.unavailable, available.available ? [] : [{ hostType: 'linux-386', reason: available.reason }]);
+    first = report.images;
     tags = new Map(first.map((image) => [image.hostType, image.tag]));
   });
 
@@ -182,7 +186,7 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
       await writeFile(join(envDir, name, 'Dockerfile'), recipe.dockerfile);
     }
     const lines: string[] = [];
-    const built = await buildImages({ docker, envDir, hostTypes: ['hermetic-test-grandchild', 'hermetic-test-child'], onProgress: (line) => lines.push(line) });
+    const built = (await buildImages({ docker, envDir, hostTypes: ['hermetic-test-grandchild', 'hermetic-test-child'], onProgress: (line) => lines.push(line) })).images;
     assert.deepEqual(built.map((image) => [image.hostType, image.built]), [['hermetic-test-grandchild', true], ['hermetic-test-child', true]]);
     const made = lines.filter((line) => / built in /.test(line)).map((line) => line.split(':')[0]);
     assert.deepEqual(made, ['hermetic-test-parent', 'hermetic-test-child', 'hermetic-test-grandchild'], 'each once, parents first');
@@ -195,7 +199,7 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
     assert.match(grandchild.output, /^parent\r?\n11\r?$/m);
 
     const again = await buildImages({ docker, envDir, hostTypes: ['hermetic-test-grandchild'], onProgress: () => {} });
-    assert.deepEqual(again.map((image) => image.built), [false]);
+    assert.deepEqual(again.images.map((image) => image.built), [false]);
   });
 
   it('builds nothing the second time, fast', async () => {
@@ -203,7 +207,7 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
     const again = await buildImages({ docker, hostTypes: [...tags.keys()], onProgress: () => {} });
     const seconds = (performance.now() - startedAt) / 1000;
     assert.deepEqual(
-      again.map((image) => [image.hostType, image.tag, image.built]),
+      again.images.map((image) => [image.hostType, image.tag, image.built]),
       first.map((image) => [image.hostType, image.tag, false]),
     );
     assert.ok(seconds < 15, `an unchanged rebuild took ${seconds.toFixed(1)} s`);
@@ -215,9 +219,21 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
     const err: string[] = [];
     const io: Io = { cwd: scratch, stdout: (text) => out.push(text), stderr: (text) => err.push(text), interrupted: new Promise(() => {}) };
     assert.equal(await images(['build', 'linux-amd64', '--json'], io), 0);
-    const printed = JSON.parse(out.join('\n')) as BuiltImage[];
-    assert.deepEqual(printed.map((image) => [image.hostType, image.tag, image.built]), [['linux-amd64', tags.get('linux-amd64'), false]]);
+    const printed = JSON.parse(out.join('\n')) as BuildReport;
+    assert.deepEqual(printed.images.map((image) => [image.hostType, image.tag, image.built]), [['linux-amd64', tags.get('linux-amd64'), false]]);
+    assert.deepEqual([printed.unavailable, printed.failed], [[], []]);
     assert.ok(err.some((line) => line.includes('is up to date')));
+  });
+
+  it('builds every host type this machine can run, and reports the ones it cannot with the probe\'s reason', async () => {
+    const lines: string[] = [];
+    const why = 'this kernel cannot run 32-bit x86 programs (exec failed with ENOEXEC)';
+    const probe = { ...createHostProbe(), run32Bit: async () => why };
+    const report = await buildImages({ docker, hostTypes: ['linux-386', 'linux-amd64'], probe, onProgress: (line) => lines.push(line) });
+    assert.deepEqual(report.unavailable, [{ hostType: 'linux-386', reason: `not available on this host: ${why}` }]);
+    assert.deepEqual(report.images.map((image) => [image.hostType, image.tag, image.built]), [['linux-amd64', tags.get('linux-amd64'), false]]);
+    assert.deepEqual(report.failed, []);
+    assert.ok(lines.includes(`linux-386: skipped: not available on this host: ${why}`), lines.join('\n'));
   });
 
   it('names the failing step and shows its output when a build fails', async () => {
@@ -226,14 +242,15 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
     await mkdir(recipe, { recursive: true });
     await writeFile(join(recipe, 'host-type.json'), JSON.stringify({ description: 'a recipe that fails', platform: 'linux/amd64' }));
     await writeFile(join(recipe, 'Dockerfile'), 'ARG BASE\nFROM ${BASE}\nRUN echo "about to fail" && exit 3\n');
-    await assert.rejects(buildImages({ docker, envDir, onProgress: () => {} }), (error: unknown) => {
-      assert.ok(error instanceof ImageBuildError);
-      assert.match(error.message, /^hermetic-test-broken: docker build failed at "Step 3\/\d+ : RUN echo "about to fail" && exit 3"/);
-      assert.match(error.message, /non-zero code: 3/);
-      assert.match(error.message, /^about to fail$/m);
-      assert.doesNotMatch(error.message, /intermediate container/, 'the engine\'s own chatter is left out');
-      return true;
-    });
+    const report = await buildImages({ docker, envDir, onProgress: () => {} });
+    assert.deepEqual(report.images, []);
+    const [failed] = report.failed;
+    assert.equal(failed?.hostType, 'hermetic-test-broken');
+    const reason = failed?.reason ?? '';
+    assert.match(reason, /^docker build failed at "Step 3\/\d+ : RUN echo "about to fail" && exit 3"/);
+    assert.match(reason, /non-zero code: 3/);
+    assert.match(reason, /^about to fail$/m);
+    assert.doesNotMatch(reason, /intermediate container/, 'the engine\'s own chatter is left out');
     const left = await docker.listImages({ filters: JSON.stringify({ reference: ['hermetic/hermetic-test-broken'] }) });
     assert.deepEqual(left, []);
 
@@ -241,10 +258,14 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
     await mkdir(child);
     await writeFile(join(child, 'host-type.json'), JSON.stringify({ description: 'built on one that fails', platform: 'linux/amd64', from: 'hermetic-test-broken' }));
     await writeFile(join(child, 'Dockerfile'), 'ARG BASE\nFROM ${BASE}\nENV NEVER=1\n');
-    await assert.rejects(buildImages({ docker, envDir, hostTypes: ['hermetic-test-broken-child'], onProgress: () => {} }), (error: unknown) => {
-      assert.ok(error instanceof ImageBuildError);
-      assert.match(error.message, /^hermetic-test-broken-child: its parent could not be built: hermetic-test-broken: docker build failed at "Step 3\/\d+ : RUN echo/);
-      return true;
-    });
+    // One that builds, named after the broken one: a failure stops nothing else.
+    const fine = join(envDir, 'hermetic-test-fine');
+    await mkdir(fine);
+    await writeFile(join(fine, 'host-type.json'), JSON.stringify({ description: 'a recipe that builds', platform: 'linux/amd64' }));
+    await writeFile(join(fine, 'Dockerfile'), `ARG BASE\nFROM \${BASE}\nENV FINE=${randomBytes(6).toString('hex')}\n`);
+    const mixed = await buildImages({ docker, envDir, hostTypes: ['hermetic-test-broken-child', 'hermetic-test-fine'], onProgress: () => {} });
+    assert.deepEqual(mixed.failed.map((each) => each.hostType), ['hermetic-test-broken-child']);
+    assert.match(mixed.failed[0]?.reason ?? '', /^its parent could not be built: hermetic-test-broken: docker build failed at "Step 3\/\d+ : RUN echo/);
+    assert.deepEqual(mixed.images.map((image) => [image.hostType, image.built]), [['hermetic-test-fine', true]]);
   });
 });

@@ -15,7 +15,7 @@ import { withBuildLock } from '../../shared/images/build-lock.ts';
 import { checkHostType } from '../../shared/images/check-host-type.ts';
 import { debianSuite } from '../../shared/images/debian-suite.ts';
 import { followDockerStream } from '../../shared/images/docker-stream.ts';
-import { createHostProbe, parseBinfmtDefinition, type EmulationState, type HostProbe } from '../../shared/images/host-probe.ts';
+import { createHostProbe, exitCodeOf, explain32BitFailure, parseBinfmtDefinition, type EmulationState, type HostProbe } from '../../shared/images/host-probe.ts';
 import { findHostType, listHostTypes, UnknownHostTypeError } from '../../shared/images/host-types.ts';
 import { baseRecipeFor, baseTag, imageTag, type ImageRecipe } from '../../shared/images/recipe.ts';
 
@@ -331,6 +331,28 @@ describe('availability', () => {
     assert.deepEqual(await checkHostType('linux-arm64', { probe: arm64Host }), { available: true });
     assert.equal((await checkHostType('linux-amd64', { probe: arm64Host })).available, false, 'amd64 is foreign on an arm64 host');
     assert.deepEqual(arm64Host.asked, ['emulation amd64']);
+  });
+
+  it('says the kernel refused the exec, and how to turn 32-bit emulation on, however the refusal shows', async () => {
+    // An ELF for a machine no kernel or binfmt_misc handler knows is refused with ENOEXEC, as a 32-bit program is by a
+    // kernel without IA32 emulation; Node's spawn goes through execvp, which hands such a file to /bin/sh.
+    const program = join(scratch, 'unknown-machine');
+    const elf = Buffer.alloc(96);
+    elf.set([0x7f, 0x45, 0x4c, 0x46, 1, 1, 1], 0);
+    elf.writeUInt16LE(2, 16);
+    elf.writeUInt16LE(0x9999, 18);
+    await writeFile(program, elf, { mode: 0o755 });
+    const seen = await exitCodeOf(program);
+    assert.match(explain32BitFailure(seen, ''), /cannot run 32-bit x86 programs \(exec failed with ENOEXEC.*\): .*ia32_emulation=on/, `seen: ${seen}`);
+
+    for (const code of ['ENOEXEC', 126, 127]) {
+      assert.match(explain32BitFailure(code, ''), /exec failed with ENOEXEC.*boot with ia32_emulation=on\) or was not built in \(CONFIG_IA32_EMULATION\)/);
+    }
+    assert.match(
+      explain32BitFailure(127, 'BOOT_IMAGE=/vmlinuz root=/dev/vda1 ia32_emulation=off quiet'),
+      /^this kernel cannot run 32-bit x86 programs \(exec failed with ENOEXEC, seen as exit 127 .*\): ia32_emulation=off is on its command line; boot with ia32_emulation=on$/,
+    );
+    assert.equal(explain32BitFailure('signal SIGSEGV', ''), 'a 32-bit x86 test program did not run as expected (signal SIGSEGV)');
   });
 
   it('tells whether this kernel runs 32-bit x86 programs by running one', async () => {
