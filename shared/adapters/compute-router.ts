@@ -35,6 +35,9 @@ export function createComputeRouter(
     machineOf(hostType, spotAllowed) {
       return byHostType.get(hostType)?.machineOf?.(hostType, spotAllowed);
     },
+    async missingPrograms(hostType, programs) {
+      return (await byHostType.get(hostType)?.missingPrograms?.(hostType, programs)) ?? [];
+    },
     unavailableReason(hostType) {
       return unavailable.get(hostType) ?? adapters.map((adapter) => adapter.unavailableReason?.(hostType)).find(Boolean);
     },

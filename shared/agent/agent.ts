@@ -440,6 +440,8 @@ function runStep(
   return new Promise((resolve) => {
     let timedOut = false;
     let settled = false;
+    let notFound: string | undefined;
+    const tail = createTail(notFoundTailBytes);
     let termTimer: NodeJS.Timeout | undefined;
     let killTimer: NodeJS.Timeout | undefined;
 
@@ -458,6 +460,9 @@ function runStep(
       );
       const outcome: StepOutcome = { name: step.name, exitCode, durationMs, log: range };
       if (signal !== null) outcome.signal = signal;
+      // 127 is the shell's "command not found": say which, so the verdict can blame the machine, not the commit.
+      const missing = exitCode === 127 ? (notFound ?? programNotFoundIn(tail.text())) : undefined;
+      if (missing !== undefined) outcome.missing = missing;
       resolve({ outcome, timedOut });
     };
 
@@ -477,13 +482,20 @@ function runStep(
     }
 
     const stdout = context.capture ?? ((data: Buffer) => log.write(data));
-    child.stdout?.on('data', stdout);
-    child.stderr?.on('data', (data: Buffer) => log.write(data));
+    child.stdout?.on('data', (data: Buffer) => {
+      tail.push(data);
+      stdout(data);
+    });
+    child.stderr?.on('data', (data: Buffer) => {
+      tail.push(data);
+      log.write(data);
+    });
 
     child.on('error', (error: NodeJS.ErrnoException) => {
       if (child.pid !== undefined) return;
       // Shell conventions: 127 for a program that is not there, 126 for one that cannot be run.
       const missing = error.code === 'ENOENT';
+      if (missing) notFound = program;
       log.write(
         missing
           ? `:: cannot run ${command}: program ${JSON.stringify(program)} not found (ENOENT)\n`
@@ -524,6 +536,43 @@ function runStep(
       Math.max(0, context.softDeadline - now()),
     );
   });
+}
+
+/** How much of a step's last output is searched for the program a shell did not find. */
+const notFoundTailBytes = 4096;
+
+/** The last bytes written to it, and nothing more. */
+function createTail(limit: number): { push(data: Buffer): void; text(): string } {
+  let kept = Buffer.alloc(0);
+  return {
+    push(data) {
+      kept = Buffer.concat([kept, data]);
+      if (kept.length > limit) kept = kept.subarray(kept.length - limit);
+    },
+    text: () => kept.toString('utf8'),
+  };
+}
+
+/** How shells and exec wrappers say a program is not there; the group is the program. */
+const notFoundPatterns = [
+  // dash `sh: 1: go: not found`, bash `bash: line 1: go: command not found`, `./x.sh: 3: go: not found`
+  /^(?:[^\n]*?: )?(?:line \d+: |\d+: )?([^\s:'"]+): (?:command )?not found$/gm,
+  // util-linux (unshare, setpriv): `setpriv: failed to execute go: No such file or directory`
+  /failed to execute ([^\s:]+): No such file or directory/g,
+  // coreutils env: `env: 'go': No such file or directory`, with ASCII or typographic quotes
+  /env: ['\u2018]?([^\s:'\u2019]+)['\u2019]?: No such file or directory/g,
+];
+
+/** The program the last "not found" message in `output` names, if any does. */
+export function programNotFoundIn(output: string): string | undefined {
+  let last: { at: number; program: string } | undefined;
+  for (const pattern of notFoundPatterns) {
+    for (const match of output.matchAll(pattern)) {
+      const program = match[1];
+      if (program !== undefined && (last === undefined || match.index >= last.at)) last = { at: match.index, program };
+    }
+  }
+  return last?.program;
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {

@@ -162,6 +162,7 @@ export function parseConfig(json: unknown, file: string): Config {
       hostType: builder.hostType,
       ...(builder.fallbackHostType === undefined ? {} : { fallbackHostType: builder.fallbackHostType }),
       steps: stepsOf(builder),
+      tools: toolsOf[builder.type],
       env: { ...envDefaults[builder.type], ...builder.env },
       timeoutSeconds: builder.timeoutSeconds,
       maxLogBytes: builder.maxLogBytes,
@@ -211,6 +212,14 @@ const envDefaults: Record<z.infer<typeof builderSchema>['type'], Record<string, 
   'go-module': { GOPROXY: 'off', GOTOOLCHAIN: 'local' },
   'go-tree': { GOROOT_BOOTSTRAP: '/usr/lib/go', GOPROXY: 'off' },
   command: {},
+};
+
+// What each type's steps run from the worker's PATH. The Go tree bootstraps with the Go that Debian's golang-go puts
+// in /usr/lib/go (GOROOT_BOOTSTRAP), and make.bash is a bash script.
+const toolsOf: Record<z.infer<typeof builderSchema>['type'], readonly string[]> = {
+  'go-module': ['go'],
+  'go-tree': ['go', 'bash'],
+  command: ['sh'],
 };
 
 /** The sharded test suite of a builder that has one: a go-tree always, a go-module when it names its shards. */

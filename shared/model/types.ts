@@ -59,6 +59,8 @@ export interface Builder {
   /** Where it runs when `hostType` is not available on the runtime; never silently, the task records it. */
   fallbackHostType?: string;
   steps: Step[];
+  /** Programs its steps take from the worker's PATH: a worker without one is an infra failure that names it. */
+  tools: readonly string[];
   env: Record<string, string>;
   timeoutSeconds: number;
   maxLogBytes: number;

@@ -68,6 +68,8 @@ export const TaskResult = z.strictObject({
       durationMs: z.number().int().min(0),
       /** Where the step's output is in the log, as byte offsets [start, end) of everything written to it. */
       log: z.strictObject({ start: z.number().int().min(0), end: z.number().int().min(0) }).optional(),
+      /** For a step that exited 127 (not found): the program that was not there, when the agent could tell which. */
+      missing: z.string().max(200).optional(),
     }),
   ),
   log: z.strictObject({ bytes: z.number().int().min(0), truncated: z.boolean(), chunks: z.number().int().min(0) }),

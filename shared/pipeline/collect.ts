@@ -8,6 +8,7 @@ import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask, type TaskOutcome } from './finish-task.ts';
 import { publishFollowUp } from './follow-up.ts';
+import { missingToolsReason } from './missing-tools.ts';
 import { keepListing, makeStep, plannedFields, planTests } from './sharding.ts';
 
 /**
@@ -84,6 +85,12 @@ export function createCollect(deps: PipelineDeps) {
       const reason = `malformed result: ${describeError(error)}`;
       deps.logger.error('task.malformed-result', { task: task.id, reason });
       return { status: 'lost', reason };
+    }
+    // A program the worker did not have is the machine's fault: no other attempt on the same environment fares better.
+    const notFound = result.steps.find((step) => step.exitCode === 127);
+    if (notFound !== undefined) {
+      const reason = `${notFound.name} exited 127: ${missingToolsReason(notFound.missing === undefined ? [] : [notFound.missing], task.hostType ?? 'unknown')}`;
+      return { status: 'lost', final: true, reason, result };
     }
     switch (result.status) {
       case 'passed':

@@ -7,6 +7,7 @@ import { blobKeys, TaskSpec } from '../model/wire.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask } from './finish-task.ts';
+import { missingToolsReason } from './missing-tools.ts';
 import { announceMoves } from './report.ts';
 import { hostTypeFor, makeStep } from './sharding.ts';
 import { stepsForMode } from '../trybots/builders.ts';
@@ -58,6 +59,11 @@ export function createLaunch(deps: PipelineDeps) {
       const why = deps.compute.unavailableReason?.(builder.hostType) ?? `it runs: ${deps.compute.hostTypes.join(', ')}`;
       const reason = `host type "${builder.hostType}" is not available on this runtime: ${why}`;
       await finishTask(deps, task.id, { status: 'lost', final: true, reason });
+      return;
+    }
+    const missing = (await deps.compute.missingPrograms?.(hostType, builder.tools)) ?? [];
+    if (missing.length > 0) {
+      await finishTask(deps, task.id, { status: 'lost', final: true, reason: missingToolsReason(missing, hostType) });
       return;
     }
     // A result already in means a worker ran (its notice is on the way to collect): starting another would be a

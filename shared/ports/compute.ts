@@ -42,6 +42,11 @@ export interface Compute {
   list(): Promise<WorkerInfo[]>;
   /** Kills every worker this adapter started; nothing it started is left running. */
   close(): Promise<void>;
+  /**
+   * Which of `programs` a worker of `hostType` would not find on its PATH, where the adapter can tell before starting
+   * one (the process sandbox runs the host's own tools); absent where it cannot, and the worker's exit tells.
+   */
+  missingPrograms?(hostType: string, programs: readonly string[]): Promise<string[]>;
   /** Why a host type it does not run is not available here, when it knows (no Docker engine, no qemu, ...). */
   unavailableReason?(hostType: string): string | undefined;
   /**

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { runAgent, displayCommand, finishingGraceMs } from '../../shared/agent/agent.ts';
+import { runAgent, displayCommand, finishingGraceMs, programNotFoundIn } from '../../shared/agent/agent.ts';
 import { cutNotice } from '../../shared/agent/chunked-log.ts';
 import { blobKeys, TaskResult, type TaskSpec } from '../../shared/model/wire.ts';
 import { startFakeBlobServer, taskSpecFor, tarball, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
@@ -133,9 +133,33 @@ describe('runAgent', () => {
     const spec = makeSpec({ steps: [['no-such-program-hermetic'], ['echo', 'never-run']] });
     const { result, log } = await run(spec);
     assert.equal(result.status, 'failed');
-    assert.deepEqual(result.steps.map((step) => step.exitCode), [127]);
+    assert.deepEqual(result.steps.map((step) => [step.exitCode, step.missing]), [[127, 'no-such-program-hermetic']]);
     assert.match(log, /cannot run no-such-program-hermetic: program "no-such-program-hermetic" not found \(ENOENT\)/);
     assert.doesNotMatch(log, /never-run/);
+  });
+
+  test('names the program a shell did not find, from what the shell said', async () => {
+    const spec = makeSpec({ steps: [['sh', '-c', 'echo building; no-such-tool-hermetic --version']] });
+    const { result } = await run(spec);
+    assert.deepEqual(result.steps.map((step) => [step.exitCode, step.missing]), [[127, 'no-such-tool-hermetic']]);
+    const other = makeSpec({ steps: [['sh', '-c', 'echo "x: not found"; exit 3']] });
+    assert.equal((await run(other)).result.steps[0]?.missing, undefined, 'only a step that exited 127 is searched');
+  });
+
+  test('finds the missing program in what shells and exec wrappers print', () => {
+    const cases: Array<[string, string | undefined]> = [
+      ['sh: 1: make: not found\n', 'make'],
+      ['./build.sh: 12: gcc: not found\n', 'gcc'],
+      ['bash: line 1: protoc: command not found\n', 'protoc'],
+      ['bash: go: command not found\n', 'go'],
+      ['setpriv: failed to execute go: No such file or directory\n', 'go'],
+      ['unshare: failed to execute ip: No such file or directory\n', 'ip'],
+      ["env: 'python3': No such file or directory\n", 'python3'],
+      ['env: \u2018node\u2019: No such file or directory\n', 'node'],
+      ['sh: 1: make: not found\nlater: sh: 2: cc: not found\n', 'cc'],
+      ['some test output\nFAIL\n', undefined],
+    ];
+    for (const [output, program] of cases) assert.equal(programNotFoundIn(output), program, output);
   });
 
   test('streams the log across chunks, re-uploading the growing chunk', async () => {

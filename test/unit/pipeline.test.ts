@@ -241,6 +241,50 @@ describe('pipeline: lost workers, deadlines and bad results', () => {
   });
 });
 
+describe('pipeline: a program the worker lacks is the machine\'s fault, never the commit\'s', () => {
+  it('a step that exited 127 makes an infra failure naming the program and its package, with no retry', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, taskId } = await launchOne(h);
+    const missing = { ...result(taskId, 'failed', 127), steps: [{ name: 'go vet ./...', exitCode: 127, durationMs: 1, missing: 'go' }] };
+    await h.blobs.put(blobKeys.result(taskId), JSON.stringify(missing));
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
+    await h.drain();
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'infra-failure');
+    assert.equal(
+      build?.reason,
+      'go vet ./... exited 127: go is not installed on this machine, whose own tools the process sandbox (host type host) runs: apt-get install golang-go',
+    );
+    assert.equal(build?.attempts, 1, 'no retry: the same machine lacks it the next time');
+  });
+
+  it('a 127 whose program the agent could not name still blames the worker, pointing at the log', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, taskId } = await launchOne(h);
+    await finish(h, taskId, 'failed', 127);
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'infra-failure');
+    assert.equal(build?.reason, 'true exited 127: a program it runs is not installed on the host worker (the log names it)');
+  });
+
+  it('a builder whose tools the compute knows are missing ends as an infra failure before any worker starts', async () => {
+    const h = await createPipelineHarness();
+    const asked: Array<[string, readonly string[]]> = [];
+    Object.assign(h.compute, {
+      missingPrograms: async (hostType: string, programs: readonly string[]) => {
+        asked.push([hostType, programs]);
+        return [...programs];
+      },
+    });
+    const id = await h.request('ok');
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'infra-failure');
+    assert.equal(build?.reason, 'sh is not installed on this machine, whose own tools the process sandbox (host type host) runs: apt-get install dash');
+    assert.deepEqual(asked, [['host', ['sh']]]);
+    assert.equal(h.compute.started.length, 0);
+  });
+});
+
 describe('pipeline: a spec the worker would refuse', () => {
   it('ends the build as an infra failure that says why, with no worker', async () => {
     const h = await createPipelineHarness();

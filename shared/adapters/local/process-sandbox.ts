@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
 import { stopWithGrace } from '../stop-with-grace.ts';
+import { programsNotOnPath } from './programs-on-path.ts';
 
 /** How a worker's processes are held together so that all of them can be killed. */
 export type Isolation = 'pid-namespace' | 'process-group';
@@ -27,6 +28,8 @@ export interface ProcessSandboxOptions {
 export type ProcessSandbox = Compute & { readonly isolation: Isolation };
 
 const hostType = 'host';
+/** Workers find their programs where this process does: the host's own tools. */
+const workerPath = process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin';
 const pidNamespaceWrapper = [
   'setpriv',
   '--pdeathsig',
@@ -111,7 +114,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
   async function launch(request: WorkerRequest, dir: string): Promise<void> {
     const { taskId } = request;
     const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+      PATH: workerPath,
       HOME: join(dir, 'home'),
       TMPDIR: join(dir, 'tmp'),
       LANG: 'C.UTF-8',
@@ -239,6 +242,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
   const sandbox: ProcessSandbox = {
     hostTypes: [hostType],
     isolation,
+    missingPrograms: (_hostType, programs) => programsNotOnPath(programs, workerPath),
     start,
     async stop(taskId) {
       const worker = workers.get(taskId);
