@@ -9,6 +9,7 @@ import { exampleRecipeDir, resolveCatalog } from './catalog.ts';
 import { createConsoleLogger, createConsoleReporter } from './console.ts';
 import { ensureExampleRepo } from './example-repo.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
+import { ensurePrerequisites, prerequisitesFor } from './prerequisites.ts';
 
 export const upHelp = `Usage: hermetic up [options]
 
@@ -16,6 +17,11 @@ Runs the whole pipeline on this machine: polls the watched repos, builds every n
 a throwaway worker (a container where a Docker engine runs, else the process sandbox), and serves the
 dashboard. Builder images that are missing are built first. With no --repo and no repos in the config, watches
 an example repository made on first run.
+
+Before anything is built, it checks that this machine has what the run needs: git, and the tools of each builder
+that will run in the process sandbox (go for go-module builders). As root (or with sudo that asks no password) it
+installs what is missing from Debian's archive with apt-get, saying so; otherwise, or with --no-install, it names
+the Debian packages and stops.
 
 Options:
   --repo PATH_OR_URL   watch this git repo (repeatable); its builders are --builder, else "local"
@@ -25,6 +31,7 @@ Options:
   --data DIR           state, logs and workers live here (default: ./.hermetic)
   --port N             dashboard port on 127.0.0.1 (default: 8080; 0 picks a free one)
   --no-docker          run every builder in the process sandbox, even where a Docker engine runs
+  --no-install         never install a missing program (git, or a sandboxed builder's go); name it and stop
   --once               poll once, run every build found to its verdict, print a summary and exit
   --json               with --once: print the summary as a JSON array on stdout
   --verbose            log every pipeline event on stderr
@@ -35,7 +42,8 @@ trybots, statuses and polling repos on GitHub; HERMETIC_GITHUB_API_URL for GitHu
 serves /try comments at /webhook (see the README's Trybots).
 
 Exit status: 0 when the pipeline worked (whatever the verdicts), 1 when it did not (a repo could not be polled,
-a message was dead-lettered), 2 for bad usage or config, 130 when interrupted.`;
+a message was dead-lettered, this machine lacks a program the run needs), 2 for bad usage or config, 130 when
+interrupted.`;
 
 /** `hermetic up`: runs the embedded stack until Ctrl-C, or with --once until the builds found have verdicts. */
 export async function up(args: string[], io: Io): Promise<number> {
@@ -51,6 +59,7 @@ export async function up(args: string[], io: Io): Promise<number> {
       data: { type: 'string' },
       port: { type: 'string', default: '8080' },
       'no-docker': { type: 'boolean', default: false },
+      'no-install': { type: 'boolean', default: false },
       once: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
@@ -73,6 +82,9 @@ export async function up(args: string[], io: Io): Promise<number> {
     cwd: io.cwd,
     exampleDir: join(dataDir, 'example'),
   });
+  const containers = values['no-docker'] ? 'off' : 'auto';
+  const missing = await ensurePrerequisites(await prerequisitesFor(config, containers), { install: !values['no-install'], onLine: io.stderr });
+  if (missing.length > 0) return exitCodes.failure;
   if (usesExample) await ensureExampleRepo(join(dataDir, 'example'), exampleRecipeDir);
 
   const logger = createConsoleLogger({ write: io.stderr, verbose: values.verbose });
@@ -85,7 +97,7 @@ export async function up(args: string[], io: Io): Promise<number> {
     reporters: [createConsoleReporter(io.stderr)],
     pollIntervalMs: values.once ? 0 : config.pollIntervalSeconds * 1000,
     port,
-    containers: values['no-docker'] ? 'off' : 'auto',
+    containers,
     onProgress: (line) => io.stderr(`images: ${line}`),
   });
   io.stderr(`hermetic: dashboard at ${runtime.url}/`);

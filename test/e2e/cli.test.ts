@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { processesWithEnv } from '../helpers/processes.ts';
@@ -18,9 +19,14 @@ interface Run {
 }
 
 /** Runs `hermetic ARGS` with this test's Node; `onStderr` may send signals as output arrives. */
-function hermetic(args: string[], cwd: string, onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
+function hermetic(
+  args: string[],
+  cwd: string,
+  onStderr?: (text: string, child: ReturnType<typeof spawn>) => void,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bin, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -70,6 +76,17 @@ describe('hermetic CLI', () => {
     const run = await hermetic(['up', '--once', '--repo', dir, '--branch', 'main;touch PWNED', '--data', join(dir, 'data-x')], dir);
     assert.equal(run.code, 2);
     assert.match(run.stderr, /--branch "main;touch PWNED": expected a branch name/);
+  });
+
+  it('stops before building, naming the Debian packages, on a machine that lacks git and go', async () => {
+    // A PATH with Node alone, as on a fresh machine; --no-install, so nothing is installed here.
+    const data = join(dir, 'lacking');
+    const run = await hermetic(['up', '--once', '--no-docker', '--no-install', '--data', data], dir, undefined, { PATH: dirname(process.execPath) });
+    assert.equal(run.code, 1, run.stderr);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /this machine lacks what the run needs; nothing was built:\n {2}git \(Debian package git\): for reading the repositories\n {2}go \(Debian package golang-go\): for builder local, in the process sandbox \(containers are turned off \(--no-docker\)\)\n/);
+    assert.match(run.stderr, /Run `apt-get install git golang-go` and start again, or drop --no-install/);
+    assert.ok(!existsSync(join(data, 'example')), 'no example repository was made');
   });
 
   it('builds the example repository once and prints a JSON summary on stdout', { skip: needsGo }, async () => {
