@@ -3,8 +3,11 @@ import type { Build, Repo } from '../model/types.ts';
 import type { BuilderStatus, GitHub } from '../ports/github.ts';
 import type { Reporter } from '../ports/reporter.ts';
 
-/** The check's name for a builder, beside the commit on GitHub. */
-const statusContext = (builder: string): string => `hermetic/${builder}`;
+/**
+ * The check's name for a build, beside the commit on GitHub: `hermetic/BUILDER` for post-submit builds and
+ * `hermetic-try/BUILDER` for trybots, which build the same commit apart and must not overwrite each other's verdict.
+ */
+export const statusContext = (build: Pick<Build, 'builder' | 'trybot'>): string => `${build.trybot === true ? 'hermetic-try' : 'hermetic'}/${build.builder}`;
 
 /**
  * Reports builds of repos that live on GitHub beside their commit: one status (or check run) per builder, queued,
@@ -22,7 +25,7 @@ export function createGitHubReporter(github: GitHub, repos: readonly Repo[]): Re
 
 /** How GitHub shows a build: its state and one line saying why, linked to its page. */
 function statusOf(build: Build, links: BuildLinks): BuilderStatus {
-  return { sha: build.commit, context: statusContext(build.builder), state: stateOf(build.status), description: describe(build), targetUrl: links.buildUrl };
+  return { sha: build.commit, context: statusContext(build), state: stateOf(build.status), description: describe(build), targetUrl: links.buildUrl };
 }
 
 function stateOf(status: Build['status']): BuilderStatus['state'] {

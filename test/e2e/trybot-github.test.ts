@@ -93,9 +93,9 @@ for (const auth of ['token', 'app'] as const) {
 
     function shown(sha: string): Shown[] {
       return auth === 'token'
-        ? world.github.statuses.filter((status) => status.sha === sha && status.context === 'hermetic/check').map((status) => ({ state: status.state, url: status.target_url, description: status.description }))
+        ? world.github.statuses.filter((status) => status.sha === sha && status.context === 'hermetic-try/check').map((status) => ({ state: status.state, url: status.target_url, description: status.description }))
         : world.github.checkRuns
-            .filter((run) => run.head_sha === sha && run.name === 'hermetic/check')
+            .filter((run) => run.head_sha === sha && run.name === 'hermetic-try/check')
             .map((run) => ({ state: run.conclusion ?? run.status, url: run.details_url, description: run.output.title }));
     }
 

@@ -43,9 +43,25 @@ describe('trybots: trust', () => {
     assert.ok(states.includes('running'));
     assert.equal(states.at(-1), 'failure');
     const last = github.statuses.at(-1);
-    assert.equal(last?.context, 'hermetic/ok');
+    assert.equal(last?.context, 'hermetic-try/ok');
     assert.equal(last?.repo, 'acme/demo');
     assert.match(last?.targetUrl ?? '', new RegExp(`/build/${builds[0]?.id}$`));
+  });
+
+  it('reports a trybot and a post-submit build of one commit under their own names, so neither overwrites the other', async () => {
+    const { h, github } = await harness();
+    const commit = h.source.push('demo', 'main');
+    await h.poll();
+    await h.drain();
+    await requestTry(h, { commit, requester: 'rsc' });
+    const postSubmit = await h.state.get(collections.builds, buildId('demo', commit, 'ok'));
+    const [trybot] = await trybotBuilds(h);
+    assert.ok(postSubmit && trybot);
+    await finishBuild(h, postSubmit, 0);
+    await finishBuild(h, trybot, 1);
+    const lastState = (context: string) => github.statuses.filter((status) => status.sha === commit && status.context === context).at(-1)?.state;
+    assert.equal(lastState('hermetic/ok'), 'success');
+    assert.equal(lastState('hermetic-try/ok'), 'failure');
   });
 
   it('records an untrusted request as waiting, fetching and building nothing, and says so on the pull request once', async () => {
