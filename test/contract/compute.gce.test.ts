@@ -4,7 +4,7 @@ import { createGceCompute } from '../../shared/adapters/gcp/gce-compute.ts';
 import { instanceName, type GceHostType } from '../../shared/adapters/gcp/gce-instance.ts';
 import type { OnWorkerExit } from '../../shared/ports/compute.ts';
 import { bootScriptGuest, startFakeGce, type BootScriptGuestOptions } from '../fakes/gce-server.ts';
-import { dockerAnswers, testWorkerImage } from '../helpers/agent-test-image.ts';
+import { defaultBridgeGateway, dockerAnswers, testWorkerImage } from '../helpers/agent-test-image.ts';
 import { startFakeBlobServer } from '../helpers/fake-blob-server.ts';
 import { agentRequests, computeContract, type ComputeHarness } from './compute.contract.ts';
 
@@ -56,13 +56,14 @@ function gceCompute(docker: { image: string; gateway: string } | undefined) {
 if (process.platform === 'linux') {
   computeContract('Compute Engine (fake API, boot scripts run here, docker stand-in)', gceCompute(undefined));
   const engine = new Docker();
-  if (await dockerAnswers(engine)) {
-    const bridge = await engine.getNetwork('bridge').inspect();
-    const gateway = (bridge.IPAM?.Config ?? []).map((config) => config.Gateway).find((ip) => ip?.includes('.') === true);
-    if (gateway === undefined) throw new Error('the default bridge has no IPv4 gateway');
-    computeContract('Compute Engine (fake API, boot scripts run here, Docker engine)', gceCompute({ image: await testWorkerImage(engine), gateway }));
+  const answers = await dockerAnswers(engine);
+  const image = answers ? await testWorkerImage(engine) : undefined;
+  const gateway = image === undefined ? undefined : await defaultBridgeGateway(engine, image);
+  if (image !== undefined && gateway !== undefined) {
+    computeContract('Compute Engine (fake API, boot scripts run here, Docker engine)', gceCompute({ image, gateway }));
   } else {
-    describe('compute contract: Compute Engine with the Docker engine', { skip: 'no Docker engine answers (start dockerd, or set DOCKER_HOST)' }, () => {});
+    const why = answers ? 'the default bridge names no IPv4 gateway, and its containers get no default route' : 'no Docker engine answers (start dockerd, or set DOCKER_HOST)';
+    describe('compute contract: Compute Engine with the Docker engine', { skip: why }, () => {});
   }
 } else {
   describe('compute contract: Compute Engine', { skip: 'the boot-script guest needs bash and /proc (Linux)' }, () => {});

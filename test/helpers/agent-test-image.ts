@@ -24,3 +24,30 @@ export async function testWorkerImage(docker: Docker): Promise<string> {
   if (tag === undefined) throw new Error(`the ${testHostType} image cannot be built on this host`);
   return tag;
 }
+
+/**
+ * The address containers on the engine's default bridge reach this host at: the gateway its IPAM config names or,
+ * where the engine left that out (one that found its bridge interface already up does), the default route a
+ * container of `image` on that bridge gets. Undefined when neither tells.
+ */
+export async function defaultBridgeGateway(docker: Docker, image: string): Promise<string | undefined> {
+  const bridge = await docker.getNetwork('bridge').inspect();
+  const named = (bridge.IPAM?.Config ?? []).map((config) => config.Gateway).find((ip) => ip?.includes('.') === true);
+  if (named !== undefined) return named;
+  const container = await docker.createContainer({
+    Image: image,
+    Entrypoint: ['cat', '/proc/net/route'],
+    HostConfig: { NetworkMode: 'bridge' },
+    Labels: { 'hermetic-test': 'bridge-gateway' },
+  });
+  try {
+    await container.start();
+    await container.wait();
+    const routes = (await container.logs({ stdout: true, follow: false })).toString('latin1');
+    // Iface, Destination, Gateway, ...: the default route has destination 0, its gateway in little-endian hex.
+    const hex = /\s00000000\s+([0-9A-F]{8})\s/.exec(routes)?.[1];
+    return hex === undefined ? undefined : [...Buffer.from(hex, 'hex').reverse()].join('.');
+  } finally {
+    await container.remove({ force: true });
+  }
+}
