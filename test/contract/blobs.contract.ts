@@ -63,7 +63,7 @@ export function blobsContract(
   make: (context: HarnessContext) => Promise<BlobsHarness | BlobServerHarness>,
   options?: { blobServer: true },
 ): void {
-  describe(`blobs contract: ${adapterName}`, { timeout: 30_000 }, () => {
+  describe(`blobs contract: ${adapterName}`, { timeout: 300_000 }, () => {
     let harness: BlobsHarness;
     let store: BlobStore;
     let clock = Date.now();

@@ -11,6 +11,7 @@ import { createUrlSigner, type UrlSigner } from '../../shared/adapters/local/url
 import type { BlobStore } from '../../shared/ports/blobs.ts';
 import { createMemoryBlobs } from '../fakes/memory-blobs.ts';
 import { blobsContract, withBlobServer } from './blobs.contract.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 blobsContract(
   'folder',
@@ -106,15 +107,10 @@ describe('folder blobs only', () => {
       }),
     });
     // Wait until the server has made the temp file, so the abort really happens mid-upload.
-    for (let i = 0; i < 200 && !(await allEntries()).some((name) => name.includes('~')); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    assert.ok((await allEntries()).some((name) => name.startsWith(join('tmp', 'd~'))), 'upload in progress');
+    await waitUntil(async () => (await allEntries()).some((name) => name.startsWith(join('tmp', 'd~'))), 'the upload is in progress', { everyMs: 5 });
     controller.abort();
     await assert.rejects(abandoned);
-    for (let i = 0; i < 200 && (await allEntries()).some((name) => name.includes('~')); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await waitUntil(async () => !(await allEntries()).some((name) => name.includes('~')), 'the temporary file is gone', { everyMs: 5 });
     assert.deepEqual((await allEntries()).filter((name) => name.startsWith('tmp')), ['tmp']);
     assert.deepEqual(await store.list('tmp/'), []);
   });

@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { blobKeys } from '../../shared/model/wire.ts';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerRequest } from '../../shared/ports/compute.ts';
 import { taskSpecFor, type FakeBlobServer } from '../helpers/fake-blob-server.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 /** What a contract worker does: exit 0 soon, exit non-zero soon, or run until it is killed. */
 export type WorkerBehaviour = 'succeed' | 'fail' | 'hang';
@@ -56,7 +57,7 @@ export function computeContract(name: string, make: (onExit: OnWorkerExit) => Pr
     const gone = async (taskId: string, what: string, timeoutMs?: number) => {
       const check = async () => !(await compute.list()).some((worker) => worker.taskId === taskId) && (await harness.leftovers(taskId)) === 0;
       if (reports) return;
-      await waitFor(check, what, timeoutMs, 50);
+      await waitUntil(check, what, timeoutMs === undefined ? {} : { timeoutMs });
     };
     return { harness, compute, exits, reports, gone, exitsOf: (taskId: string) => exits.filter((e) => e.taskId === taskId) };
   }
@@ -84,7 +85,7 @@ export function computeContract(name: string, make: (onExit: OnWorkerExit) => Pr
           assert.deepEqual(exitsOf(taskId), [], 'an adapter that does not report exits never calls onExit');
           return;
         }
-        await waitFor(() => exitsOf(taskId).length > 0, 'the worker exits');
+        await waitUntil(() => exitsOf(taskId).length > 0, 'the worker exits', { everyMs: 20 });
         assert.deepEqual(exitsOf(taskId), [{ taskId, reason: 'exited', code: 0, signal: null }]);
         assert.deepEqual(await compute.list(), []);
         assert.equal(await harness.leftovers(taskId), 0);
@@ -106,7 +107,7 @@ export function computeContract(name: string, make: (onExit: OnWorkerExit) => Pr
           assert.deepEqual(exitsOf(taskId), []);
           return;
         }
-        await waitFor(() => exitsOf(taskId).length > 0, 'the worker exits');
+        await waitUntil(() => exitsOf(taskId).length > 0, 'the worker exits', { everyMs: 20 });
         const [exit] = exitsOf(taskId);
         assert.equal(exit?.reason, 'exited');
         assert.ok(exit?.code !== 0 && exit?.code !== null, `code ${exit?.code}`);
@@ -199,7 +200,7 @@ export function computeContract(name: string, make: (onExit: OnWorkerExit) => Pr
           assert.deepEqual(exitsOf(taskId), []);
           return;
         }
-        await waitFor(() => exitsOf(taskId).length > 0, 'the deadline ends the worker');
+        await waitUntil(() => exitsOf(taskId).length > 0, 'the deadline ends the worker', { everyMs: 20 });
         assert.ok(Date.now() - started >= 900, 'not before the deadline');
         assert.equal(exitsOf(taskId)[0]?.reason, 'deadline');
         assert.equal(await harness.leftovers(taskId), 0);
@@ -260,15 +261,6 @@ export function agentRequests(server: FakeBlobServer, hostType: string): Compute
 /** A task ID as the pipeline makes them: 24 hex digits. */
 export function newTaskId(): string {
   return randomBytes(12).toString('hex');
-}
-
-/** Polls `condition` every `everyMs` until it holds; throws, naming `what`, after `timeoutMs`. */
-async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000, everyMs = 20): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await sleep(everyMs);
-  }
 }
 
 function sleep(ms: number): Promise<void> {

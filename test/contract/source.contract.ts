@@ -30,7 +30,7 @@ const UNKNOWN_COMMIT = 'c0ffee'.repeat(6) + 'c0ff';
 
 /** Every Source must pass this suite unchanged. `make` gives a fresh harness with an empty repo for each test. */
 export function sourceContract(adapterName: string, make: () => Promise<SourceHarness>): void {
-  describe(`Source contract: ${adapterName}`, { timeout: 60_000 }, () => {
+  describe(`Source contract: ${adapterName}`, { timeout: 300_000 }, () => {
     let h: SourceHarness;
     beforeEach(async () => {
       h = await make();

@@ -12,17 +12,9 @@ import { collections } from '../../shared/ports/state.ts';
 import { startLocalRuntime } from '../../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { processesWithEnv } from '../helpers/processes.ts';
+import { hangGuardMs, waitUntil } from '../helpers/wait.ts';
 
 const bin = fileURLToPath(new URL('../../bin/hermetic.js', import.meta.url));
-
-/** Waits until `check` is true, polling; throws with `what` after `timeoutMs`. */
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe('a runtime stopped in the middle of a build', () => {
   const dirs: string[] = [];
@@ -44,18 +36,19 @@ describe('a runtime stopped in the middle of a build', () => {
     const first = await startLocalRuntime(options);
     const [requested] = (await first.pollNow()).requested;
     assert.ok(requested);
-    for (let i = 0; i < 200 && (await first.compute.list()).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.equal((await first.compute.list()).length, 1, 'the worker is running');
+    await waitUntil(async () => (await first.compute.list()).length > 0, 'the worker is running');
+    assert.equal((await first.compute.list()).length, 1, 'one worker');
     await first.stop();
     assert.deepEqual(await processesWithEnv('HOME', options.dataDir), [], 'stopping killed the worker');
 
     const second = await startLocalRuntime(options);
     try {
-      await second.waitForBuilds([requested.buildId], 60_000);
+      await second.waitForBuilds([requested.buildId], hangGuardMs);
       const build = await second.deps.state.get(collections.builds, requested.buildId);
-      assert.equal(build?.status, 'passed');
-      assert.equal(build?.attempts, 2);
       const tasks = await second.deps.state.query(collections.tasks, { where: { buildId: requested.buildId } });
+      const attempts = JSON.stringify(tasks.map((task) => [task.attempt, task.status, task.reason]));
+      assert.equal(build?.status, 'passed', attempts);
+      assert.equal(build?.attempts, 2, attempts);
       assert.deepEqual(tasks.map((task) => task.status).sort(), ['lost', 'passed']);
     } finally {
       await second.stop();
@@ -75,15 +68,15 @@ describe('a runtime stopped in the middle of a build', () => {
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise((resolve) => child.on('exit', resolve));
-    await until(async () => /▶ started/.test(stderr) && (await processesWithEnv('HOME', dataDir)).length > 0, 'the worker to start');
+    await waitUntil(async () => /▶ started/.test(stderr) && (await processesWithEnv('HOME', dataDir)).length > 0, 'the worker to start');
     child.kill('SIGKILL');
     await exited;
-    await until(async () => (await processesWithEnv('HOME', dataDir)).length === 0, 'the orphaned worker to die');
+    await waitUntil(async () => (await processesWithEnv('HOME', dataDir)).length === 0, 'the orphaned worker to die');
 
     const runtime = await startLocalRuntime({ dataDir, catalog: parseConfig(rawConfig, configFile), logger: silentLogger, pollIntervalMs: 0, port: 0 });
     try {
       const id = buildId('repo', commit, 'wait');
-      await runtime.waitForBuilds([id], 60_000);
+      await runtime.waitForBuilds([id], hangGuardMs);
       const build = await runtime.deps.state.get(collections.builds, id);
       assert.equal(build?.status, 'passed');
       assert.equal(build?.attempts, 2);

@@ -12,6 +12,7 @@ import { collections } from '../../shared/ports/state.ts';
 import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { appKeyPair, startGitHubWorld, TEST_INSTALLATION_ID, TEST_APP_ID, TEST_TOKEN, type GitHubWorld } from '../helpers/github-world.ts';
+import { hangGuardMs, waitUntil } from '../helpers/wait.ts';
 
 const webhookSecret = 'the webhook secret';
 const repo = 'acme/widgets';
@@ -20,7 +21,7 @@ const repo = 'acme/widgets';
 type Shown = { state: string; url: string | null | undefined; description: string | null | undefined };
 
 for (const auth of ['token', 'app'] as const) {
-  describe(`trybots end to end on a fake GitHub (${auth})`, { timeout: 120_000 }, () => {
+  describe(`trybots end to end on a fake GitHub (${auth})`, { timeout: 300_000 }, () => {
     let world: GitHubWorld;
     let runtime: LocalRuntime;
     let configFile: string;
@@ -79,16 +80,14 @@ for (const auth of ['token', 'app'] as const) {
 
     /** Waits until the pipeline has handled everything, then the trybot requests of `commit`. */
     async function settle(commit: string): Promise<TryRun[]> {
-      for (let waited = 0; waited < 60_000; waited += 100) {
-        const runs = (await runtime.deps.state.query(collections.trybots)).filter((run) => run.commit === commit);
-        const ids = runs.flatMap((run) => run.builds.map((entry) => entry.buildId));
-        if (runs.length > 0) {
-          await runtime.waitForBuilds(ids, 60_000);
-          return (await runtime.deps.state.query(collections.trybots)).filter((run) => run.commit === commit);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      throw new Error(`no trybot request recorded for ${commit}`);
+      const runsOf = async () => (await runtime.deps.state.query(collections.trybots)).filter((run) => run.commit === commit);
+      const recorded = async () => {
+        const runs = await runsOf();
+        return runs.length > 0 && runs;
+      };
+      const runs = await waitUntil(recorded, `a trybot request of ${commit} is recorded`, { everyMs: 100 });
+      await runtime.waitForBuilds(runs.flatMap((run) => run.builds.map((entry) => entry.buildId)), hangGuardMs);
+      return runsOf();
     }
 
     function shown(sha: string): Shown[] {

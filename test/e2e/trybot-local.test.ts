@@ -23,7 +23,7 @@ async function tryFromCli(args: string[], cwd: string, interrupted: Promise<void
   return { code, stdout, stderr };
 }
 
-describe('trybots on the embedded runtime, from `hermetic try`', { timeout: 120_000 }, () => {
+describe('trybots on the embedded runtime, from `hermetic try`', { timeout: 300_000 }, () => {
   let dir: string;
   let repo: TestRepo;
   let runtime: LocalRuntime;

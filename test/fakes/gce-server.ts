@@ -11,7 +11,7 @@ import type { GceClientOptions } from '../../shared/adapters/gcp/gce-compute.ts'
 import type { GceInstance } from '../../shared/adapters/gcp/gce-instance.ts';
 import { scanProcesses } from '../helpers/proc-scan.ts';
 import { FakeApiError, googleErrorBody } from './api-error.ts';
-import { readBody, sendJson } from './http.ts';
+import { listenForTests, readBody, sendJson } from './http.ts';
 
 /**
  * A fake Compute Engine REST API on node:http, for what the real `@google-cloud/compute` client sends: instances
@@ -288,7 +288,7 @@ export async function startFakeGce(options: FakeGceOptions = {}): Promise<FakeGc
       sendJson(response, apiError.status, googleErrorBody(apiError));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenForTests(server);
   const { port } = server.address() as AddressInfo;
 
   return {
@@ -522,7 +522,7 @@ export async function bootScriptGuest(options: BootScriptGuestOptions = {}): Pro
       else response.writeHead(200, { 'content-type': 'application/text', 'metadata-flavor': 'Google' }).end(value);
     });
     servers.add(metadata);
-    await new Promise<void>((resolve) => metadata.listen(0, '127.0.0.1', resolve));
+    await listenForTests(metadata);
     const proxy = `http://127.0.0.1:${(metadata.address() as AddressInfo).port}`;
     const scriptFile = join(dir, 'startup-script');
     const written = await writeFile(scriptFile, script.replaceAll('/var/lib/hermetic', join(dir, 'state'))).then(

@@ -1,5 +1,6 @@
 import { createSign, randomBytes, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import { listenForTests } from './http.ts';
 
 /**
  * The identity a Cloud Function has, faked: a metadata server (what `GCE_METADATA_HOST` points google-auth-library
@@ -72,7 +73,7 @@ export async function startFakeIdentity(options: {
     }
     send(404, 'not found');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenForTests(server);
   const address = server.address();
   if (address === null || typeof address !== 'object') throw new Error('fake identity server did not get a port');
   const host = `127.0.0.1:${address.port}`;

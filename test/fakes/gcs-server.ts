@@ -2,7 +2,7 @@ import { createHash, createPublicKey, createVerify, generateKeyPairSync, randomB
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { CRC32C } from '@google-cloud/storage';
 import { FakeApiError, googleErrorBody } from './api-error.ts';
-import { sendJson } from './http.ts';
+import { listenForTests, sendJson } from './http.ts';
 
 /**
  * A fake Cloud Storage on node:http, for the real `@google-cloud/storage` client (pointed at it with `apiEndpoint`)
@@ -554,7 +554,7 @@ export async function startFakeGcs(options: FakeGcsOptions): Promise<FakeGcs> {
     })();
   });
   const host = options.host ?? '127.0.0.1';
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  await listenForTests(server, host);
   const address = server.address();
   if (address === null || typeof address !== 'object') throw new Error('fake GCS did not get a port');
   origin = `http://${host}:${address.port}`;

@@ -2,7 +2,7 @@ import { createHash, createPublicKey, randomBytes, verify, type KeyObject } from
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { components } from '@octokit/openapi-types';
 import { gitReader, type GitCommit, type GitReader } from './github-git.ts';
-import { readBody } from './http.ts';
+import { listenForTests, readBody } from './http.ts';
 
 /**
  * A fake of GitHub's REST API on node:http, for octokit pointed at it with `baseUrl`. Repositories are real git
@@ -759,7 +759,7 @@ export async function startFakeGitHub(options: FakeGitHubOptions = {}): Promise<
       send(res, reply, url.pathname.startsWith('/_codeload/') ? {} : rateHeaders());
     })();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenForTests(server);
   const address = server.address();
   if (address === null || typeof address !== 'object') throw new Error('fake GitHub did not get a port');
   origin = `http://127.0.0.1:${address.port}`;

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { PipelineHarness } from './pipeline-harness.ts';
+import { listenForTests } from '../fakes/http.ts';
 
 /** One GET of the harness's dashboard over a real `node:http` server on a free port, closed after; any status. */
 export async function fetchDashboard(h: PipelineHarness, path: string): Promise<{ status: number; type: string; body: string }> {
   const server = createServer((req, res) => void h.functions.dashboard(req, res));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = await listenForTests(server);
   try {
-    const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`);
+    const response = await fetch(`http://127.0.0.1:${port}${path}`);
     return { status: response.status, type: response.headers.get('content-type') ?? '', body: await response.text() };
   } finally {
     server.close();

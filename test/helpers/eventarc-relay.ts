@@ -1,5 +1,6 @@
 import type { Message, PubSub, Subscription } from '@google-cloud/pubsub';
 import { messagePublishedEvent } from '../../functions/pubsub-function.ts';
+import { describeError } from '../../shared/errors.ts';
 
 /** One function's trigger: messages on `topic` go to the function served at `url`. */
 export interface RelayRoute {
@@ -48,7 +49,7 @@ export async function startEventarcRelay(options: { pubsub: PubSub; project: str
       if (answered) message.ack();
       else message.nack();
     } catch (error) {
-      failures.push(`${route.topic} ${message.id}: ${(error as Error).message}`);
+      failures.push(`${route.topic} ${message.id}: ${describeError(error)}`);
       message.nack();
     }
   }

@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { Header } from 'tar';
 import { blobKeys, type TaskSpec } from '../../shared/model/wire.ts';
+import { listenForTests } from '../fakes/http.ts';
 
 /** One accepted PUT, as it arrived. */
 export interface RecordedPut {
@@ -71,11 +71,7 @@ export async function startFakeBlobServer(options: { host?: string } = {}): Prom
   const server = createServer((request, response) => {
     handle(request, response).catch(() => response.destroy());
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, resolve);
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenForTests(server, host);
   const baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
   return {

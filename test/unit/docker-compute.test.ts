@@ -14,6 +14,7 @@ import { newTaskId } from '../contract/compute.contract.ts';
 import { dockerAnswers, testHostType, testWorkerImage } from '../helpers/agent-test-image.ts';
 import { startFakeBlobServer, taskSpecFor, uploadedLog, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
 import { processesWithArgument } from '../helpers/proc-scan.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const docker = new Docker();
 const available = await dockerAnswers(docker);
@@ -56,7 +57,7 @@ interface Setup {
   logged: { level: string; event: string; fields: Fields }[];
   watched: string[];
   request(taskId: string, spec: TestSpecOptions, options?: { deadline?: number; labels?: Record<string, string> }): WorkerRequest;
-  exitOf(taskId: string, timeoutMs?: number): Promise<SeenExit>;
+  exitOf(taskId: string): Promise<SeenExit>;
 }
 
 async function setup(extra: Partial<Pick<DockerComputeOptions, 'images' | 'limits' | 'networkAccess'>> = {}): Promise<Setup> {
@@ -93,7 +94,7 @@ async function setup(extra: Partial<Pick<DockerComputeOptions, 'images' | 'limit
       deadline: options.deadline ?? Date.now() + 60_000,
       labels: options.labels ?? { test: 'docker-compute' },
     }),
-    exitOf: (taskId, timeoutMs = 30_000) => waitUntil(() => exits.find((exit) => exit.taskId === taskId), `onExit of ${taskId}`, timeoutMs),
+    exitOf: (taskId) => waitUntil(() => exits.find((exit) => exit.taskId === taskId), `onExit of ${taskId}`),
   };
 }
 
@@ -342,7 +343,7 @@ describe('Docker compute', { skip }, () => {
     ];
     // An earlier runtime: starts both workers, then dies without closing anything.
     await runAndKill(requests);
-    await waitUntil(async () => (await containersOf(finished))[0]?.State === 'exited' || undefined, 'the quick worker exits');
+    await waitUntil(async () => (await containersOf(finished))[0]?.State === 'exited', 'the quick worker exits');
     assert.ok(resultOf(finished) !== undefined);
 
     const s = await setup();
@@ -354,7 +355,7 @@ describe('Docker compute', { skip }, () => {
       assert.deepEqual(await s.compute.list(), [{ taskId: running, deadline, labels: { build: 'adopted' } }]);
       await s.compute.start(requests[0] as WorkerRequest);
       assert.equal((await containersOf(running)).length, 1, 'an adopted task gets no second worker');
-      const killed = await s.exitOf(running, deadline - Date.now() + 10_000);
+      const killed = await s.exitOf(running);
       assert.ok(Date.now() >= deadline - 100, 'not before its deadline');
       assert.deepEqual(killed, { taskId: running, reason: 'deadline', code: null, signal: 'SIGKILL', leftovers: [] });
       assert.deepEqual(await containersOf(running), []);
@@ -372,7 +373,7 @@ describe('Docker compute', { skip }, () => {
     for (const [index, taskId] of ids.entries()) {
       await s.compute.start(s.request(taskId, { steps: [['sh', '-c', `setsid sleep ${sleeps[index]} & echo started; sleep 300`]] }));
     }
-    await waitUntil(() => ids.every((taskId) => /started/.test(uploadedLog(server, taskId))) || undefined, 'the steps start');
+    await waitUntil(() => ids.every((taskId) => /started/.test(uploadedLog(server, taskId))), 'the steps start');
     await s.compute.close();
     assert.deepEqual(
       s.exits.map((exit) => [exit.taskId, exit.reason, exit.leftovers.length]).sort(),
@@ -420,6 +421,7 @@ describe('agent program flags for containers', () => {
   });
 });
 
+
 /** Runs an adapter in a child process that starts the requests and is then killed with SIGKILL. */
 async function runAndKill(requests: WorkerRequest[]): Promise<void> {
   const adapter = new URL('../../shared/adapters/docker/docker-compute.ts', import.meta.url).href;
@@ -445,14 +447,4 @@ async function runAndKill(requests: WorkerRequest[]): Promise<void> {
   });
   child.kill('SIGKILL');
   await new Promise((resolve) => child.once('exit', resolve));
-}
-
-async function waitUntil<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }

@@ -8,11 +8,12 @@ import { putWithRetry } from '../../shared/agent/put-with-retry.ts';
 import { headersFragment, signedRequest } from '../../shared/model/signed-url.ts';
 import type { BlobStore } from '../../shared/ports/blobs.ts';
 import { createTestServiceAccount, startFakeGcs, type FakeGcs, type FakeObjectResource } from '../fakes/gcs-server.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const BUCKET = 'hermetic-gcs-unit';
 const KiB = 1024;
 
-describe('gcs blobs: large objects, resumable uploads and signed headers', { timeout: 30_000 }, () => {
+describe('gcs blobs: large objects, resumable uploads and signed headers', { timeout: 300_000 }, () => {
   let fake: FakeGcs;
   let store: BlobStore;
   const finalized: string[] = [];
@@ -50,9 +51,7 @@ describe('gcs blobs: large objects, resumable uploads and signed headers', { tim
       yield data.subarray(at, at + size);
     }
   }
-  const waitForNoSessions = async (): Promise<void> => {
-    for (let i = 0; i < 100 && fake.openSessions() > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-  };
+  const waitForNoSessions = () => waitUntil(() => fake.openSessions() === 0, 'no upload session is open', { everyMs: 10 });
 
   it('puts a small object in one request and a large one (a long merged log) as a chunked resumable upload', async () => {
     await store.put('logs/short.txt', 'a short log\n');
@@ -90,7 +89,7 @@ describe('gcs blobs: large objects, resumable uploads and signed headers', { tim
     async function* breaksAfterAChunk(): AsyncGenerator<Uint8Array> {
       yield* pieces(data.subarray(0, 600 * KiB), 64 * KiB);
       // Fail only once the server holds a chunk, so the failure comes mid-session.
-      for (let i = 0; i < 200 && !fake.requests.includes('json:session-put'); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      await waitUntil(() => fake.requests.includes('json:session-put'), 'the server holds a chunk', { everyMs: 5 });
       throw new Error('tar broke');
     }
     await assert.rejects(store.putStream('big/kept', breaksAfterAChunk()), /tar broke/);

@@ -14,7 +14,7 @@ const BUCKET = 'hermetic-iam-signing';
 
 // As in Cloud Functions: a client built with no credentials finds the runtime's service account on the metadata
 // server and, holding no key, signs through IAM Credentials signBlob. This file owns its process's environment.
-describe('gcs signed URLs without a private key, through IAM signBlob', { timeout: 30_000 }, () => {
+describe('gcs signed URLs without a private key, through IAM signBlob', { timeout: 300_000 }, () => {
   let gcs: FakeGcs;
   let identity: FakeIdentity;
   let store: BlobStore;

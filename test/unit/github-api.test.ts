@@ -15,7 +15,7 @@ const widgets = { owner: 'acme', name: 'widgets' };
 /** The App's key pair, made once for the file: a 2048-bit RSA pair takes a while. */
 const keys = appKeyPair();
 
-describe('GitHub port', { timeout: 120_000 }, () => {
+describe('GitHub port', { timeout: 300_000 }, () => {
   let world: GitHubWorld | undefined;
   afterEach(async () => {
     await world?.close();

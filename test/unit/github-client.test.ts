@@ -11,7 +11,7 @@ import { appKeyPair, startGitHubWorld, TEST_APP_ID, TEST_INSTALLATION_ID, TEST_T
 
 const repo: Repo = { name: 'widgets', url: 'https://github.com/acme/widgets.git', github: { owner: 'acme', name: 'widgets' }, branches: ['main'], builders: ['default'], backfill: 10 };
 
-describe('GitHub client', { timeout: 60_000 }, () => {
+describe('GitHub client', { timeout: 300_000 }, () => {
   let world: GitHubWorld | undefined;
   afterEach(async () => {
     await world?.close();

@@ -18,7 +18,7 @@ import { startGitHubWorld, TEST_TOKEN, type GitHubWorld } from '../helpers/githu
 const run = promisify(execFile);
 const repo: Repo = { name: 'widgets', url: 'https://github.com/acme/widgets.git', github: { owner: 'acme', name: 'widgets' }, branches: ['main'], builders: ['default'], backfill: 10 };
 
-describe('GitHub source', { timeout: 120_000 }, () => {
+describe('GitHub source', { timeout: 300_000 }, () => {
   let world: GitHubWorld;
   let source: Source;
   beforeEach(async () => {

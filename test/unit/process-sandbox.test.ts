@@ -11,6 +11,7 @@ import type { Fields, Logger } from '../../shared/ports/log.ts';
 import { newTaskId } from '../contract/compute.contract.ts';
 import { startFakeBlobServer, taskSpecFor, uploadedLog, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
 import { processesOfWorker, processesWithArgument } from '../helpers/proc-scan.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 let server: FakeBlobServer;
 let root: string;
@@ -81,15 +82,7 @@ async function setup(
       deadline: requestOptions.deadline ?? Date.now() + 60_000,
       labels: { test: 'process-sandbox' },
     }),
-    async exitOf(taskId) {
-      const until = Date.now() + 20_000;
-      for (;;) {
-        const exit = exits.find((seen) => seen.taskId === taskId);
-        if (exit !== undefined) return exit;
-        if (Date.now() > until) throw new Error(`no onExit for ${taskId}`);
-        await sleep(20);
-      }
-    },
+    exitOf: (taskId) => waitUntil(() => exits.find((seen) => seen.taskId === taskId), `onExit of ${taskId}`, { everyMs: 20 }),
   };
 }
 
@@ -236,11 +229,7 @@ for (const isolation of modes) {
         const arg = sleeps[index] ?? '';
         await s.sandbox.start(s.request(taskId, { steps: [['sh', '-c', `setsid sleep ${arg} & echo started; sleep ${arg}`]] }));
       }
-      const until = Date.now() + 10_000;
-      while (!ids.every((taskId) => /started/.test(uploadedLog(server, taskId)))) {
-        assert.ok(Date.now() < until, 'the steps started');
-        await sleep(50);
-      }
+      await waitUntil(() => ids.every((taskId) => /started/.test(uploadedLog(server, taskId))), 'the steps start');
       await s.sandbox.close();
       assert.deepEqual(s.exits.map((exit) => exit.taskId).sort(), [...ids].sort());
       for (const exit of s.exits) {

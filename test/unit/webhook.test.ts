@@ -1,7 +1,6 @@
 import { sign } from '@octokit/webhooks-methods';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createWebhook } from '../../functions/webhook.ts';
 import { parseConfig } from '../../shared/config/config.ts';
@@ -10,6 +9,7 @@ import { silentLogger } from '../../shared/ports/log.ts';
 import { parseTryComment } from '../../shared/trybots/comment.ts';
 import { createMemoryGitHub } from '../fakes/memory-github.ts';
 import { createMemoryQueue } from '../fakes/memory-queue.ts';
+import { listenForTests } from '../fakes/http.ts';
 
 const secret = 'it is a secret to everybody';
 const head = 'b'.repeat(40);
@@ -40,8 +40,7 @@ describe('webhook: /try comments', () => {
     await queue.subscribe(topics.tryRequested, 'trybot', { ackDeadlineMs: 60_000, maxAttempts: 5, minBackoffMs: 10, maxBackoffMs: 100 });
     const webhook = createWebhook({ secret, catalog, github, publisher: queue, logger: silentLogger });
     server = createServer((req, res) => void webhook(req, res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhook`;
+    url = `http://127.0.0.1:${await listenForTests(server)}/webhook`;
   });
   after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
