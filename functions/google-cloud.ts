@@ -14,8 +14,9 @@ import { createGcsBlobs } from '../shared/adapters/gcp/gcs-blobs.ts';
 import { createPubsubPublisher } from '../shared/adapters/gcp/pubsub-publisher.ts';
 import { createGitSource } from '../shared/adapters/local/git-source.ts';
 import { wireGitHub } from '../shared/adapters/github/connect.ts';
-import { loadConfig } from '../shared/config/config.ts';
+import { loadConfig, type Config } from '../shared/config/config.ts';
 import { readGitHubEnvironment } from '../shared/config/github-environment.ts';
+import { createDashboard } from '../shared/dashboard/dashboard.ts';
 import { listHostTypes } from '../shared/images/host-types.ts';
 import type { Logger } from '../shared/ports/log.ts';
 import { defaultPipelineOptions } from '../shared/pipeline/deps.ts';
@@ -35,19 +36,31 @@ export interface GoogleClients {
   signingEndpoint?: string;
 }
 
+/** Creates the real Firestore and Storage clients, for the project, with the runtime's own credentials. */
+async function storeClients(environment: GoogleCloudEnvironment): Promise<Pick<GoogleClients, 'firestore' | 'storage'>> {
+  const [{ Firestore }, { Storage }] = await Promise.all([import('@google-cloud/firestore'), import('@google-cloud/storage')]);
+  const projectId = environment.project;
+  return { firestore: new Firestore({ projectId, ignoreUndefinedProperties: true }), storage: new Storage({ projectId }) };
+}
+
 /** Creates the real clients, for the project, with the runtime's own credentials. */
 async function defaultClients(environment: GoogleCloudEnvironment): Promise<GoogleClients> {
-  const [{ Firestore }, { PubSub }, { Storage }] = await Promise.all([
-    import('@google-cloud/firestore'),
-    import('@google-cloud/pubsub'),
-    import('@google-cloud/storage'),
-  ]);
-  const projectId = environment.project;
-  return {
-    firestore: new Firestore({ projectId, ignoreUndefinedProperties: true }),
-    pubsub: new PubSub({ projectId }),
-    storage: new Storage({ projectId }),
-  };
+  const [{ PubSub }, stores] = await Promise.all([import('@google-cloud/pubsub'), storeClients(environment)]);
+  return { ...stores, pubsub: new PubSub({ projectId: environment.project }) };
+}
+
+/** The builders config the environment names, inside the deployed source. */
+function loadCatalog(environment: GoogleCloudEnvironment): Promise<Config> {
+  return loadConfig(resolve(sourceRoot, environment.configFile));
+}
+
+/** The blobs bucket over a Storage client, signing through IAM (or the tests' endpoint). */
+function bucketOf(environment: GoogleCloudEnvironment, clients: Pick<GoogleClients, 'storage' | 'signingEndpoint'>) {
+  return createGcsBlobs({
+    storage: clients.storage,
+    bucket: environment.bucket,
+    ...(clients.signingEndpoint === undefined ? {} : { signingEndpoint: clients.signingEndpoint }),
+  });
 }
 
 /**
@@ -64,7 +77,7 @@ export async function loadGoogleCloud(
   const githubEnvironment = readGitHubEnvironment(env);
   const logger = options.logger ?? createCloudLogger();
   const [catalog, hostTypes, machines, clients] = await Promise.all([
-    loadConfig(resolve(sourceRoot, environment.configFile)),
+    loadCatalog(environment),
     listHostTypes(),
     loadMachines(),
     options.clients ?? defaultClients(environment),
@@ -84,11 +97,7 @@ export async function loadGoogleCloud(
     catalog,
     state,
     publisher: createPubsubPublisher({ pubsub: clients.pubsub }),
-    blobs: createGcsBlobs({
-      storage: clients.storage,
-      bucket: environment.bucket,
-      ...(clients.signingEndpoint === undefined ? {} : { signingEndpoint: clients.signingEndpoint }),
-    }),
+    blobs: bucketOf(environment, clients),
     compute,
     ...wireGitHub(githubEnvironment, { git, state, logger, repos: catalog.repos }),
     logger,
@@ -96,5 +105,26 @@ export async function loadGoogleCloud(
     options: { ...defaultPipelineOptions, dashboardUrl: environment.dashboardUrl },
     deadLetters: createFirestoreDeadLetters({ firestore: clients.firestore }),
     maxDeliveryAttempts: environment.maxDeliveryAttempts,
+  });
+}
+
+/**
+ * The dashboard alone, as App Engine serves it: over Firestore and the bucket, read-only, from the same environment
+ * as the functions but without GitHub's (it shows what is stored and asks GitHub nothing), nor Pub/Sub's or Compute
+ * Engine's clients. Throws ConfigError naming every missing or malformed variable, or the config file's bad field.
+ */
+export async function loadGoogleCloudDashboard(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  options: { clients?: Pick<GoogleClients, 'firestore' | 'storage' | 'signingEndpoint'>; logger?: Logger } = {},
+): Promise<Functions['dashboard']> {
+  const environment = readGoogleCloudEnvironment(env);
+  const [catalog, clients] = await Promise.all([loadCatalog(environment), options.clients ?? storeClients(environment)]);
+  return createDashboard({
+    catalog,
+    state: createFirestoreState({ firestore: clients.firestore }),
+    blobs: bucketOf(environment, clients),
+    deadLetters: createFirestoreDeadLetters({ firestore: clients.firestore }),
+    logger: options.logger ?? createCloudLogger(),
+    baseUrl: environment.dashboardUrl,
   });
 }

@@ -1,7 +1,7 @@
-import { loadGoogleCloud } from './google-cloud.ts';
+import { loadGoogleCloud, loadGoogleCloudDashboard } from './google-cloud.ts';
 import { registerFunctions } from './index.ts';
 
 // The package's main on Google Cloud: Cloud Functions and the App Engine dashboard load this, and functions-framework
 // serves the one function its target names. The adapters are built on the first event, so a misconfigured function
-// fails then, saying which variable to set.
-registerFunctions(() => loadGoogleCloud(process.env));
+// fails then, saying which variable to set. The dashboard is built on its own: App Engine holds no GitHub secret.
+registerFunctions(() => loadGoogleCloud(process.env), () => loadGoogleCloudDashboard(process.env));

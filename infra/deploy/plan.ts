@@ -1,6 +1,7 @@
 import { triggers, type MessageFunctionName } from '../../functions/functions.ts';
 import { topics } from '../../shared/model/messages.ts';
 import { collections } from '../../shared/ports/state.ts';
+import { dashboardSize, functionSizes } from './function-sizes.ts';
 
 /**
  * The gcloud commands that deploy hermetic to one Google Cloud project, and the ones that remove it again. Pure: it
@@ -90,10 +91,23 @@ export const services = [
   'cloudbuild',
   'appengine',
   'iamcredentials',
+  // Service accounts and their grants, and the project's own IAM policy: off by default in a new project.
+  'iam',
+  'cloudresourcemanager',
 ].map((name) => `${name}.googleapis.com`);
 
 /** Every role granted, by whom it is granted to and on what. The worker's account gets none. */
 export const grants = {
+  /**
+   * Cloud Build builds the functions and the dashboard as this account: a new organisation's default build account
+   * (Compute Engine's) often has no role at all. App Engine builds a version as the account the version runs as, and
+   * `gcloud app deploy` takes no separate build account, so the dashboard also runs as this one, reading Firestore
+   * and the bucket.
+   */
+  build: {
+    project: ['roles/cloudbuild.builds.builder', 'roles/datastore.viewer'],
+    bucket: ['roles/storage.objectViewer'],
+  },
   functions: {
     project: ['roles/datastore.user', 'roles/pubsub.publisher', 'roles/compute.instanceAdmin.v1'],
     bucket: ['roles/storage.objectAdmin'],
@@ -112,7 +126,15 @@ export const grants = {
    * Go toolchain and the agent: nothing secret.
    */
   anyone: { imageRepo: ['roles/artifactregistry.reader'] },
-  pubsubAgent: { deadLetterTopic: ['roles/pubsub.publisher'], subscription: ['roles/pubsub.subscriber'] },
+  pubsubAgent: {
+    deadLetterTopic: ['roles/pubsub.publisher'],
+    subscription: ['roles/pubsub.subscriber'],
+    /**
+     * On the event-delivery account only: Pub/Sub mints the token of each authenticated push as that account. Projects
+     * made before 2021-04-09 do not grant this to the agent themselves.
+     */
+    eventsAccount: ['roles/iam.serviceAccountTokenCreator'],
+  },
   /** On the result-landed topic only: the bucket notification publishes there. */
   storageAgent: { resultTopic: ['roles/pubsub.publisher'] },
 } as const;
@@ -170,6 +192,7 @@ export interface PlanNames {
   functionsAccount: string;
   eventsAccount: string;
   workerAccount: string;
+  buildAccount: string;
   schedules: { poll: string; reap: string };
   /** The pushed builder images as the functions find them: `name:tag` under the image repository, space-separated. */
   images: string;
@@ -190,7 +213,7 @@ export const firestoreIndexes = [
 ] as const;
 
 /** Service account IDs (the part before `@`). */
-export const accountIds = { functions: 'hermetic-functions', events: 'hermetic-events', worker: 'hermetic-worker' } as const;
+export const accountIds = { functions: 'hermetic-functions', events: 'hermetic-events', worker: 'hermetic-worker', build: 'hermetic-build' } as const;
 
 /** The label every worker VM carries (with the task ID as its value); teardown deletes every VM that has it. */
 export const workerLabel = 'hermetic-task';
@@ -214,6 +237,7 @@ export function planNames(options: PlanOptions): PlanNames {
     functionsAccount: account(accountIds.functions),
     eventsAccount: account(accountIds.events),
     workerAccount: account(accountIds.worker),
+    buildAccount: account(accountIds.build),
     schedules: { poll: options.schedules?.poll ?? '* * * * *', reap: options.schedules?.reap ?? '*/2 * * * *' },
     images: (options.images ?? []).map(repositoryTagOf).join(' '),
     github: options.github,
@@ -236,7 +260,7 @@ export function topicsToCreate(): string[] {
   return [...new Set(topics.filter((topic) => topic !== deadLetterTopic)), deadLetterTopic];
 }
 
-/** The variables the composition root reads, as each function and the dashboard get them. */
+/** The variables the composition root reads, as each function and the dashboard get them; GitHub's are apart. */
 export function environmentOf(names: PlanNames): Record<string, string> {
   return {
     HERMETIC_PROJECT: names.project,
@@ -249,13 +273,19 @@ export function environmentOf(names: PlanNames): Record<string, string> {
     HERMETIC_CONFIG: names.config,
     HERMETIC_MAX_DELIVERY_ATTEMPTS: String(names.maxDeliveryAttempts),
     HERMETIC_IMAGES: names.images,
-    ...(names.github === undefined
-      ? {}
-      : {
-          HERMETIC_GITHUB_AUTH: names.github.auth,
-          ...(names.github.appId === undefined ? {} : { HERMETIC_GITHUB_APP_ID: names.github.appId }),
-          ...(names.github.apiUrl === undefined ? {} : { HERMETIC_GITHUB_API_URL: names.github.apiUrl }),
-        }),
+  };
+}
+
+/**
+ * How the functions reach GitHub, beside their secrets (see secretFlags); none without GitHub. Only the functions get
+ * these: the dashboard asks GitHub nothing, and App Engine holds no secret.
+ */
+export function githubEnvironmentOf(names: PlanNames): Record<string, string> {
+  if (names.github === undefined) return {};
+  return {
+    HERMETIC_GITHUB_AUTH: names.github.auth,
+    ...(names.github.appId === undefined ? {} : { HERMETIC_GITHUB_APP_ID: names.github.appId }),
+    ...(names.github.apiUrl === undefined ? {} : { HERMETIC_GITHUB_API_URL: names.github.apiUrl }),
   };
 }
 
@@ -266,9 +296,9 @@ function secretFlags(names: PlanNames): string[] {
 }
 
 /**
- * The dashboard's App Engine config: Node 22, scaled to zero when idle, the same variables as the functions. It runs
- * functions-framework's own server on the `dashboard` function, as Cloud Functions would: the same entry point (the
- * package's `main`), the same registration.
+ * The dashboard's App Engine config: Node 22, scaled to zero when idle, the functions' variables but not GitHub's. It
+ * runs functions-framework's own server on the `dashboard` function, as Cloud Functions would: the same entry point
+ * (the package's `main`), the same registration, which builds the dashboard without GitHub access.
  */
 export function appYaml(names: PlanNames): string {
   const env = Object.entries(environmentOf(names)).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
@@ -276,7 +306,7 @@ export function appYaml(names: PlanNames): string {
     '# Written by `hermetic deploy`; edits are overwritten.',
     'runtime: nodejs22',
     'entrypoint: node node_modules/@google-cloud/functions-framework/build/src/main.js --target=dashboard --signature-type=http',
-    'instance_class: F1',
+    `instance_class: ${dashboardSize.instanceClass}`,
     'automatic_scaling:',
     '  min_instances: 0',
     '  max_instances: 2',
@@ -293,22 +323,38 @@ function variablesOf(name: DeployedFunctionName): { trigger: string; subscriptio
 }
 
 /** Functions deployed on Cloud Functions (not the dashboard), in table order, with their topics. */
-function cloudFunctions(): Array<[DeployedFunctionName, string]> {
+function cloudFunctions(): Array<[MessageFunctionName, string]> {
   return (Object.entries(deployedFunctions) as Array<[DeployedFunctionName, Trigger]>).flatMap(([name, trigger]) =>
-    trigger.kind === 'pubsub' ? [[name, trigger.topic] as [DeployedFunctionName, string]] : [],
+    trigger.kind === 'pubsub' && name !== 'dashboard' ? [[name, trigger.topic] as [MessageFunctionName, string]] : [],
   );
 }
 
 const serviceAccountMember = (email: string) => `serviceAccount:${email}`;
 
-/** The `--member` flags that name the functions' and the event-delivery accounts in grants. */
+/** The `--member` flags that name the functions', the event-delivery and the build accounts in grants. */
 function memberFlags(names: PlanNames) {
   return {
     functionsMember: `--member=${serviceAccountMember(names.functionsAccount)}`,
     eventsMember: `--member=${serviceAccountMember(names.eventsAccount)}`,
+    buildMember: `--member=${serviceAccountMember(names.buildAccount)}`,
   };
 }
-const pubsubAgent = 'serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com';
+
+/** A function's `--memory` and `--cpu`, from the sizes table. */
+function sizeFlags(name: keyof typeof functionSizes): string[] {
+  const size = functionSizes[name];
+  return [`--memory=${size.memoryMiB}Mi`, `--cpu=${size.cpu}`];
+}
+
+/**
+ * A topic as its full resource name. Commands that take a topic of another service (a scheduler job's, a bucket
+ * notification's) resolve a bare name against the default project, not `--project`: with none set they fail, with
+ * another one they point there.
+ */
+function topicPath(project: string, topic: string): string {
+  return `projects/${project}/topics/${topic}`;
+}
+const pubsubAgent = serviceAccountMember('service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com');
 const storageAgent = 'serviceAccount:${STORAGE_AGENT}';
 
 /** Collects commands; `create` and `remove` mark the failures that mean "done already". */
@@ -334,12 +380,16 @@ export function deployPlan(options: PlanOptions): Command[] {
   const { project, region, bucket } = names;
   const p = ['--project', project];
   const { commands, add, create, remove } = collector();
-  const { functionsMember, eventsMember } = memberFlags(names);
+  const { functionsMember, eventsMember, buildMember } = memberFlags(names);
 
   add('enable the APIs hermetic uses', ['gcloud', 'services', 'enable', ...services, ...(names.github === undefined ? [] : ['secretmanager.googleapis.com']), ...p]);
   add('look up the project number, which names the Pub/Sub service agent', ['gcloud', 'projects', 'describe', project, '--format=value(projectNumber)'], {
     sets: 'PROJECT_NUMBER',
   });
+  // Enabling an API does not make its service agent at once; granting a role to one that is not there yet fails.
+  add('make sure the Pub/Sub service agent exists before it is granted anything (a beta command)', [
+    'gcloud', 'beta', 'services', 'identity', 'create', '--service=pubsub.googleapis.com', ...p,
+  ]);
   add('look up the Cloud Storage service agent, which publishes the bucket\'s notifications', ['gcloud', 'storage', 'service-agent', ...p], { sets: 'STORAGE_AGENT' });
 
   create('the state store: a Firestore database in native mode', [
@@ -384,6 +434,9 @@ export function deployPlan(options: PlanOptions): Command[] {
   create('worker VMs run as this account, which has no roles: untrusted code holds no credentials', [
     'gcloud', 'iam', 'service-accounts', 'create', accountIds.worker, '--display-name=hermetic workers (no roles)', ...p,
   ]);
+  create('Cloud Build builds the functions and the dashboard as this account, which also runs the dashboard', [
+    'gcloud', 'iam', 'service-accounts', 'create', accountIds.build, '--display-name=hermetic builds and dashboard', ...p,
+  ]);
   for (const role of grants.functions.project) {
     add(`functions: ${role}`, ['gcloud', 'projects', 'add-iam-policy-binding', project, functionsMember, `--role=${role}`, '--condition=None']);
   }
@@ -402,6 +455,19 @@ export function deployPlan(options: PlanOptions): Command[] {
   }
   for (const role of grants.events.project) {
     add(`event delivery: ${role}`, ['gcloud', 'projects', 'add-iam-policy-binding', project, eventsMember, `--role=${role}`, '--condition=None']);
+  }
+  for (const role of grants.pubsubAgent.eventsAccount) {
+    add('Pub/Sub signs each push to a function as the event-delivery account', [
+      'gcloud', 'iam', 'service-accounts', 'add-iam-policy-binding', names.eventsAccount, `--member=${pubsubAgent}`, `--role=${role}`, ...p,
+    ]);
+  }
+  for (const role of grants.build.project) {
+    add(`builds and the dashboard: ${role}`, ['gcloud', 'projects', 'add-iam-policy-binding', project, buildMember, `--role=${role}`, '--condition=None']);
+  }
+  for (const role of grants.build.bucket) {
+    add(`the dashboard: ${role} on the blobs bucket, for logs`, [
+      'gcloud', 'storage', 'buckets', 'add-iam-policy-binding', `gs://${bucket}`, buildMember, `--role=${role}`, ...p,
+    ]);
   }
 
   create('the repository of builder images', ['gcloud', 'artifacts', 'repositories', 'create', names.imageRepo, '--repository-format=docker', `--location=${region}`, ...p]);
@@ -435,14 +501,18 @@ export function deployPlan(options: PlanOptions): Command[] {
     }
   }
 
-  const env = Object.entries(environmentOf(names)).map(([key, value]) => `${key}=${value}`).join(',');
+  const env = Object.entries({ ...environmentOf(names), ...githubEnvironmentOf(names) }).map(([key, value]) => `${key}=${value}`).join(',');
   const secrets = secretFlags(names);
+  // What every function deploy shares: source, runtime, identity, the account its build runs as, and the variables.
+  const functionFlags = [
+    '--gen2', '--runtime=nodejs22', `--region=${region}`, '--source=.', `--service-account=${names.functionsAccount}`,
+    `--build-service-account=projects/${project}/serviceAccounts/${names.buildAccount}`, `--set-env-vars=${env}`, ...secrets,
+  ];
   for (const [name, topic] of cloudFunctions()) {
     const service = serviceNameOf(name);
     add(`the ${name} function, on topic ${topic}`, [
-      'gcloud', 'functions', 'deploy', service, '--gen2', '--runtime=nodejs22', `--region=${region}`, '--source=.', `--entry-point=${name}`,
-      `--trigger-topic=${topic}`, '--retry', `--service-account=${names.functionsAccount}`, `--trigger-service-account=${names.eventsAccount}`,
-      '--ingress-settings=internal-only', '--no-allow-unauthenticated', '--timeout=300s', `--set-env-vars=${env}`, ...secrets, ...p,
+      'gcloud', 'functions', 'deploy', service, ...functionFlags, `--entry-point=${name}`, ...sizeFlags(name), `--trigger-topic=${topic}`, '--retry',
+      `--trigger-service-account=${names.eventsAccount}`, '--ingress-settings=internal-only', '--no-allow-unauthenticated', '--timeout=300s', ...p,
     ]);
     // add-invoker-policy-binding takes no role: it grants grants.events.function, run.invoker.
     add(`event delivery may invoke ${service} (${grants.events.function.join(', ')}), and only the functions`, [
@@ -470,9 +540,8 @@ export function deployPlan(options: PlanOptions): Command[] {
 
   if (names.github !== undefined) {
     add('the webhook function: public, since GitHub calls it and signs every delivery, which it checks', [
-      'gcloud', 'functions', 'deploy', serviceNameOf('webhook'), '--gen2', '--runtime=nodejs22', `--region=${region}`, '--source=.', '--entry-point=webhook',
-      '--trigger-http', '--allow-unauthenticated', '--ingress-settings=all', `--service-account=${names.functionsAccount}`, '--timeout=60s',
-      `--set-env-vars=${env}`, ...secrets, ...p,
+      'gcloud', 'functions', 'deploy', serviceNameOf('webhook'), ...functionFlags, '--entry-point=webhook', ...sizeFlags('webhook'),
+      '--trigger-http', '--allow-unauthenticated', '--ingress-settings=all', '--timeout=60s', ...p,
     ]);
     add("the webhook's address, for the repository's webhook settings", [
       'gcloud', 'functions', 'describe', serviceNameOf('webhook'), '--gen2', `--region=${region}`, '--format=value(serviceConfig.uri)', ...p,
@@ -483,21 +552,21 @@ export function deployPlan(options: PlanOptions): Command[] {
   // removes what an earlier one made first. The bucket is hermetic's alone.
   remove('clear the bucket\'s notifications from an earlier run', ['gcloud', 'storage', 'buckets', 'notifications', 'delete', `gs://${bucket}`, ...p]);
   create(`a result object landing under ${resultNotification.prefix} publishes to ${resultNotification.topic}, which wakes landed`, [
-    'gcloud', 'storage', 'buckets', 'notifications', 'create', `gs://${bucket}`, `--topic=projects/${project}/topics/${resultNotification.topic}`,
+    'gcloud', 'storage', 'buckets', 'notifications', 'create', `gs://${bucket}`, `--topic=${topicPath(project, resultNotification.topic)}`,
     `--event-types=${resultNotification.event}`, `--object-prefix=${resultNotification.prefix}`, '--payload-format=json', '--skip-topic-setup', ...p,
   ]);
 
   create('every minute, look for new commits', [
     'gcloud', 'scheduler', 'jobs', 'create', 'pubsub', 'hermetic-poll', `--location=${region}`, `--schedule=${names.schedules.poll}`,
-    `--topic=${deployedFunctions.poll.topic}`, '--message-body={"v":1}', ...p,
+    `--topic=${topicPath(project, deployedFunctions.poll.topic)}`, '--message-body={"v":1}', ...p,
   ]);
   create('every two minutes, remove workers past their deadline', [
     'gcloud', 'scheduler', 'jobs', 'create', 'pubsub', 'hermetic-reap', `--location=${region}`, `--schedule=${names.schedules.reap}`,
-    `--topic=${deployedFunctions.reap.topic}`, '--message-body={"v":1}', ...p,
+    `--topic=${topicPath(project, deployedFunctions.reap.topic)}`, '--message-body={"v":1}', ...p,
   ]);
 
-  add('the dashboard, on App Engine, as the functions\' account', [
-    'gcloud', 'app', 'deploy', `--appyaml=${appYamlFile}`, `--service-account=${names.functionsAccount}`, '--quiet', ...p,
+  add('the dashboard, on App Engine, built and run as the build account', [
+    'gcloud', 'app', 'deploy', `--appyaml=${appYamlFile}`, `--service-account=${names.buildAccount}`, '--quiet', ...p,
   ], { writes: { path: appYamlFile, text: appYaml(names) } });
   return commands;
 }
@@ -513,7 +582,7 @@ export function teardownPlan(options: PlanOptions): Command[] {
   const { project, region, bucket } = names;
   const p = ['--project', project];
   const { commands, remove } = collector();
-  const { functionsMember, eventsMember } = memberFlags(names);
+  const { functionsMember, eventsMember, buildMember } = memberFlags(names);
 
   for (const job of ['hermetic-reap', 'hermetic-poll']) {
     remove('stop the scheduled ticks first, so nothing new starts', ['gcloud', 'scheduler', 'jobs', 'delete', job, `--location=${region}`, '--quiet', ...p]);
@@ -537,6 +606,11 @@ export function teardownPlan(options: PlanOptions): Command[] {
 
   remove('the builder images and their repository', ['gcloud', 'artifacts', 'repositories', 'delete', names.imageRepo, `--location=${region}`, '--quiet', ...p]);
 
+  for (const role of [...grants.build.project].reverse()) {
+    remove(`builds and the dashboard: ${role}`, [
+      'gcloud', 'projects', 'remove-iam-policy-binding', project, buildMember, `--role=${role}`, '--condition=None',
+    ]);
+  }
   for (const role of [...grants.events.project].reverse()) {
     remove(`event delivery: ${role}`, [
       'gcloud', 'projects', 'remove-iam-policy-binding', project, eventsMember, `--role=${role}`, '--condition=None',
@@ -547,7 +621,7 @@ export function teardownPlan(options: PlanOptions): Command[] {
       'gcloud', 'projects', 'remove-iam-policy-binding', project, functionsMember, `--role=${role}`, '--condition=None',
     ]);
   }
-  for (const id of [accountIds.worker, accountIds.events, accountIds.functions]) {
+  for (const id of [accountIds.build, accountIds.worker, accountIds.events, accountIds.functions]) {
     remove(`the ${id} account, and the grants on it`, ['gcloud', 'iam', 'service-accounts', 'delete', `${id}@${project}.iam.gserviceaccount.com`, '--quiet', ...p]);
   }
 

@@ -14,10 +14,13 @@ import { exitCodes, UsageError, type Io } from './io.ts';
 export const deployHelp = `Usage: hermetic deploy --project P --region R [options]
 
 Deploys hermetic to a Google Cloud project with gcloud: the APIs, a Firestore database, the blobs bucket (with
-expiry rules), the topics with a dead-letter topic, service accounts with least privilege, the builder images,
-every function, the scheduler ticks and the dashboard on App Engine. Runs the commands one after another, showing
-progress on stderr, and stops at the first failure, saying how to resume. Running it again is safe: a step whose
-resource exists counts as done. Run it from the hermetic checkout, after \`hermetic images build\`.
+expiry rules), the topics with a dead-letter topic, service accounts with least privilege (one that Cloud Build
+builds the functions and the dashboard as), the builder images, every function (each with the memory and CPU
+infra/deploy/function-sizes.ts gives it), the scheduler ticks and the dashboard on App Engine. Runs the commands one
+after another, showing progress on stderr, and stops at the first failure, saying how to resume. Running it again
+is safe: a step whose resource exists counts as done. Run it from the hermetic checkout, after
+\`hermetic images build\`. It uses one of gcloud's beta commands (\`gcloud components install beta\` where gcloud
+lacks them).
 
 Options:
   --project P     the Google Cloud project ID (6-30 characters: lower-case letters, digits, hyphens)

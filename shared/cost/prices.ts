@@ -31,8 +31,14 @@ const memoryPerVcpu: Readonly<Record<string, Readonly<Record<string, number>>>> 
   t2a: { standard: 4 },
 };
 
-/** A balanced persistent disk (the boot disk), dollars per GB-month; a month is 730 hours in Google's pricing. */
-const diskGbMonth = 0.1;
+/**
+ * Persistent Disk, dollars per GB-month, by the disk type a worker's boot disk is made as (see machines.json); a month
+ * is 730 hours in Google's pricing. Hyperdisk is not here: it bills provisioned IOPS and throughput besides.
+ */
+export const diskGbMonth = { 'pd-standard': 0.04, 'pd-balanced': 0.1, 'pd-ssd': 0.17 } as const;
+export type DiskType = keyof typeof diskGbMonth;
+/** The boot disk's type where a host type names none. */
+export const defaultDiskType: DiskType = 'pd-balanced';
 const hoursPerMonth = 730;
 
 /** The one-minute minimum Compute Engine bills a VM for. */
@@ -60,13 +66,15 @@ export function pricePerSecond(machineType: string, spot: boolean): number | und
 
 /**
  * What one worker costs, in dollars: its machine for `seconds` (billed at least a minute) and, when given, its boot
- * disk for as long. Undefined for a machine type the table lacks, so an unpriced machine is never shown as free.
+ * disk of `diskType` (default pd-balanced) for as long. Undefined for a machine or disk type the table lacks, so an
+ * unpriced worker is never shown as free.
  */
-export function taskCost(machineType: string, spot: boolean, seconds: number, options: { diskGb?: number } = {}): number | undefined {
+export function taskCost(machineType: string, spot: boolean, seconds: number, options: { diskGb?: number; diskType?: string } = {}): number | undefined {
   const rate = pricePerSecond(machineType, spot);
-  if (rate === undefined) return undefined;
+  const diskRate = (diskGbMonth as Readonly<Record<string, number>>)[options.diskType ?? defaultDiskType];
+  if (rate === undefined || diskRate === undefined) return undefined;
   const billed = Math.max(minimumBilledSeconds, seconds);
-  const disk = ((options.diskGb ?? 0) * diskGbMonth) / hoursPerMonth / 3600;
+  const disk = ((options.diskGb ?? 0) * diskRate) / hoursPerMonth / 3600;
   return (rate + disk) * billed;
 }
 

@@ -253,6 +253,8 @@ export interface Machine {
   spot: boolean;
   /** Its boot disk, billed for as long as the VM. */
   diskGb?: number;
+  /** The boot disk's Compute Engine disk type ("pd-balanced"), which sets its price. */
+  diskType?: string;
 }
 
 export interface Task {

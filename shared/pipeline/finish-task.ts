@@ -154,8 +154,8 @@ function reasonOf(outcome: TaskOutcome, task: Task, maxAttempts: number): string
  */
 function costFields(task: Task, now: number): Pick<Task, 'costUsd'> {
   if (task.machine === undefined || task.launchedAt === undefined) return { costUsd: 0 };
-  const { type, spot, diskGb } = task.machine;
-  const cost = taskCost(type, spot, (now - task.launchedAt) / 1000, diskGb === undefined ? {} : { diskGb });
+  const { type, spot, ...disk } = task.machine;
+  const cost = taskCost(type, spot, (now - task.launchedAt) / 1000, disk);
   return cost === undefined ? {} : { costUsd: cost };
 }
 

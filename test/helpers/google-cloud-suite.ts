@@ -172,7 +172,7 @@ export function googleCloudBuildSuite(name: string, options: GoogleCloudBuildOpt
         const [task] = build.tasks;
         assert.ok(task);
         // The VM's machine, from infra/deploy/machines.json, priced on the build.
-        assert.deepEqual(task.machine, { type: 'e2-standard-2', spot: true, diskGb: 50 });
+        assert.deepEqual(task.machine, { type: 'e2-standard-2', spot: true, diskGb: 50, diskType: 'pd-balanced' });
         assert.ok(build.cost.usd > 0 && !build.cost.local, 'a worker on Compute Engine costs something');
         // The VM ran the real boot script, whose spec came from the metadata server.
         const record = boot.records.get(`hermetic-${task.id}`);

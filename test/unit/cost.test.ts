@@ -43,6 +43,11 @@ describe('price table', () => {
     close(taskCost('e2-standard-4', false, 3600), 0.134012);
     const withDisk = taskCost('e2-standard-4', true, 3600, { diskGb: 50 }) ?? 0;
     close(withDisk - (taskCost('e2-standard-4', true, 3600) ?? 0), (50 * 0.1) / 730);
+    // pd-balanced unless the machine names another disk type; each at its own rate; an unknown one is unpriced.
+    close(taskCost('e2-standard-4', true, 3600, { diskGb: 50, diskType: 'pd-balanced' }), withDisk);
+    close((taskCost('e2-standard-4', true, 3600, { diskGb: 50, diskType: 'pd-standard' }) ?? 0) - (taskCost('e2-standard-4', true, 3600) ?? 0), (50 * 0.04) / 730);
+    close((taskCost('e2-standard-4', true, 3600, { diskGb: 50, diskType: 'pd-ssd' }) ?? 0) - (taskCost('e2-standard-4', true, 3600) ?? 0), (50 * 0.17) / 730);
+    assert.equal(taskCost('e2-standard-4', true, 3600, { diskGb: 50, diskType: 'hyperdisk-balanced' }), undefined);
   });
 
   it('shows local and unpriced costs as such', () => {

@@ -4,11 +4,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { triggers } from '../../functions/functions.ts';
+import { appEngineClasses, dashboardSize, functionSizes, headroom, sizeFor, type FunctionSize } from '../../infra/deploy/function-sizes.ts';
 import {
   firestoreIndexes,
   deadLetterTopic,
   deployedFunctions,
   deployPlan,
+  services,
   lifecycleConfig,
   lifecycleFile,
   resultNotification,
@@ -43,6 +45,7 @@ const requiredEnv = [...requiredVariables.map((variable) => variable.name), 'HER
 const functionsAccount = `hermetic-functions@${place.project}.iam.gserviceaccount.com`;
 const eventsAccount = `hermetic-events@${place.project}.iam.gserviceaccount.com`;
 const workerAccount = `hermetic-worker@${place.project}.iam.gserviceaccount.com`;
+const buildAccount = `hermetic-build@${place.project}.iam.gserviceaccount.com`;
 const bucket = `gs://${place.project}-hermetic`;
 
 /** `--name=value` of a command, or undefined; every value when repeated. */
@@ -189,7 +192,14 @@ describe('deploy plan', () => {
         'secret hermetic-github-token:roles/secretmanager.secretAccessor',
       ],
       [`serviceAccount:${eventsAccount}`]: ['project:roles/eventarc.eventReceiver', 'function:roles/run.invoker'],
-      [pubsubAgent]: [`topic ${deadLetterTopic}:roles/pubsub.publisher`, 'subscription:roles/pubsub.subscriber'],
+      // Builds, and the dashboard, which App Engine runs as the account it built it as: reading, nothing more.
+      [`serviceAccount:${buildAccount}`]: ['project:roles/cloudbuild.builds.builder', 'project:roles/datastore.viewer', `bucket ${bucket}:roles/storage.objectViewer`],
+      [pubsubAgent]: [
+        `topic ${deadLetterTopic}:roles/pubsub.publisher`,
+        'subscription:roles/pubsub.subscriber',
+        // Authenticated push: Pub/Sub mints each push's token as the event-delivery account, and as no other.
+        `account ${eventsAccount}:roles/iam.serviceAccountTokenCreator`,
+      ],
       'serviceAccount:${STORAGE_AGENT}': [`topic ${triggers.landed}:roles/pubsub.publisher`],
       // Workers have no credentials: their VMs pull the builder images anonymously, from the one repository.
       allUsers: ['repository hermetic:roles/artifactregistry.reader'],
@@ -236,12 +246,92 @@ describe('deploy plan', () => {
     assert.equal(find(deployPlan(place), 'docker').length, 0, 'no images, no docker');
   });
 
-  it('schedules the poll and reap ticks on their functions\' topics', () => {
+  it('schedules the poll and reap ticks on their functions\' topics, named in full: no default project is assumed', () => {
     const jobs = find(plan, 'gcloud', 'scheduler', 'jobs', 'create', 'pubsub');
-    assert.deepEqual(jobs.map((command) => flag(command, 'topic')).sort(), [triggers.poll, triggers.reap].sort());
+    assert.deepEqual(jobs.map((command) => flag(command, 'topic')).sort(), [triggers.poll, triggers.reap].map((topic) => `projects/${place.project}/topics/${topic}`).sort());
     for (const job of jobs) assert.equal(flag(job, 'message-body'), '{"v":1}');
   });
+
+  it('enables the APIs that service accounts, grants and the project\'s policy need', () => {
+    const enable = find(plan, 'gcloud', 'services', 'enable')[0];
+    assert.ok(enable);
+    for (const api of ['iam.googleapis.com', 'cloudresourcemanager.googleapis.com', 'iamcredentials.googleapis.com']) {
+      assert.ok(services.includes(api) && enable.argv.includes(api), api);
+    }
+    assert.equal(plan.indexOf(enable), 0, 'before anything uses them');
+  });
+
+  it('makes sure the Pub/Sub service agent exists before any grant names it', () => {
+    const identity = plan.findIndex((command) => starts(command, 'gcloud', 'beta', 'services', 'identity', 'create') && flag(command, 'service') === 'pubsub.googleapis.com');
+    assert.ok(identity > 0);
+    const firstGrant = plan.findIndex((command) => command.argv.some((arg) => arg.includes('@gcp-sa-pubsub.')));
+    assert.ok(firstGrant > identity);
+  });
+
+  it('builds every function as the build account, which is made before, and the dashboard too', () => {
+    const created = plan.findIndex((command) => starts(command, 'gcloud', 'iam', 'service-accounts', 'create', 'hermetic-build'));
+    assert.ok(created >= 0);
+    for (const command of find(githubPlan, 'gcloud', 'functions', 'deploy')) {
+      // gcloud's form: projects/PROJECT/serviceAccounts/EMAIL.
+      assert.equal(flag(command, 'build-service-account'), `projects/${place.project}/serviceAccounts/${buildAccount}`, command.argv[3]);
+      assert.equal(flag(command, 'service-account'), functionsAccount, 'it runs as the functions\' account');
+    }
+    // gcloud app deploy takes no build account: App Engine builds a version as the account it runs it as.
+    const app = find(plan, 'gcloud', 'app', 'deploy')[0];
+    assert.ok(app && plan.indexOf(app) > created);
+    assert.equal(flag(app, 'service-account'), buildAccount);
+    assert.equal(flags(app, 'build-service-account').length, 0);
+  });
+
+  it('sizes every function from the table, as measured, within Cloud Run\'s rules', () => {
+    const functionDeploys = find(githubPlan, 'gcloud', 'functions', 'deploy');
+    assert.deepEqual(functionDeploys.map((command) => flag(command, 'entry-point')).sort(), Object.keys(functionSizes).sort(), 'one row a function');
+    for (const command of functionDeploys) {
+      const size: FunctionSize = functionSizes[flag(command, 'entry-point') as keyof typeof functionSizes];
+      assert.deepEqual(flags(command, 'memory'), [`${size.memoryMiB}Mi`]);
+      assert.deepEqual(flags(command, 'cpu'), [String(size.cpu)]);
+      assert.equal(cloudRunRefuses(size.memoryMiB, size.cpu), undefined, command.argv[3]);
+    }
+    for (const [name, size] of Object.entries(functionSizes) as Array<[string, FunctionSize]>) {
+      assert.ok(size.measuredMiB > 0, `${name} is measured`);
+      assert.deepEqual(sizeFor(size.sizedForMiB ?? size.measuredMiB), { memoryMiB: size.memoryMiB, cpu: size.cpu }, `${name} follows the headroom rule`);
+    }
+    // The dashboard on App Engine, by the same rule: the smallest instance class with the headroom.
+    const [smallest] = Object.entries(appEngineClasses).filter(([, memory]) => memory >= dashboardSize.measuredMiB * headroom);
+    assert.equal(dashboardSize.instanceClass, smallest?.[0]);
+    assert.match(find(plan, 'gcloud', 'app', 'deploy')[0]?.writes?.text ?? '', new RegExp(`^instance_class: ${dashboardSize.instanceClass}$`, 'm'));
+  });
+
+  it('holds the sizes to Cloud Run\'s rules', () => {
+    assert.equal(cloudRunRefuses(256, 0.167), undefined);
+    assert.equal(cloudRunRefuses(512, 1), undefined);
+    assert.match(cloudRunRefuses(1024, 0.333) ?? '', /at least 0.5/);
+    assert.match(cloudRunRefuses(2048, 0.5) ?? '', /at least 1/);
+    assert.match(cloudRunRefuses(8192, 1) ?? '', /at most 4096/);
+    assert.match(cloudRunRefuses(1024, 3) ?? '', /1, 2, 4, 6 or 8/);
+    assert.match(cloudRunRefuses(1024, 4) ?? '', /at least 2048/);
+  });
 });
+
+/**
+ * What Cloud Run (under Cloud Functions 2nd gen) refuses in a memory and CPU pair, per its CPU limits page: below 1 vCPU,
+ * memory over 512 MiB needs 0.5 and over 1 GiB a whole vCPU; above 1, whole counts of 2, 4, 6 or 8, each with its
+ * memory range.
+ */
+function cloudRunRefuses(memoryMiB: number, cpu: number): string | undefined {
+  if (cpu < 1) {
+    if (cpu < 0.08) return 'a CPU of at least 0.08';
+    if (memoryMiB > 1024) return 'memory over 1 GiB needs a CPU of at least 1';
+    if (memoryMiB > 512 && cpu < 0.5) return 'memory over 512 MiB needs a CPU of at least 0.5';
+    return undefined;
+  }
+  const ranges: Record<number, [number, number]> = { 1: [128, 4096], 2: [128, 8192], 4: [2048, 16384], 6: [4096, 24576], 8: [4096, 32768] };
+  const range = ranges[cpu];
+  if (range === undefined) return 'a CPU above 1 is 1, 2, 4, 6 or 8';
+  if (memoryMiB < range[0]) return `${cpu} vCPUs need at least ${range[0]} MiB`;
+  if (memoryMiB > range[1]) return `${cpu} vCPUs allow at most ${range[1]} MiB`;
+  return undefined;
+}
 
 /** A resource a command makes or removes, as `kind name`. */
 function resourceOf(command: Command): { made?: string; removed?: string } | undefined {
@@ -302,6 +392,10 @@ describe('deploy plan with --github', () => {
       if (command !== webhook) assert.equal(flag(command, 'ingress-settings'), 'internal-only');
     }
     assert.ok(setter(githubPlan, 'WEBHOOK_URL'), "the webhook's address is looked up");
+    // App Engine holds no secret, and the dashboard asks GitHub nothing: its app.yaml claims no GitHub access.
+    const yaml = find(githubPlan, 'gcloud', 'app', 'deploy')[0]?.writes?.text ?? '';
+    assert.match(yaml, /^  HERMETIC_PROJECT: /m);
+    assert.doesNotMatch(yaml, /GITHUB|WEBHOOK/);
     assert.equal(find(plan, 'gcloud', 'secrets').length, 0, 'no secrets without --github');
     assert.ok(!find(plan, 'gcloud', 'functions', 'deploy').some((command) => command.argv[3] === 'webhook'));
   });

@@ -23,6 +23,7 @@ import type { WorkerRequest } from '../../shared/ports/compute.ts';
 import { newTaskId } from '../contract/compute.contract.ts';
 import { bootScriptGuest, startFakeGce, type FakeGce } from '../fakes/gce-server.ts';
 import { startFakeBlobServer, taskSpecFor } from '../helpers/fake-blob-server.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const zone = 'us-central1-a';
 const project = 'hermetic-test';
@@ -250,13 +251,13 @@ describe('Compute Engine adapter on the fake API', () => {
       assert.deepEqual(received.scheduling, made.scheduling);
       const [disk] = received.disks ?? [];
       assert.deepEqual(
-        { boot: disk?.boot, autoDelete: disk?.autoDelete, sourceImage: disk?.initializeParams?.sourceImage, diskSizeGb: disk?.initializeParams?.diskSizeGb },
-        { boot: true, autoDelete: true, sourceImage: cos.sourceImage, diskSizeGb: '50' },
+        { boot: disk?.boot, autoDelete: disk?.autoDelete, sourceImage: disk?.initializeParams?.sourceImage, diskSizeGb: disk?.initializeParams?.diskSizeGb, diskType: disk?.initializeParams?.diskType },
+        { boot: true, autoDelete: true, sourceImage: cos.sourceImage, diskSizeGb: '50', diskType: `zones/${zone}/diskTypes/pd-balanced` },
       );
       assert.equal(received.name, made.name);
       assert.equal('serviceAccounts' in received, false);
       assert.equal(vmOf(gce, asked.taskId)?.status, 'RUNNING', 'start waited for the VM to be created');
-      assert.deepEqual(compute.machineOf?.('linux-amd64', true), { type: 'e2-standard-4', spot: false, diskGb: 50 });
+      assert.deepEqual(compute.machineOf?.('linux-amd64', true), { type: 'e2-standard-4', spot: false, diskGb: 50, diskType: 'pd-balanced' });
       assert.equal(compute.machineOf?.('windows-amd64', true), undefined);
     } finally {
       await close();
@@ -336,14 +337,14 @@ describe('Compute Engine adapter on the fake API', () => {
         { taskId: a.taskId, deadline: a.deadline, labels: { repo: 'github.com/Golang/go' } },
       );
       gce.powerOff(instanceName(b.taskId));
-      await waitUntil(() => vmOf(gce, b.taskId)?.status === 'TERMINATED');
+      await waitUntil(() => vmOf(gce, b.taskId)?.status === 'TERMINATED', 'b\'s VM is stopped', { everyMs: 20 });
       assert.deepEqual((await compute.list()).map((worker) => worker.taskId), [a.taskId]);
-      await waitUntil(() => vmOf(gce, b.taskId) === undefined);
+      await waitUntil(() => vmOf(gce, b.taskId) === undefined, 'b\'s VM is gone', { everyMs: 20 });
       // A VM without the task label is not the adapter's.
       const { InstancesClient } = await import('@google-cloud/compute');
       const client = new InstancesClient(gce.clientOptions);
       await client.insert({ project, zone, instanceResource: { ...instanceBody(request(), { zone, hostType: cos, now: 0 }), name: 'someone-else', labels: {} } });
-      await waitUntil(() => gce.vm('someone-else')?.status === 'RUNNING');
+      await waitUntil(() => gce.vm('someone-else')?.status === 'RUNNING', 'the other VM runs', { everyMs: 20 });
       assert.deepEqual((await compute.list()).map((worker) => worker.taskId), [a.taskId]);
     } finally {
       await close();
@@ -359,7 +360,7 @@ describe('Compute Engine adapter on the fake API', () => {
       await compute.start(b);
       await compute.stop(a.taskId);
       assert.equal(vmOf(gce, a.taskId)?.status, 'STOPPING');
-      await waitUntil(() => vmOf(gce, a.taskId) === undefined);
+      await waitUntil(() => vmOf(gce, a.taskId) === undefined, 'a\'s VM is gone', { everyMs: 20 });
       assert.equal(gce.vms().length, 1);
       await compute.stop(a.taskId);
       await compute.close();
@@ -382,7 +383,7 @@ describe('the COS boot script, run by the fake', { skip: process.platform === 'l
       await compute.start({ ...request({ taskId, network: true }), spec: taskSpecFor(blobs, taskId, { steps: [['true']] }) });
       const name = instanceName(taskId);
       // Generous: the agent starts slowly on a loaded machine.
-      await waitUntil(() => boot.records.has(name), 60_000, () => `the boot script has not ended; VM ${gce.vm(name)?.status ?? 'gone'}`);
+      await waitUntil(() => boot.records.has(name), 'the boot script ends', { everyMs: 20, detail: () => `VM ${gce.vm(name)?.status ?? 'gone'}` });
       const record = boot.records.get(name);
       assert.ok(record?.poweredOff, record?.log);
       assert.deepEqual(record.metadataRequests, ['hermetic-task']);
@@ -397,7 +398,7 @@ describe('the COS boot script, run by the fake', { skip: process.platform === 'l
       assert.equal(run.at(-1), '--step-network');
       assert.ok(run.includes('no-new-privileges'));
       assert.deepEqual(run.slice(run.indexOf('--cap-drop'), run.indexOf('--cap-drop') + 2), ['--cap-drop', 'ALL']);
-      await waitUntil(() => gce.vm(name)?.status === 'TERMINATED');
+      await waitUntil(() => gce.vm(name)?.status === 'TERMINATED', 'the VM is stopped', { everyMs: 20 });
       assert.equal(gce.vm(name)?.ended, 'powered-off');
     } finally {
       await compute.close();
@@ -424,11 +425,3 @@ test('importing the adapter loads no client; its loader loads the two clients it
   );
   assert.deepEqual(probe(`await import('@google-cloud/compute')`), { gax: true, beta: true }, 'the probe sees what the package index loads');
 });
-
-async function waitUntil(condition: () => boolean, timeoutMs = 5000, why: () => string = () => ''): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > until) throw new Error(`timed out: ${why()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

@@ -1,11 +1,17 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { loadGoogleCloud } from '../../functions/google-cloud.ts';
+import { Firestore } from '@google-cloud/firestore';
+import { Storage } from '@google-cloud/storage';
+import { loadGoogleCloud, loadGoogleCloudDashboard } from '../../functions/google-cloud.ts';
 import { createCloudLogger } from '../../shared/adapters/gcp/cloud-logger.ts';
-import { gceHostTypes, loadMachines } from '../../shared/adapters/gcp/gce-host-types.ts';
+import { gceHostTypes, loadMachines, seriesDiskTypes } from '../../shared/adapters/gcp/gce-host-types.ts';
 import { listHostTypes } from '../../shared/images/host-types.ts';
 import { readGoogleCloudEnvironment, requiredVariables } from '../../shared/adapters/gcp/environment.ts';
 import { ConfigError } from '../../shared/errors.ts';
+import { silentLogger } from '../../shared/ports/log.ts';
 
 const complete = {
   HERMETIC_PROJECT: 'my-builds-1',
@@ -62,6 +68,18 @@ describe('the Google Cloud environment', () => {
     });
   });
 
+  it('builds the dashboard without GitHub\'s credentials, which the functions cannot start without', async () => {
+    // App Engine gets the functions' variables but no secret: a dashboard that read GitHub's would fail every request.
+    const env = { ...complete, HERMETIC_GITHUB_AUTH: 'token' };
+    await assert.rejects(loadGoogleCloud(env, { logger: silentLogger }), /GitHub access: GITHUB_TOKEN is not set/);
+    const clients = { firestore: new Firestore({ projectId: complete.HERMETIC_PROJECT }), storage: new Storage({ projectId: complete.HERMETIC_PROJECT }) };
+    try {
+      assert.equal(typeof (await loadGoogleCloudDashboard(env, { clients, logger: silentLogger })), 'function');
+    } finally {
+      await clients.firestore.terminate();
+    }
+  });
+
   it('lists every variable deploy must set', () => {
     assert.deepEqual(requiredVariables.map((variable) => variable.name).sort(), Object.keys(complete).sort());
   });
@@ -102,6 +120,7 @@ describe('host types on Compute Engine', () => {
       kind: 'cos-container',
       machineType: 'e2-standard-2',
       spot: true,
+      diskType: 'pd-balanced',
       sourceImage: 'projects/cos-cloud/global/images/family/cos-stable',
       image: 'us-central1-docker.pkg.dev/p/hermetic/linux-amd64:aaa',
     });
@@ -127,5 +146,31 @@ describe('host types on Compute Engine', () => {
       /machines.json: no host type windows-amd64; expected one of: linux-386/,
     );
     assert.throws(() => gceHostTypes({ hostTypes, machines: {}, images: new Map([['plan9', 'plan9:x']]), imageRepo: 'r' }), /HERMETIC_IMAGES: no host type plan9/);
+  });
+
+  it('gives every shipped host type a boot disk its machine series takes and the price table prices', async () => {
+    for (const [name, machine] of Object.entries(await loadMachines())) {
+      const series = machine.machineType.split('-')[0] ?? '';
+      assert.ok(seriesDiskTypes[series]?.some((type) => type === (machine.diskType ?? 'pd-balanced')), `${name}: ${machine.machineType} with ${machine.diskType}`);
+    }
+  });
+
+  it('refuses a boot disk type the machine series does not take, or the price table does not price', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hermetic-machines-'));
+    try {
+      const file = join(dir, 'machines.json');
+      for (const [machine, pattern] of [
+        [{ machineType: 'c3-standard-4', diskType: 'pd-standard' }, /diskType: c3 machines take pd-balanced, pd-ssd boot disks, not pd-standard/],
+        [{ machineType: 'e2-standard-2', diskType: 'hyperdisk-balanced' }, /diskType: expected a disk type the price table prices \(pd-standard, pd-balanced, pd-ssd\), not hyperdisk-balanced/],
+      ] as const) {
+        await writeFile(file, JSON.stringify({ 'linux-amd64': machine }));
+        await assert.rejects(loadMachines(file), pattern);
+      }
+      // Without a disk type it is pd-balanced, which c3 takes.
+      await writeFile(file, JSON.stringify({ 'linux-amd64': { machineType: 'c3-standard-4' } }));
+      assert.equal((await loadMachines(file))['linux-amd64']?.diskType, undefined);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

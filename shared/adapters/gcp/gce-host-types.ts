@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { readJsonFile } from '../../config/json-file.ts';
+import { defaultDiskType, diskGbMonth, type DiskType } from '../../cost/prices.ts';
 import { ConfigError } from '../../errors.ts';
 import type { HostType } from '../../images/host-types.ts';
 import type { GceHostType } from './gce-instance.ts';
@@ -13,10 +14,42 @@ const machineFields = {
   /** Spot VMs cost a fraction and may be preempted; a preempted task is retried like a lost worker. */
   spot: z.boolean().default(false),
   diskGb: z.number().int().min(10).max(65_536).optional(),
+  /** The boot disk's type: one the price table prices and the machine's series takes (see checkDiskType). */
+  diskType: z.string().optional(),
 };
+
+/**
+ * The Persistent Disk types each machine series takes for a boot disk, per Compute Engine's machine series pages:
+ * C3 takes no pd-standard (nor do the newer, Hyperdisk-only series, which are not priced here). A series not listed is
+ * left to Compute Engine to refuse.
+ */
+export const seriesDiskTypes: Readonly<Record<string, readonly DiskType[]>> = {
+  e2: ['pd-standard', 'pd-balanced', 'pd-ssd'],
+  n2: ['pd-standard', 'pd-balanced', 'pd-ssd'],
+  c3: ['pd-balanced', 'pd-ssd'],
+  t2a: ['pd-standard', 'pd-balanced', 'pd-ssd'],
+};
+
+/** Refuses a boot disk type the price table does not price, or the machine's series does not take, naming the ones it may be. */
+function checkDiskType(machine: { machineType: string; diskType?: string | undefined }, context: z.RefinementCtx): void {
+  const diskType = machine.diskType ?? defaultDiskType;
+  if (!isDiskType(diskType)) {
+    context.addIssue({ code: 'custom', path: ['diskType'], message: `expected a disk type the price table prices (${Object.keys(diskGbMonth).join(', ')}), not ${diskType}` });
+    return;
+  }
+  const series = machine.machineType.split('-')[0] ?? '';
+  const accepted = seriesDiskTypes[series];
+  if (accepted !== undefined && !accepted.includes(diskType)) {
+    context.addIssue({ code: 'custom', path: ['diskType'], message: `${series} machines take ${accepted.join(', ')} boot disks, not ${diskType}` });
+  }
+}
+
+function isDiskType(text: string): text is DiskType {
+  return Object.hasOwn(diskGbMonth, text);
+}
 const absolutePath = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, 'expected an absolute path on the host image');
 /** A host type with a builder image (infra/env/): Container-Optimized OS runs it. */
-const containerMachine = z.strictObject({ kind: z.literal('cos-container').default('cos-container'), ...machineFields });
+const containerMachine = z.strictObject({ kind: z.literal('cos-container').default('cos-container'), ...machineFields }).superRefine(checkDiskType);
 /**
  * A qemu host type: a host VM from `sourceImage`, which carries qemu and the guest that `hermetic images guest`
  * builds, boots the guest with the task; nested virtualization gives it KVM where the guest is x86_64.
@@ -33,7 +66,7 @@ const qemuMachine = z.strictObject({
     cpus: z.number().int().min(1).max(64).optional(),
     memoryMb: z.number().int().min(256).optional(),
   }),
-});
+}).superRefine(checkDiskType);
 const machinesSchema = z.record(z.string(), z.union([qemuMachine, containerMachine]));
 export type Machines = z.infer<typeof machinesSchema>;
 
@@ -46,6 +79,16 @@ const cosFamily: Record<HostType['platform'], string> = {
 /** Reads and checks machines.json; throws ConfigError naming the file and field. */
 export function loadMachines(file: string = machinesFile): Promise<Machines> {
   return readJsonFile(file, machinesSchema);
+}
+
+/** What every host type's VM takes from its machines.json entry: the machine, Spot, and the boot disk. */
+function vmOf(machine: Machines[string]): Pick<GceHostType, 'machineType' | 'spot' | 'diskGb' | 'diskType'> {
+  return {
+    machineType: machine.machineType,
+    spot: machine.spot,
+    ...(machine.diskGb === undefined ? {} : { diskGb: machine.diskGb }),
+    ...(machine.diskType === undefined || !isDiskType(machine.diskType) ? {} : { diskType: machine.diskType }),
+  };
 }
 
 /**
@@ -73,9 +116,7 @@ export function gceHostTypes(options: {
     const { cpus, memoryMb, ...guest } = machine.guest;
     result.set(name, {
       kind: 'qemu',
-      machineType: machine.machineType,
-      spot: machine.spot,
-      ...(machine.diskGb === undefined ? {} : { diskGb: machine.diskGb }),
+      ...vmOf(machine),
       sourceImage: machine.sourceImage,
       guest: { ...guest, ...(cpus === undefined ? {} : { cpus }), ...(memoryMb === undefined ? {} : { memoryMb }) },
     });
@@ -86,9 +127,7 @@ export function gceHostTypes(options: {
     if (machine?.kind !== 'cos-container' || hostType === undefined) continue;
     result.set(name, {
       kind: 'cos-container',
-      machineType: machine.machineType,
-      spot: machine.spot,
-      ...(machine.diskGb === undefined ? {} : { diskGb: machine.diskGb }),
+      ...vmOf(machine),
       sourceImage: cosFamily[hostType.platform],
       image: `${options.imageRepo}/${image}`,
     });

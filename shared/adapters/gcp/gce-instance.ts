@@ -1,4 +1,5 @@
 import type { protos } from '@google-cloud/compute';
+import { defaultDiskType, type DiskType } from '../../cost/prices.ts';
 import type { Machine } from '../../model/types.ts';
 import type { WorkerRequest } from '../../ports/compute.ts';
 
@@ -21,6 +22,8 @@ interface GceHostTypeBase {
   spot?: boolean;
   /** Boot disk size; default 50 GB. */
   diskGb?: number;
+  /** Boot disk type; default pd-balanced (Compute Engine's own default, pd-standard, is refused by newer series). */
+  diskType?: DiskType;
 }
 
 /** Container-Optimized OS running the host type's builder image, as the Docker adapter runs it locally. */
@@ -95,8 +98,13 @@ const defaultDiskGb = 50;
  * The machine a host type's worker runs on: Spot where the host type offers it and the builder allows it (it may
  * rather not lose a task to preemption), and its boot disk. What the VM is made of and what its task is billed for.
  */
-export function machineOf(hostType: GceHostType, spotAllowed: boolean): Machine {
-  return { type: hostType.machineType, spot: hostType.spot === true && spotAllowed, diskGb: hostType.diskGb ?? defaultDiskGb };
+export function machineOf(hostType: GceHostType, spotAllowed: boolean): Required<Machine> {
+  return {
+    type: hostType.machineType,
+    spot: hostType.spot === true && spotAllowed,
+    diskGb: hostType.diskGb ?? defaultDiskGb,
+    diskType: hostType.diskType ?? defaultDiskType,
+  };
 }
 
 /** Where the Windows image has Node, the agent and the work directory, unless the host type says. */
@@ -199,7 +207,12 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
         boot: true,
         autoDelete: true,
         type: 'PERSISTENT',
-        initializeParams: { sourceImage: hostType.sourceImage, diskSizeGb: String(machine.diskGb) },
+        initializeParams: {
+          sourceImage: hostType.sourceImage,
+          diskSizeGb: String(machine.diskGb),
+          // Without it Compute Engine makes pd-standard, which c3 and newer series refuse and the prices do not assume.
+          diskType: `zones/${zone}/diskTypes/${machine.diskType}`,
+        },
       },
     ],
     networkInterfaces: [
