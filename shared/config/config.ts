@@ -157,13 +157,14 @@ export function parseConfig(json: unknown, file: string): Config {
   const raw = parsed.data;
   const builders = new Map<string, Builder>();
   for (const [builderName, builder] of Object.entries(raw.builders)) {
+    const env = { ...envDefaults[builder.type], ...builder.env };
     builders.set(builderName, {
       name: builderName,
       hostType: builder.hostType,
       ...(builder.fallbackHostType === undefined ? {} : { fallbackHostType: builder.fallbackHostType }),
       steps: stepsOf(builder),
-      tools: toolsOf[builder.type],
-      env: { ...envDefaults[builder.type], ...builder.env },
+      tools: toolsOf(builder.type, env),
+      env,
       timeoutSeconds: builder.timeoutSeconds,
       maxLogBytes: builder.maxLogBytes,
       maxAttempts: builder.maxAttempts,
@@ -214,13 +215,20 @@ const envDefaults: Record<z.infer<typeof builderSchema>['type'], Record<string, 
   command: {},
 };
 
-// What each type's steps run from the worker's PATH. The Go tree bootstraps with the Go that Debian's golang-go puts
-// in /usr/lib/go (GOROOT_BOOTSTRAP), and make.bash is a bash script.
-const toolsOf: Record<z.infer<typeof builderSchema>['type'], readonly string[]> = {
-  'go-module': ['go'],
-  'go-tree': ['go', 'bash'],
-  command: ['sh'],
-};
+/**
+ * What a builder type's steps take from the worker: programs on its PATH, or files by path. The Go tree bootstraps
+ * with the Go in GOROOT_BOOTSTRAP (Debian's golang-go puts it in /usr/lib/go), and make.bash is a bash script.
+ */
+function toolsOf(type: z.infer<typeof builderSchema>['type'], env: Record<string, string>): string[] {
+  switch (type) {
+    case 'go-module':
+      return ['go'];
+    case 'go-tree':
+      return [`${env['GOROOT_BOOTSTRAP'] ?? '/usr/lib/go'}/bin/go`, 'bash'];
+    case 'command':
+      return ['sh'];
+  }
+}
 
 /** The sharded test suite of a builder that has one: a go-tree always, a go-module when it names its shards. */
 function testsOf(builder: z.infer<typeof builderSchema>): { tests: TestSuite } | undefined {

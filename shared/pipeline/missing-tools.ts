@@ -30,9 +30,10 @@ const debianPackages: Readonly<Record<string, string>> = {
   setpriv: 'util-linux',
 };
 
-/** The Debian package that has `program`, when this table knows it. */
+/** The Debian package that has `program` (a name, or a path: /usr/lib/go/bin/go is go), when this table knows it. */
 export function debianPackageOf(program: string): string | undefined {
-  return Object.hasOwn(debianPackages, program) ? debianPackages[program] : undefined;
+  const name = program.slice(program.lastIndexOf('/') + 1);
+  return Object.hasOwn(debianPackages, name) ? debianPackages[name] : undefined;
 }
 
 /**

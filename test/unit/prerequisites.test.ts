@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { programsNotOnPath } from '../../shared/adapters/local/programs-on-path.ts';
 import { ensurePrerequisites, prerequisitesFor } from '../../shared/cli/prerequisites.ts';
 import { parseConfig } from '../../shared/config/config.ts';
 import { missingToolsReason } from '../../shared/pipeline/missing-tools.ts';
@@ -24,9 +25,15 @@ describe('what up needs of this machine', () => {
     const needs = await prerequisitesFor(config(['sandboxed', 'contained', 'tree', 'script']), 'auto');
     assert.deepEqual(
       needs.map((need) => [need.program, need.debianPackage]),
-      [['git', 'git'], ['go', 'golang-go'], ['bash', 'bash'], ['sh', 'dash']],
+      [['git', 'git'], ['go', 'golang-go'], ['/usr/lib/go/bin/go', 'golang-go'], ['bash', 'bash'], ['sh', 'dash']],
     );
-    assert.equal(needs.find((need) => need.program === 'go')?.neededFor, 'builder sandboxed, in the process sandbox; builder tree, in the process sandbox');
+    assert.equal(needs.find((need) => need.program === 'go')?.neededFor, 'builder sandboxed, in the process sandbox');
+    assert.equal(needs.find((need) => need.program === '/usr/lib/go/bin/go')?.neededFor, 'builder tree, in the process sandbox');
+  });
+
+  it('looks for the Go tree\'s bootstrap Go where the builder\'s GOROOT_BOOTSTRAP says', () => {
+    const catalog = parseConfig({ builders: { tree: { type: 'go-tree', hostType: 'host', env: { GOROOT_BOOTSTRAP: '/opt/go1.22' } } } }, 'tree.json');
+    assert.deepEqual(catalog.builders.get('tree')?.tools, ['/opt/go1.22/bin/go', 'bash']);
   });
 
   it('counts a builder that falls back to the sandbox when no container will run, saying why', async () => {
@@ -58,8 +65,22 @@ describe('what up needs of this machine', () => {
   });
 });
 
+describe('programs on PATH', () => {
+  it('looks a name up in each directory of PATH, and takes a path as it is', async () => {
+    assert.deepEqual(await programsNotOnPath(['sh', '/bin/sh', '/no/such/bin/go', 'no-such-tool-hermetic'], process.env.PATH ?? ''), [
+      '/no/such/bin/go',
+      'no-such-tool-hermetic',
+    ]);
+    assert.deepEqual(await programsNotOnPath(['sh'], ''), ['sh'], 'an empty PATH finds nothing');
+  });
+});
+
 describe('why a worker lacked a program', () => {
   it('on this machine: the packages to apt-get install; in an image: the recipe to add them to', () => {
+    assert.equal(
+      missingToolsReason(['/usr/lib/go/bin/go'], 'host'),
+      '/usr/lib/go/bin/go is not installed on this machine, whose own tools the process sandbox (host type host) runs: apt-get install golang-go',
+    );
     assert.equal(
       missingToolsReason(['go', 'make'], 'host'),
       'go, make are not installed on this machine, whose own tools the process sandbox (host type host) runs: apt-get install golang-go make',
