@@ -546,8 +546,9 @@ function createTail(limit: number): { push(data: Buffer): void; text(): string }
   let kept = Buffer.alloc(0);
   return {
     push(data) {
-      kept = Buffer.concat([kept, data]);
-      if (kept.length > limit) kept = kept.subarray(kept.length - limit);
+      // Only the last `limit` bytes of a chunk can matter: a big one is never copied whole.
+      const fresh = data.length > limit ? data.subarray(data.length - limit) : data;
+      kept = Buffer.concat([kept.subarray(Math.max(0, kept.length + fresh.length - limit)), fresh]);
     },
     text: () => kept.toString('utf8'),
   };

@@ -62,7 +62,7 @@ export async function ensurePrerequisites(needed: readonly Prerequisite[], optio
   };
   const missing = await missingNow();
   if (missing.length === 0) return [];
-  const packages = [...new Set(missing.map((need) => need.debianPackage).filter((name) => name !== undefined))];
+  const packages = packagesOf(missing);
   const installer = options.install && packages.length > 0 ? await aptInstaller() : undefined;
   if (installer !== undefined) {
     options.onLine(`hermetic: this machine lacks ${missing.map((need) => need.program).join(', ')}; installing ${packages.join(' ')} from Debian (--no-install stops instead)`);
@@ -77,10 +77,15 @@ export async function ensurePrerequisites(needed: readonly Prerequisite[], optio
   return left;
 }
 
+/** The Debian packages that have `needs`, each once, in order. */
+function packagesOf(needs: readonly Prerequisite[]): string[] {
+  return [...new Set(needs.map((need) => need.debianPackage).filter((name) => name !== undefined))];
+}
+
 /** What to tell a person whose machine lacks `missing`: each program, its package and who needs it, then what to run. */
 function missingMessage(missing: readonly Prerequisite[], installTried: boolean): string {
   const lines = missing.map((need) => `  ${need.program}${need.debianPackage === undefined ? '' : ` (Debian package ${need.debianPackage})`}: for ${need.neededFor}`);
-  const packages = [...new Set(missing.map((need) => need.debianPackage).filter((name) => name !== undefined))];
+  const packages = packagesOf(missing);
   const command = packages.length > 0 ? `apt-get install ${packages.join(' ')}` : `install ${missing.map((need) => need.program).join(', ')}`;
   const how = installTried
     ? ' (as root, or where sudo asks no password, hermetic installs them itself)'

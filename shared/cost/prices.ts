@@ -39,6 +39,11 @@ export const diskGbMonth = { 'pd-standard': 0.04, 'pd-balanced': 0.1, 'pd-ssd': 
 export type DiskType = keyof typeof diskGbMonth;
 /** The boot disk's type where a host type names none. */
 export const defaultDiskType: DiskType = 'pd-balanced';
+
+/** Whether the table prices disks of this type. */
+export function isDiskType(text: string): text is DiskType {
+  return Object.hasOwn(diskGbMonth, text);
+}
 const hoursPerMonth = 730;
 
 /** The one-minute minimum Compute Engine bills a VM for. */
@@ -71,8 +76,9 @@ export function pricePerSecond(machineType: string, spot: boolean): number | und
  */
 export function taskCost(machineType: string, spot: boolean, seconds: number, options: { diskGb?: number; diskType?: string } = {}): number | undefined {
   const rate = pricePerSecond(machineType, spot);
-  const diskRate = (diskGbMonth as Readonly<Record<string, number>>)[options.diskType ?? defaultDiskType];
-  if (rate === undefined || diskRate === undefined) return undefined;
+  const diskType = options.diskType ?? defaultDiskType;
+  if (rate === undefined || !isDiskType(diskType)) return undefined;
+  const diskRate = diskGbMonth[diskType];
   const billed = Math.max(minimumBilledSeconds, seconds);
   const disk = ((options.diskGb ?? 0) * diskRate) / hoursPerMonth / 3600;
   return (rate + disk) * billed;

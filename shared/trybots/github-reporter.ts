@@ -7,7 +7,7 @@ import type { Reporter } from '../ports/reporter.ts';
  * The check's name for a build, beside the commit on GitHub: `hermetic/BUILDER` for post-submit builds and
  * `hermetic-try/BUILDER` for trybots, which build the same commit apart and must not overwrite each other's verdict.
  */
-export const statusContext = (build: Pick<Build, 'builder' | 'trybot'>): string => `${build.trybot === true ? 'hermetic-try' : 'hermetic'}/${build.builder}`;
+const statusContext = (build: Pick<Build, 'builder' | 'trybot'>): string => `${build.trybot === true ? 'hermetic-try' : 'hermetic'}/${build.builder}`;
 
 /**
  * Reports builds of repos that live on GitHub beside their commit: one status (or check run) per builder, queued,

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -80,6 +80,13 @@ async function registrySettings(): Promise<{ env: string[]; caFile: string | und
 }
 const containerCaFile = '/etc/ssl/certs/machine-npm-ca.crt';
 
+/** Everything written to `stream` until it ends, as UTF-8 text. */
+async function text(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 describe('the README\'s first command on a fresh Debian machine', { skip: noEngine, timeout: 20 * 60_000 }, () => {
   const containers: Docker.Container[] = [];
   after(async () => {
@@ -106,20 +113,19 @@ describe('the README\'s first command on a fresh Debian machine', { skip: noEngi
     if (settings.caFile !== undefined) {
       await container.putArchive(await tarOf({ [containerCaFile.slice(1)]: await readFile(settings.caFile, 'utf8') }), { path: '/' });
     }
+    // Without a TTY the engine frames stdout and stderr in one stream; dockerode's modem takes them apart.
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const [out, err] = [text(stdout), text(stderr)];
+    const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+    docker.modem.demuxStream(stream, stdout, stderr);
+    stream.once('end', () => {
+      stdout.end();
+      stderr.end();
+    });
     await container.start();
     const { StatusCode } = (await container.wait()) as { StatusCode: number };
-    const demux = async (stdout: boolean) => {
-      const raw = await container.logs({ stdout, stderr: !stdout, follow: false });
-      const chunks: Buffer[] = [];
-      // Without a TTY the engine frames each write: 8 bytes of header (stream, size), then the bytes.
-      for (let at = 0; at + 8 <= raw.length; ) {
-        const size = raw.readUInt32BE(at + 4);
-        chunks.push(raw.subarray(at + 8, at + 8 + size));
-        at += 8 + size;
-      }
-      return Buffer.concat(chunks).toString('utf8');
-    };
-    return { code: StatusCode, stdout: await demux(true), stderr: await demux(false) };
+    return { code: StatusCode, stdout: await out, stderr: await err };
   }
 
   it('installs what the machine lacks and gives the example\'s three commits their verdicts', async (t) => {

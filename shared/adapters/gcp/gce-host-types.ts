@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { readJsonFile } from '../../config/json-file.ts';
-import { defaultDiskType, diskGbMonth, type DiskType } from '../../cost/prices.ts';
+import { defaultDiskType, diskGbMonth, isDiskType, type DiskType } from '../../cost/prices.ts';
 import { ConfigError } from '../../errors.ts';
 import type { HostType } from '../../images/host-types.ts';
 import type { GceHostType } from './gce-instance.ts';
@@ -44,9 +44,6 @@ function checkDiskType(machine: { machineType: string; diskType?: string | undef
   }
 }
 
-function isDiskType(text: string): text is DiskType {
-  return Object.hasOwn(diskGbMonth, text);
-}
 const absolutePath = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, 'expected an absolute path on the host image');
 /** A host type with a builder image (infra/env/): Container-Optimized OS runs it. */
 const containerMachine = z.strictObject({ kind: z.literal('cos-container').default('cos-container'), ...machineFields }).superRefine(checkDiskType);
