@@ -76,6 +76,8 @@ function problemOf(argv: readonly string[], run: GcloudRun): string | undefined 
 describe('every gcloud command of deploy and teardown parses with the real gcloud', { skip: gcloud === undefined ? 'gcloud is not on PATH (install the Google Cloud CLI to run this test)' : false, timeout: 10 * 60_000 }, () => {
   let work: string;
   let runner: GcloudRunner;
+  /** Why the plans' beta commands cannot be checked here, or false: a gcloud installed without its beta component. */
+  let noBeta: string | false = false;
   /** Each distinct argument vector runs once, whichever plans hold it. */
   const runs = new Map<string, Promise<GcloudRun>>();
   const run = (argv: readonly string[]) => {
@@ -106,21 +108,36 @@ describe('every gcloud command of deploy and teardown parses with the real gclou
       concurrency: 2,
       preload: plans.flatMap(([, commands]) => gcloudArgvs(commands)),
     });
+    const beta = await runner.spawned(['gcloud', 'beta', '--help']);
+    if (beta.code !== 0) noBeta = `this gcloud has no beta component (gcloud components install beta): ${beta.stderr.trim().split('\n')[0] ?? ''}`;
   });
   after(async () => {
     await runner?.close();
     if (work !== undefined) await rm(work, { recursive: true, force: true });
   });
 
+  /** Fails, listing each in gcloud's words, when gcloud refused any of `argvs`. */
+  async function refused(argvs: readonly string[][]): Promise<void> {
+    const problems = (await Promise.all(argvs.map(async (argv) => problemOf(argv, await run(argv))))).filter((problem) => problem !== undefined);
+    assert.deepEqual(problems, [], `gcloud refused ${problems.length} of ${argvs.length} commands:\n${problems.join('\n')}`);
+  }
+  const isBeta = (argv: readonly string[]) => argv[1] === 'beta';
+
   for (const [label, commands] of plans) {
     it(label, async (t) => {
       t.diagnostic(`gcloud runs ${runner.how}`);
-      const argvs = gcloudArgvs(commands);
+      const argvs = gcloudArgvs(commands).filter((argv) => !isBeta(argv));
       assert.ok(argvs.length > 20);
-      const problems = (await Promise.all(argvs.map(async (argv) => problemOf(argv, await run(argv))))).filter((problem) => problem !== undefined);
-      assert.deepEqual(problems, [], `gcloud refused ${problems.length} of ${argvs.length} commands:\n${problems.join('\n')}`);
+      await refused(argvs);
     });
   }
+
+  it('the plans\' beta commands parse too', async (t) => {
+    if (noBeta !== false) return t.skip(noBeta);
+    const argvs = plans.flatMap(([, commands]) => gcloudArgvs(commands).filter(isBeta));
+    assert.ok(argvs.length > 0, 'deploy uses a beta command');
+    await refused(argvs);
+  });
 
   it('catches an unknown flag and a topic that leans on a default project, as gcloud itself does', async () => {
     const bareTopic = ['gcloud', 'scheduler', 'jobs', 'create', 'pubsub', 'hermetic-poll', `--location=${place.region}`, '--schedule=* * * * *', '--topic=poll-tick', '--project', place.project];

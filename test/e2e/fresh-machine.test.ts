@@ -11,12 +11,13 @@ import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { c as createTar } from 'tar';
 import { engineProblem } from '../../shared/adapters/docker/engine-problem.ts';
+import { programsNotOnPath } from '../../shared/adapters/local/programs-on-path.ts';
 import { makeBaseImage } from '../../shared/images/base-image.ts';
 import { debianSuite } from '../../shared/images/debian-suite.ts';
 import { followDockerStream } from '../../shared/images/docker-stream.ts';
 import { hostArch } from '../../shared/images/host-probe.ts';
 import { imageExists } from '../../shared/images/image-exists.ts';
-import { baseRecipeFor } from '../../shared/images/recipe.ts';
+import { baseRecipeFor, baseTag } from '../../shared/images/recipe.ts';
 
 // The README's first command, run as a newcomer would: on a fresh Debian machine of this one's suite that has only
 // Node.js and npm from Debian (a container made from Debian's packages, with no git, no Go and no Docker engine), in
@@ -27,6 +28,19 @@ const run = promisify(execFile);
 const projectDir = fileURLToPath(new URL('../../', import.meta.url));
 const docker = new Docker();
 const noEngine = await engineProblem(docker, 3000).then((problem) => (problem === undefined ? false : `needs a Docker engine (${problem}); .ci/run starts one`));
+/** The Debian base the fresh machine is made from: this machine's suite and architecture. */
+const baseRecipe = await debianSuite().then(
+  (suite) => baseRecipeFor(suite, hostArch()),
+  (error: unknown) => (error as Error).message,
+);
+/** Why the fresh machine cannot be made here, or false. */
+const cannotMake =
+  noEngine ||
+  (typeof baseRecipe === 'string'
+    ? `needs a Debian machine: ${baseRecipe}`
+    : !(await imageExists(docker, baseTag(baseRecipe))) && (await programsNotOnPath(['mmdebstrap'], process.env.PATH ?? '')).length > 0
+      ? 'needs mmdebstrap to make the Debian base image (apt-get install mmdebstrap; .ci/run installs it)'
+      : false);
 
 /** The first command of the README's "Two commands", as written there. */
 async function readmeFirstCommand(): Promise<string> {
@@ -39,7 +53,8 @@ async function readmeFirstCommand(): Promise<string> {
 
 /** The fresh machine: Debian's minbase for this machine's suite, plus Debian's nodejs and npm, nothing else. */
 async function freshMachineImage(): Promise<string> {
-  const base = await makeBaseImage({ docker, recipe: baseRecipeFor(await debianSuite(), hostArch()), onProgress: () => {} });
+  if (typeof baseRecipe === 'string') throw new Error(baseRecipe);
+  const base = await makeBaseImage({ docker, recipe: baseRecipe, onProgress: () => {} });
   const dockerfile = [
     'ARG BASE',
     'FROM ${BASE}',
@@ -87,7 +102,7 @@ async function text(stream: NodeJS.ReadableStream): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-describe('the README\'s first command on a fresh Debian machine', { skip: noEngine, timeout: 20 * 60_000 }, () => {
+describe('the README\'s first command on a fresh Debian machine', { skip: cannotMake, timeout: 20 * 60_000 }, () => {
   const containers: Docker.Container[] = [];
   after(async () => {
     for (const container of containers) await container.remove({ force: true }).catch(() => {});
