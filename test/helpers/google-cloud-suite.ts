@@ -23,6 +23,7 @@ import { emulatorHost, emulatorMissing } from './emulators.ts';
 import { serve } from './functions-server.ts';
 import { startEventarcRelay } from './eventarc-relay.ts';
 import { createTestRepo } from './git-repo.ts';
+import { waitUntil } from './wait.ts';
 
 const bucket = 'hermetic-e2e-blobs';
 const missing = emulatorMissing('firestore') || emulatorMissing('pubsub') || (process.platform !== 'linux' ? 'the boot-script guest needs bash and /proc (Linux)' : false);
@@ -175,8 +176,11 @@ export function googleCloudBuildSuite(name: string, options: GoogleCloudBuildOpt
         assert.deepEqual(task.machine, { type: 'e2-standard-2', spot: true, diskGb: 50, diskType: 'pd-balanced' });
         assert.ok(build.cost.usd > 0 && !build.cost.local, 'a worker on Compute Engine costs something');
         // The VM ran the real boot script, whose spec came from the metadata server.
-        const record = boot.records.get(`hermetic-${task.id}`);
-        assert.ok(record, 'the task ran on a VM of its own');
+        // The guest's record is written once its script ends, which may be just after the verdict (collect deletes
+        // the VM, ending the script): wait for it rather than race it.
+        const record = await waitUntil(() => boot.records.get(`hermetic-${task.id}`), `the task ran on a VM of its own, hermetic-${task.id}`, {
+          detail: () => `VMs booted: ${gce.vms().map((vm) => vm.name).join(', ')}`,
+        });
         assert.ok(record.metadataRequests.includes('hermetic-task'), 'the boot script read its spec from metadata');
         const run = record.calls.find((call) => call[0] === 'docker' && call[1] === 'run');
         assert.ok(run?.includes(`${imageRepo}/linux-amd64:e2e`), 'it ran the builder image deploy pushed');
