@@ -181,7 +181,7 @@ async function run(options: BuildOptions): Promise<BuildReport> {
   const images = new Map<string, Promise<BuiltImage>>();
   const withLock = <T>(name: string, key: string, work: () => Promise<T>) =>
     withBuildLock(lockDir, key, work, {
-      onWait: (pid) => onProgress(`${name}: waiting for process ${pid}, which is making ${key}`),
+      onWait: (pid) => onProgress(`${name}: waiting for ${pid === undefined ? 'another process' : `process ${pid}`}, which is making ${key}`),
       ...(signal === undefined ? {} : { signal }),
     });
 

@@ -1,26 +1,15 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isProcessAlive } from '../process-alive.ts';
+import { tryFileLock, type HeldLock } from '../file-lock.ts';
 
 /**
- * Takes the data directory for this process, so two runtimes never share one database and worker tree. A lock left
- * by a process that is gone is taken over. Throws, naming the other process, when one is alive.
+ * Takes the data directory for this process, so two runtimes never share one database and worker tree. The
+ * operating system frees it when this process dies (see tryFileLock). Throws, naming the holder, when it is held.
  */
-export async function lockDataDir(dataDir: string): Promise<{ release(): Promise<void> }> {
+export async function lockDataDir(dataDir: string): Promise<HeldLock> {
   await mkdir(dataDir, { recursive: true });
-  const file = join(dataDir, 'lock');
-  for (let tries = 0; tries < 2; tries++) {
-    try {
-      await writeFile(file, `${process.pid}\n`, { flag: 'wx' });
-      return { release: () => rm(file, { force: true }) };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(pid) && pid > 0 && isProcessAlive(pid)) {
-        throw new Error(`another hermetic (pid ${pid}) is using the data directory ${dataDir}; stop it or use --data`);
-      }
-      await rm(file, { force: true });
-    }
-  }
-  throw new Error(`could not lock the data directory ${dataDir}`);
+  const attempt = await tryFileLock(join(dataDir, 'lock'));
+  if ('held' in attempt) return attempt.held;
+  const who = attempt.holder === undefined ? 'another process' : `pid ${attempt.holder}`;
+  throw new Error(`another hermetic (${who}) is using the data directory ${dataDir}; stop it or use --data`);
 }
