@@ -32,7 +32,8 @@ Options:
   --port N             dashboard port on 127.0.0.1 (default: 8080; 0 picks a free one)
   --no-docker          run every builder in the process sandbox, even where a Docker engine runs
   --no-install         never install a missing program (git, or a sandboxed builder's go); name it and stop
-  --once               poll once, run every build found to its verdict, print a summary and exit
+  --once               poll once, run every build found (and any an earlier run left unfinished) to its
+                       verdict, print a summary and exit
   --json               with --once: print the summary as a JSON array on stdout
   --verbose            log every pipeline event on stderr
   -h, --help           show this help
@@ -128,9 +129,12 @@ async function forever(runtime: LocalRuntime): Promise<number> {
 
 async function once(runtime: LocalRuntime, json: boolean, io: Io): Promise<number> {
   const startedAt = Date.now();
+  // Builds an earlier run left without a verdict (it crashed, or was stopped) are finished now too, and reported.
+  const unfinished = await runtime.deps.state.query(collections.builds, { where: { status: { in: ['queued', 'running'] } } });
   const poll = await runtime.pollNow();
-  const ids = [...new Set(poll.requested.map((build) => build.buildId))];
-  io.stderr(`hermetic: ${ids.length} build(s) to run`);
+  const ids = [...new Set([...unfinished.map((build) => build.id), ...poll.requested.map((build) => build.buildId)])];
+  const recovered = unfinished.length === 0 ? '' : ` (${unfinished.length} left unfinished by an earlier run)`;
+  io.stderr(`hermetic: ${ids.length} build(s) to run${recovered}`);
   await runtime.waitForBuilds(ids);
   const summaries: BuildSummary[] = [];
   for (const id of ids) {

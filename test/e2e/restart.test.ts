@@ -87,4 +87,34 @@ describe('a runtime stopped in the middle of a build', () => {
       await runtime.stop();
     }
   });
+  it('after kill -9 of the runtime, `up --once --json` finishes the build it left and prints it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hermetic-once-'));
+    dirs.push(dir);
+    const repo = await createTestRepo(join(dir, 'repo'));
+    const commit = await repo.commit({ 'wait.sh': '#!/bin/sh\nif [ "$HERMETIC_ATTEMPT" = 1 ]; then sleep 600; fi\necho done\n' }, 'wait', { executable: ['wait.sh'] });
+    const configFile = join(dir, 'config.json');
+    await writeFile(configFile, JSON.stringify({ repos: [{ name: 'repo', url: repo.path, builders: ['wait'] }], builders: { wait: { type: 'command', command: './wait.sh' } } }));
+    const args = [bin, 'up', '--config', configFile, '--port', '0', '--data', join(dir, 'data')];
+    const first = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    first.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise((resolve) => first.on('exit', resolve));
+    await waitUntil(() => /▶ started/.test(stderr), 'the worker to start');
+    first.kill('SIGKILL');
+    await exited;
+
+    const again = spawn(process.execPath, [...args, '--once', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let progress = '';
+    again.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    again.stderr.on('data', (chunk: Buffer) => (progress += chunk.toString()));
+    const code = await new Promise((resolve) => again.on('exit', resolve));
+    assert.equal(code, 0, progress);
+    const summaries = JSON.parse(stdout) as { id: string; status: string; commit: string }[];
+    assert.deepEqual(
+      summaries.map(({ id, status, commit: hash }) => ({ id, status, commit: hash })),
+      [{ id: buildId('repo', commit, 'wait'), status: 'passed', commit }],
+    );
+    assert.match(progress, /1 build\(s\) to run \(1 left unfinished by an earlier run\)/);
+  });
 });
