@@ -18,6 +18,7 @@ import { loadConfig, type Config } from '../shared/config/config.ts';
 import { readGitHubEnvironment } from '../shared/config/github-environment.ts';
 import { createDashboard } from '../shared/dashboard/dashboard.ts';
 import { listHostTypes } from '../shared/images/host-types.ts';
+import { deploymentIdOfBucket } from '../shared/model/ids.ts';
 import type { Logger } from '../shared/ports/log.ts';
 import { defaultPipelineOptions } from '../shared/pipeline/deps.ts';
 import { createFunctions, type Functions } from './functions.ts';
@@ -83,6 +84,7 @@ export async function loadGoogleCloud(
     options.clients ?? defaultClients(environment),
   ]);
   const compute = createGceCompute({
+    deployment: deploymentIdOfBucket(environment.bucket),
     project: environment.project,
     zone: environment.zone,
     hostTypes: gceHostTypes({ hostTypes, machines, images: environment.images, imageRepo: environment.imageRepo }),

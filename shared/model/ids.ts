@@ -30,6 +30,18 @@ export function waitingDocId(login: string): string {
   return digest(['waiting', login.toLowerCase()]);
 }
 
+/**
+ * A deployment's ID: part of its workers' names and labels, so deployments sharing a Docker engine or a Google Cloud
+ * project never adopt, stop or trip over each other's workers. Lower-case letters and digits, which both Docker and
+ * Compute Engine names allow.
+ */
+export const deploymentIdPattern = /^[a-z0-9]{4,12}$/;
+
+/** A Google Cloud deployment's ID: from its bucket, whose name is unique worldwide and fixed for its life. */
+export function deploymentIdOfBucket(bucket: string): string {
+  return digest(['deployment', bucket]).slice(0, 8);
+}
+
 /** Deterministic ID of one attempt of one step of a build. */
 export function taskId(build: string, step: string, attempt: number): string {
   return digest(['task', build, step, String(attempt)]);

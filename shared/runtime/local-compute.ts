@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import Docker from 'dockerode';
 import { createComputeRouter } from '../adapters/compute-router.ts';
 import { createDockerCompute } from '../adapters/docker/docker-compute.ts';
@@ -12,8 +11,8 @@ import type { Compute, OnWorkerExit } from '../ports/compute.ts';
 import type { Logger } from '../ports/log.ts';
 
 export interface LocalComputeOptions {
-  /** Names the workers' network, so runtimes on different data directories never adopt each other's containers. */
-  dataDir: string;
+  /** The data directory's deployment ID (localDeploymentId): names the workers and their network. */
+  deployment: string;
   workRoot: string;
   onExit: OnWorkerExit;
   logger: Logger;
@@ -90,11 +89,12 @@ export async function createLocalCompute(options: LocalComputeOptions): Promise<
     );
   }
   if (images.size === 0) return { compute: createComputeRouter([sandbox], unavailable), workerHost: undefined };
-  const network = `hermetic-${createHash('sha256').update(options.dataDir).digest('hex').slice(0, 12)}`;
+  const network = `hermetic-${options.deployment}`;
   const containers = await createDockerCompute({
     docker,
     images,
     platforms: new Map([...images.keys()].map((hostType) => [hostType, known.get(hostType)?.platform ?? 'linux/amd64'])),
+    deployment: options.deployment,
     network,
     onExit: options.onExit,
     logger,

@@ -25,6 +25,7 @@ import { defaultPipelineOptions, type Catalog, type PipelineDeps, type PipelineO
 import { createPoll, type PollSummary } from '../pipeline/poll.ts';
 import { publishMessage, publishObjectFinalized } from '../pipeline/publish.ts';
 import { lockDataDir } from './data-dir-lock.ts';
+import { localDeploymentId } from './deployment-id.ts';
 import { createDispatcher } from './dispatcher.ts';
 import { createLocalCompute } from './local-compute.ts';
 
@@ -102,7 +103,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
   const local = options.compute
     ? { compute: await options.compute(onExit), workerHost: undefined }
     : await createLocalCompute({
-        dataDir,
+        deployment: await localDeploymentId(dataDir),
         workRoot: join(dataDir, 'workers'),
         onExit,
         logger,

@@ -16,6 +16,8 @@ const hostType: GceHostType = {
   spot: true,
 };
 const running = new Set(['PROVISIONING', 'STAGING', 'RUNNING']);
+/** The deployment whose VMs these are. */
+const deployment = 'contract1';
 
 /**
  * The Compute Engine adapter, through the real client, on the fake Compute Engine API. Each VM runs its real COS
@@ -29,6 +31,7 @@ function gceCompute(docker: { image: string; gateway: string } | undefined) {
     const boot = await bootScriptGuest(guestOptions);
     const gce = await startFakeGce({ guest: boot.guest });
     const compute = createGceCompute({
+      deployment,
       project: 'hermetic-test',
       zone: 'us-central1-a',
       hostTypes: new Map([['linux-amd64', docker === undefined ? hostType : { ...hostType, image: docker.image }]]),
@@ -39,7 +42,7 @@ function gceCompute(docker: { image: string; gateway: string } | undefined) {
       platform: { reportsExits: false, closeStopsWorkers: false, minDeadlineMs: 30_000 },
       request: agentRequests(blobs, 'linux-amd64'),
       async leftovers(taskId) {
-        const name = instanceName(taskId);
+        const name = instanceName(deployment, taskId);
         const vm = gce.vm(name);
         return (vm !== undefined && running.has(vm.status)) || boot.running(name) ? 1 : 0;
       },

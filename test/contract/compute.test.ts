@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe } from 'node:test';
 import Docker from 'dockerode';
-import { createDockerCompute } from '../../shared/adapters/docker/docker-compute.ts';
+import { containerName, createDockerCompute } from '../../shared/adapters/docker/docker-compute.ts';
 import { createProcessSandbox, type Isolation } from '../../shared/adapters/local/process-sandbox.ts';
 import type { TaskSpec } from '../../shared/model/wire.ts';
 import type { Compute, OnWorkerExit } from '../../shared/ports/compute.ts';
@@ -36,16 +36,18 @@ function processSandbox(isolation: Isolation) {
 /** The Docker compute on a fresh internal network, running the real agent in a real worker image. */
 function dockerCompute(docker: Docker, image: string) {
   return async (onExit: OnWorkerExit): Promise<ComputeHarness> => {
-    const network = `hermetic-test-${randomBytes(4).toString('hex')}`;
-    const compute = await createDockerCompute({ docker, images: new Map([[testHostType, image]]), network, onExit });
+    const deployment = randomBytes(4).toString('hex');
+    const network = `hermetic-test-${deployment}`;
+    const compute = await createDockerCompute({ docker, images: new Map([[testHostType, image]]), deployment, network, onExit });
     // Workers reach the host only at their network's gateway, so the blob server listens there.
     const server = await startFakeBlobServer({ host: compute.gatewayIp });
     return {
       compute,
       request: agentRequests(server, testHostType),
       async leftovers(taskId) {
-        const found = await docker.listContainers({ all: true, filters: { name: [`hermetic-${taskId}`] } });
-        return found.filter((info) => info.Names.includes(`/hermetic-${taskId}`)).length;
+        const name = containerName(deployment, taskId);
+        const found = await docker.listContainers({ all: true, filters: { name: [name] } });
+        return found.filter((info) => info.Names.includes(`/${name}`)).length;
       },
       async cleanup() {
         await compute.close();

@@ -11,8 +11,9 @@ import type Docker from 'dockerode';
 import { triggers, type MessageFunctionName } from '../../functions/functions.ts';
 import { loadGoogleCloud } from '../../functions/google-cloud.ts';
 import { registerFunctions } from '../../functions/index.ts';
+import { instanceName } from '../../shared/adapters/gcp/gce-instance.ts';
 import { createPubsubPublisher } from '../../shared/adapters/gcp/pubsub-publisher.ts';
-import { buildId } from '../../shared/model/ids.ts';
+import { buildId, deploymentIdOfBucket } from '../../shared/model/ids.ts';
 import { topics } from '../../shared/model/messages.ts';
 import { blobKeys } from '../../shared/model/wire.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
@@ -178,7 +179,8 @@ export function googleCloudBuildSuite(name: string, options: GoogleCloudBuildOpt
         // The VM ran the real boot script, whose spec came from the metadata server.
         // The guest's record is written once its script ends, which may be just after the verdict (collect deletes
         // the VM, ending the script): wait for it rather than race it.
-        const record = await waitUntil(() => boot.records.get(`hermetic-${task.id}`), `the task ran on a VM of its own, hermetic-${task.id}`, {
+        const vm = instanceName(deploymentIdOfBucket(bucket), task.id);
+        const record = await waitUntil(() => boot.records.get(vm), `the task ran on a VM of its own, ${vm}`, {
           detail: () => `VMs booted: ${gce.vms().map((vm) => vm.name).join(', ')}`,
         });
         assert.ok(record.metadataRequests.includes('hermetic-task'), 'the boot script read its spec from metadata');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Docker from 'dockerode';
-import { createDockerCompute, type DockerCompute, type DockerComputeOptions } from '../../shared/adapters/docker/docker-compute.ts';
+import { containerName, createDockerCompute, type DockerCompute, type DockerComputeOptions } from '../../shared/adapters/docker/docker-compute.ts';
 import { blobKeys, TaskResult } from '../../shared/model/wire.ts';
 import type { WorkerExit, WorkerRequest } from '../../shared/ports/compute.ts';
 import type { Fields, Logger } from '../../shared/ports/log.ts';
@@ -21,6 +21,7 @@ const available = await dockerAnswers(docker);
 const skip = available ? false : 'no Docker engine answers (start dockerd, or set DOCKER_HOST)';
 const hostType = testHostType;
 const network = `hermetic-test-${randomBytes(4).toString('hex')}`;
+const deployment = randomBytes(4).toString('hex');
 
 let image: string;
 let gatewayIp: string;
@@ -31,7 +32,7 @@ before(
     if (!available) return;
     image = await testWorkerImage(docker);
     // The first adapter makes the network; the fake blob server then listens on its gateway, as the runtime will.
-    const probe = await createDockerCompute({ docker, images: new Map([[hostType, image]]), network, onExit: () => {} });
+    const probe = await createDockerCompute({ docker, images: new Map([[hostType, image]]), deployment, network, onExit: () => {} });
     gatewayIp = probe.gatewayIp;
     await probe.close();
     server = await startFakeBlobServer({ host: gatewayIp });
@@ -60,7 +61,7 @@ interface Setup {
   exitOf(taskId: string): Promise<SeenExit>;
 }
 
-async function setup(extra: Partial<Pick<DockerComputeOptions, 'images' | 'limits' | 'networkAccess'>> = {}): Promise<Setup> {
+async function setup(extra: Partial<Pick<DockerComputeOptions, 'images' | 'limits' | 'networkAccess' | 'deployment'>> = {}): Promise<Setup> {
   const exits: SeenExit[] = [];
   const exitTimes = new Map<string, number>();
   const watched: string[] = [];
@@ -73,6 +74,7 @@ async function setup(extra: Partial<Pick<DockerComputeOptions, 'images' | 'limit
   const compute = await createDockerCompute({
     docker,
     images: new Map([[hostType, image]]),
+    deployment,
     network,
     logger,
     onExit: (exit) => {
@@ -103,10 +105,11 @@ function resultOf(taskId: string): TaskResult | undefined {
   return body === undefined ? undefined : TaskResult.parse(JSON.parse(body.toString('utf8')));
 }
 
-/** Containers, running or not, of a task. */
-async function containersOf(taskId: string): Promise<Docker.ContainerInfo[]> {
-  const found = await docker.listContainers({ all: true, filters: { name: [`hermetic-${taskId}`] } });
-  return found.filter((info) => info.Names.includes(`/hermetic-${taskId}`));
+/** Containers, running or not, of a task (of this file's deployment, unless another is named). */
+async function containersOf(taskId: string, of = deployment): Promise<Docker.ContainerInfo[]> {
+  const name = containerName(of, taskId);
+  const found = await docker.listContainers({ all: true, filters: { name: [name] } });
+  return found.filter((info) => info.Names.includes(`/${name}`));
 }
 
 /** A sleep duration no other process on the machine has as its argument. */
@@ -264,7 +267,7 @@ describe('Docker compute', { skip }, () => {
     try {
       const taskId = newTaskId();
       await s.compute.start(s.request(taskId, { steps: [['sleep', '300']] }, { labels: { build: 'b1', task: taskId } }));
-      const info = await docker.getContainer(`hermetic-${taskId}`).inspect();
+      const info = await docker.getContainer(containerName(deployment, taskId)).inspect();
       assert.equal(info.HostConfig.NanoCpus, 1e9);
       assert.equal(info.HostConfig.Memory, 512 * 1024 ** 2);
       assert.equal(info.HostConfig.PidsLimit, 300);
@@ -319,7 +322,7 @@ describe('Docker compute', { skip }, () => {
         'echo "uid=$(id -u)"',
       ].join('\n');
       await s.compute.start(s.request(taskId, { steps: [['sh', '-c', script]] }, { labels: { net: 'yes' } }));
-      const info = await docker.getContainer(`hermetic-${taskId}`).inspect().catch(() => undefined);
+      const info = await docker.getContainer(containerName(deployment, taskId)).inspect().catch(() => undefined);
       if (info !== undefined) assert.equal(info.HostConfig.NetworkMode, 'bridge');
       const exit = await s.exitOf(taskId);
       const log = uploadedLog(server, taskId);
@@ -365,6 +368,33 @@ describe('Docker compute', { skip }, () => {
     }
   });
 
+  test('two deployments on one engine run the same task each, and neither adopts, lists or stops the other\'s', async () => {
+    const taskId = newTaskId();
+    const hang = uniqueSleep();
+    const other = randomBytes(4).toString('hex');
+    const mine = await setup();
+    const theirs = await setup({ deployment: other });
+    try {
+      // The same repo, commit and builder give both the same task ID.
+      await mine.compute.start(mine.request(taskId, { steps: [['sleep', hang]] }));
+      await theirs.compute.start(theirs.request(taskId, { steps: [['true']] }));
+      const finished = await theirs.exitOf(taskId);
+      assert.deepEqual(finished, { taskId, reason: 'exited', code: 0, signal: null, leftovers: [] });
+      assert.ok(!theirs.logged.some((entry) => entry.event === 'worker.duplicate-start'), JSON.stringify(theirs.logged));
+      assert.equal((await containersOf(taskId)).length, 1, 'the first deployment\'s worker still runs');
+      assert.deepEqual((await theirs.compute.list()).map((worker) => worker.taskId), []);
+      // A third runtime of the other deployment, as after a restart, adopts nothing of the first's.
+      const restarted = await setup({ deployment: other });
+      assert.ok(!restarted.logged.some((entry) => entry.event === 'worker.adopted'), JSON.stringify(restarted.logged));
+      await restarted.compute.close();
+      assert.equal((await containersOf(taskId)).length, 1, 'closing another deployment stops nothing of this one\'s');
+    } finally {
+      await theirs.compute.close();
+      await mine.compute.close();
+    }
+    assert.deepEqual(await containersOf(taskId, other), []);
+  });
+
   test('close() kills and removes every container, reporting each once', async () => {
     const s = await setup();
     const ids = [newTaskId(), newTaskId()];
@@ -380,7 +410,7 @@ describe('Docker compute', { skip }, () => {
       ids.map((taskId) => [taskId, 'exited', 0]).sort(),
     );
     for (const taskId of ids) assert.deepEqual(await containersOf(taskId), []);
-    const ours = await docker.listContainers({ all: true, filters: { label: [`hermetic.network=${network}`] } });
+    const ours = await docker.listContainers({ all: true, filters: { label: [`hermetic.deployment=${deployment}`] } });
     assert.deepEqual(ours, []);
     await assert.rejects(s.compute.start(s.request(newTaskId(), { steps: [['true']] })), /closed/);
   });
@@ -428,13 +458,13 @@ async function runAndKill(requests: WorkerRequest[]): Promise<void> {
   const code = `
     import Docker from 'dockerode';
     import { createDockerCompute } from ${JSON.stringify(adapter)};
-    const [network, hostType, image, json] = process.argv.slice(1);
-    const compute = await createDockerCompute({ docker: new Docker(), images: new Map([[hostType, image]]), network, onExit: () => {} });
+    const [deployment, network, hostType, image, json] = process.argv.slice(1);
+    const compute = await createDockerCompute({ docker: new Docker(), images: new Map([[hostType, image]]), deployment, network, onExit: () => {} });
     for (const request of JSON.parse(json)) await compute.start(request);
     process.stdout.write('started\\n');
     setInterval(() => {}, 1000);
   `;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code, network, hostType, image, JSON.stringify(requests)], {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code, deployment, network, hostType, image, JSON.stringify(requests)], {
     cwd: new URL('../..', import.meta.url),
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -27,6 +27,7 @@ import { waitUntil } from '../helpers/wait.ts';
 
 const zone = 'us-central1-a';
 const project = 'hermetic-test';
+const deployment = 'e2etest1';
 const cos: GceHostType = {
   kind: 'cos-container',
   machineType: 'e2-standard-4',
@@ -80,8 +81,8 @@ const metadata = (body: GceInstance) => Object.fromEntries((body.metadata?.items
 describe('Compute Engine instance body', () => {
   test('names the VM after the task, in the zone, with the spec, deadline and exact labels in metadata', () => {
     const asked = request();
-    const body = instanceBody(asked, { zone, hostType: cos, now: 1_000_000 });
-    assert.equal(body.name, `hermetic-${asked.taskId}`);
+    const body = instanceBody(asked, { deployment, zone, hostType: cos, now: 1_000_000 });
+    assert.equal(body.name, `hermetic-${deployment}-${asked.taskId}`);
     assert.equal(body.machineType, `zones/${zone}/machineTypes/e2-standard-4`);
     const items = metadata(body);
     assert.deepEqual(JSON.parse(items['hermetic-task'] ?? ''), asked.spec);
@@ -90,30 +91,32 @@ describe('Compute Engine instance body', () => {
     assert.equal(items['block-project-ssh-keys'], 'true');
     assert.equal(body.disks?.[0]?.initializeParams?.sourceImage, cos.sourceImage);
     assert.equal(body.disks?.[0]?.autoDelete, true);
-    assert.throws(() => instanceName('Not_A_Task'), /no valid instance name/);
+    assert.throws(() => instanceName(deployment, 'Not_A_Task'), /no valid instance name/);
+    assert.throws(() => instanceName('Not-An-ID', asked.taskId), /no valid instance name/);
   });
 
   test('labels follow the rules, carry the task and deadline, and refuse the adapter keys and collisions', () => {
     const asked = request({ labels: { repo: 'github.com/Golang/go', 'Build.ID': 'x'.repeat(80), '1st': 'ok' } });
-    const labels = instanceBody(asked, { zone, hostType: cos, now: 0 }).labels ?? {};
+    const labels = instanceBody(asked, { deployment, zone, hostType: cos, now: 0 }).labels ?? {};
     assert.deepEqual(labels, {
       repo: 'github_com_golang_go',
       build_id: 'x'.repeat(63),
       l1st: 'ok',
       'hermetic-task': asked.taskId,
       'hermetic-deadline': String(asked.deadline),
+      'hermetic-deployment': deployment,
     });
     for (const [key, value] of Object.entries(labels)) {
       assert.match(key, labelKeyPattern);
       assert.match(value, labelValuePattern);
     }
     assert.equal(sanitizeLabel('Ünïcode Key', 'key'), 'l_n_code_key');
-    assert.throws(() => instanceBody(request({ labels: { 'hermetic-task': 'x' } }), { zone, hostType: cos, now: 0 }), /adapter's own/);
-    assert.throws(() => instanceBody(request({ labels: { 'a.b': '1', a_b: '2' } }), { zone, hostType: cos, now: 0 }), /collide/);
+    assert.throws(() => instanceBody(request({ labels: { 'hermetic-task': 'x' } }), { deployment, zone, hostType: cos, now: 0 }), /adapter's own/);
+    assert.throws(() => instanceBody(request({ labels: { 'a.b': '1', a_b: '2' } }), { deployment, zone, hostType: cos, now: 0 }), /collide/);
   });
 
   test('no service account, a run-time limit from the deadline that deletes the VM, no automatic restart', () => {
-    const body = instanceBody(request({ deadline: 1_000_000 + 90_500 }), { zone, hostType: cos, now: 1_000_000 });
+    const body = instanceBody(request({ deadline: 1_000_000 + 90_500 }), { deployment, zone, hostType: cos, now: 1_000_000 });
     assert.equal('serviceAccounts' in body, false, 'no service account at all: the metadata server has no token');
     assert.deepEqual(body.scheduling, {
       provisioningModel: 'STANDARD',
@@ -121,26 +124,27 @@ describe('Compute Engine instance body', () => {
       maxRunDuration: { seconds: '91' },
       instanceTerminationAction: 'DELETE',
     });
-    const withAccount = instanceBody(request(), { zone, hostType: cos, now: 0, serviceAccount: 'hermetic-worker@hermetic-test.iam.gserviceaccount.com' });
+    const withAccount = instanceBody(request(), { deployment, zone, hostType: cos, now: 0, serviceAccount: 'hermetic-worker@hermetic-test.iam.gserviceaccount.com' });
     assert.deepEqual(withAccount.serviceAccounts, [{ email: 'hermetic-worker@hermetic-test.iam.gserviceaccount.com', scopes: [] }], 'a given account gets no scopes');
     assert.equal(runDurationSeconds(1000, 0), 30, "Compute Engine's floor");
     assert.equal(runDurationSeconds(1e15, 0), 120 * 24 * 3600, "and its ceiling");
   });
 
   test('Spot when the host type allows it, with what Spot requires', () => {
-    const body = instanceBody(request(), { zone, hostType: { ...cos, spot: true }, now: 0 });
+    const body = instanceBody(request(), { deployment, zone, hostType: { ...cos, spot: true }, now: 0 });
     assert.equal(body.scheduling?.provisioningModel, 'SPOT');
     assert.equal(body.scheduling?.onHostMaintenance, 'TERMINATE');
     assert.equal(body.scheduling?.automaticRestart, false);
     assert.equal(body.scheduling?.instanceTerminationAction, 'DELETE');
-    const refused = instanceBody({ ...request(), spot: false }, { zone, hostType: { ...cos, spot: true }, now: 0 });
+    const refused = instanceBody({ ...request(), spot: false }, { deployment, zone, hostType: { ...cos, spot: true }, now: 0 });
     assert.equal(refused.scheduling?.provisioningModel, 'STANDARD', 'a builder that would rather not be preempted gets a standard VM');
   });
 
   test('the network: an external IP by default, none when asked, a subnetwork and tags', () => {
-    const byDefault = instanceBody(request(), { zone, hostType: cos, now: 0 });
+    const byDefault = instanceBody(request(), { deployment, zone, hostType: cos, now: 0 });
     assert.deepEqual(byDefault.networkInterfaces, [{ network: 'global/networks/default', accessConfigs: [{ name: 'external-nat', type: 'ONE_TO_ONE_NAT' }] }]);
     const custom = instanceBody(request(), {
+      deployment,
       zone,
       hostType: cos,
       now: 0,
@@ -153,12 +157,12 @@ describe('Compute Engine instance body', () => {
   test('refuses a spec too big for instance metadata', () => {
     const asked = request();
     asked.spec.log.chunkUrls = Array.from({ length: 300 }, (_, index) => `https://storage.example/${index}?${'s'.repeat(1000)}`);
-    assert.throws(() => instanceBody(asked, { zone, hostType: cos, now: 0 }), /at most 262144/);
+    assert.throws(() => instanceBody(asked, { deployment, zone, hostType: cos, now: 0 }), /at most 262144/);
   });
 
   test('COS: a boot script that fetches the spec, cuts containers off the metadata server, runs the image, powers off', () => {
-    const plain = metadata(instanceBody(request(), { zone, hostType: cos, now: 0 }))['startup-script'] ?? '';
-    const networked = metadata(instanceBody(request({ network: true }), { zone, hostType: cos, now: 0 }))['startup-script'] ?? '';
+    const plain = metadata(instanceBody(request(), { deployment, zone, hostType: cos, now: 0 }))['startup-script'] ?? '';
+    const networked = metadata(instanceBody(request({ network: true }), { deployment, zone, hostType: cos, now: 0 }))['startup-script'] ?? '';
     for (const script of [plain, networked]) {
       assert.equal(spawnSync('bash', ['-n'], { input: script }).status, 0, 'bash parses it');
       assert.ok(script.includes(`-H 'Metadata-Flavor: Google'`) && script.includes(shellQuote(specMetadataUrl)));
@@ -176,7 +180,7 @@ describe('Compute Engine instance body', () => {
   });
 
   test('Windows: a PowerShell startup script that fetches the spec and runs the agent with Node, then shuts down', () => {
-    const body = instanceBody(request(), { zone, hostType: windows, now: 0 });
+    const body = instanceBody(request(), { deployment, zone, hostType: windows, now: 0 });
     const items = metadata(body);
     assert.equal(items['startup-script'], undefined);
     const script = items['windows-startup-script-ps1'] ?? '';
@@ -192,7 +196,7 @@ describe('Compute Engine instance body', () => {
   });
 
   test('qemu: nested virtualization, and a host script that boots the guest with the spec over fw_cfg', () => {
-    const body = instanceBody(request({ network: true }), { zone, hostType: qemu, now: 0 });
+    const body = instanceBody(request({ network: true }), { deployment, zone, hostType: qemu, now: 0 });
     assert.deepEqual(body.advancedMachineFeatures, { enableNestedVirtualization: true });
     const script = metadata(body)['startup-script'] ?? '';
     assert.equal(spawnSync('bash', ['-n'], { input: script }).status, 0, 'bash parses it');
@@ -213,10 +217,10 @@ describe('Compute Engine instance body', () => {
 describe('Compute Engine adapter on the fake API', () => {
   async function setup(overrides: Partial<GceComputeOptions> = {}, fakeOptions: Parameters<typeof startFakeGce>[0] = {}) {
     const gce = await startFakeGce(fakeOptions);
-    const compute = createGceCompute({ project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions, ...overrides });
+    const compute = createGceCompute({ deployment, project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions, ...overrides });
     return { gce, compute, close: () => gce.close() };
   }
-  const vmOf = (gce: FakeGce, taskId: string) => gce.vm(instanceName(taskId));
+  const vmOf = (gce: FakeGce, taskId: string) => gce.vm(instanceName(deployment, taskId));
 
   test('imports the client library only when first used, and once', async () => {
     let loads = 0;
@@ -244,7 +248,7 @@ describe('Compute Engine adapter on the fake API', () => {
     try {
       const asked = request({ labels: { build: 'b1', repo: 'github.com/golang/go' } });
       await compute.start(asked);
-      const made = instanceBody(asked, { zone, hostType: cos, now: 1_000_000 });
+      const made = instanceBody(asked, { deployment, zone, hostType: cos, now: 1_000_000 });
       const received = gce.inserts[0] as GceInstance;
       assert.deepEqual(received.metadata, made.metadata);
       assert.deepEqual(received.labels, made.labels);
@@ -283,13 +287,30 @@ describe('Compute Engine adapter on the fake API', () => {
         const asked = request();
         await compute.start(asked);
         // Another process (a redelivered launch) knows nothing of the first start.
-        const other = createGceCompute({ project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions });
+        const other = createGceCompute({ deployment, project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions });
         await other.start(asked);
         assert.equal(gce.inserts.length, 2);
         assert.equal(gce.vms().length, 1, 'a task never gets a second VM');
       } finally {
         await close();
       }
+    }
+  });
+
+  test('two deployments in one project each get a VM for the same task, and list and stop only their own', async () => {
+    const { gce, compute, close } = await setup();
+    try {
+      const asked = request();
+      const other = createGceCompute({ deployment: 'other2', project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions });
+      await compute.start(asked);
+      await other.start(asked);
+      assert.deepEqual(gce.vms().map((vm) => vm.name).sort(), [instanceName(deployment, asked.taskId), instanceName('other2', asked.taskId)].sort());
+      assert.deepEqual((await other.list()).map((worker) => worker.taskId), [asked.taskId]);
+      await other.stop(asked.taskId);
+      assert.deepEqual((await compute.list()).map((worker) => worker.taskId), [asked.taskId], 'the other deployment stopped only its own VM');
+      assert.deepEqual(await other.list(), []);
+    } finally {
+      await close();
     }
   });
 
@@ -336,14 +357,14 @@ describe('Compute Engine adapter on the fake API', () => {
         (await compute.list()).find((worker) => worker.taskId === a.taskId),
         { taskId: a.taskId, deadline: a.deadline, labels: { repo: 'github.com/Golang/go' } },
       );
-      gce.powerOff(instanceName(b.taskId));
+      gce.powerOff(instanceName(deployment, b.taskId));
       await waitUntil(() => vmOf(gce, b.taskId)?.status === 'TERMINATED', 'b\'s VM is stopped', { everyMs: 20 });
       assert.deepEqual((await compute.list()).map((worker) => worker.taskId), [a.taskId]);
       await waitUntil(() => vmOf(gce, b.taskId) === undefined, 'b\'s VM is gone', { everyMs: 20 });
       // A VM without the task label is not the adapter's.
       const { InstancesClient } = await import('@google-cloud/compute');
       const client = new InstancesClient(gce.clientOptions);
-      await client.insert({ project, zone, instanceResource: { ...instanceBody(request(), { zone, hostType: cos, now: 0 }), name: 'someone-else', labels: {} } });
+      await client.insert({ project, zone, instanceResource: { ...instanceBody(request(), { deployment, zone, hostType: cos, now: 0 }), name: 'someone-else', labels: {} } });
       await waitUntil(() => gce.vm('someone-else')?.status === 'RUNNING', 'the other VM runs', { everyMs: 20 });
       assert.deepEqual((await compute.list()).map((worker) => worker.taskId), [a.taskId]);
     } finally {
@@ -377,11 +398,11 @@ describe('the COS boot script, run by the fake', { skip: process.platform === 'l
     const blobs = await startFakeBlobServer();
     const boot = await bootScriptGuest();
     const gce = await startFakeGce({ guest: boot.guest });
-    const compute = createGceCompute({ project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions });
+    const compute = createGceCompute({ deployment, project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions });
     try {
       const taskId = newTaskId();
       await compute.start({ ...request({ taskId, network: true }), spec: taskSpecFor(blobs, taskId, { steps: [['true']] }) });
-      const name = instanceName(taskId);
+      const name = instanceName(deployment, taskId);
       // Generous: the agent starts slowly on a loaded machine.
       await waitUntil(() => boot.records.has(name), 'the boot script ends', { everyMs: 20, detail: () => `VM ${gce.vm(name)?.status ?? 'gone'}` });
       const record = boot.records.get(name);

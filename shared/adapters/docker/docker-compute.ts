@@ -1,6 +1,7 @@
 import type Docker from 'dockerode';
 import { Header } from 'tar';
 import { z } from 'zod';
+import { deploymentIdPattern } from '../../model/ids.ts';
 import type { TaskSpec } from '../../model/wire.ts';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
@@ -25,9 +26,11 @@ export interface DockerComputeOptions {
   /** Host type -> Docker platform ("linux/arm64"), for images of another architecture than the engine's. */
   platforms?: ReadonlyMap<string, string>;
   /**
-   * An internal (no route out) bridge network for the workers, made if missing. Its gateway is the one host address
-   * workers reach. Containers are owned by the adapter with this network name: one runtime per network.
+   * The deployment this compute serves (see deploymentIdPattern): in each container's name and label. Only its own
+   * containers are adopted, listed or counted as a duplicate start, so deployments on one engine never collide.
    */
+  deployment: string;
+  /** An internal (no route out) bridge network for the workers, made if missing. Its gateway is the one host address workers reach. */
   network: string;
   onExit: OnWorkerExit;
   logger?: Logger;
@@ -48,13 +51,13 @@ export type DockerCompute = Compute & {
 const labelOf = {
   task: 'hermetic.task',
   deadline: 'hermetic.deadline',
-  network: 'hermetic.network',
+  deployment: 'hermetic.deployment',
   labels: 'hermetic.labels',
 } as const;
 /** Request label keys that would collide with the adapter's own labels (`task` may only repeat the task ID). */
-const reservedLabelKeys = new Set(['deadline', 'network', 'labels']);
+const reservedLabelKeys = new Set(['deadline', 'deployment', 'labels']);
 const labelKeyPattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-/** Docker's container name rule, which task IDs must pass as part of `hermetic-<taskId>`. */
+/** Docker's container name rule, which task IDs must pass as part of a container's name. */
 const taskIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const aliveStates = new Set(['created', 'running', 'paused', 'restarting']);
 const specPath = 'etc/hermetic/task.json';
@@ -90,22 +93,28 @@ interface Worker {
   gone: Promise<void>;
 }
 
+/** A task's container: `hermetic-<deployment>-<taskId>`. */
+export function containerName(deployment: string, taskId: string): string {
+  return `hermetic-${deployment}-${taskId}`;
+}
+
 /**
- * Compute on a Docker engine: one container per task (`hermetic-<taskId>`), from the host type's image, with every
+ * Compute on a Docker engine: one container per task (see containerName), from the host type's image, with every
  * capability dropped but the few the agent needs, resource limits, no mounts, and only an internal network. The
  * task's spec is copied in as a root-only file before start. Killed at its deadline; removed when it exits. On
- * creation it adopts the containers an earlier runtime on the same network left: running ones are watched, exited
+ * creation it adopts the containers an earlier runtime of the same deployment left: running ones are watched, exited
  * ones reported and removed. Rejects when the engine does not answer or the network exists but is not internal.
  */
 export async function createDockerCompute(options: DockerComputeOptions): Promise<DockerCompute> {
-  const { docker, images, network, onExit } = options;
+  const { docker, images, network, deployment, onExit } = options;
+  if (!deploymentIdPattern.test(deployment)) throw new Error(`deployment ID ${JSON.stringify(deployment)} is not ${deploymentIdPattern}`);
   const logger = options.logger ?? silentLogger;
-  const gatewayIp = await ensureNetwork(docker, network);
+  const gatewayIp = await ensureNetwork(docker, network, deployment);
   const engine = await docker.info();
   const cpus = Math.min(options.limits?.cpus ?? defaultLimits.cpus, Number(engine.NCPU) || Number.POSITIVE_INFINITY);
   const memoryBytes = options.limits?.memoryBytes ?? defaultLimits.memoryBytes;
   const pids = options.limits?.pids ?? defaultLimits.pids;
-  const ownerFilter = [labelOf.task, `${labelOf.network}=${network}`];
+  const ownerFilter = [labelOf.task, `${labelOf.deployment}=${deployment}`];
 
   const workers = new Map<string, Worker>();
   /** Tasks that had a worker while this adapter ran: the idempotency record once their container is removed. */
@@ -123,12 +132,12 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
     const { taskId } = request;
     if (!taskIdPattern.test(taskId)) throw new Error(`unsafe task ID ${JSON.stringify(taskId)}`);
     // Nothing runs when launching fails, so the task never had a worker: a retry may start one.
-    return once.start(taskId, () => launch(request, image, containerLabels(request, network)));
+    return once.start(taskId, () => launch(request, image, containerLabels(request, deployment)));
   }
 
   async function launch(request: WorkerRequest, image: string, labels: Record<string, string>): Promise<void> {
     const { taskId } = request;
-    const name = `hermetic-${taskId}`;
+    const name = containerName(deployment, taskId);
     const networkAccess = (options.networkAccess ?? ((asked) => asked.network === true))(request);
     let container: Docker.Container;
     try {
@@ -159,7 +168,7 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
       });
     } catch (error) {
       if (statusOf(error) === 409) {
-        // The name is the record that survives a restart: the task already had a worker.
+        // The name, this deployment's own, is the record that survives a restart: the task already had a worker.
         logger.info('worker.duplicate-start', { taskId, container: name });
         return;
       }
@@ -326,7 +335,7 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
 }
 
 /** The internal network's gateway IP; creates the network when it is missing. */
-async function ensureNetwork(docker: Docker, name: string): Promise<string> {
+async function ensureNetwork(docker: Docker, name: string, deployment: string): Promise<string> {
   const inspect = () =>
     docker
       .getNetwork(name)
@@ -345,7 +354,7 @@ async function ensureNetwork(docker: Docker, name: string): Promise<string> {
         CheckDuplicate: true,
         // Workers have no business with each other.
         Options: { 'com.docker.network.bridge.enable_icc': 'false' },
-        Labels: { [labelOf.network]: name },
+        Labels: { [labelOf.deployment]: deployment },
       });
     } catch (error) {
       // 409: another runtime made it meanwhile.
@@ -362,7 +371,7 @@ async function ensureNetwork(docker: Docker, name: string): Promise<string> {
   return gateway;
 }
 
-function containerLabels(request: WorkerRequest, network: string): Record<string, string> {
+function containerLabels(request: WorkerRequest, deployment: string): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const [key, value] of Object.entries(request.labels)) {
     if (!labelKeyPattern.test(key) || reservedLabelKeys.has(key) || (key === 'task' && value !== request.taskId)) {
@@ -374,7 +383,7 @@ function containerLabels(request: WorkerRequest, network: string): Record<string
     ...labels,
     [labelOf.task]: request.taskId,
     [labelOf.deadline]: String(request.deadline),
-    [labelOf.network]: network,
+    [labelOf.deployment]: deployment,
     // The request's own labels, exactly, so list() gives back what start() was given.
     [labelOf.labels]: JSON.stringify(request.labels),
   };

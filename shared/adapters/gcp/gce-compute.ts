@@ -11,6 +11,11 @@ export type GceClientOptions = NonNullable<ConstructorParameters<typeof Instance
 
 /** What the Compute Engine compute is built from. */
 export interface GceComputeOptions {
+  /**
+   * The deployment (see deploymentIdPattern): in each VM's name and labels. Only its own VMs are listed, reaped or
+   * counted as a duplicate start, so deployments sharing a project never collide.
+   */
+  deployment: string;
   project: string;
   zone: string;
   /** Host type -> how it runs on Compute Engine. */
@@ -66,7 +71,7 @@ const retryableOperationCodes = new Set([
 const maxWaitCallMs = 60_000;
 
 /**
- * Compute on Compute Engine: one VM per task (`hermetic-<taskId>`), whose boot script runs the task once and powers
+ * Compute on Compute Engine: one VM per task (see instanceName), whose boot script runs the task once and powers
  * the VM off. `start` inserts the VM and waits for Compute Engine to create it, so a failed creation (no capacity,
  * quota, a bad image) rejects it, RetryableError or PermanentError, and the task stays pending; an existing VM of
  * the task is success. `stop` asks for the VM's deletion and does not wait for it. `list` shows the VMs still
@@ -75,7 +80,7 @@ const maxWaitCallMs = 60_000;
  * The client library is imported on first use.
  */
 export function createGceCompute(options: GceComputeOptions): Compute {
-  const { project, zone, hostTypes } = options;
+  const { deployment, project, zone, hostTypes } = options;
   const now = options.now ?? Date.now;
   const logger = options.logger ?? silentLogger;
   const insertWaitMs = options.insertWaitMs ?? 40_000;
@@ -115,6 +120,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
       let body: Instance;
       try {
         body = instanceBody(request, {
+          deployment,
           zone,
           hostType,
           now: now(),
@@ -131,7 +137,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
   async function insert(request: WorkerRequest, body: Instance): Promise<void> {
     const { taskId } = request;
     const { instances, operations } = await clients();
-    const name = instanceName(taskId);
+    const name = instanceName(deployment, taskId);
     let operation: Operation;
     try {
       // One request ID per start: a transport retry of this insert is the same request to Compute Engine. Not one per
@@ -181,7 +187,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
     await once.pending(taskId)?.catch(() => undefined);
     let name: string;
     try {
-      name = instanceName(taskId);
+      name = instanceName(deployment, taskId);
     } catch {
       return; // no VM can have that name
     }
@@ -199,7 +205,7 @@ export function createGceCompute(options: GceComputeOptions): Compute {
     const { instances } = await clients();
     let found: Instance[];
     try {
-      [found] = await instances.list({ project, zone, filter: `labels.${labelKeys.task}:*` });
+      [found] = await instances.list({ project, zone, filter: `labels.${labelKeys.task}:* AND labels.${labelKeys.deployment}=${deployment}` });
     } catch (error) {
       throw classify(error, `cannot list the VMs in ${project}/${zone}`);
     }

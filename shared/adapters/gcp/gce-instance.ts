@@ -1,5 +1,6 @@
 import type { protos } from '@google-cloud/compute';
 import { defaultDiskType, type DiskType } from '../../cost/prices.ts';
+import { deploymentIdPattern } from '../../model/ids.ts';
 import type { Machine } from '../../model/types.ts';
 import type { WorkerRequest } from '../../ports/compute.ts';
 
@@ -81,7 +82,7 @@ export const metadataKeys = {
 } as const;
 
 /** Label keys the adapter owns; a request may not set them. */
-export const labelKeys = { task: 'hermetic-task', deadline: 'hermetic-deadline' } as const;
+export const labelKeys = { task: 'hermetic-task', deadline: 'hermetic-deadline', deployment: 'hermetic-deployment' } as const;
 
 /** The metadata server's URL of the task spec, as the boot scripts fetch it (the header `Metadata-Flavor: Google` is required). */
 export const specMetadataUrl = `http://metadata.google.internal/computeMetadata/v1/instance/attributes/${metadataKeys.spec}`;
@@ -121,10 +122,15 @@ export const labelKeyPattern = /^[a-z][a-z0-9_-]{0,62}$/;
 /** Compute Engine's label value rule (its ASCII part): at most 63 characters, empty allowed. */
 export const labelValuePattern = /^[a-z0-9_-]{0,63}$/;
 
-/** The instance of a task: `hermetic-<taskId>`. Throws on a task ID that cannot make a valid instance name. */
-export function instanceName(taskId: string): string {
-  const name = `hermetic-${taskId}`;
-  if (!instanceNamePattern.test(name)) throw new Error(`task ID ${JSON.stringify(taskId)} makes no valid instance name`);
+/**
+ * The instance of a task: `hermetic-<deployment>-<taskId>`, so two deployments in one project never share a VM name.
+ * Throws on a deployment or task ID that cannot make a valid instance name.
+ */
+export function instanceName(deployment: string, taskId: string): string {
+  const name = `hermetic-${deployment}-${taskId}`;
+  if (!deploymentIdPattern.test(deployment) || !instanceNamePattern.test(name)) {
+    throw new Error(`deployment ${JSON.stringify(deployment)} and task ID ${JSON.stringify(taskId)} make no valid instance name`);
+  }
   return name;
 }
 
@@ -136,10 +142,10 @@ export function sanitizeLabel(text: string, as: 'key' | 'value'): string {
 }
 
 /**
- * The instance's labels: the request's, sanitized, plus the task and its deadline. Throws when a request label uses
- * a key the adapter owns, or two keys sanitize to one (the exact labels are kept in metadata either way).
+ * The instance's labels: the request's, sanitized, plus the task, its deadline and the deployment. Throws when a
+ * request label uses a key the adapter owns, or two keys sanitize to one (the exact labels are kept in metadata).
  */
-export function instanceLabels(request: WorkerRequest): Record<string, string> {
+export function instanceLabels(request: WorkerRequest, deployment: string): Record<string, string> {
   const labels: Record<string, string> = {};
   const owned = new Set<string>(Object.values(labelKeys));
   for (const [key, value] of Object.entries(request.labels)) {
@@ -148,7 +154,7 @@ export function instanceLabels(request: WorkerRequest): Record<string, string> {
     if (clean in labels) throw new Error(`labels of task ${request.taskId} collide as Compute Engine label "${clean}"`);
     labels[clean] = sanitizeLabel(value, 'value');
   }
-  return { ...labels, [labelKeys.task]: request.taskId, [labelKeys.deadline]: String(request.deadline) };
+  return { ...labels, [labelKeys.task]: request.taskId, [labelKeys.deadline]: String(request.deadline), [labelKeys.deployment]: deployment };
 }
 
 /** The run-time limit in seconds for a deadline, within Compute Engine's limits (a nearer deadline gets 30 s). */
@@ -159,6 +165,8 @@ export function runDurationSeconds(deadline: number, now: number): number {
 
 /** What `instanceBody` needs besides the request. */
 export interface InstanceBodyOptions {
+  /** The deployment the VM belongs to (see deploymentIdPattern): in its name and labels. */
+  deployment: string;
   zone: string;
   hostType: GceHostType;
   network?: GceNetwork;
@@ -188,9 +196,9 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
   const network = options.network ?? {};
   const machine = machineOf(hostType, request.spot !== false);
   return {
-    name: instanceName(request.taskId),
+    name: instanceName(options.deployment, request.taskId),
     machineType: `zones/${zone}/machineTypes/${machine.type}`,
-    labels: instanceLabels(request),
+    labels: instanceLabels(request, options.deployment),
     metadata: {
       items: [
         { key: metadataKeys.spec, value: spec },

@@ -5,7 +5,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { deploymentIdPattern } from '../../shared/model/ids.ts';
 import { lockDataDir } from '../../shared/runtime/data-dir-lock.ts';
+import { localDeploymentId } from '../../shared/runtime/deployment-id.ts';
 
 const lockModule = new URL('../../shared/runtime/data-dir-lock.ts', import.meta.url).href;
 
@@ -54,5 +56,23 @@ describe('the data directory lock', () => {
     }
     const lock = await lockDataDir(dir);
     await lock.release();
+  });
+});
+
+describe('the local deployment ID', () => {
+  it('is made once per data directory, kept, and refused when damaged', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hermetic-deployment-'));
+    try {
+      const made = await localDeploymentId(dir);
+      assert.match(made, deploymentIdPattern);
+      assert.equal(await localDeploymentId(dir), made);
+      const other = await mkdtemp(join(tmpdir(), 'hermetic-deployment-'));
+      const elsewhere = await localDeploymentId(other).finally(() => rm(other, { recursive: true, force: true }));
+      assert.notEqual(elsewhere, made);
+      await writeFile(join(dir, 'deployment-id'), 'Not/An-ID\n');
+      await assert.rejects(localDeploymentId(dir), /deployment-id holds "Not\/An-ID", not a deployment ID/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
