@@ -84,4 +84,32 @@ describe('sqlite queue, beyond the contract', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('makes the leases a dead consumer left due at once, when opened by the only consumer there is', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hermetic-queue-'));
+    try {
+      const path = join(dir, 'hermetic.db');
+      const now = (): number => 1_000_000;
+      const db = openDatabase(path);
+      const queue = createSqliteQueue(db, { now });
+      await queue.subscribe('t', 's', options);
+      await queue.publish('t', encode('in flight'));
+      assert.equal((await queue.pull('s', 1)).length, 1);
+      // The consumer dies holding the lease: no ack, no nack, no close.
+      db.close();
+
+      const reopened = openDatabase(path);
+      const again = createSqliteQueue(reopened, { now, releaseLeases: true });
+      try {
+        const [redelivered] = await again.pull('s', 10);
+        assert.equal(decode(redelivered?.data ?? new Uint8Array()), 'in flight', 'due at once, not after its ack deadline');
+        assert.equal(redelivered?.attempt, 2);
+      } finally {
+        await again.close();
+        reopened.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -18,11 +18,14 @@ export function localDatabasePath(dataDir: string): string {
   return join(dataDir, 'hermetic.db');
 }
 
-/** Opens (creating when absent) the local pipeline's database in `dataDir`. */
+/**
+ * Opens (creating when absent) the local pipeline's database in `dataDir`, holding the directory's lock: deliveries
+ * a dead runtime had leased are due again at once.
+ */
 export function openLocalStore(dataDir: string): LocalStore {
   const db = openDatabase(localDatabasePath(dataDir));
   const state = createSqliteState(db);
-  const queue = createSqliteQueue(db);
+  const queue = createSqliteQueue(db, { releaseLeases: true });
   return {
     state,
     queue,

@@ -6,6 +6,11 @@ import { createPublishListeners } from '../publish-listeners.ts';
 export interface SqliteQueueOptions {
   /** The clock for publish times, leases and backoff; Date.now unless a test drives time. */
   now?: () => number;
+  /**
+   * The opener is the only consumer there is (it holds the data directory's lock), so a lease found in the file was
+   * taken by a consumer that died: its message is made due at once rather than at the end of its ack deadline.
+   */
+  releaseLeases?: boolean;
 }
 
 interface Subscription {
@@ -119,6 +124,10 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       'SELECT count(*) AS count, min(visible_at) AS next FROM queue_messages WHERE subscription = ?',
     ),
   };
+
+  if (options.releaseLeases === true) {
+    db.prepare('UPDATE queue_messages SET visible_at = min(visible_at, ?), ack_id = NULL WHERE ack_id IS NOT NULL').run(now());
+  }
 
   const subscriptions = new Map<string, Subscription>();
   const listeners = createPublishListeners();
