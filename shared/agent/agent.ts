@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { x as extractTar } from 'tar';
 import type { TaskResult, TaskSpec } from '../model/wire.ts';
-import { createChunkedLog, type ChunkedLog } from './chunked-log.ts';
+import { createChunkedLog, keptRange, type ChunkedLog } from './chunked-log.ts';
 import { putWithRetry } from './put-with-retry.ts';
 import { describeFailure } from './upload-retry.ts';
 import { packSnapshot } from './snapshot.ts';
@@ -100,6 +100,8 @@ export async function runAgent(options: AgentOptions): Promise<TaskResult> {
 
   const summary = await log.close();
   if (summary.error !== undefined) errors.push(summary.error);
+  // Each step's range, taken as the log grew, is moved to where its bytes are in the log as cut.
+  for (const step of steps) if (step.log !== undefined) step.log = keptRange(step.log, summary.cut);
   const result: TaskResult = {
     v: 1,
     taskId: spec.taskId,
@@ -453,10 +455,12 @@ function runStep(
       const durationMs = Math.max(0, Math.round(now() - started));
       const seconds = (durationMs / 1000).toFixed(1);
       const range = { start: logStart, end: log.written() };
+      // The exit line is short enough for a cut log's tail to keep whole, whatever the command's length.
+      const shown = command.length > maxShownCommand ? `${command.slice(0, maxShownCommand - 3)}...` : command;
       log.write(
         signal === null
-          ? `:: ${command} exited ${exitCode} after ${seconds}s\n`
-          : `:: ${command} killed by ${signal} after ${seconds}s\n`,
+          ? `:: ${shown} exited ${exitCode} after ${seconds}s\n`
+          : `:: ${shown} killed by ${signal} after ${seconds}s\n`,
       );
       const outcome: StepOutcome = { name: step.name, exitCode, durationMs, log: range };
       if (signal !== null) outcome.signal = signal;
@@ -537,6 +541,9 @@ function runStep(
     );
   });
 }
+
+/** The longest command an exit line shows, as a step's name is at most 200 characters. */
+const maxShownCommand = 200;
 
 /** How much of a step's last output is searched for the program a shell did not find. */
 const notFoundTailBytes = 4096;

@@ -66,7 +66,10 @@ export const TaskResult = z.strictObject({
       exitCode: z.number().int().nullable(),
       signal: z.string().optional(),
       durationMs: z.number().int().min(0),
-      /** Where the step's output is in the log, as byte offsets [start, end) of everything written to it. */
+      /**
+       * Where the step's output is in the uploaded log, as byte offsets [start, end). Where a cut log dropped some of
+       * it, the range holds the cut's marker line in their place.
+       */
       log: z.strictObject({ start: z.number().int().min(0), end: z.number().int().min(0) }).optional(),
       /** For a step that exited 127 (not found): the program that was not there, when the agent could tell which. */
       missing: z.string().max(200).optional(),
