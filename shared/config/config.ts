@@ -5,18 +5,26 @@ import { ConfigError } from '../errors.ts';
 import { formatIssues } from '../model/messages.ts';
 import type { Builder, GitHubRepo, Repo, Step, TestSuite, TrybotPolicy } from '../model/types.ts';
 import { testSuiteOf } from '../sharding/test-suites.ts';
+import { refuseProtoKeys } from './json-file.ts';
 import { isGitHubLogin, isName, isSafeBranchName } from './refs.ts';
 
 /** The config file: the repos to watch and the builders that build them. Builders are data. */
 
-const name = z.string().refine(isName, 'expected a lower-case name of letters, digits, ".", "_" or "-"');
+// Names JavaScript objects already have: a builder or host type of that name would be found on any plain object.
+const reservedNames = new Set(['__proto__', 'constructor', 'prototype']);
+const reserved = (value: string) => `"${value}" is reserved (every JavaScript object has it); expected another name`;
+const notReserved = <T extends z.ZodString>(schema: T) =>
+  schema.refine((value) => !reservedNames.has(value), { error: (issue) => reserved(String(issue.input)) });
+
+const name = notReserved(z.string().refine(isName, 'expected a lower-case name of letters, digits, ".", "_" or "-"'));
+const hostType = (example: string) => notReserved(z.string().regex(/^[a-z0-9-]+$/, `expected a host type such as ${example}`));
 const branch = z.string().refine(isSafeBranchName, 'expected a branch name of letters, digits, ".", "_", "/" or "-"');
 const envMap = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string());
 
 const builderCommon = {
-  hostType: z.string().regex(/^[a-z0-9-]+$/, 'expected a host type such as "host" or "linux-amd64"').default('host'),
+  hostType: hostType('"host" or "linux-amd64"').default('host'),
   /** Where to run when `hostType` is not available on this runtime (e.g. `host` where no Docker engine runs). */
-  fallbackHostType: z.string().regex(/^[a-z0-9-]+$/, 'expected a host type such as "host"').optional(),
+  fallbackHostType: hostType('"host"').optional(),
   env: envMap.default({}),
   timeoutSeconds: z.number().int().min(1).max(86_400).default(1200),
   maxLogBytes: z.number().int().min(4096).max(1 << 30).default(4 << 20),
@@ -116,7 +124,7 @@ const configSchema = z.strictObject({
   pollIntervalSeconds: z.number().min(1).default(60),
   repos: z.array(repoSchema).default([]),
   trybots: trybotsSchema.optional(),
-  builders: z.record(name, builderSchema),
+  builders: z.record(name, builderSchema).refine((builders) => Object.keys(builders).length > 0, 'the config defines no builders; expected at least one'),
 });
 
 export type RawConfig = z.input<typeof configSchema>;
@@ -152,6 +160,7 @@ export async function loadConfig(file: string): Promise<Config> {
 
 /** Validates a parsed config; `file` names it in errors. */
 export function parseConfig(json: unknown, file: string): Config {
+  refuseProtoKeys(json, file);
   const parsed = configSchema.safeParse(json);
   if (!parsed.success) throw new ConfigError(`${file}: ${formatIssues(parsed.error)}`);
   const raw = parsed.data;
@@ -177,6 +186,7 @@ export function parseConfig(json: unknown, file: string): Config {
   const seen = new Set<string>();
   raw.repos.forEach((repo, index) => {
     const repoName = repo.name ?? repoNameFromUrl(repo.url);
+    if (reservedNames.has(repoName)) throw new ConfigError(`${file}: repos.${index}.name: ${reserved(repoName)} (taken from its url)`);
     if (seen.has(repoName)) throw new ConfigError(`${file}: repos.${index}.name: "${repoName}" is used twice; expected unique repo names`);
     seen.add(repoName);
     const names = repo.builders ?? [...builders.keys()];
