@@ -4,12 +4,12 @@ import { lchown, mkdir, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { x as extractTar } from 'tar';
 import type { TaskResult, TaskSpec } from '../model/wire.ts';
 import { createChunkedLog, keptRange, type ChunkedLog } from './chunked-log.ts';
 import { putWithRetry } from './put-with-retry.ts';
 import { describeFailure } from './upload-retry.ts';
 import { packSnapshot } from './snapshot.ts';
+import { unpackTarball, UnpackLimitError, type UnpackLimits } from './unpack.ts';
 
 // The agent runs inside workers and is copied into their images: it imports node built-ins, zod (through the wire
 // schemas) and tar, and nothing else from the project.
@@ -140,14 +140,15 @@ async function runTask(context: TaskContext): Promise<Status> {
 
   const fetchTimeout = AbortSignal.timeout(Math.max(1, softDeadline - now()));
   const fetchStarted = now();
+  const fetched = spec.source.layout === 'snapshot' ? 'snapshot' : 'source';
   try {
     const warn = (message: string) => log.write(`:: tar: ${message}\n`);
     if (spec.source.layout === 'snapshot') {
-      await fetchSource(spec.source.url, options.workDir, fetchTimeout, warn);
+      await fetchSource(spec.source.url, options.workDir, spec.unpack, fetchTimeout, warn);
       // A make task whose tree was all excluded still hands over a place to run in.
       await mkdir(src, { recursive: true });
     } else {
-      await fetchSource(spec.source.url, src, fetchTimeout, warn);
+      await fetchSource(spec.source.url, src, spec.unpack, fetchTimeout, warn);
     }
     report.source = { seconds: roundSeconds(now() - fetchStarted) };
   } catch (error) {
@@ -155,6 +156,7 @@ async function runTask(context: TaskContext): Promise<Status> {
       log.write(':: deadline reached while fetching the source; no step was run\n');
       return 'timed-out';
     }
+    if (error instanceof UnpackLimitError) return overLimit(context, `the ${fetched} ${error.message}; no step was run`);
     const reason = `cannot fetch the source: ${describeFailure(error)}`;
     log.write(`:: ${reason}\n`);
     errors.push(reason);
@@ -235,8 +237,8 @@ async function stepDirectory(src: string, dir: string | undefined): Promise<stri
 
 /**
  * Packs `src/` (less the excluded paths) and `home/` of the work directory and PUTs the tarball to the snapshot URL,
- * streaming it from disk. Returns 'passed' once it landed, 'error' (with the reason noted) when it could not be
- * packed, was over its limit, or could not be uploaded.
+ * streaming it from disk. Returns 'passed' once it landed, 'failed' when it is over a limit (its packed size, or
+ * what it would unpack to), and 'error' when it could not be packed or uploaded, with the reason noted.
  */
 async function uploadSnapshot(context: TaskContext, snapshot: NonNullable<TaskSpec['snapshot']>): Promise<Status> {
   const { options, now, log, errors, report } = context;
@@ -262,8 +264,16 @@ async function uploadSnapshot(context: TaskContext, snapshot: NonNullable<TaskSp
     } catch (error) {
       return fail(`cannot pack the snapshot: ${describeFailure(error)}`);
     }
+    const { unpack } = options.spec;
     if (packed.bytes > snapshot.maxBytes) {
-      return fail(`snapshot not uploaded: it is ${packed.bytes} bytes, over its limit of ${snapshot.maxBytes} bytes`);
+      return overLimit(context, `snapshot not uploaded: it is ${packed.bytes} bytes, over its limit of ${snapshot.maxBytes} bytes`);
+    }
+    // The shards would refuse to unpack it.
+    if (packed.unpackedBytes > unpack.maxBytes) {
+      return overLimit(context, `snapshot not uploaded: it unpacks to ${packed.unpackedBytes} bytes, over its limit of ${unpack.maxBytes} bytes`);
+    }
+    if (packed.files > unpack.maxEntries) {
+      return overLimit(context, `snapshot not uploaded: it holds ${packed.files} entries, over its limit of ${unpack.maxEntries}`);
     }
     const uploadStarted = now();
     try {
@@ -282,6 +292,18 @@ async function uploadSnapshot(context: TaskContext, snapshot: NonNullable<TaskSp
   } finally {
     await rm(file, { force: true });
   }
+}
+
+/**
+ * Ends a task whose tree is over one of its size limits: the source, or the snapshot of what the make step built.
+ * Either is the commit's tree, or what the commit's own steps made of it, measured against limits the project set;
+ * any other worker would find the same bytes. So it is the commit's `failed`, not an `error` that would blame (and
+ * retry) the machine: a verdict is the commit's, never the machine's (ARCHITECTURE.md). The reason names the limit.
+ */
+function overLimit(context: TaskContext, reason: string): Status {
+  context.log.write(`:: ${reason}\n`);
+  context.errors.push(reason);
+  return 'failed';
 }
 
 /** Milliseconds as seconds, to the millisecond. */
@@ -324,41 +346,28 @@ function createOutputCapture(limit: number): OutputCapture {
 }
 
 /**
- * Streams the tarball at `url` into `dest`. tar keeps every entry inside: absolute paths are made relative, and
- * `..` entries, escaping links and writes through links are skipped with a warning.
+ * Streams the tarball at `url` into `dest` within `limits` (see unpackTarball). On failure nothing it unpacked is
+ * left, nor `dest` when it made it.
  */
 async function fetchSource(
   url: string,
   dest: string,
+  limits: UnpackLimits,
   signal: AbortSignal,
   warn: (message: string) => void,
 ): Promise<void> {
-  await mkdir(dest, { recursive: true });
-  const response = await fetch(url, { signal });
-  if (!response.ok || response.body === null) {
-    await response.body?.cancel().catch(() => undefined);
-    throw new Error(`download failed: HTTP ${response.status}`);
+  const made = await mkdir(dest, { recursive: true });
+  try {
+    const response = await fetch(url, { signal });
+    if (!response.ok || response.body === null) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new Error(`download failed: HTTP ${response.status}`);
+    }
+    await unpackTarball(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), dest, limits, warn);
+  } catch (error) {
+    if (made !== undefined) await rm(made, { recursive: true, force: true });
+    throw error;
   }
-  const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
-  const unpack = extractTar({
-    cwd: dest,
-    // Files belong to whoever runs the agent, not to the uids recorded in the archive.
-    preserveOwner: false,
-    onwarn: (_code, message, data) => warn(entryPath(data) === undefined ? message : `${entryPath(data)}: ${message}`),
-  });
-  await new Promise<void>((resolve, reject) => {
-    const fail = (error: unknown) => {
-      body.destroy();
-      reject(new Error(`extract failed: ${describeFailure(error)}`, { cause: error }));
-    };
-    body.on('error', (error) => {
-      unpack.abort(error);
-      reject(new Error(`download failed: ${describeFailure(error)}`, { cause: error }));
-    });
-    unpack.on('error', fail);
-    unpack.on('close', () => resolve());
-    body.pipe(unpack);
-  });
 }
 
 /**
@@ -404,14 +413,6 @@ export function isolatedArgv(isolation: StepIsolation, argv: readonly string[]):
   ];
   if (isolation.network) return ['unshare', '--pid', '--fork', '--', ...drop];
   return ['unshare', '--net', '--pid', '--fork', '--', 'sh', '-c', 'ip link set dev lo up && exec "$@"', 'hermetic-step', ...drop];
-}
-
-/** The archive path a tar warning is about, as it was in the archive. */
-function entryPath(data: Record<string, unknown>): string | undefined {
-  if (typeof data.path === 'string') return data.path;
-  const entry = data.entry;
-  if (typeof entry !== 'object' || entry === null || !('path' in entry)) return undefined;
-  return typeof entry.path === 'string' ? entry.path : undefined;
 }
 
 interface StepContext {

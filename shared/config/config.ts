@@ -28,6 +28,12 @@ const builderCommon = {
   env: envMap.default({}),
   timeoutSeconds: z.number().int().min(1).max(86_400).default(1200),
   maxLogBytes: z.number().int().min(4096).max(1 << 30).default(4 << 20),
+  /**
+   * The most a task's source or snapshot may unpack to. A built Go tree is 0.5 to 1 GB in about 20,000 entries; the
+   * defaults are many times that, and stop a gzip bomb or a flood of tiny files long before the disk fills.
+   */
+  unpackMaxBytes: z.number().int().min(1 << 20).max(2 ** 40).default(8 * 2 ** 30),
+  unpackMaxEntries: z.number().int().min(1000).max(100_000_000).default(500_000),
   maxAttempts: z.number().int().min(1).max(10).default(3),
   /** Let the steps reach the network. Off by default: tests run with loopback only (in containers). */
   network: z.boolean().default(false),
@@ -176,6 +182,7 @@ export function parseConfig(json: unknown, file: string): Config {
       env,
       timeoutSeconds: builder.timeoutSeconds,
       maxLogBytes: builder.maxLogBytes,
+      unpack: { maxBytes: builder.unpackMaxBytes, maxEntries: builder.unpackMaxEntries },
       maxAttempts: builder.maxAttempts,
       network: builder.network,
       spot: builder.spot,

@@ -312,6 +312,32 @@ describe('runAgent', () => {
     }
   });
 
+  test('a source that unpacks past its byte or entry limit: failed, naming the limit, nothing left, no step run', async () => {
+    // 8 files of 256 KiB compress to a few KiB; the limit is 1 MiB.
+    const bomb = makeSpec({
+      steps: [['echo', 'never-run']],
+      source: Array.from({ length: 8 }, (_, index) => ({ path: `f${index + 1}`, body: 'z'.repeat(256 << 10) })),
+      unpack: { maxBytes: 1 << 20, maxEntries: 1000 },
+    });
+    const dir = await workDir();
+    const { result, log } = await run(bomb, { workDir: dir });
+    assert.equal(result.status, 'failed');
+    assert.deepEqual(result.steps, []);
+    const reason = 'the source unpacks past its limit of 1048576 bytes (entry 5, "f5", takes it to 1310720); no step was run';
+    assert.equal(result.error, reason);
+    assert.match(log, new RegExp(`^:: ${reason.replace(/[()]/g, '\\$&')}$`, 'm'));
+    assert.deepEqual(await readdir(dir), [], 'no partial tree is left');
+
+    const flood = makeSpec({
+      steps: [['echo', 'never-run']],
+      source: Array.from({ length: 50 }, (_, index) => ({ path: `tiny-${index}`, body: 'x' })),
+      unpack: { maxBytes: 1 << 30, maxEntries: 20 },
+    });
+    const flooded = await run(flood);
+    assert.equal(flooded.result.status, 'failed');
+    assert.equal(flooded.result.error, 'the source holds more than its limit of 20 entries; no step was run');
+  });
+
   test('nothing in a hostile tarball lands outside the source directory', async () => {
     const absolute = join(root, `absolute-${newTaskId()}`);
     const spec = makeSpec({
@@ -596,18 +622,32 @@ describe('runAgent for sharded runs', () => {
     assert.equal(stepLog(spec, result.steps[0]), 'src\nonly home\n');
   });
 
-  test('a snapshot over maxBytes, or refused: status error, nothing uploaded; a failed task packs none', async () => {
+  test('a snapshot over a limit: failed; refused by the store: error; nothing uploaded either way; a failed task packs none', async () => {
     const over = makeSpec({ steps: [['true']] });
     const overKey = blobKeys.snapshot(`over-${over.taskId}`);
     const dir = await workDir();
     const overSnapshot = { url: server.url(overKey), exclude: [], maxBytes: 10 };
     const tooBig = await run({ ...over, snapshot: overSnapshot }, { workDir: dir });
-    assert.equal(tooBig.result.status, 'error');
+    assert.equal(tooBig.result.status, 'failed');
     assert.match(tooBig.result.error ?? '', /^snapshot not uploaded: it is \d+ bytes, over its limit of 10 bytes$/);
     assert.match(tooBig.log, /^:: snapshot not uploaded: it is \d+ bytes, over its limit of 10 bytes$/m);
     assert.equal(tooBig.result.snapshot, undefined);
     assert.deepEqual(server.putsOf(overKey), []);
     assert.deepEqual((await readdir(dir)).sort(), ['src']);
+
+    // What the shards would refuse to unpack is not uploaded either.
+    const limits = { unpack: { maxBytes: 1 << 20, maxEntries: 1000 } };
+    const wide = makeSpec({ steps: [['sh', '-c', 'head -c 2000000 /dev/zero > zeros']], ...limits });
+    const wideKey = blobKeys.snapshot(`wide-${wide.taskId}`);
+    const unpacksTooBig = await run({ ...wide, snapshot: { url: server.url(wideKey), exclude: [], maxBytes: 1 << 30 } });
+    assert.equal(unpacksTooBig.result.status, 'failed');
+    assert.match(unpacksTooBig.result.error ?? '', /^snapshot not uploaded: it unpacks to 20000\d\d bytes, over its limit of 1048576 bytes$/);
+    const many = makeSpec({ steps: [['sh', '-c', 'for i in $(seq 1 1000); do : > f$i; done']], ...limits });
+    const manyKey = blobKeys.snapshot(`many-${many.taskId}`);
+    const tooMany = await run({ ...many, snapshot: { url: server.url(manyKey), exclude: [], maxBytes: 1 << 30 } });
+    assert.equal(tooMany.result.status, 'failed');
+    assert.match(tooMany.result.error ?? '', /^snapshot not uploaded: it holds 100\d entries, over its limit of 1000$/);
+    assert.deepEqual([...server.putsOf(wideKey), ...server.putsOf(manyKey)], []);
 
     const refused = makeSpec({ steps: [['true']] });
     const refusedKey = blobKeys.snapshot(`refused-${refused.taskId}`);

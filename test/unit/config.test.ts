@@ -52,3 +52,15 @@ describe('config: builders', () => {
     });
   });
 });
+
+describe('config: unpack limits', () => {
+  it('gives every builder limits on what its source or snapshot may unpack to, which the config may change', () => {
+    const { builders } = parseConfig(
+      { builders: { plain: { type: 'command', command: 'make' }, big: { type: 'go-tree', unpackMaxBytes: 16 * 2 ** 30, unpackMaxEntries: 2_000_000 } } },
+      'test.json',
+    );
+    assert.deepEqual(builders.get('plain')?.unpack, { maxBytes: 8 * 2 ** 30, maxEntries: 500_000 });
+    assert.deepEqual(builders.get('big')?.unpack, { maxBytes: 16 * 2 ** 30, maxEntries: 2_000_000 });
+    refused(`{ "builders": { "b": { "type": "command", "command": "make", "unpackMaxEntries": 10 } } }`, /^test\.json: builders\.b\.unpackMaxEntries: Too small: expected number to be >=1000$/);
+  });
+});
