@@ -5,6 +5,7 @@ import { isAbsolute, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { TaskResult, TaskSpec } from '../model/wire.ts';
+import { createByteRing } from './byte-ring.ts';
 import { createChunkedLog, keptRange, type ChunkedLog } from './chunked-log.ts';
 import { putWithRetry } from './put-with-retry.ts';
 import { describeFailure } from './upload-retry.ts';
@@ -444,7 +445,7 @@ function runStep(
     let timedOut = false;
     let settled = false;
     let notFound: string | undefined;
-    const tail = createTail(notFoundTailBytes);
+    const tail = createByteRing(notFoundTailBytes);
     let termTimer: NodeJS.Timeout | undefined;
     let killTimer: NodeJS.Timeout | undefined;
 
@@ -466,7 +467,7 @@ function runStep(
       const outcome: StepOutcome = { name: step.name, exitCode, durationMs, log: range };
       if (signal !== null) outcome.signal = signal;
       // 127 is the shell's "command not found": say which, so the verdict can blame the machine, not the commit.
-      const missing = exitCode === 127 ? (notFound ?? programNotFoundIn(tail.text())) : undefined;
+      const missing = exitCode === 127 ? (notFound ?? programNotFoundIn(tail.contents().toString('utf8'))) : undefined;
       if (missing !== undefined) outcome.missing = missing;
       resolve({ outcome, timedOut });
     };
@@ -548,19 +549,6 @@ const maxShownCommand = 200;
 
 /** How much of a step's last output is searched for the program a shell did not find. */
 const notFoundTailBytes = 4096;
-
-/** The last bytes written to it, and nothing more. */
-function createTail(limit: number): { push(data: Buffer): void; text(): string } {
-  let kept = Buffer.alloc(0);
-  return {
-    push(data) {
-      // Only the last `limit` bytes of a chunk can matter: a big one is never copied whole.
-      const fresh = data.length > limit ? data.subarray(data.length - limit) : data;
-      kept = Buffer.concat([kept.subarray(Math.max(0, kept.length + fresh.length - limit)), fresh]);
-    },
-    text: () => kept.toString('utf8'),
-  };
-}
 
 /** How shells and exec wrappers say a program is not there; the group is the program. */
 const notFoundPatterns = [

@@ -1,3 +1,5 @@
+import { createByteRing } from './byte-ring.ts';
+
 /** Uploads one object; rejects when it could not, after its own retries. */
 export type PutChunk = (url: string, body: Uint8Array, what: string) => Promise<void>;
 
@@ -74,7 +76,7 @@ export function createChunkedLog(options: ChunkedLogOptions): ChunkedLog {
   const tailBytes = Math.floor((budget - reserve) / 2);
   const headLimit = budget - reserve - tailBytes;
   // Every byte past the head: all of them are kept when the whole log fits the budget, only the tail when not.
-  const rest = createRing(budget - headLimit);
+  const rest = createByteRing(budget - headLimit);
 
   const chunks: (Buffer | undefined)[] = [];
   const uploaded: number[] = chunkUrls.map(() => 0);
@@ -224,30 +226,6 @@ export function createChunkedLog(options: ChunkedLogOptions): ChunkedLog {
       };
       if (lost.length > 0) summary.error = `log upload failed (${lost.join('; ')})`;
       return summary;
-    },
-  };
-}
-
-/** The last `capacity` bytes pushed into it, in one buffer allocated by the first push (most logs never need it). */
-function createRing(capacity: number): { push(data: Buffer): void; contents(): Buffer } {
-  let ring: Buffer | undefined;
-  let total = 0;
-  return {
-    push(data) {
-      ring ??= Buffer.alloc(capacity);
-      // Only the last `capacity` bytes of a chunk can matter: a big one is never copied whole.
-      const fresh = data.length > capacity ? data.subarray(data.length - capacity) : data;
-      const at = (total + data.length - fresh.length) % capacity;
-      const first = Math.min(fresh.length, capacity - at);
-      fresh.copy(ring, at, 0, first);
-      fresh.copy(ring, 0, first);
-      total += data.length;
-    },
-    contents() {
-      if (ring === undefined) return Buffer.alloc(0);
-      if (total <= capacity) return ring.subarray(0, total);
-      const at = total % capacity;
-      return Buffer.concat([ring.subarray(at), ring.subarray(0, at)]);
     },
   };
 }
