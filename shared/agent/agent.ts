@@ -4,12 +4,13 @@ import { lchown, mkdir, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { x as extractTar } from 'tar';
 import type { TaskResult, TaskSpec } from '../model/wire.ts';
-import { createChunkedLog, type ChunkedLog } from './chunked-log.ts';
+import { createByteRing } from './byte-ring.ts';
+import { createChunkedLog, keptRange, type ChunkedLog } from './chunked-log.ts';
 import { putWithRetry } from './put-with-retry.ts';
 import { describeFailure } from './upload-retry.ts';
 import { packSnapshot } from './snapshot.ts';
+import { unpackTarball, UnpackLimitError, type UnpackLimits } from './unpack.ts';
 
 // The agent runs inside workers and is copied into their images: it imports node built-ins, zod (through the wire
 // schemas) and tar, and nothing else from the project.
@@ -100,6 +101,8 @@ export async function runAgent(options: AgentOptions): Promise<TaskResult> {
 
   const summary = await log.close();
   if (summary.error !== undefined) errors.push(summary.error);
+  // Each step's range, taken as the log grew, is moved to where its bytes are in the log as cut.
+  for (const step of steps) if (step.log !== undefined) step.log = keptRange(step.log, summary.cut);
   const result: TaskResult = {
     v: 1,
     taskId: spec.taskId,
@@ -138,14 +141,15 @@ async function runTask(context: TaskContext): Promise<Status> {
 
   const fetchTimeout = AbortSignal.timeout(Math.max(1, softDeadline - now()));
   const fetchStarted = now();
+  const fetched = spec.source.layout === 'snapshot' ? 'snapshot' : 'source';
   try {
     const warn = (message: string) => log.write(`:: tar: ${message}\n`);
     if (spec.source.layout === 'snapshot') {
-      await fetchSource(spec.source.url, options.workDir, fetchTimeout, warn);
+      await fetchSource(spec.source.url, options.workDir, spec.unpack, fetchTimeout, warn);
       // A make task whose tree was all excluded still hands over a place to run in.
       await mkdir(src, { recursive: true });
     } else {
-      await fetchSource(spec.source.url, src, fetchTimeout, warn);
+      await fetchSource(spec.source.url, src, spec.unpack, fetchTimeout, warn);
     }
     report.source = { seconds: roundSeconds(now() - fetchStarted) };
   } catch (error) {
@@ -153,6 +157,7 @@ async function runTask(context: TaskContext): Promise<Status> {
       log.write(':: deadline reached while fetching the source; no step was run\n');
       return 'timed-out';
     }
+    if (error instanceof UnpackLimitError) return overLimit(context, `the ${fetched} ${error.message}; no step was run`);
     const reason = `cannot fetch the source: ${describeFailure(error)}`;
     log.write(`:: ${reason}\n`);
     errors.push(reason);
@@ -233,8 +238,8 @@ async function stepDirectory(src: string, dir: string | undefined): Promise<stri
 
 /**
  * Packs `src/` (less the excluded paths) and `home/` of the work directory and PUTs the tarball to the snapshot URL,
- * streaming it from disk. Returns 'passed' once it landed, 'error' (with the reason noted) when it could not be
- * packed, was over its limit, or could not be uploaded.
+ * streaming it from disk. Returns 'passed' once it landed, 'failed' when it is over a limit (its packed size, or
+ * what it would unpack to), and 'error' when it could not be packed or uploaded, with the reason noted.
  */
 async function uploadSnapshot(context: TaskContext, snapshot: NonNullable<TaskSpec['snapshot']>): Promise<Status> {
   const { options, now, log, errors, report } = context;
@@ -260,8 +265,16 @@ async function uploadSnapshot(context: TaskContext, snapshot: NonNullable<TaskSp
     } catch (error) {
       return fail(`cannot pack the snapshot: ${describeFailure(error)}`);
     }
+    const { unpack } = options.spec;
     if (packed.bytes > snapshot.maxBytes) {
-      return fail(`snapshot not uploaded: it is ${packed.bytes} bytes, over its limit of ${snapshot.maxBytes} bytes`);
+      return overLimit(context, `snapshot not uploaded: it is ${packed.bytes} bytes, over its limit of ${snapshot.maxBytes} bytes`);
+    }
+    // The shards would refuse to unpack it.
+    if (packed.unpackedBytes > unpack.maxBytes) {
+      return overLimit(context, `snapshot not uploaded: it unpacks to ${packed.unpackedBytes} bytes, over its limit of ${unpack.maxBytes} bytes`);
+    }
+    if (packed.files > unpack.maxEntries) {
+      return overLimit(context, `snapshot not uploaded: it holds ${packed.files} entries, over its limit of ${unpack.maxEntries}`);
     }
     const uploadStarted = now();
     try {
@@ -280,6 +293,18 @@ async function uploadSnapshot(context: TaskContext, snapshot: NonNullable<TaskSp
   } finally {
     await rm(file, { force: true });
   }
+}
+
+/**
+ * Ends a task whose tree is over one of its size limits: the source, or the snapshot of what the make step built.
+ * Either is the commit's tree, or what the commit's own steps made of it, measured against limits the project set;
+ * any other worker would find the same bytes. So it is the commit's `failed`, not an `error` that would blame (and
+ * retry) the machine: a verdict is the commit's, never the machine's (ARCHITECTURE.md). The reason names the limit.
+ */
+function overLimit(context: TaskContext, reason: string): Status {
+  context.log.write(`:: ${reason}\n`);
+  context.errors.push(reason);
+  return 'failed';
 }
 
 /** Milliseconds as seconds, to the millisecond. */
@@ -322,41 +347,28 @@ function createOutputCapture(limit: number): OutputCapture {
 }
 
 /**
- * Streams the tarball at `url` into `dest`. tar keeps every entry inside: absolute paths are made relative, and
- * `..` entries, escaping links and writes through links are skipped with a warning.
+ * Streams the tarball at `url` into `dest` within `limits` (see unpackTarball). On failure nothing it unpacked is
+ * left, nor `dest` when it made it.
  */
 async function fetchSource(
   url: string,
   dest: string,
+  limits: UnpackLimits,
   signal: AbortSignal,
   warn: (message: string) => void,
 ): Promise<void> {
-  await mkdir(dest, { recursive: true });
-  const response = await fetch(url, { signal });
-  if (!response.ok || response.body === null) {
-    await response.body?.cancel().catch(() => undefined);
-    throw new Error(`download failed: HTTP ${response.status}`);
+  const made = await mkdir(dest, { recursive: true });
+  try {
+    const response = await fetch(url, { signal });
+    if (!response.ok || response.body === null) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new Error(`download failed: HTTP ${response.status}`);
+    }
+    await unpackTarball(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), dest, limits, warn);
+  } catch (error) {
+    if (made !== undefined) await rm(made, { recursive: true, force: true });
+    throw error;
   }
-  const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
-  const unpack = extractTar({
-    cwd: dest,
-    // Files belong to whoever runs the agent, not to the uids recorded in the archive.
-    preserveOwner: false,
-    onwarn: (_code, message, data) => warn(entryPath(data) === undefined ? message : `${entryPath(data)}: ${message}`),
-  });
-  await new Promise<void>((resolve, reject) => {
-    const fail = (error: unknown) => {
-      body.destroy();
-      reject(new Error(`extract failed: ${describeFailure(error)}`, { cause: error }));
-    };
-    body.on('error', (error) => {
-      unpack.abort(error);
-      reject(new Error(`download failed: ${describeFailure(error)}`, { cause: error }));
-    });
-    unpack.on('error', fail);
-    unpack.on('close', () => resolve());
-    body.pipe(unpack);
-  });
 }
 
 /**
@@ -404,14 +416,6 @@ export function isolatedArgv(isolation: StepIsolation, argv: readonly string[]):
   return ['unshare', '--net', '--pid', '--fork', '--', 'sh', '-c', 'ip link set dev lo up && exec "$@"', 'hermetic-step', ...drop];
 }
 
-/** The archive path a tar warning is about, as it was in the archive. */
-function entryPath(data: Record<string, unknown>): string | undefined {
-  if (typeof data.path === 'string') return data.path;
-  const entry = data.entry;
-  if (typeof entry !== 'object' || entry === null || !('path' in entry)) return undefined;
-  return typeof entry.path === 'string' ? entry.path : undefined;
-}
-
 interface StepContext {
   cwd: string;
   env: Record<string, string>;
@@ -441,7 +445,7 @@ function runStep(
     let timedOut = false;
     let settled = false;
     let notFound: string | undefined;
-    const tail = createTail(notFoundTailBytes);
+    const tail = createByteRing(notFoundTailBytes);
     let termTimer: NodeJS.Timeout | undefined;
     let killTimer: NodeJS.Timeout | undefined;
 
@@ -453,15 +457,17 @@ function runStep(
       const durationMs = Math.max(0, Math.round(now() - started));
       const seconds = (durationMs / 1000).toFixed(1);
       const range = { start: logStart, end: log.written() };
+      // The exit line is short enough for a cut log's tail to keep whole, whatever the command's length.
+      const shown = command.length > maxShownCommand ? `${command.slice(0, maxShownCommand - 3)}...` : command;
       log.write(
         signal === null
-          ? `:: ${command} exited ${exitCode} after ${seconds}s\n`
-          : `:: ${command} killed by ${signal} after ${seconds}s\n`,
+          ? `:: ${shown} exited ${exitCode} after ${seconds}s\n`
+          : `:: ${shown} killed by ${signal} after ${seconds}s\n`,
       );
       const outcome: StepOutcome = { name: step.name, exitCode, durationMs, log: range };
       if (signal !== null) outcome.signal = signal;
       // 127 is the shell's "command not found": say which, so the verdict can blame the machine, not the commit.
-      const missing = exitCode === 127 ? (notFound ?? programNotFoundIn(tail.text())) : undefined;
+      const missing = exitCode === 127 ? (notFound ?? programNotFoundIn(tail.contents().toString('utf8'))) : undefined;
       if (missing !== undefined) outcome.missing = missing;
       resolve({ outcome, timedOut });
     };
@@ -538,21 +544,11 @@ function runStep(
   });
 }
 
+/** The longest command an exit line shows, as a step's name is at most 200 characters. */
+const maxShownCommand = 200;
+
 /** How much of a step's last output is searched for the program a shell did not find. */
 const notFoundTailBytes = 4096;
-
-/** The last bytes written to it, and nothing more. */
-function createTail(limit: number): { push(data: Buffer): void; text(): string } {
-  let kept = Buffer.alloc(0);
-  return {
-    push(data) {
-      // Only the last `limit` bytes of a chunk can matter: a big one is never copied whole.
-      const fresh = data.length > limit ? data.subarray(data.length - limit) : data;
-      kept = Buffer.concat([kept.subarray(Math.max(0, kept.length + fresh.length - limit)), fresh]);
-    },
-    text: () => kept.toString('utf8'),
-  };
-}
 
 /** How shells and exec wrappers say a program is not there; the group is the program. */
 const notFoundPatterns = [

@@ -1,3 +1,5 @@
+import { createByteRing } from './byte-ring.ts';
+
 /** Uploads one object; rejects when it could not, after its own retries. */
 export type PutChunk = (url: string, body: Uint8Array, what: string) => Promise<void>;
 
@@ -11,11 +13,21 @@ export interface ChunkedLogOptions {
   put: PutChunk;
 }
 
+/** Where a cut log dropped bytes: `[from, to)` of everything written, replaced at `from` by the marker line. */
+export interface LogCut {
+  from: number;
+  to: number;
+  /** Where byte `to` (the first of the tail) lies in the uploaded log: just after the marker. */
+  tailAt: number;
+}
+
 /** What landed, for the result's `log` field. */
 export interface LogSummary {
   bytes: number;
   truncated: boolean;
   chunks: number;
+  /** Set when the log was cut. */
+  cut?: LogCut;
   /** Set when some of the log could not be uploaded. */
   error?: string;
 }
@@ -26,38 +38,53 @@ export interface ChunkedLog {
   write(data: Uint8Array | string): void;
   /** Every byte offered to write so far, including those the cut dropped: the offsets of steps' log ranges. */
   written(): number;
-  /** Adds the cut notice if the log was cut, uploads what is left and says what landed. Never rejects. */
+  /** Adds the cut marker and the tail if the log was cut, uploads what is left and says what landed. Never rejects. */
   close(): Promise<LogSummary>;
 }
 
-/** The last line of a log that was cut at its budget. */
-export function cutNotice(keptBytes: number, droppedBytes: number): string {
-  return `[hermetic: log cut at ${keptBytes} bytes; ${droppedBytes} more bytes dropped]\n`;
+/** The line that stands in the log where its middle was cut. */
+export function cutMarker(headBytes: number, droppedBytes: number, tailBytes: number): string {
+  return `[hermetic: log cut at ${headBytes} bytes; ${droppedBytes} more bytes dropped; the last ${tailBytes} bytes follow]\n`;
+}
+
+/**
+ * Where `[start, end)` of everything written lies in the uploaded log. A range that reaches into the cut holds the
+ * marker in place of what was dropped (only the marker, when all of it was); an empty range stays empty.
+ */
+export function keptRange(range: { start: number; end: number }, cut: LogCut | undefined): { start: number; end: number } {
+  if (cut === undefined) return range;
+  const shift = (offset: number) => cut.tailAt + offset - cut.to;
+  const start = range.start <= cut.from ? range.start : range.start >= cut.to ? shift(range.start) : cut.from;
+  if (range.end === range.start) return { start, end: start };
+  const end = range.end <= cut.from ? range.end : range.end >= cut.to ? shift(range.end) : cut.tailAt;
+  return { start, end };
 }
 
 /**
  * A log streamed to a fixed list of chunk URLs: chunk i holds bytes [i*chunkBytes, (i+1)*chunkBytes) and is
- * re-uploaded whole as it grows, then left alone once full. Past the budget (all chunks full) the log is cut,
- * keeping room for the cut notice. Uploads run one at a time in the background; writes meanwhile only buffer.
+ * re-uploaded whole as it grows, then left alone once full. A log longer than the budget (all chunks) keeps its
+ * head, streamed as it comes, and its tail, held in a ring of fixed size until close, with a marker line between
+ * saying how much was cut: what a failing step printed last, and the line saying how it exited, are kept. Memory
+ * stays bounded whatever the log's length. Uploads run one at a time in the background; writes meanwhile only buffer.
  */
 export function createChunkedLog(options: ChunkedLogOptions): ChunkedLog {
   const { chunkUrls, chunkBytes, flushIntervalMs, put } = options;
   const budget = chunkUrls.length * chunkBytes;
-  // Room for the longest notice this log could need, with a newline first when the cut falls mid-line.
-  const reserve = Buffer.byteLength(`\n${cutNotice(budget, Number.MAX_SAFE_INTEGER)}`);
-  const softLimit = budget - reserve;
+  // Room for the longest marker this log could need, with a newline first when the head ends mid-line.
+  const reserve = Buffer.byteLength(`\n${cutMarker(budget, Number.MAX_SAFE_INTEGER, budget)}`);
+  // Half of what is left after the marker for the tail, the rest for the head.
+  const tailBytes = Math.floor((budget - reserve) / 2);
+  const headLimit = budget - reserve - tailBytes;
+  // Every byte past the head: all of them are kept when the whole log fits the budget, only the tail when not.
+  const rest = createByteRing(budget - headLimit);
 
   const chunks: (Buffer | undefined)[] = [];
   const uploaded: number[] = chunkUrls.map(() => 0);
   const failures = new Map<number, string>();
   let committed = 0;
   let lastByte = 0x0a;
-  // Bytes past softLimit are held back until the end: if the whole log fits the budget they are kept, and if not,
-  // the log is cut at softLimit and they are dropped.
-  let held: Buffer[] = [];
-  let heldBytes = 0;
   let offered = 0;
-  let cut = false;
+  let cut: LogCut | undefined;
   let closed = false;
   let pumping: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -153,35 +180,32 @@ export function createChunkedLog(options: ChunkedLogOptions): ChunkedLog {
       const buffer =
         typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       offered += buffer.length;
-      if (cut || buffer.length === 0) return;
-      const room = Math.max(0, softLimit - committed);
+      const room = Math.max(0, headLimit - committed);
       if (buffer.length <= room) {
         append(buffer);
         return;
       }
       if (room > 0) append(buffer.subarray(0, room));
-      const rest = buffer.subarray(room);
-      if (heldBytes + rest.length <= reserve) {
-        held.push(Buffer.from(rest));
-        heldBytes += rest.length;
-      } else {
-        cut = true;
-        held = [];
-        heldBytes = 0;
-      }
+      rest.push(buffer.subarray(room));
     },
 
     written: () => offered,
 
     async close() {
       if (!closed) {
-        if (cut) {
-          const kept = committed;
-          const prefix = lastByte === 0x0a ? '' : '\n';
-          append(Buffer.from(`${prefix}${cutNotice(kept, offered - kept)}`));
-        } else if (heldBytes > 0) {
-          append(Buffer.concat(held));
-          held = [];
+        const held = rest.contents();
+        if (offered <= budget) {
+          append(held);
+        } else {
+          // The tail starts at a line, unless its first line is all of it.
+          const last = held.subarray(held.length - tailBytes);
+          const newline = last.indexOf(0x0a);
+          const tail = newline === -1 || newline === last.length - 1 ? last : last.subarray(newline + 1);
+          const from = committed;
+          const to = offered - tail.length;
+          append(Buffer.from(`${lastByte === 0x0a ? '' : '\n'}${cutMarker(from, to - from, tail.length)}`));
+          cut = { from, to, tailAt: committed };
+          append(tail);
         }
         closed = true;
         if (timer !== undefined) clearTimeout(timer);
@@ -196,8 +220,9 @@ export function createChunkedLog(options: ChunkedLogOptions): ChunkedLog {
       const lost = [...failures.entries()].map(([index, message]) => `chunk ${index}: ${message}`);
       const summary: LogSummary = {
         bytes: committed,
-        truncated: cut,
+        truncated: cut !== undefined,
         chunks: Math.ceil(committed / chunkBytes),
+        ...(cut === undefined ? {} : { cut }),
       };
       if (lost.length > 0) summary.error = `log upload failed (${lost.join('; ')})`;
       return summary;

@@ -1,11 +1,11 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream, Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { c as createTar, x as extractTar } from 'tar';
+import { c as createTar } from 'tar';
 
 /**
  * Snapshots of a built tree: after the make step, the tree is pruned and packed into one gzipped tarball that every
- * shard unpacks, so `make.bash` runs once per build instead of once per shard.
+ * shard unpacks (with unpackTarball), so `make.bash` runs once per build instead of once per shard.
  */
 
 export interface PackOptions {
@@ -19,7 +19,10 @@ export interface PackOptions {
 
 export interface PackResult {
   bytes: number;
+  /** Entries packed: files, directories and links. */
   files: number;
+  /** The bytes of file contents packed: what the snapshot takes on disk once unpacked. */
+  unpackedBytes: number;
   seconds: number;
 }
 
@@ -32,32 +35,26 @@ export async function packSnapshot(dir: string, file: string, options: PackOptio
   const startedAt = performance.now();
   const excluded = options.exclude.map((path) => path.replace(/^\.?\/+|\/+$/g, ''));
   let files = 0;
+  let unpackedBytes = 0;
   const tar = createTar(
     {
       cwd: dir,
       gzip: { level: options.level ?? 1 },
       portable: true,
       noMtime: true,
-      filter: (path) => {
+      filter: (path, stat) => {
         const relative = path.replace(/^\.\//, '');
         const keep = !excluded.some((prefix) => relative === prefix || relative.startsWith(`${prefix}/`));
-        if (keep) files++;
+        if (keep) {
+          files++;
+          // Packing lstat()s the tree, so the filter sees fs.Stats.
+          if (stat instanceof Stats && stat.isFile()) unpackedBytes += stat.size;
+        }
         return keep;
       },
     },
     [...(options.include ?? ['.'])],
   );
   await pipeline(tar, createWriteStream(file));
-  return { bytes: (await stat(file)).size, files, seconds: (performance.now() - startedAt) / 1000 };
-}
-
-/**
- * Unpacks a snapshot made by packSnapshot into `dir`, which must exist. Nothing lands outside `dir` (no absolute
- * paths, no `..`, no link out); owners are not restored. Rejects on a corrupt or truncated snapshot, leaving a
- * partial tree in `dir` to be thrown away.
- */
-export async function unpackSnapshot(file: string, dir: string): Promise<{ seconds: number }> {
-  const startedAt = performance.now();
-  await pipeline(createReadStream(file), extractTar({ cwd: dir, strict: true, preserveOwner: false }));
-  return { seconds: (performance.now() - startedAt) / 1000 };
+  return { bytes: (await stat(file)).size, files, unpackedBytes, seconds: (performance.now() - startedAt) / 1000 };
 }

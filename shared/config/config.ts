@@ -5,21 +5,35 @@ import { ConfigError } from '../errors.ts';
 import { formatIssues } from '../model/messages.ts';
 import type { Builder, GitHubRepo, Repo, Step, TestSuite, TrybotPolicy } from '../model/types.ts';
 import { testSuiteOf } from '../sharding/test-suites.ts';
+import { refuseProtoKeys } from './json-file.ts';
 import { isGitHubLogin, isName, isSafeBranchName } from './refs.ts';
 
 /** The config file: the repos to watch and the builders that build them. Builders are data. */
 
-const name = z.string().refine(isName, 'expected a lower-case name of letters, digits, ".", "_" or "-"');
+// Names JavaScript objects already have: a builder or host type of that name would be found on any plain object.
+const reservedNames = new Set(['__proto__', 'constructor', 'prototype']);
+const reserved = (value: string) => `"${value}" is reserved (every JavaScript object has it); expected another name`;
+const notReserved = <T extends z.ZodString>(schema: T) =>
+  schema.refine((value) => !reservedNames.has(value), { error: (issue) => reserved(String(issue.input)) });
+
+const name = notReserved(z.string().refine(isName, 'expected a lower-case name of letters, digits, ".", "_" or "-"'));
+const hostType = (example: string) => notReserved(z.string().regex(/^[a-z0-9-]+$/, `expected a host type such as ${example}`));
 const branch = z.string().refine(isSafeBranchName, 'expected a branch name of letters, digits, ".", "_", "/" or "-"');
 const envMap = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string());
 
 const builderCommon = {
-  hostType: z.string().regex(/^[a-z0-9-]+$/, 'expected a host type such as "host" or "linux-amd64"').default('host'),
+  hostType: hostType('"host" or "linux-amd64"').default('host'),
   /** Where to run when `hostType` is not available on this runtime (e.g. `host` where no Docker engine runs). */
-  fallbackHostType: z.string().regex(/^[a-z0-9-]+$/, 'expected a host type such as "host"').optional(),
+  fallbackHostType: hostType('"host"').optional(),
   env: envMap.default({}),
   timeoutSeconds: z.number().int().min(1).max(86_400).default(1200),
   maxLogBytes: z.number().int().min(4096).max(1 << 30).default(4 << 20),
+  /**
+   * The most a task's source or snapshot may unpack to. A built Go tree is 0.5 to 1 GB in about 20,000 entries; the
+   * defaults are many times that, and stop a gzip bomb or a flood of tiny files long before the disk fills.
+   */
+  unpackMaxBytes: z.number().int().min(1 << 20).max(2 ** 40).default(8 * 2 ** 30),
+  unpackMaxEntries: z.number().int().min(1000).max(100_000_000).default(500_000),
   maxAttempts: z.number().int().min(1).max(10).default(3),
   /** Let the steps reach the network. Off by default: tests run with loopback only (in containers). */
   network: z.boolean().default(false),
@@ -116,7 +130,7 @@ const configSchema = z.strictObject({
   pollIntervalSeconds: z.number().min(1).default(60),
   repos: z.array(repoSchema).default([]),
   trybots: trybotsSchema.optional(),
-  builders: z.record(name, builderSchema),
+  builders: z.record(name, builderSchema).refine((builders) => Object.keys(builders).length > 0, 'the config defines no builders; expected at least one'),
 });
 
 export type RawConfig = z.input<typeof configSchema>;
@@ -152,6 +166,7 @@ export async function loadConfig(file: string): Promise<Config> {
 
 /** Validates a parsed config; `file` names it in errors. */
 export function parseConfig(json: unknown, file: string): Config {
+  refuseProtoKeys(json, file);
   const parsed = configSchema.safeParse(json);
   if (!parsed.success) throw new ConfigError(`${file}: ${formatIssues(parsed.error)}`);
   const raw = parsed.data;
@@ -167,6 +182,7 @@ export function parseConfig(json: unknown, file: string): Config {
       env,
       timeoutSeconds: builder.timeoutSeconds,
       maxLogBytes: builder.maxLogBytes,
+      unpack: { maxBytes: builder.unpackMaxBytes, maxEntries: builder.unpackMaxEntries },
       maxAttempts: builder.maxAttempts,
       network: builder.network,
       spot: builder.spot,
@@ -177,6 +193,7 @@ export function parseConfig(json: unknown, file: string): Config {
   const seen = new Set<string>();
   raw.repos.forEach((repo, index) => {
     const repoName = repo.name ?? repoNameFromUrl(repo.url);
+    if (reservedNames.has(repoName)) throw new ConfigError(`${file}: repos.${index}.name: ${reserved(repoName)} (taken from its url)`);
     if (seen.has(repoName)) throw new ConfigError(`${file}: repos.${index}.name: "${repoName}" is used twice; expected unique repo names`);
     seen.add(repoName);
     const names = repo.builders ?? [...builders.keys()];

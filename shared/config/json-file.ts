@@ -14,7 +14,22 @@ export async function readJsonFile<S extends z.ZodType>(file: string, schema: S)
   } catch (error) {
     throw new ConfigError(`${file}: ${(error as Error).message}`, { cause: error });
   }
+  refuseProtoKeys(json, file);
   const parsed = schema.safeParse(json);
   if (!parsed.success) throw new ConfigError(`${file}: ${formatIssues(parsed.error)}`);
   return parsed.data;
+}
+
+/**
+ * Throws ConfigError naming the first own `__proto__` key in parsed JSON. JSON.parse makes such a key an ordinary
+ * property, but copying it into a plain object sets the copy's prototype instead, so the schema would drop it
+ * without a word.
+ */
+export function refuseProtoKeys(json: unknown, file: string, path: readonly string[] = []): void {
+  if (typeof json !== 'object' || json === null) return;
+  for (const [key, value] of Object.entries(json)) {
+    const at = [...path, key];
+    if (key === '__proto__') throw new ConfigError(`${file}: ${at.join('.')}: "__proto__" is not allowed as a key`);
+    refuseProtoKeys(value, file, at);
+  }
 }

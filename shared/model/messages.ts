@@ -130,6 +130,10 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, what: s
 /** "field.path: what was expected; other: ..." */
 export function formatIssues(error: z.ZodError): string {
   return error.issues
-    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+    .map((issue) => {
+      // A record key's own issues say what was wrong with it, where zod's says only "Invalid key in record".
+      const message = issue.code === 'invalid_key' ? issue.issues.map((inner) => inner.message).join('; ') : issue.message;
+      return `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${message}`;
+    })
     .join('; ');
 }

@@ -64,6 +64,8 @@ export interface Builder {
   env: Record<string, string>;
   timeoutSeconds: number;
   maxLogBytes: number;
+  /** The most a task's source or snapshot may unpack to: bytes of file contents, and entries. */
+  unpack: { maxBytes: number; maxEntries: number };
   /** Attempts a task gets when its worker dies without a result, before the build is an infra failure. */
   maxAttempts: number;
   /** Whether the steps may reach the network; containers otherwise give them loopback only. */

@@ -36,6 +36,11 @@ export const TaskSpec = z.strictObject({
    * `src/` and `home/`, unpacked into the work directory.
    */
   source: z.strictObject({ url: z.url(), layout: z.enum(['tree', 'snapshot']).optional() }),
+  /**
+   * The most the source may unpack to (file bytes, and entries), and the most a snapshot may hold to be uploaded:
+   * past either, the unpack stops there, or the snapshot is not uploaded, and the task fails.
+   */
+  unpack: z.strictObject({ maxBytes: z.number().int().min(1), maxEntries: z.number().int().min(1) }),
   /** Run every step whatever the earlier ones did (a shard's units); otherwise the first failure stops the task. */
   keepGoing: z.boolean().optional(),
   /** The most bytes of captured output kept (default 1 MiB). */
@@ -56,7 +61,10 @@ export type TaskSpec = z.infer<typeof TaskSpec>;
 export const TaskResult = z.strictObject({
   v: z.literal(1),
   taskId: z.string().regex(/^[0-9a-f]{24}$/),
-  /** `error`: the agent could not do its job (source download failed, ...); counts as an infra failure. */
+  /**
+   * `failed`: a step failed, or the tree was over a size limit (no step failed; `error` says which limit).
+   * `error`: the agent could not do its job (source download failed, ...); counts as an infra failure.
+   */
   status: z.enum(['passed', 'failed', 'timed-out', 'error']),
   startedAt: z.number().int(),
   finishedAt: z.number().int(),
@@ -66,7 +74,10 @@ export const TaskResult = z.strictObject({
       exitCode: z.number().int().nullable(),
       signal: z.string().optional(),
       durationMs: z.number().int().min(0),
-      /** Where the step's output is in the log, as byte offsets [start, end) of everything written to it. */
+      /**
+       * Where the step's output is in the uploaded log, as byte offsets [start, end). Where a cut log dropped some of
+       * it, the range holds the cut's marker line in their place.
+       */
       log: z.strictObject({ start: z.number().int().min(0), end: z.number().int().min(0) }).optional(),
       /** For a step that exited 127 (not found): the program that was not there, when the agent could tell which. */
       missing: z.string().max(200).optional(),

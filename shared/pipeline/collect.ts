@@ -98,7 +98,8 @@ export function createCollect(deps: PipelineDeps) {
       case 'failed': {
         const failed = result.steps.find((step) => step.exitCode !== 0);
         const how = failed?.signal ? `was killed by ${failed.signal}` : `exited ${failed?.exitCode ?? '?'}`;
-        return { status: 'failed', reason: failed ? `${failed.name} ${how}` : 'a step failed', result };
+        // No step failed: the tree was over a size limit, which the agent names.
+        return { status: 'failed', reason: failed ? `${failed.name} ${how}` : (result.error ?? 'a step failed'), result };
       }
       case 'timed-out':
         return { status: 'timed-out', reason: 'timed out before its deadline', result };

@@ -206,6 +206,7 @@ export function createLaunch(deps: PipelineDeps) {
         url: await deps.blobs.signUrl(work.sourceKey, { method: 'GET', expiresAt }),
         ...(work.layout === undefined ? {} : { layout: work.layout }),
       },
+      unpack: builder.unpack,
       ...(work.keepGoing === undefined ? {} : { keepGoing: work.keepGoing }),
       ...(work.outputBytes === undefined ? {} : { outputBytes: work.outputBytes }),
       ...(snapshot === undefined ? {} : { snapshot }),

@@ -104,6 +104,7 @@ function placeholderSpec(taskId: string): TaskSpec {
     env: {},
     deadline: Date.now() + 600_000,
     source: { url },
+    unpack: { maxBytes: 1 << 30, maxEntries: 100_000 },
     log: { chunkUrls: [url], chunkBytes: 1024 },
     result: { url },
   };

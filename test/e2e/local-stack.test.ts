@@ -94,13 +94,14 @@ describe('the local stack, end to end, on a real git repo', { skip: needsGo }, (
     assert.match(good, /checking sh attempt 1/, 'GO_BUILDER_NAME and the attempt reach the build');
   });
 
-  it('cuts a log past the builder\'s maxLogBytes and says so', async () => {
+  it('cuts the middle of a log past the builder\'s maxLogBytes, says so, and keeps its end', async () => {
     const grid = (await (await fetch(`${runtime.url}/api/grid`)).json()) as GridJson;
     const noisy = grid.grids[0]?.commits.find((commit) => commit.hash === commits['noisy'])?.builds['sh'];
     assert.ok(noisy);
     const log = await (await fetch(noisy.logUrl)).text();
     assert.ok(Buffer.byteLength(log) <= 8192, `log is ${Buffer.byteLength(log)} bytes`);
-    assert.match(log, /\[hermetic: log cut at \d+ bytes; \d+ more bytes dropped\]/);
+    assert.match(log, /\n\[hermetic: log cut at \d+ bytes; \d+ more bytes dropped; the last \d+ bytes follow\]\na line of noise/);
+    assert.match(log, /a line of noise to fill the log\n:: sh -c \.\/check\.sh exited 0 after [\d.]+s\n$/, 'the exit line is kept');
     const build = (await (await fetch(noisy.buildUrl.replace('/build/', '/api/builds/'))).json()) as { tasks: Array<{ logTruncated: boolean }> };
     assert.equal(build.tasks[0]?.logTruncated, true);
   });

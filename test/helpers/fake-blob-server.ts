@@ -140,6 +140,8 @@ export interface TestSpecOptions {
   chunkBytes?: number;
   /** The source tarball's entries (a small default tree when absent), or 'missing' for no tarball at all. */
   source?: readonly TarEntry[] | 'missing';
+  /** How much the source may unpack to (1 GiB in 100,000 entries when absent). */
+  unpack?: TaskSpec['unpack'];
 }
 
 /** A TaskSpec whose signed-looking URLs point at `server`, with its source tarball in place there. */
@@ -157,6 +159,7 @@ export function taskSpecFor(server: FakeBlobServer, taskId: string, options: Tes
     env: options.env ?? {},
     deadline: options.deadline ?? Date.now() + 600_000,
     source: { url: server.url(sourceKey) },
+    unpack: options.unpack ?? { maxBytes: 1 << 30, maxEntries: 100_000 },
     log: {
       chunkUrls: Array.from({ length: options.chunks ?? 4 }, (_, index) => server.url(blobKeys.logChunk(taskId, index))),
       chunkBytes: options.chunkBytes ?? 64 * 1024,

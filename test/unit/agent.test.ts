@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runAgent, displayCommand, finishingGraceMs, programNotFoundIn } from '../../shared/agent/agent.ts';
-import { cutNotice } from '../../shared/agent/chunked-log.ts';
 import { blobKeys, TaskResult, type TaskSpec } from '../../shared/model/wire.ts';
 import { startFakeBlobServer, taskSpecFor, tarball, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
 import { processesWithArgument } from '../helpers/proc-scan.ts';
@@ -197,19 +196,27 @@ describe('runAgent', () => {
     assert.doesNotMatch(early.body.toString(), /^late$/m, 'it was uploaded while the step still ran');
   });
 
-  test('cuts the log at its budget with an exact notice and dropped count', async () => {
-    const output = 'y'.repeat(4999) + '\n';
-    const spec = makeSpec({ steps: [['sh', '-c', `printf '%s\\n' ${output.trim()}`]], chunks: 2, chunkBytes: 1024 });
+  test('an over-long log keeps its head, a marker saying what was cut, its tail and the exit line', async () => {
+    // 400 numbered lines of 50 bytes, 20,000 bytes in all, into a 2 KiB budget.
+    const script = `for i in $(seq 1 400); do printf 'line %04d %s\\n' $i ${'x'.repeat(39)}; done`;
+    const spec = makeSpec({ steps: [['sh', '-c', script]], chunks: 2, chunkBytes: 1024 });
     const { result, log } = await run(spec);
     assert.equal(result.status, 'passed');
-    const budget = 2048;
-    const kept = budget - Buffer.byteLength(`\n${cutNotice(budget, Number.MAX_SAFE_INTEGER)}`);
     const command = displayCommand(spec.steps[0]?.argv ?? []);
     const seconds = ((result.steps[0]?.durationMs ?? -1) / 1000).toFixed(1);
-    const full = `:: Running ${command}\n${output}:: ${command} exited 0 after ${seconds}s\n`;
-    const expected = `${full.slice(0, kept)}\n${cutNotice(kept, Buffer.byteLength(full) - kept)}`;
+    const lines = Array.from({ length: 400 }, (_, index) => `line ${String(index + 1).padStart(4, '0')} ${'x'.repeat(39)}\n`).join('');
+    const exitLine = `:: ${command} exited 0 after ${seconds}s\n`;
+    const full = `:: Running ${command}\n${lines}${exitLine}`;
+    const marker = /\[hermetic: log cut at (\d+) bytes; (\d+) more bytes dropped; the last (\d+) bytes follow\]\n/.exec(log);
+    assert.ok(marker, `log was:\n${log}`);
+    const [head, dropped, tail] = marker.slice(1).map(Number) as [number, number, number];
+    assert.equal(head + dropped + tail, full.length, 'the marker accounts for every byte');
+    assert.ok(head >= 512 && tail >= 512, `kept ${head} bytes of head and ${tail} of tail`);
+    const expected = `${full.slice(0, head)}${full[head - 1] === '\n' ? '' : '\n'}${marker[0]}${full.slice(full.length - tail)}`;
     assert.equal(log, expected);
-    assert.ok(Buffer.byteLength(log) <= budget);
+    assert.ok(log.endsWith(`line 0400 ${'x'.repeat(39)}\n${exitLine}`), 'the tail ends with the last output and the exit line');
+    assert.match(full.slice(full.length - tail), /^line \d{4} /, 'the tail starts at a line');
+    assert.ok(Buffer.byteLength(log) <= 2048);
     assert.deepEqual(result.log, { bytes: Buffer.byteLength(log), truncated: true, chunks: 2 });
   });
 
@@ -303,6 +310,32 @@ describe('runAgent', () => {
       assert.match(result.error ?? '', /^cannot fetch the source: extract failed: /, what);
       assert.doesNotMatch(log, /never-run/);
     }
+  });
+
+  test('a source that unpacks past its byte or entry limit: failed, naming the limit, nothing left, no step run', async () => {
+    // 8 files of 256 KiB compress to a few KiB; the limit is 1 MiB.
+    const bomb = makeSpec({
+      steps: [['echo', 'never-run']],
+      source: Array.from({ length: 8 }, (_, index) => ({ path: `f${index + 1}`, body: 'z'.repeat(256 << 10) })),
+      unpack: { maxBytes: 1 << 20, maxEntries: 1000 },
+    });
+    const dir = await workDir();
+    const { result, log } = await run(bomb, { workDir: dir });
+    assert.equal(result.status, 'failed');
+    assert.deepEqual(result.steps, []);
+    const reason = 'the source unpacks past its limit of 1048576 bytes (entry 5, "f5", takes it to 1310720); no step was run';
+    assert.equal(result.error, reason);
+    assert.match(log, new RegExp(`^:: ${reason.replace(/[()]/g, '\\$&')}$`, 'm'));
+    assert.deepEqual(await readdir(dir), [], 'no partial tree is left');
+
+    const flood = makeSpec({
+      steps: [['echo', 'never-run']],
+      source: Array.from({ length: 50 }, (_, index) => ({ path: `tiny-${index}`, body: 'x' })),
+      unpack: { maxBytes: 1 << 30, maxEntries: 20 },
+    });
+    const flooded = await run(flood);
+    assert.equal(flooded.result.status, 'failed');
+    assert.equal(flooded.result.error, 'the source holds more than its limit of 20 entries; no step was run');
   });
 
   test('nothing in a hostile tarball lands outside the source directory', async () => {
@@ -451,18 +484,17 @@ describe('runAgent for sharded runs', () => {
     }
   });
 
-  test('log ranges count the bytes the cut dropped', async () => {
-    const spec = makeSpec({
-      steps: [['sh', '-c', 'head -c 3000 /dev/zero | tr "\\0" y'], ['echo', 'after']],
-      chunks: 1,
-      chunkBytes: 1024,
-    });
+  test('log ranges point into the uploaded log, the cut marker standing in for what was dropped', async () => {
+    const big = ['sh', '-c', 'yes yyyyyyyyy | head -c 3000'];
+    const spec = makeSpec({ steps: [big, ['echo', 'middle'], big, ['echo', 'after']], chunks: 1, chunkBytes: 1024 });
     const { result } = await run(spec);
     assert.equal(result.log.truncated, true);
-    const [big, after] = result.steps;
-    assert.equal((big?.log?.end ?? 0) - (big?.log?.start ?? 0), 3000);
-    assert.equal((after?.log?.end ?? 0) - (after?.log?.start ?? 0), 'after\n'.length);
-    assert.ok((after?.log?.start ?? 0) > (big?.log?.end ?? 0));
+    const [first, middle, last, after] = result.steps;
+    const marker = '\\n?\\[hermetic: log cut at \\d+ bytes; \\d+ more bytes dropped; the last \\d+ bytes follow\\]\\n';
+    assert.match(stepLog(spec, first), new RegExp(`^(y{9}\\n)+y*${marker}$`), 'a step cut at its end ends with the marker');
+    assert.match(stepLog(spec, middle), new RegExp(`^${marker}$`), 'a step all dropped is the marker');
+    assert.match(stepLog(spec, last), new RegExp(`^${marker}(y{9}\\n)+$`), 'a step cut at its start starts with the marker');
+    assert.equal(stepLog(spec, after), 'after\n', 'a step in the tail is found there');
   });
 
   test('capture puts stdout in the output, not the log, cut at outputBytes', async () => {
@@ -590,18 +622,32 @@ describe('runAgent for sharded runs', () => {
     assert.equal(stepLog(spec, result.steps[0]), 'src\nonly home\n');
   });
 
-  test('a snapshot over maxBytes, or refused: status error, nothing uploaded; a failed task packs none', async () => {
+  test('a snapshot over a limit: failed; refused by the store: error; nothing uploaded either way; a failed task packs none', async () => {
     const over = makeSpec({ steps: [['true']] });
     const overKey = blobKeys.snapshot(`over-${over.taskId}`);
     const dir = await workDir();
     const overSnapshot = { url: server.url(overKey), exclude: [], maxBytes: 10 };
     const tooBig = await run({ ...over, snapshot: overSnapshot }, { workDir: dir });
-    assert.equal(tooBig.result.status, 'error');
+    assert.equal(tooBig.result.status, 'failed');
     assert.match(tooBig.result.error ?? '', /^snapshot not uploaded: it is \d+ bytes, over its limit of 10 bytes$/);
     assert.match(tooBig.log, /^:: snapshot not uploaded: it is \d+ bytes, over its limit of 10 bytes$/m);
     assert.equal(tooBig.result.snapshot, undefined);
     assert.deepEqual(server.putsOf(overKey), []);
     assert.deepEqual((await readdir(dir)).sort(), ['src']);
+
+    // What the shards would refuse to unpack is not uploaded either.
+    const limits = { unpack: { maxBytes: 1 << 20, maxEntries: 1000 } };
+    const wide = makeSpec({ steps: [['sh', '-c', 'head -c 2000000 /dev/zero > zeros']], ...limits });
+    const wideKey = blobKeys.snapshot(`wide-${wide.taskId}`);
+    const unpacksTooBig = await run({ ...wide, snapshot: { url: server.url(wideKey), exclude: [], maxBytes: 1 << 30 } });
+    assert.equal(unpacksTooBig.result.status, 'failed');
+    assert.match(unpacksTooBig.result.error ?? '', /^snapshot not uploaded: it unpacks to 20000\d\d bytes, over its limit of 1048576 bytes$/);
+    const many = makeSpec({ steps: [['sh', '-c', 'for i in $(seq 1 1000); do : > f$i; done']], ...limits });
+    const manyKey = blobKeys.snapshot(`many-${many.taskId}`);
+    const tooMany = await run({ ...many, snapshot: { url: server.url(manyKey), exclude: [], maxBytes: 1 << 30 } });
+    assert.equal(tooMany.result.status, 'failed');
+    assert.match(tooMany.result.error ?? '', /^snapshot not uploaded: it holds 100\d entries, over its limit of 1000$/);
+    assert.deepEqual([...server.putsOf(wideKey), ...server.putsOf(manyKey)], []);
 
     const refused = makeSpec({ steps: [['true']] });
     const refusedKey = blobKeys.snapshot(`refused-${refused.taskId}`);

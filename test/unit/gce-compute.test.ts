@@ -59,6 +59,7 @@ function spec(taskId: string): TaskSpec {
     env: {},
     deadline: 0,
     source: { url },
+    unpack: { maxBytes: 1 << 30, maxEntries: 100_000 },
     log: { chunkUrls: [url], chunkBytes: 1024 },
     result: { url },
   };

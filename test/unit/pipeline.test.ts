@@ -208,6 +208,20 @@ describe('pipeline: lost workers, deadlines and bad results', () => {
     assert.equal((await h.state.get(collections.tasks, taskId))?.reason, 'agent error: could not fetch the source');
   });
 
+  it("a tree over its unpack limit is the commit's failure, naming the limit, not retried", async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, taskId } = await launchOne(h);
+    assert.deepEqual(h.compute.started[0]?.spec.unpack, { maxBytes: 8 * 2 ** 30, maxEntries: 500_000 }, "the builder's limits reach the worker");
+    const reason = 'the source unpacks past its limit of 8589934592 bytes (entry 9, "big", takes it to 9000000000); no step was run';
+    await h.blobs.put(blobKeys.result(taskId), JSON.stringify({ ...result(taskId, 'failed'), steps: [], error: reason }));
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
+    await h.drain();
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'failed');
+    assert.equal(build?.reason, reason);
+    assert.equal(build?.attempts, 1);
+  });
+
   it('a malformed result is a lost attempt with the reason, not a crash', async () => {
     const h = await createPipelineHarness();
     const { taskId } = await launchOne(h);

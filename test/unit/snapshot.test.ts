@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
+import { createReadStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { packSnapshot, unpackSnapshot } from '../../shared/agent/snapshot.ts';
+import { packSnapshot } from '../../shared/agent/snapshot.ts';
+import { unpackTarball } from '../../shared/agent/unpack.ts';
+
+function unpackSnapshot(file: string, dir: string) {
+  return unpackTarball(createReadStream(file), dir, { maxBytes: 1 << 30, maxEntries: 100_000 });
+}
 
 async function listTree(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
@@ -37,6 +43,8 @@ describe('snapshots of a built tree', () => {
     const file = join(root, 'snapshot.tar.gz');
     const packed = await packSnapshot(tree, file, { exclude: ['pkg/obj', 'VERSION.missing'] });
     assert.ok(packed.bytes > 0 && packed.bytes < 100_000, `compressed: ${packed.bytes} bytes`);
+    const contents = 'go1.19.8'.length + '#!/bin/sh\necho go\n'.length + 100_000 + 'package fmt\n'.length;
+    assert.deepEqual([packed.files, packed.unpackedBytes], [11, contents], 'every entry counted, and the bytes of its files');
     const out = join(root, 'out');
     await mkdir(out);
     await unpackSnapshot(file, out);
