@@ -78,6 +78,11 @@ const defaultLimits = { cpus: 2, memoryBytes: 4 * 1024 ** 3, pids: 4096 };
 const tailBytes = 2_000;
 /** Pause before looking at a container again when waiting on it failed (the engine restarting, a broken socket). */
 const waitRetryMs = 1_000;
+/**
+ * How long one wait on a container may go unanswered before the container is looked at afresh. A wait whose
+ * connection the engine dropped (dockerd restarting) never settles: docker-modem ignores a response cut short.
+ */
+const waitRecheckMs = 30_000;
 
 interface Worker {
   taskId: string;
@@ -211,14 +216,16 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
   async function waitForExit(worker: Worker): Promise<{ code: number | null; vanished: boolean }> {
     for (;;) {
       try {
-        const result: unknown = await worker.container.wait();
-        const code = z.object({ StatusCode: z.number() }).safeParse(result);
-        return { code: code.success ? code.data.StatusCode : null, vanished: false };
+        const result = await waitAWhile(worker.container);
+        if (result !== recheck) {
+          const code = z.object({ StatusCode: z.number() }).safeParse(result);
+          return { code: code.success ? code.data.StatusCode : null, vanished: false };
+        }
       } catch (error) {
         if (statusOf(error) === 404) return { code: null, vanished: true };
         logger.warn('worker.wait-failed', { taskId: worker.taskId, error: messageOf(error) });
+        await sleep(waitRetryMs);
       }
-      await sleep(waitRetryMs);
       try {
         const { State } = await worker.container.inspect();
         if (!aliveStates.has(State.Status)) return { code: State.ExitCode, vanished: false };
@@ -332,6 +339,26 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
       await Promise.all([...workers.values()].map((worker) => kill(worker, 'exited')));
     },
   };
+}
+
+const recheck = Symbol('recheck');
+
+/** The engine's answer to a wait on the container, or `recheck` when none came within waitRecheckMs. */
+async function waitAWhile(container: Docker.Container): Promise<unknown> {
+  const abort = new AbortController();
+  const waiting: Promise<unknown> = container.wait({ abortSignal: abort.signal });
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<typeof recheck>((resolve) => {
+    timer = setTimeout(() => resolve(recheck), waitRecheckMs);
+  });
+  try {
+    return await Promise.race([waiting, late]);
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+    // Given up on: its abort (or nothing, if its connection is gone) is no failure.
+    waiting.catch(() => undefined);
+  }
 }
 
 /** The internal network's gateway IP; creates the network when it is missing. */
