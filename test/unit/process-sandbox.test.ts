@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readlinkSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import type { WorkerExit, WorkerRequest } from '../../shared/ports/compute.ts';
 import type { Fields, Logger } from '../../shared/ports/log.ts';
 import { newTaskId } from '../contract/compute.contract.ts';
 import { startFakeBlobServer, taskSpecFor, uploadedLog, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
+import { occupyThreadpool } from '../helpers/busy-threadpool.ts';
 import { processesOfWorker, processesWithArgument } from '../helpers/proc-scan.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -362,6 +364,74 @@ describe('process sandbox: isolation specifics', () => {
     }
   });
 
+  test('pid-namespace: a worker reaped late leaves alone the namespaces made meanwhile', { skip: !available && 'PID namespaces are not available here' }, async () => {
+    // The kernel gives the lowest free number to each new namespace, a freed one's too. A busy machine may reap a
+    // finished worker late; by then its namespace's number may name another worker's, or a container's.
+    const s = await setup('pid-namespace', { agentCommand: ['sh', '-c', 'sleep 0.5', 'agent'] });
+    const host = readlinkSync('/proc/self/ns/pid');
+    const neighbours: { process: ChildProcess; exit: Promise<[number | null, NodeJS.Signals | null]> }[] = [];
+    try {
+      const taskId = newTaskId();
+      await s.sandbox.start(s.request(taskId, { steps: [['true']] }));
+      const workers = await waitUntil(
+        () => processesOfWorker(taskId).map(namespaceOf).find((namespace) => namespace !== undefined && namespace !== host),
+        "the worker's namespace",
+      );
+      await sleep(200); // the sandbox looks for the namespace every 5 ms
+      const busy = occupyThreadpool(await mkdtemp(join(root, 'fifos-')));
+      try {
+        await waitUntil(() => processesOfWorker(taskId).length === 0, 'the worker to end');
+        await sleep(100); // a namespace's number is freed after an RCU grace period
+        // New namespaces, until one has the worker's number (taking lower free ones first) or that number stays taken.
+        for (let made = 0; made < 10; made++) {
+          const argument = `3.${made}${Date.now() % 100000}`;
+          const process = spawn('unshare', ['--pid', '--fork', 'sleep', argument], { stdio: 'ignore' });
+          const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+            process.once('exit', (code, signal) => resolve([code, signal])),
+          );
+          neighbours.push({ process, exit });
+          const namespace = await waitUntil(
+            () => processesWithArgument(argument).map(namespaceOf).find((found) => found !== undefined && found !== host),
+            'a new namespace',
+          );
+          if (namespace === workers) break;
+        }
+      } finally {
+        await busy.release();
+      }
+      assert.equal((await s.exitOf(taskId)).code, 0);
+      const exits = await Promise.all(neighbours.map((neighbour) => neighbour.exit));
+      assert.deepEqual(exits, neighbours.map(() => [0, null]), 'every new namespace ends by itself');
+    } finally {
+      for (const neighbour of neighbours) neighbour.process.kill('SIGKILL');
+      await s.sandbox.close();
+    }
+  });
+
+  test('pid-namespace: many short workers, started in bursts, each exits by itself', { skip: !available && 'PID namespaces are not available here' }, async () => {
+    // The kernel hands a freed PID namespace's number to the next new one: a finished worker whose leftovers are
+    // looked for by that number would kill whichever new worker got it. Workers that end together keep the reaper
+    // busy while the next ones start, as on a loaded machine.
+    const count = 150;
+    const burst = 5;
+    const s = await setup('pid-namespace', {
+      agentCommand: ['sh', '-c', 'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.2 & done; wait', 'agent'],
+    });
+    try {
+      const ids = Array.from({ length: count }, () => newTaskId());
+      for (let i = 0; i < count; i += burst) {
+        await Promise.all(ids.slice(i, i + burst).map((taskId) => s.sandbox.start(s.request(taskId, { steps: [['true']] }))));
+        await sleep(40);
+      }
+      await waitUntil(() => s.exits.length === count, `all ${count} workers exit`);
+      const killed = s.exits.filter((exit) => exit.reason !== 'exited' || exit.code !== 0 || exit.signal !== null);
+      const logs = s.logged.filter((entry) => entry.event === 'worker.exited' && entry.level === 'warn');
+      assert.deepEqual(killed, [], `${killed.length} of ${count} did not exit by themselves: ${JSON.stringify(logs.slice(0, 3))}`);
+    } finally {
+      await s.sandbox.close();
+    }
+  });
+
   test("isolation 'pid-namespace' where unavailable is an error; 'auto' picks what works", async () => {
     const workRoot = await mkdtemp(join(root, 'workers-'));
     const auto = await createProcessSandbox({ workRoot, onExit: () => {} });
@@ -381,6 +451,14 @@ async function pidNamespacesWork(): Promise<boolean> {
     return sandbox.isolation === 'pid-namespace';
   } finally {
     await rm(workRoot, { recursive: true, force: true });
+  }
+}
+
+function namespaceOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
   }
 }
 
