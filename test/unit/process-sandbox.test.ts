@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readlinkSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createProcessSandbox, type Isolation, type ProcessSandbox } from '../../shared/adapters/local/process-sandbox.ts';
 import { blobKeys, TaskResult } from '../../shared/model/wire.ts';
@@ -439,6 +439,54 @@ describe('process sandbox: isolation specifics', () => {
     assert.equal(auto.isolation, available ? 'pid-namespace' : 'process-group');
     if (!available) {
       await assert.rejects(createProcessSandbox({ workRoot, onExit: () => {}, isolation: 'pid-namespace' }), /not available/);
+    }
+  });
+});
+
+describe('process sandbox: work left by a killed run', () => {
+  /** A task directory as a runtime killed mid-task leaves it: source, home, and a read-only tree like Go's module cache. */
+  async function leaveWorkDir(workRoot: string, taskId: string): Promise<string> {
+    const dir = join(workRoot, taskId);
+    const cache = join(dir, 'home', 'go', 'pkg', 'mod', 'example.com', 'm@v1.0.0');
+    await mkdir(join(dir, 'src'), { recursive: true });
+    await mkdir(cache, { recursive: true });
+    await writeFile(join(dir, 'src', 'README'), 'a test source tree\n');
+    await writeFile(join(dir, 'agent.log'), 'started\n');
+    await writeFile(join(cache, 'go.mod'), 'module example.com/m\n');
+    await chmod(join(cache, 'go.mod'), 0o444);
+    await chmod(cache, 0o555);
+    await chmod(dirname(cache), 0o555);
+    return dir;
+  }
+
+  test('is emptied when the sandbox starts; the directory stays, and the task is still refused as a duplicate', async () => {
+    const workRoot = await mkdtemp(join(root, 'workers-'));
+    const taskId = newTaskId();
+    const dir = await leaveWorkDir(workRoot, taskId);
+    const s = await setup('process-group', { workRoot });
+    try {
+      assert.deepEqual(await readdir(dir), []);
+      await s.sandbox.start(s.request(taskId, { steps: [['true']] }));
+      assert.deepEqual(await s.sandbox.list(), []);
+      assert.ok(s.logged.some((entry) => entry.event === 'worker.duplicate-start' && entry.fields.taskId === taskId));
+      assert.deepEqual(await readdir(dir), []);
+    } finally {
+      await s.sandbox.close();
+    }
+  });
+
+  test('keepWorkDirs keeps it', async () => {
+    const workRoot = await mkdtemp(join(root, 'workers-'));
+    const dir = await leaveWorkDir(workRoot, newTaskId());
+    try {
+      const s = await setup('process-group', { workRoot, keepWorkDirs: true });
+      await s.sandbox.close();
+      assert.deepEqual((await readdir(dir)).sort(), ['agent.log', 'home', 'src']);
+    } finally {
+      // Writable again, for the suite's cleanup.
+      const module = join(dir, 'home', 'go', 'pkg', 'mod', 'example.com');
+      await chmod(module, 0o755);
+      await chmod(join(module, 'm@v1.0.0'), 0o755);
     }
   });
 });

@@ -13,7 +13,10 @@ export type Isolation = 'pid-namespace' | 'process-group';
 
 /** What the process sandbox is built from. */
 export interface ProcessSandboxOptions {
-  /** Each task gets `${workRoot}/${taskId}`; the directory stays (emptied) as a record that the task had a worker. */
+  /**
+   * Each task gets `${workRoot}/${taskId}`; the directory stays (emptied) as a record that the task had a worker.
+   * Directories a previous run left full (it was killed) are emptied when the sandbox is created.
+   */
   workRoot: string;
   onExit: OnWorkerExit;
   logger?: Logger;
@@ -69,6 +72,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
   const logger = options.logger ?? silentLogger;
   const { workRoot, onExit } = options;
   await mkdir(workRoot, { recursive: true });
+  if (options.keepWorkDirs !== true) await emptyLeftWorkDirs(workRoot, logger);
   const isolation = await chooseIsolation(options.isolation ?? 'auto');
   logger.info('sandbox.isolation', { isolation });
   const agentCommand = options.agentCommand ?? [
@@ -374,6 +378,22 @@ function killIfStillThere({ pid, started }: FoundProcess): void {
     return;
   }
   signalPid(pid, 'SIGKILL');
+}
+
+/**
+ * Empties the task directories a previous run left full because it was killed first; each stays, as the record of
+ * its task's start.
+ */
+async function emptyLeftWorkDirs(workRoot: string, logger: Logger): Promise<void> {
+  let emptied = 0;
+  for (const entry of await readdir(workRoot, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    const dir = join(workRoot, entry.name);
+    if ((await readdir(dir)).length === 0) continue;
+    await emptyDir(dir, logger);
+    emptied++;
+  }
+  if (emptied > 0) logger.info('sandbox.left-work-emptied', { dirs: emptied });
 }
 
 /** Removes everything in `dir` but keeps `dir`; read-only trees (Go's module cache) are made writable first. */
