@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readlinkSync } from 'node:fs';
+import { accessSync, constants, existsSync, readlinkSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -408,6 +408,39 @@ describe('process sandbox: isolation specifics', () => {
     }
   });
 
+  test('process-group: a worker reaped late leaves alone a new process group that was given its number', { skip: nextPidSettable() ? false : 'setting the next pid needs root' }, async () => {
+    // Once the worker's own process is reaped, its pid, which is its group's id, may pass to another process.
+    const detached = uniqueSleep();
+    const s = await setup('process-group', { agentCommand: ['sh', '-c', `setsid sleep ${detached} & sleep 0.5`, 'agent'] });
+    s.watched.push(detached);
+    let neighbour: { process: ChildProcess; exit: Promise<[number | null, NodeJS.Signals | null]> } | undefined;
+    try {
+      const taskId = newTaskId();
+      await s.sandbox.start(s.request(taskId, { steps: [['true']] }));
+      const leader = Number(s.logged.find((entry) => entry.event === 'worker.started')?.fields.pid);
+      await waitUntil(() => processesWithArgument(detached).length === 1, 'the detached process');
+      // Its reaping waits for the thread pool, and finds the detached process, so it goes round at least twice.
+      const busy = occupyThreadpool(await mkdtemp(join(root, 'fifos-')));
+      try {
+        await waitUntil(() => !existsSync(`/proc/${leader}`), 'the worker to end');
+        for (let tries = 0; tries < 5 && neighbour?.process.pid !== leader; tries++) {
+          neighbour?.process.kill('SIGKILL');
+          writeFileSync('/proc/sys/kernel/ns_last_pid', String(leader - 1));
+          const process = spawn('sleep', ['2'], { detached: true, stdio: 'ignore' });
+          neighbour = { process, exit: new Promise((resolve) => process.once('exit', (code, signal) => resolve([code, signal]))) };
+        }
+      } finally {
+        await busy.release();
+      }
+      assert.deepEqual((await s.exitOf(taskId)).leftovers, []);
+      assert.equal(neighbour?.process.pid, leader, 'the new process group has the worker\'s number');
+      assert.deepEqual(await neighbour.exit, [0, null], 'the new process group ends by itself');
+    } finally {
+      neighbour?.process.kill('SIGKILL');
+      await s.sandbox.close();
+    }
+  });
+
   test('pid-namespace: many short workers, started in bursts, each exits by itself', { skip: !available && 'PID namespaces are not available here' }, async () => {
     // The kernel hands a freed PID namespace's number to the next new one: a finished worker whose leftovers are
     // looked for by that number would kill whichever new worker got it. Workers that end together keep the reaper
@@ -499,6 +532,16 @@ async function pidNamespacesWork(): Promise<boolean> {
     return sandbox.isolation === 'pid-namespace';
   } finally {
     await rm(workRoot, { recursive: true, force: true });
+  }
+}
+
+/** Whether this process may choose the next pid (as CRIU does), to give a finished worker's pid to a new process. */
+function nextPidSettable(): boolean {
+  try {
+    accessSync('/proc/sys/kernel/ns_last_pid', constants.W_OK);
+    return process.getuid?.() === 0;
+  } catch {
+    return false;
   }
 }
 
