@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -86,6 +86,11 @@ describe('a runtime stopped in the middle of a build', () => {
     } finally {
       await runtime.stop();
     }
+    // Each attempt's directory stays as the record of its start; the killed runtime's too is emptied.
+    const workRoot = join(dataDir, 'workers');
+    const workDirs = await readdir(workRoot);
+    assert.equal(workDirs.length, 2);
+    for (const workDir of workDirs) assert.deepEqual(await readdir(join(workRoot, workDir)), [], `${workDir} is emptied`);
   });
   it('after kill -9 of the runtime, `up --once --json` finishes the build it left and prints it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'hermetic-once-'));

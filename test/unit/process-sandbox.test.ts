@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, existsSync, readlinkSync, writeFileSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createProcessSandbox, type Isolation, type ProcessSandbox } from '../../shared/adapters/local/process-sandbox.ts';
 import { blobKeys, TaskResult } from '../../shared/model/wire.ts';
@@ -10,6 +11,7 @@ import type { WorkerExit, WorkerRequest } from '../../shared/ports/compute.ts';
 import type { Fields, Logger } from '../../shared/ports/log.ts';
 import { newTaskId } from '../contract/compute.contract.ts';
 import { startFakeBlobServer, taskSpecFor, uploadedLog, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
+import { occupyThreadpool } from '../helpers/busy-threadpool.ts';
 import { processesOfWorker, processesWithArgument } from '../helpers/proc-scan.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -362,6 +364,107 @@ describe('process sandbox: isolation specifics', () => {
     }
   });
 
+  test('pid-namespace: a worker reaped late leaves alone the namespaces made meanwhile', { skip: !available && 'PID namespaces are not available here' }, async () => {
+    // The kernel gives the lowest free number to each new namespace, a freed one's too. A busy machine may reap a
+    // finished worker late; by then its namespace's number may name another worker's, or a container's.
+    const s = await setup('pid-namespace', { agentCommand: ['sh', '-c', 'sleep 0.5', 'agent'] });
+    const host = readlinkSync('/proc/self/ns/pid');
+    const neighbours: { process: ChildProcess; exit: Promise<[number | null, NodeJS.Signals | null]> }[] = [];
+    try {
+      const taskId = newTaskId();
+      await s.sandbox.start(s.request(taskId, { steps: [['true']] }));
+      const workers = await waitUntil(
+        () => processesOfWorker(taskId).map(namespaceOf).find((namespace) => namespace !== undefined && namespace !== host),
+        "the worker's namespace",
+      );
+      await sleep(200); // the sandbox looks for the namespace every 5 ms
+      const busy = occupyThreadpool(await mkdtemp(join(root, 'fifos-')));
+      try {
+        await waitUntil(() => processesOfWorker(taskId).length === 0, 'the worker to end');
+        await sleep(100); // a namespace's number is freed after an RCU grace period
+        // New namespaces, until one has the worker's number (taking lower free ones first) or that number stays taken.
+        for (let made = 0; made < 10; made++) {
+          const argument = `3.${made}${Date.now() % 100000}`;
+          const process = spawn('unshare', ['--pid', '--fork', 'sleep', argument], { stdio: 'ignore' });
+          const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+            process.once('exit', (code, signal) => resolve([code, signal])),
+          );
+          neighbours.push({ process, exit });
+          const namespace = await waitUntil(
+            () => processesWithArgument(argument).map(namespaceOf).find((found) => found !== undefined && found !== host),
+            'a new namespace',
+          );
+          if (namespace === workers) break;
+        }
+      } finally {
+        await busy.release();
+      }
+      assert.equal((await s.exitOf(taskId)).code, 0);
+      const exits = await Promise.all(neighbours.map((neighbour) => neighbour.exit));
+      assert.deepEqual(exits, neighbours.map(() => [0, null]), 'every new namespace ends by itself');
+    } finally {
+      for (const neighbour of neighbours) neighbour.process.kill('SIGKILL');
+      await s.sandbox.close();
+    }
+  });
+
+  test('process-group: a worker reaped late leaves alone a new process group that was given its number', { skip: nextPidSettable() ? false : 'setting the next pid needs root' }, async () => {
+    // Once the worker's own process is reaped, its pid, which is its group's id, may pass to another process.
+    const detached = uniqueSleep();
+    const s = await setup('process-group', { agentCommand: ['sh', '-c', `setsid sleep ${detached} & sleep 0.5`, 'agent'] });
+    s.watched.push(detached);
+    let neighbour: { process: ChildProcess; exit: Promise<[number | null, NodeJS.Signals | null]> } | undefined;
+    try {
+      const taskId = newTaskId();
+      await s.sandbox.start(s.request(taskId, { steps: [['true']] }));
+      const leader = Number(s.logged.find((entry) => entry.event === 'worker.started')?.fields.pid);
+      await waitUntil(() => processesWithArgument(detached).length === 1, 'the detached process');
+      // Its reaping waits for the thread pool, and finds the detached process, so it goes round at least twice.
+      const busy = occupyThreadpool(await mkdtemp(join(root, 'fifos-')));
+      try {
+        await waitUntil(() => !existsSync(`/proc/${leader}`), 'the worker to end');
+        for (let tries = 0; tries < 5 && neighbour?.process.pid !== leader; tries++) {
+          neighbour?.process.kill('SIGKILL');
+          writeFileSync('/proc/sys/kernel/ns_last_pid', String(leader - 1));
+          const process = spawn('sleep', ['2'], { detached: true, stdio: 'ignore' });
+          neighbour = { process, exit: new Promise((resolve) => process.once('exit', (code, signal) => resolve([code, signal]))) };
+        }
+      } finally {
+        await busy.release();
+      }
+      assert.deepEqual((await s.exitOf(taskId)).leftovers, []);
+      assert.equal(neighbour?.process.pid, leader, 'the new process group has the worker\'s number');
+      assert.deepEqual(await neighbour.exit, [0, null], 'the new process group ends by itself');
+    } finally {
+      neighbour?.process.kill('SIGKILL');
+      await s.sandbox.close();
+    }
+  });
+
+  test('pid-namespace: many short workers, started in bursts, each exits by itself', { skip: !available && 'PID namespaces are not available here' }, async () => {
+    // The kernel hands a freed PID namespace's number to the next new one: a finished worker whose leftovers are
+    // looked for by that number would kill whichever new worker got it. Workers that end together keep the reaper
+    // busy while the next ones start, as on a loaded machine.
+    const count = 150;
+    const burst = 5;
+    const s = await setup('pid-namespace', {
+      agentCommand: ['sh', '-c', 'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.2 & done; wait', 'agent'],
+    });
+    try {
+      const ids = Array.from({ length: count }, () => newTaskId());
+      for (let i = 0; i < count; i += burst) {
+        await Promise.all(ids.slice(i, i + burst).map((taskId) => s.sandbox.start(s.request(taskId, { steps: [['true']] }))));
+        await sleep(40);
+      }
+      await waitUntil(() => s.exits.length === count, `all ${count} workers exit`);
+      const killed = s.exits.filter((exit) => exit.reason !== 'exited' || exit.code !== 0 || exit.signal !== null);
+      const logs = s.logged.filter((entry) => entry.event === 'worker.exited' && entry.level === 'warn');
+      assert.deepEqual(killed, [], `${killed.length} of ${count} did not exit by themselves: ${JSON.stringify(logs.slice(0, 3))}`);
+    } finally {
+      await s.sandbox.close();
+    }
+  });
+
   test("isolation 'pid-namespace' where unavailable is an error; 'auto' picks what works", async () => {
     const workRoot = await mkdtemp(join(root, 'workers-'));
     const auto = await createProcessSandbox({ workRoot, onExit: () => {} });
@@ -369,6 +472,54 @@ describe('process sandbox: isolation specifics', () => {
     assert.equal(auto.isolation, available ? 'pid-namespace' : 'process-group');
     if (!available) {
       await assert.rejects(createProcessSandbox({ workRoot, onExit: () => {}, isolation: 'pid-namespace' }), /not available/);
+    }
+  });
+});
+
+describe('process sandbox: work left by a killed run', () => {
+  /** A task directory as a runtime killed mid-task leaves it: source, home, and a read-only tree like Go's module cache. */
+  async function leaveWorkDir(workRoot: string, taskId: string): Promise<string> {
+    const dir = join(workRoot, taskId);
+    const cache = join(dir, 'home', 'go', 'pkg', 'mod', 'example.com', 'm@v1.0.0');
+    await mkdir(join(dir, 'src'), { recursive: true });
+    await mkdir(cache, { recursive: true });
+    await writeFile(join(dir, 'src', 'README'), 'a test source tree\n');
+    await writeFile(join(dir, 'agent.log'), 'started\n');
+    await writeFile(join(cache, 'go.mod'), 'module example.com/m\n');
+    await chmod(join(cache, 'go.mod'), 0o444);
+    await chmod(cache, 0o555);
+    await chmod(dirname(cache), 0o555);
+    return dir;
+  }
+
+  test('is emptied when the sandbox starts; the directory stays, and the task is still refused as a duplicate', async () => {
+    const workRoot = await mkdtemp(join(root, 'workers-'));
+    const taskId = newTaskId();
+    const dir = await leaveWorkDir(workRoot, taskId);
+    const s = await setup('process-group', { workRoot });
+    try {
+      assert.deepEqual(await readdir(dir), []);
+      await s.sandbox.start(s.request(taskId, { steps: [['true']] }));
+      assert.deepEqual(await s.sandbox.list(), []);
+      assert.ok(s.logged.some((entry) => entry.event === 'worker.duplicate-start' && entry.fields.taskId === taskId));
+      assert.deepEqual(await readdir(dir), []);
+    } finally {
+      await s.sandbox.close();
+    }
+  });
+
+  test('keepWorkDirs keeps it', async () => {
+    const workRoot = await mkdtemp(join(root, 'workers-'));
+    const dir = await leaveWorkDir(workRoot, newTaskId());
+    try {
+      const s = await setup('process-group', { workRoot, keepWorkDirs: true });
+      await s.sandbox.close();
+      assert.deepEqual((await readdir(dir)).sort(), ['agent.log', 'home', 'src']);
+    } finally {
+      // Writable again, for the suite's cleanup.
+      const module = join(dir, 'home', 'go', 'pkg', 'mod', 'example.com');
+      await chmod(module, 0o755);
+      await chmod(join(module, 'm@v1.0.0'), 0o755);
     }
   });
 });
@@ -381,6 +532,24 @@ async function pidNamespacesWork(): Promise<boolean> {
     return sandbox.isolation === 'pid-namespace';
   } finally {
     await rm(workRoot, { recursive: true, force: true });
+  }
+}
+
+/** Whether this process may choose the next pid (as CRIU does), to give a finished worker's pid to a new process. */
+function nextPidSettable(): boolean {
+  try {
+    accessSync('/proc/sys/kernel/ns_last_pid', constants.W_OK);
+    return process.getuid?.() === 0;
+  } catch {
+    return false;
+  }
+}
+
+function namespaceOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, open, readdir, readFile, readlink, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +13,10 @@ export type Isolation = 'pid-namespace' | 'process-group';
 
 /** What the process sandbox is built from. */
 export interface ProcessSandboxOptions {
-  /** Each task gets `${workRoot}/${taskId}`; the directory stays (emptied) as a record that the task had a worker. */
+  /**
+   * Each task gets `${workRoot}/${taskId}`; the directory stays (emptied) as a record that the task had a worker.
+   * Directories a previous run left full (it was killed) are emptied when the sandbox is created.
+   */
   workRoot: string;
   onExit: OnWorkerExit;
   logger?: Logger;
@@ -49,8 +53,8 @@ interface Worker {
   request: WorkerRequest;
   child: ChildProcess;
   dir: string;
-  /** The worker's PID namespace (`pid:[inode]`), once known. */
-  namespace?: string;
+  /** The worker's PID namespace, once known: its name (`pid:[inode]`) and an open descriptor that pins it. */
+  namespace?: { name: string; pin: FileHandle };
   killReason?: WorkerExit['reason'];
   /** Stopped by its owner (its result is in): an exit then is expected, not a warning. */
   stopRequested?: boolean;
@@ -68,6 +72,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
   const logger = options.logger ?? silentLogger;
   const { workRoot, onExit } = options;
   await mkdir(workRoot, { recursive: true });
+  if (options.keepWorkDirs !== true) await emptyLeftWorkDirs(workRoot, logger);
   const isolation = await chooseIsolation(options.isolation ?? 'auto');
   logger.info('sandbox.isolation', { isolation });
   const agentCommand = options.agentCommand ?? [
@@ -177,29 +182,42 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     );
   }
 
-  /** Polls until the unshare process has made its namespace, to find every process in it later. */
+  /**
+   * Polls until the unshare process has made its namespace, and keeps it open, to find every process in it later.
+   * The kernel gives a freed namespace's number to the next new one at once, so a number alone could name another
+   * worker's namespace by the time this one is reaped; an open descriptor keeps the namespace, and so its number,
+   * this worker's until finish closes it.
+   */
   async function learnNamespace(worker: Worker, host: string): Promise<void> {
     const pid = worker.child.pid;
-    for (let i = 0; i < 400 && worker.child.exitCode === null && worker.child.signalCode === null; i++) {
+    for (let i = 0; i < 400 && unreaped(worker.child); i++) {
+      let pin: FileHandle;
+      let name: string;
       try {
-        const namespace = await readlink(`/proc/${pid}/ns/pid_for_children`);
-        if (namespace !== host) {
-          worker.namespace = namespace;
-          return;
-        }
+        pin = await open(`/proc/${pid}/ns/pid_for_children`, 'r');
+        name = `pid:[${(await pin.stat({ bigint: true })).ino}]`;
       } catch {
         return;
       }
+      // Still unreaped now, so the pid was still our unshare's when it was opened, and finish has not begun.
+      if (name !== host && unreaped(worker.child)) {
+        worker.namespace = { name, pin };
+        return;
+      }
+      await pin.close();
       await sleep(5);
     }
   }
 
   function kill(worker: Worker, reason: WorkerExit['reason']): Promise<void> {
-    // A worker that already exited by itself keeps that as its reason; it is only being reaped.
-    if (worker.child.exitCode === null && worker.child.signalCode === null) worker.killReason ??= reason;
     const pid = worker.child.pid;
-    // In a PID namespace this kills unshare and the agent (its init), and the kernel then kills the rest.
-    if (pid !== undefined) signalGroup(pid, 'SIGKILL');
+    // Only an unreaped child's pid, and so its process group's, cannot have passed to another process. A worker
+    // already reaped exited by itself: it keeps that as its reason, and reap() finds what it left.
+    if (pid !== undefined && unreaped(worker.child)) {
+      worker.killReason ??= reason;
+      // In a PID namespace this kills unshare and the agent (its init), and the kernel then kills the rest.
+      signalGroup(pid, 'SIGKILL');
+    }
     return worker.gone;
   }
 
@@ -216,6 +234,8 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       if (options.keepWorkDirs !== true) await emptyDir(worker.dir, logger);
     } catch (error) {
       logger.error('worker.cleanup-failed', { taskId, error: (error as Error).message });
+    } finally {
+      await worker.namespace?.pin.close().catch(() => undefined);
     }
     // Whatever went wrong above, the owner hears of the exit exactly once.
     workers.delete(taskId);
@@ -226,15 +246,17 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     }
   }
 
-  /** Kills the worker's leftover processes until none is found; returns what would not die. */
+  /**
+   * Kills the worker's leftover processes until none is found; returns what would not die. The worker's own process
+   * is reaped by now, so its group id may be another's: only processes found by marker or pinned namespace are
+   * killed, each by pid.
+   */
   async function reap(worker: Worker): Promise<number[]> {
-    const pid = worker.child.pid;
     const deadline = Date.now() + reapTimeoutMs;
     for (;;) {
-      if (pid !== undefined) signalGroup(pid, 'SIGKILL');
-      const found = await findWorkerProcesses(worker.request.taskId, worker.namespace);
-      if (found.length === 0 || Date.now() > deadline) return found;
-      for (const leftover of found) signalPid(leftover, 'SIGKILL');
+      const found = await findWorkerProcesses(worker.request.taskId, worker.namespace?.name);
+      if (found.length === 0 || Date.now() > deadline) return found.map(({ pid }) => pid);
+      for (const leftover of found) killIfStillThere(leftover);
       await sleep(20);
     }
   }
@@ -296,12 +318,18 @@ function probePidNamespace(): Promise<boolean> {
   });
 }
 
+/** A process as found in /proc: its pid, and its start time, which tells it from a later process given that pid. */
+interface FoundProcess {
+  pid: number;
+  started: string;
+}
+
 /**
  * Live (not zombie) processes that belong to a worker: those carrying its HERMETIC_WORKER marker in their
- * environment, which catches processes that left the group with setsid, and those in its PID namespace, which
- * also catches any that cleared their environment. Empty where there is no /proc.
+ * environment, which catches processes that left the group with setsid, and those in its PID namespace (which the
+ * caller holds open), which also catches any that cleared their environment. Empty where there is no /proc.
  */
-async function findWorkerProcesses(taskId: string, namespace: string | undefined): Promise<number[]> {
+async function findWorkerProcesses(taskId: string, namespace: string | undefined): Promise<FoundProcess[]> {
   let entries: string[];
   try {
     entries = await readdir('/proc');
@@ -309,7 +337,7 @@ async function findWorkerProcesses(taskId: string, namespace: string | undefined
     return [];
   }
   const marker = `HERMETIC_WORKER=${taskId}`;
-  const found: number[] = [];
+  const found: FoundProcess[] = [];
   await Promise.all(
     entries.map(async (entry) => {
       if (!/^\d+$/.test(entry)) return;
@@ -322,19 +350,50 @@ async function findWorkerProcesses(taskId: string, namespace: string | undefined
           const environ = await readFile(`/proc/${pid}/environ`, 'latin1');
           belongs = environ.split('\0').includes(marker);
         }
-        if (belongs && !(await isZombie(pid))) found.push(pid);
+        if (!belongs) return;
+        const stat = parseStat(await readFile(`/proc/${pid}/stat`, 'latin1'));
+        if (stat.state !== 'Z' && stat.state !== 'X') found.push({ pid, started: stat.started });
       } catch {
         // Gone meanwhile, or not ours to read.
       }
     }),
   );
-  return found.sort((a, b) => a - b);
+  return found.sort((a, b) => a.pid - b.pid);
 }
 
-async function isZombie(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'latin1');
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state === 'Z' || state === 'X';
+/** The state and start time (in clock ticks since boot) from a /proc/PID/stat line; the name before them may hold anything. */
+function parseStat(stat: string): { state: string; started: string } {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0] ?? '', started: fields[19] ?? '' };
+}
+
+/**
+ * SIGKILLs a found process unless its pid has since passed to another process. Node has no pidfd, so the check
+ * (synchronous, to keep the gap to the kill small) is the start time.
+ */
+function killIfStillThere({ pid, started }: FoundProcess): void {
+  try {
+    if (parseStat(readFileSync(`/proc/${pid}/stat`, 'latin1')).started !== started) return;
+  } catch {
+    return;
+  }
+  signalPid(pid, 'SIGKILL');
+}
+
+/**
+ * Empties the task directories a previous run left full because it was killed first; each stays, as the record of
+ * its task's start.
+ */
+async function emptyLeftWorkDirs(workRoot: string, logger: Logger): Promise<void> {
+  let emptied = 0;
+  for (const entry of await readdir(workRoot, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    const dir = join(workRoot, entry.name);
+    if ((await readdir(dir)).length === 0) continue;
+    await emptyDir(dir, logger);
+    emptied++;
+  }
+  if (emptied > 0) logger.info('sandbox.left-work-emptied', { dirs: emptied });
 }
 
 /** Removes everything in `dir` but keeps `dir`; read-only trees (Go's module cache) are made writable first. */
@@ -390,6 +449,10 @@ function signalPid(pid: number, signal: NodeJS.Signals): void {
   } catch {
     // ESRCH: it went by itself.
   }
+}
+
+function unreaped(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
 }
 
 function sleep(ms: number): Promise<void> {
