@@ -23,6 +23,8 @@ export interface FunctionDeps extends PipelineDeps {
   maxDeliveryAttempts: number;
   /** The secret GitHub signs webhook deliveries with; without it the webhook refuses every delivery. */
   webhookSecret?: string;
+  /** The `Host` values the dashboard answers; without them, any (see DashboardDeps.hosts). */
+  dashboardHosts?: readonly string[];
 }
 
 /** Each message-triggered function and the topic it listens on. One place, used by every runtime and by deploy. */
@@ -126,6 +128,7 @@ export function createFunctions(deps: FunctionDeps): Functions {
       deadLetters: deps.deadLetters,
       logger: deps.logger,
       baseUrl: deps.options.dashboardUrl,
+      ...(deps.dashboardHosts === undefined ? {} : { hosts: deps.dashboardHosts }),
     }),
     webhook: createWebhook({ secret: deps.webhookSecret, catalog: deps.catalog, github: deps.github, publisher: deps.publisher, logger: deps.logger }),
   };

@@ -8,7 +8,7 @@ import type { Logger } from '../ports/log.ts';
 import type { DeadLetters } from '../ports/messages.ts';
 import { collections, type StateStore } from '../ports/state.ts';
 import type { Catalog } from '../pipeline/deps.ts';
-import { buildCost, buildPage, deadLettersPage, gridPage } from './pages.ts';
+import { buildCost, buildPage, contentSecurityPolicy, deadLettersPage, gridPage } from './pages.ts';
 import { unitVerdicts } from '../pipeline/merged-run.ts';
 import { logOf } from '../pipeline/task-log.ts';
 import { branchesOf, buildDetail, gridOf, tryDetail, trybotsOf, type TryDetail } from './queries.ts';
@@ -22,6 +22,11 @@ export interface DashboardDeps {
   logger: Logger;
   /** Public base URL, for absolute links in the API. */
   baseUrl: string;
+  /**
+   * The `Host` values it answers (`name:port`, as `URL.host` writes them), refusing any other 421, so that a page
+   * on the web cannot reach it by DNS rebinding. Undefined: any, where a front end routes only this app's hosts to it.
+   */
+  hosts?: readonly string[];
 }
 
 /** A build as the API and the CLI summary show it. */
@@ -59,7 +64,8 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 /**
  * The dashboard as one HTTP handler: the grid at `/`, a page per build, trybot requests at `/trybots`, logs as
  * text, and JSON under `/api/`.
- * Read-only; unknown paths get 404, other methods 405, and a failure a 500 with a short message (never a crash).
+ * Read-only; a `Host` it does not serve gets 421, a bad query parameter 400 naming it, unknown paths 404, other
+ * methods 405, and a failure a 500 with a short message (never a crash). Every response carries {@link securityHeaders}.
  */
 export function createDashboard(deps: DashboardDeps): Handler {
   const routes: Array<[RegExp, (match: RegExpExecArray, url: URL) => Promise<Reply>]> = [
@@ -82,23 +88,34 @@ export function createDashboard(deps: DashboardDeps): Handler {
     let reply: Reply;
     try {
       const url = new URL(req.url ?? '/', 'http://dashboard');
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
+      const host = req.headers.host?.toLowerCase();
+      if (deps.hosts !== undefined && (host === undefined || !deps.hosts.includes(host))) {
+        reply = textReply(421, `this dashboard answers at ${deps.hosts.join(', ')}, not at Host ${host ?? '(none)'}\n`);
+      } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         reply = textReply(405, 'method not allowed\n');
       } else {
         const route = routes.map(([pattern, run]) => [pattern.exec(url.pathname), run] as const).find(([match]) => match);
         reply = route?.[0] ? await route[1](route[0], url) : textReply(404, 'not found\n');
       }
     } catch (error) {
-      deps.logger.error('dashboard.failed', { url: req.url, error: describeError(error) });
-      reply = textReply(500, 'internal error\n');
+      if (error instanceof BadQuery) {
+        reply = req.url?.startsWith('/api/') === true ? jsonReply({ error: error.message }, 400) : textReply(400, `${error.message}\n`);
+      } else {
+        deps.logger.error('dashboard.failed', { url: req.url, error: describeError(error) });
+        reply = textReply(500, 'internal error\n');
+      }
     }
-    res.writeHead(reply.status, { 'content-type': reply.type, 'cache-control': 'no-store' });
+    res.writeHead(reply.status, { ...securityHeaders, 'content-type': reply.type, 'cache-control': 'no-store' });
     res.end(req.method === 'HEAD' ? undefined : reply.body);
   };
 
+  /** `?limit=`: a whole number from 1 to {@link maxLimit}, else BadQuery; `fallback` when absent. */
   function limitOf(url: URL, fallback: number): number {
-    const limit = Number(url.searchParams.get('limit') ?? fallback);
-    return Number.isInteger(limit) && limit > 0 ? Math.min(limit, 500) : fallback;
+    const text = url.searchParams.get('limit');
+    if (text === null) return fallback;
+    const limit = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+    if (!(limit >= 1 && limit <= maxLimit)) throw new BadQuery(`limit=${text}: expected a whole number from 1 to ${maxLimit}`);
+    return limit;
   }
 
   function reposOf(url: URL) {
@@ -231,6 +248,21 @@ export function createDashboard(deps: DashboardDeps): Handler {
       deadLetters: letters.map(({ data, ...letter }) => ({ ...letter, data: Buffer.from(data).toString('utf8') })),
     });
   }
+}
+
+/** Sent with every dashboard response: pages, JSON and logs alike. */
+const securityHeaders = {
+  'content-security-policy': contentSecurityPolicy,
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+} as const;
+
+/** The most rows one `?limit=` asks for. */
+const maxLimit = 500;
+
+/** A query parameter the dashboard cannot read: answered 400 with this message, which names it. */
+class BadQuery extends Error {
+  override name = 'BadQuery';
 }
 
 interface Reply {

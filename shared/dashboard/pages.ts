@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import { formatCost } from '../cost/prices.ts';
 import { buildLinks } from '../model/links.ts';
 import { terminalBuildStatuses, type BranchState, type Build, type Commit, type Sharding, type Task, type TryMode } from '../model/types.ts';
 import type { DeadLetter } from '../ports/messages.ts';
-import { html, type Html } from './html.ts';
+import { Html, html } from './html.ts';
 import type { Grid } from './queries.ts';
 
 const style = `
@@ -16,10 +17,25 @@ a{color:#036}.hash{font-family:monospace}.muted{color:#777}.err{color:#a00}
 .waiting{background:#fff4cc}
 `;
 
+const styleElement = new Html(`<style>${style}</style>`);
+
+/**
+ * What a page may load and do, sent with every dashboard response: nothing but its own style element (by hash: the
+ * pages have no script, no style attribute, no image and no form; the 10 s reload is a meta refresh, which CSP does
+ * not govern), in no frame.
+ */
+export const contentSecurityPolicy = [
+  "default-src 'none'",
+  `style-src 'sha256-${createHash('sha256').update(style).digest('base64')}'`,
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
 /** A whole dashboard page: `body` under the title and the links to every page, reloading itself every 10 s. */
 export function page(title: string, body: Html): Html {
   return html`<!doctype html><html><head><meta charset="utf-8"><title>${title}</title>
-<meta http-equiv="refresh" content="10"><style>${style}</style></head><body>
+<meta http-equiv="refresh" content="10">${styleElement}</head><body>
 <p><a href="/">hermetic</a> · <a href="/trybots">trybots</a> · <a href="/api/repos">api</a></p>${body}</body></html>`;
 }
 

@@ -24,6 +24,7 @@ import { collections } from '../ports/state.ts';
 import { defaultPipelineOptions, type Catalog, type PipelineDeps, type PipelineOptions } from '../pipeline/deps.ts';
 import { createPoll, type PollSummary } from '../pipeline/poll.ts';
 import { publishMessage, publishObjectFinalized } from '../pipeline/publish.ts';
+import { dashboardHosts } from './dashboard-hosts.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { localDeploymentId } from './deployment-id.ts';
 import { createDispatcher } from './dispatcher.ts';
@@ -71,9 +72,9 @@ export const defaultSubscription: SubscriptionOptions = {
 
 /**
  * The embedded default's composition root: every function in this process over SQLite, a blob folder served with
- * signed URLs, git, and containers (where a Docker engine runs) beside the process sandbox; the dashboard and the
- * blob endpoint on one local HTTP port; timers for polls and the reaper. Throws when the data directory is in use
- * or the port is taken.
+ * signed URLs, git, and containers (where a Docker engine runs) beside the process sandbox; the dashboard (under the
+ * names it is reached by, see dashboardHosts) and the blob endpoint on one local HTTP port; timers for polls and the
+ * reaper. Throws when the data directory is in use or the port is taken.
  */
 export async function startLocalRuntime(options: LocalRuntimeOptions) {
   const { dataDir, logger } = options;
@@ -168,6 +169,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     deadLetters: queue,
     maxDeliveryAttempts: subscription.maxAttempts,
     ...(webhookSecret === undefined ? {} : { webhookSecret }),
+    dashboardHosts: dashboardHosts(address, deps.options.dashboardUrl),
   });
   server.on('request', (req, res) => {
     const path = req.url?.split('?')[0];

@@ -1,4 +1,3 @@
-import { verify } from '@octokit/webhooks-methods';
 import { z } from 'zod';
 import { describeError, PermanentError } from '../errors.ts';
 import { topics, TryRequested, validate } from '../model/messages.ts';
@@ -8,6 +7,7 @@ import type { Publisher } from '../ports/messages.ts';
 import type { Catalog } from '../pipeline/deps.ts';
 import { publishMessage } from '../pipeline/publish.ts';
 import { parseTryComment } from './comment.ts';
+import { parseSignature, readSignedBody, signedWith, type SignedBody } from './signed-body.ts';
 
 export interface WebhookDeps {
   /** The secret GitHub signs deliveries with; undefined answers every delivery 503. */
@@ -18,12 +18,18 @@ export interface WebhookDeps {
   logger: Logger;
 }
 
-/** A GitHub delivery as it arrived: the headers that matter and the exact body bytes that were signed. */
+/** GitHub sends at most 25 MB; a comment event is a few kB, so anything near this is not one. */
+export const maxWebhookBodyBytes = 5 * 1024 * 1024;
+
+/** A GitHub delivery as it arrives: the headers that matter, and the body still to be read. */
 export interface WebhookDelivery {
   event: string | undefined;
   signature: string | undefined;
   id: string | undefined;
-  body: Uint8Array;
+  /** The body's length as the request declares it; a chunked one does not. */
+  length: number | undefined;
+  /** The exact bytes GitHub signed, as they arrive; read only when the headers let the delivery through. */
+  body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 }
 
 export interface WebhookReply {
@@ -40,8 +46,10 @@ const IssueComment = z.object({
 });
 
 /**
- * Handles one GitHub webhook delivery. Only a delivery whose `X-Hub-Signature-256` is GitHub's HMAC of the body
- * under the secret is read at all (401 otherwise). A `/try` comment on a pull request of a watched repo becomes a
+ * Handles one GitHub webhook delivery. A delivery with no `X-Hub-Signature-256` of GitHub's form is refused 401, and
+ * one that declares more than {@link maxWebhookBodyBytes} 413, before its body is read; a body that passes the limit
+ * as it streams is refused 413 there, and one whose HMAC under the secret is not the signature 401. Only then is it
+ * parsed. A `/try` comment on a pull request of a watched repo becomes a
  * trybot request for the pull request's head commit, by the comment's author, published to `try-requested`
  * (202); the trust check happens there. Other events and comments are acknowledged and ignored (202), a `/try`
  * that cannot be read is answered 422 with why. Never throws: a GitHub or publish failure is a 503, which GitHub
@@ -50,17 +58,22 @@ const IssueComment = z.object({
 export async function handleWebhook(deps: WebhookDeps, delivery: WebhookDelivery): Promise<WebhookReply> {
   if (deps.secret === undefined) return { status: 503, message: 'the webhook secret is not configured' };
   if (delivery.signature === undefined) return { status: 401, message: 'missing X-Hub-Signature-256' };
-  const body = Buffer.from(delivery.body).toString('utf8');
-  let signed = false;
+  const expected = parseSignature(delivery.signature);
+  if (expected === undefined) return { status: 401, message: 'X-Hub-Signature-256 is not sha256= and 64 hex digits' };
+  const tooLarge = { status: 413, message: `body larger than ${maxWebhookBodyBytes} bytes` };
+  if (delivery.length !== undefined && delivery.length > maxWebhookBodyBytes) return tooLarge;
+  let signed: SignedBody | undefined;
   try {
-    signed = await verify(deps.secret, body, delivery.signature);
-  } catch {
-    signed = false;
+    signed = await readSignedBody(delivery.body, deps.secret, maxWebhookBodyBytes);
+  } catch (error) {
+    return { status: 400, message: `the body could not be read: ${describeError(error)}` };
   }
-  if (!signed) {
+  if (signed === undefined) return tooLarge;
+  if (!signedWith(signed, expected)) {
     deps.logger.warn('webhook.forged', { delivery: delivery.id, event: delivery.event });
     return { status: 401, message: 'X-Hub-Signature-256 does not match the body' };
   }
+  const body = signed.bytes.toString('utf8');
   if (delivery.event === 'ping') return { status: 200, message: 'pong' };
   if (delivery.event !== 'issue_comment') return { status: 202, message: `ignored: event ${delivery.event ?? '(none)'}` };
   let payload: z.infer<typeof IssueComment>;

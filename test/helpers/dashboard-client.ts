@@ -4,12 +4,12 @@ import type { PipelineHarness } from './pipeline-harness.ts';
 import { listenForTests } from '../fakes/http.ts';
 
 /** One GET of the harness's dashboard over a real `node:http` server on a free port, closed after; any status. */
-export async function fetchDashboard(h: PipelineHarness, path: string): Promise<{ status: number; type: string; body: string }> {
+export async function fetchDashboard(h: PipelineHarness, path: string): Promise<{ status: number; type: string; body: string; headers: Headers }> {
   const server = createServer((req, res) => void h.functions.dashboard(req, res));
   const port = await listenForTests(server);
   try {
     const response = await fetch(`http://127.0.0.1:${port}${path}`);
-    return { status: response.status, type: response.headers.get('content-type') ?? '', body: await response.text() };
+    return { status: response.status, type: response.headers.get('content-type') ?? '', body: await response.text(), headers: response.headers };
   } finally {
     server.close();
   }

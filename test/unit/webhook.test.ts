@@ -1,6 +1,7 @@
 import { sign } from '@octokit/webhooks-methods';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { createWebhook } from '../../functions/webhook.ts';
 import { parseConfig } from '../../shared/config/config.ts';
@@ -9,7 +10,8 @@ import { silentLogger } from '../../shared/ports/log.ts';
 import { parseTryComment } from '../../shared/trybots/comment.ts';
 import { createMemoryGitHub } from '../fakes/memory-github.ts';
 import { createMemoryQueue } from '../fakes/memory-queue.ts';
-import { listenForTests } from '../fakes/http.ts';
+import { listenForTests, readBody } from '../fakes/http.ts';
+import { hangGuardMs } from '../helpers/wait.ts';
 
 const secret = 'it is a secret to everybody';
 const head = 'b'.repeat(40);
@@ -106,6 +108,78 @@ describe('webhook: /try comments', () => {
     assert.equal(reply.status, 422);
     assert.match(reply.message, /expected a builder name/);
     assert.deepEqual(await published(), []);
+  });
+});
+
+/**
+ * Sends a POST's headers and `body`, never ending the body, and resolves with the reply. A server that waits for the
+ * rest of the body never replies: this throws after the hang guard.
+ */
+async function postPartly(port: number, headers: Record<string, string>, body: Buffer[] = []): Promise<{ status: number; message: string }> {
+  const request = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/webhook', headers: { 'x-github-event': 'issue_comment', ...headers } });
+  // The server may close the connection on the part of the body it did not read; the reply is what is checked.
+  request.on('error', () => {});
+  const signal = AbortSignal.timeout(hangGuardMs);
+  const replied = Promise.race([
+    once(request, 'response', { signal }),
+    once(request, 'close', { signal }).then(() => Promise.reject(new Error('the connection closed with no reply'))),
+  ]);
+  request.flushHeaders();
+  for (const part of body) request.write(part);
+  try {
+    const [response] = (await replied) as [IncomingMessage];
+    return { status: response.statusCode ?? 0, message: (JSON.parse(await readBody(response)) as { message: string }).message };
+  } catch (error) {
+    throw new Error('no reply while the body was unsent', { cause: error });
+  } finally {
+    request.destroy();
+  }
+}
+
+describe('webhook: a body it will not take is refused before it is read', () => {
+  const catalog = parseConfig({ repos: [], builders: {} }, 'test.json');
+  const forged = 'sha256=' + '0'.repeat(64);
+  const cap = 5 * 1024 * 1024;
+  let server: Server;
+  let port: number;
+  before(async () => {
+    const webhook = createWebhook({ secret, catalog, github: undefined, publisher: createMemoryQueue({ now: Date.now }), logger: silentLogger });
+    server = createServer((req, res) => void webhook(req, res));
+    port = await listenForTests(server);
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('answers a missing or malformed signature 401 while the body is still unsent', async () => {
+    for (const signature of [undefined, 'sha1=' + '0'.repeat(40), 'sha256=xyz', `${forged}0`]) {
+      const headers = signature === undefined ? {} : { 'x-hub-signature-256': signature };
+      for (const length of [{ 'content-length': String(4 * 1024 * 1024) }, { 'transfer-encoding': 'chunked' }]) {
+        const reply = await postPartly(port, { ...headers, ...length });
+        assert.equal(reply.status, 401, `${signature} ${JSON.stringify(length)}: ${reply.message}`);
+        assert.match(reply.message, /X-Hub-Signature-256/);
+      }
+    }
+    // Unsigned and too long is unsigned first: the length of a body nobody signed is not worth discussing.
+    assert.equal((await postPartly(port, { 'content-length': String(50 * 1024 * 1024) })).status, 401);
+  });
+
+  it('answers a declared length over the cap 413 while the body is still unsent', async () => {
+    const reply = await postPartly(port, { 'x-hub-signature-256': forged, 'content-length': String(50 * 1024 * 1024) });
+    assert.equal(reply.status, 413, reply.message);
+    assert.match(reply.message, /larger than 5242880 bytes/);
+  });
+
+  it('answers a chunked body 413 as soon as it passes the cap', async () => {
+    const chunk = Buffer.alloc(1024 * 1024, 'a');
+    const chunks = Array.from({ length: cap / chunk.length + 1 }, () => Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]));
+    const reply = await postPartly(port, { 'x-hub-signature-256': forged, 'transfer-encoding': 'chunked' }, chunks);
+    assert.equal(reply.status, 413, reply.message);
+  });
+
+  it('reads a body up to the cap, and answers a forged signature over it 401', async () => {
+    const body = Buffer.alloc(cap, ' ');
+    const reply = await postPartly(port, { 'x-hub-signature-256': forged, 'content-length': String(body.length) }, [body]);
+    assert.equal(reply.status, 401, reply.message);
+    assert.match(reply.message, /does not match the body/);
   });
 });
 
