@@ -23,7 +23,7 @@ function processSandbox(isolation: Isolation) {
     return {
       compute,
       request: agentRequests(server, 'host'),
-      leftovers: async (taskId) => processesOfWorker(taskId).length,
+      leftovers: async (taskId) => processesOfWorker(join(workRoot, taskId)).length,
       async cleanup() {
         await compute.close();
         await server.close();

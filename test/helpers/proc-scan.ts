@@ -29,9 +29,9 @@ export function scanProcesses(match: (process: { pid: number; args: string[]; en
   return found;
 }
 
-/** Live processes carrying the process sandbox's marker for this task. */
-export function processesOfWorker(taskId: string): number[] {
-  return scanProcesses(({ env }) => env.includes(`HERMETIC_WORKER=${taskId}`));
+/** Live processes carrying the process sandbox's marker of the worker in `workDir` (its work root and task ID). */
+export function processesOfWorker(workDir: string): number[] {
+  return scanProcesses(({ env }) => env.includes(`HERMETIC_WORKER=${workDir}`));
 }
 
 /** Live processes with `argument` among their arguments. */

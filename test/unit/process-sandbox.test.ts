@@ -63,7 +63,7 @@ async function setup(
     onExit: (exit) => {
       // Checked synchronously inside onExit: the worker's processes must already be gone.
       const leftovers = [
-        ...processesOfWorker(exit.taskId),
+        ...processesOfWorker(join(workRoot, exit.taskId)),
         ...watched.flatMap((argument) => processesWithArgument(argument)),
       ];
       exits.push({ ...exit, leftovers });
@@ -103,6 +103,25 @@ const modes: Isolation[] = available ? ['pid-namespace', 'process-group'] : ['pr
 
 for (const isolation of modes) {
   describe(`process sandbox (${isolation})`, () => {
+    test('two sandboxes on other work roots (two deployments) run the same task each; reaping one stops nothing of the other', async () => {
+      const first = await setup(isolation);
+      const second = await setup(isolation);
+      try {
+        const taskId = newTaskId();
+        const hang = uniqueSleep();
+        await first.sandbox.start(first.request(taskId, { steps: [['sleep', hang]] }));
+        await waitUntil(() => processesWithArgument(hang).length > 0, 'the first worker runs');
+        await second.sandbox.start(second.request(taskId, { steps: [['true']] }));
+        const exit = await second.exitOf(taskId);
+        assert.deepEqual([exit.reason, exit.code, exit.leftovers], ['exited', 0, []]);
+        assert.ok(processesWithArgument(hang).length > 0, "the first deployment's worker still runs");
+        assert.deepEqual(first.exits, []);
+      } finally {
+        await first.sandbox.close();
+        await second.sandbox.close();
+      }
+    });
+
     test('runs a task with the real agent: the result arrives, the work dir is emptied', async () => {
       const s = await setup(isolation);
       try {
@@ -285,7 +304,7 @@ for (const isolation of modes) {
         assert.equal(vars.get('HOME'), join(dir, 'home'));
         assert.equal(vars.get('TMPDIR'), join(dir, 'tmp'));
         assert.equal(vars.get('LANG'), 'C.UTF-8');
-        assert.equal(vars.get('HERMETIC_WORKER'), taskId);
+        assert.equal(vars.get('HERMETIC_WORKER'), dir);
         assert.equal(vars.get('PATH'), process.env.PATH);
       } finally {
         delete process.env.HERMETIC_SANDBOX_TEST_SECRET;
@@ -374,13 +393,13 @@ describe('process sandbox: isolation specifics', () => {
       const taskId = newTaskId();
       await s.sandbox.start(s.request(taskId, { steps: [['true']] }));
       const workers = await waitUntil(
-        () => processesOfWorker(taskId).map(namespaceOf).find((namespace) => namespace !== undefined && namespace !== host),
+        () => processesOfWorker(join(s.workRoot, taskId)).map(namespaceOf).find((namespace) => namespace !== undefined && namespace !== host),
         "the worker's namespace",
       );
       await sleep(200); // the sandbox looks for the namespace every 5 ms
       const busy = occupyThreadpool(await mkdtemp(join(root, 'fifos-')));
       try {
-        await waitUntil(() => processesOfWorker(taskId).length === 0, 'the worker to end');
+        await waitUntil(() => processesOfWorker(join(s.workRoot, taskId)).length === 0, 'the worker to end');
         await sleep(100); // a namespace's number is freed after an RCU grace period
         // New namespaces, until one has the worker's number (taking lower free ones first) or that number stays taken.
         for (let made = 0; made < 10; made++) {

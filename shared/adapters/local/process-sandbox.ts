@@ -123,7 +123,8 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       HOME: join(dir, 'home'),
       TMPDIR: join(dir, 'tmp'),
       LANG: 'C.UTF-8',
-      HERMETIC_WORKER: taskId,
+      // The worker's directory: unique to this work root and task, so two deployments never share a marker.
+      HERMETIC_WORKER: dir,
     };
     const agent = [...agentCommand, '--workdir', dir];
     // In a PID namespace the agent is its init: when the agent exits, the kernel kills everything left in it; and
@@ -254,7 +255,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
   async function reap(worker: Worker): Promise<number[]> {
     const deadline = Date.now() + reapTimeoutMs;
     for (;;) {
-      const found = await findWorkerProcesses(worker.request.taskId, worker.namespace?.name);
+      const found = await findWorkerProcesses(worker.dir, worker.namespace?.name);
       if (found.length === 0 || Date.now() > deadline) return found.map(({ pid }) => pid);
       for (const leftover of found) killIfStillThere(leftover);
       await sleep(20);
@@ -329,14 +330,14 @@ interface FoundProcess {
  * environment, which catches processes that left the group with setsid, and those in its PID namespace (which the
  * caller holds open), which also catches any that cleared their environment. Empty where there is no /proc.
  */
-async function findWorkerProcesses(taskId: string, namespace: string | undefined): Promise<FoundProcess[]> {
+async function findWorkerProcesses(dir: string, namespace: string | undefined): Promise<FoundProcess[]> {
   let entries: string[];
   try {
     entries = await readdir('/proc');
   } catch {
     return [];
   }
-  const marker = `HERMETIC_WORKER=${taskId}`;
+  const marker = `HERMETIC_WORKER=${dir}`;
   const found: FoundProcess[] = [];
   await Promise.all(
     entries.map(async (entry) => {
