@@ -22,16 +22,32 @@ describe('a runtime stopped in the middle of a build', () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
 
-  it('kills the worker, and after a restart the build reaches exactly one verdict on a fresh attempt', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'hermetic-restart-'));
+  /** A repo of one commit whose build waits on its first attempt and passes on the next, with its config file. */
+  async function waitOnFirstAttempt(prefix: string) {
+    const dir = await mkdtemp(join(tmpdir(), prefix));
     dirs.push(dir);
     const repo = await createTestRepo(join(dir, 'repo'));
-    await repo.commit({ 'wait.sh': '#!/bin/sh\nif [ "$HERMETIC_ATTEMPT" = 1 ]; then sleep 600; fi\necho done\n' }, 'wait', { executable: ['wait.sh'] });
-    const catalog = parseConfig(
-      { repos: [{ name: 'repo', url: repo.path, builders: ['wait'] }], builders: { wait: { type: 'command', command: './wait.sh' } } },
-      'restart-config.json',
-    );
-    const options = { dataDir: join(dir, 'data'), catalog, logger: silentLogger, pollIntervalMs: 0, port: 0 };
+    const commit = await repo.commit({ 'wait.sh': '#!/bin/sh\nif [ "$HERMETIC_ATTEMPT" = 1 ]; then sleep 600; fi\necho done\n' }, 'wait', { executable: ['wait.sh'] });
+    const rawConfig = { repos: [{ name: 'repo', url: repo.path, builders: ['wait'] }], builders: { wait: { type: 'command', command: './wait.sh' } } };
+    const configFile = join(dir, 'config.json');
+    await writeFile(configFile, JSON.stringify(rawConfig));
+    return { dir, commit, rawConfig, configFile, dataDir: join(dir, 'data') };
+  }
+
+  /** Runs `hermetic up ARGS` until its worker has started, then kills it with SIGKILL. */
+  async function upKilledMidBuild(args: string[], started: () => boolean | Promise<boolean> = () => true): Promise<void> {
+    const child = spawn(process.execPath, [bin, 'up', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    await waitUntil(async () => /▶ started/.test(stderr) && (await started()), 'the worker to start');
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  it('kills the worker, and after a restart the build reaches exactly one verdict on a fresh attempt', async () => {
+    const { rawConfig, configFile, dataDir } = await waitOnFirstAttempt('hermetic-restart-');
+    const options = { dataDir, catalog: parseConfig(rawConfig, configFile), logger: silentLogger, pollIntervalMs: 0, port: 0 };
 
     const first = await startLocalRuntime(options);
     const [requested] = (await first.pollNow()).requested;
@@ -56,21 +72,8 @@ describe('a runtime stopped in the middle of a build', () => {
   });
 
   it('after kill -9 of the runtime, its workers die with it, and a restart retries the build to exactly one verdict', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'hermetic-kill-'));
-    dirs.push(dir);
-    const repo = await createTestRepo(join(dir, 'repo'));
-    const commit = await repo.commit({ 'wait.sh': '#!/bin/sh\nif [ "$HERMETIC_ATTEMPT" = 1 ]; then sleep 600; fi\necho done\n' }, 'wait', { executable: ['wait.sh'] });
-    const configFile = join(dir, 'config.json');
-    const rawConfig = { repos: [{ name: 'repo', url: repo.path, builders: ['wait'] }], builders: { wait: { type: 'command', command: './wait.sh' } } };
-    await writeFile(configFile, JSON.stringify(rawConfig));
-    const dataDir = join(dir, 'data');
-    const child = spawn(process.execPath, [bin, 'up', '--config', configFile, '--port', '0', '--data', dataDir], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    await waitUntil(async () => /▶ started/.test(stderr) && (await processesWithEnv('HOME', dataDir)).length > 0, 'the worker to start');
-    child.kill('SIGKILL');
-    await exited;
+    const { commit, rawConfig, configFile, dataDir } = await waitOnFirstAttempt('hermetic-kill-');
+    await upKilledMidBuild(['--config', configFile, '--port', '0', '--data', dataDir], async () => (await processesWithEnv('HOME', dataDir)).length > 0);
     await waitUntil(async () => (await processesWithEnv('HOME', dataDir)).length === 0, 'the orphaned worker to die');
 
     const runtime = await startLocalRuntime({ dataDir, catalog: parseConfig(rawConfig, configFile), logger: silentLogger, pollIntervalMs: 0, port: 0 });
@@ -92,23 +95,13 @@ describe('a runtime stopped in the middle of a build', () => {
     assert.equal(workDirs.length, 2);
     for (const workDir of workDirs) assert.deepEqual(await readdir(join(workRoot, workDir)), [], `${workDir} is emptied`);
   });
-  it('after kill -9 of the runtime, `up --once --json` finishes the build it left and prints it', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'hermetic-once-'));
-    dirs.push(dir);
-    const repo = await createTestRepo(join(dir, 'repo'));
-    const commit = await repo.commit({ 'wait.sh': '#!/bin/sh\nif [ "$HERMETIC_ATTEMPT" = 1 ]; then sleep 600; fi\necho done\n' }, 'wait', { executable: ['wait.sh'] });
-    const configFile = join(dir, 'config.json');
-    await writeFile(configFile, JSON.stringify({ repos: [{ name: 'repo', url: repo.path, builders: ['wait'] }], builders: { wait: { type: 'command', command: './wait.sh' } } }));
-    const args = [bin, 'up', '--config', configFile, '--port', '0', '--data', join(dir, 'data')];
-    const first = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    first.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise((resolve) => first.on('exit', resolve));
-    await waitUntil(() => /▶ started/.test(stderr), 'the worker to start');
-    first.kill('SIGKILL');
-    await exited;
 
-    const again = spawn(process.execPath, [...args, '--once', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  it('after kill -9 of the runtime, `up --once --json` finishes the build it left and prints it', async () => {
+    const { commit, configFile, dataDir } = await waitOnFirstAttempt('hermetic-once-');
+    const args = ['--config', configFile, '--port', '0', '--data', dataDir];
+    await upKilledMidBuild(args);
+
+    const again = spawn(process.execPath, [bin, 'up', ...args, '--once', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let progress = '';
     again.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
