@@ -12,7 +12,7 @@ import { engineProblem } from '../shared/adapters/docker/engine-problem.ts';
 import { parseConfig } from '../shared/config/config.ts';
 import { buildId } from '../shared/model/ids.ts';
 import type { Build } from '../shared/model/types.ts';
-import { silentLogger } from '../shared/ports/log.ts';
+import type { Logger } from '../shared/ports/log.ts';
 import { collections } from '../shared/ports/state.ts';
 import { startLocalRuntime, type LocalRuntime } from '../shared/runtime/local-runtime.ts';
 import { createTestRepo, type TestRepo } from '../test/helpers/git-repo.ts';
@@ -79,7 +79,13 @@ const catalog = parseConfig(
 
 const rssSamples: number[] = [];
 const sampler = setInterval(() => rssSamples.push(process.memoryUsage().rss), 200);
-const runtime = await startLocalRuntime({ dataDir, catalog, logger: silentLogger, pollIntervalMs: 0, port: 0, onProgress: (line) => process.stderr.write(`images: ${line}\n`) });
+// Warnings and errors go to stderr, with the first few lines of each: they say why a worker was lost.
+const logger: Logger = {
+  info: () => {},
+  warn: (event, fields = {}) => process.stderr.write(`warn ${event} ${JSON.stringify(fields).slice(0, 600)}\n`),
+  error: (event, fields = {}) => process.stderr.write(`error ${event} ${JSON.stringify(fields).slice(0, 600)}\n`),
+};
+const runtime = await startLocalRuntime({ dataDir, catalog, logger, pollIntervalMs: 0, port: 0, onProgress: (line) => process.stderr.write(`images: ${line}\n`) });
 
 const rows: string[] = [];
 let missed = false;

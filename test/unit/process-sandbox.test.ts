@@ -12,7 +12,7 @@ import type { Fields, Logger } from '../../shared/ports/log.ts';
 import { newTaskId } from '../contract/compute.contract.ts';
 import { startFakeBlobServer, taskSpecFor, uploadedLog, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
 import { occupyThreadpool } from '../helpers/busy-threadpool.ts';
-import { processesOfWorker, processesWithArgument } from '../helpers/proc-scan.ts';
+import { processesOfWorker, processesWithArgument, scanProcesses } from '../helpers/proc-scan.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 let server: FakeBlobServer;
@@ -45,7 +45,7 @@ interface Setup {
 
 async function setup(
   isolation: Isolation,
-  options: { workRoot?: string; keepWorkDirs?: boolean; agentCommand?: string[] } = {},
+  options: { workRoot?: string; keepWorkDirs?: boolean; agentCommand?: string[]; maxWorkers?: number } = {},
 ): Promise<Setup> {
   const workRoot = options.workRoot ?? (await mkdtemp(join(root, 'workers-')));
   const exits: SeenExit[] = [];
@@ -70,6 +70,7 @@ async function setup(
     },
     ...(options.keepWorkDirs === undefined ? {} : { keepWorkDirs: options.keepWorkDirs }),
     ...(options.agentCommand === undefined ? {} : { agentCommand: options.agentCommand }),
+    ...(options.maxWorkers === undefined ? {} : { maxWorkers: options.maxWorkers }),
   });
   return {
     sandbox,
@@ -468,6 +469,7 @@ describe('process sandbox: isolation specifics', () => {
     const burst = 5;
     const s = await setup('pid-namespace', {
       agentCommand: ['sh', '-c', 'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.2 & done; wait', 'agent'],
+      maxWorkers: count,
     });
     try {
       const ids = Array.from({ length: count }, () => newTaskId());
@@ -491,6 +493,38 @@ describe('process sandbox: isolation specifics', () => {
     assert.equal(auto.isolation, available ? 'pid-namespace' : 'process-group');
     if (!available) {
       await assert.rejects(createProcessSandbox({ workRoot, onExit: () => {}, isolation: 'pid-namespace' }), /not available/);
+    }
+  });
+});
+
+describe('process sandbox: a bound on workers running at once', () => {
+  test('runs at most maxWorkers at once; the rest wait in order, are listed, and end at their deadline or when stopped', async () => {
+    const s = await setup('process-group', { agentCommand: ['sh', '-c', 'sleep 0.3', 'agent'], maxWorkers: 2 });
+    let most = 0;
+    const sampler = setInterval(() => {
+      most = Math.max(most, scanProcesses(({ env }) => env.some((entry) => entry.startsWith(`HERMETIC_WORKER=${s.workRoot}/`))).length);
+    }, 10);
+    try {
+      const ids = Array.from({ length: 6 }, () => newTaskId());
+      const [expiring = '', stopped = ''] = [newTaskId(), newTaskId()];
+      for (const taskId of ids) await s.sandbox.start(s.request(taskId, { steps: [['true']] }));
+      await s.sandbox.start(s.request(expiring, { steps: [['true']] }, { deadline: Date.now() + 200 }));
+      await s.sandbox.start(s.request(stopped, { steps: [['true']] }));
+      assert.equal((await s.sandbox.list()).length, 8, 'waiting starts are workers too');
+      await s.sandbox.stop(stopped);
+      await waitUntil(() => s.exits.length === 8, 'every start ends');
+      clearInterval(sampler);
+      assert.ok(most <= 2 * 2, `at most 2 workers (each sh and its sleep) ran at once, saw ${most} processes`);
+      assert.deepEqual(
+        s.exits.filter((exit) => ids.includes(exit.taskId)).map((exit) => [exit.taskId, exit.reason, exit.code]).sort(),
+        ids.map((taskId) => [taskId, 'exited', 0]).sort(),
+        'the others ran to their end',
+      );
+      assert.deepEqual(s.exits.find((exit) => exit.taskId === expiring), { taskId: expiring, reason: 'deadline', code: null, signal: null, leftovers: [] });
+      assert.deepEqual(s.exits.find((exit) => exit.taskId === stopped), { taskId: stopped, reason: 'exited', code: null, signal: null, leftovers: [] });
+    } finally {
+      clearInterval(sampler);
+      await s.sandbox.close();
     }
   });
 });

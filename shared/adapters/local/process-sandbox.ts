@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { chmod, mkdir, open, readdir, readFile, readlink, rm, type FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
@@ -26,6 +27,12 @@ export interface ProcessSandboxOptions {
   agentCommand?: string[];
   /** Keep each worker's files (source, home, agent.log) after it exits, for debugging. */
   keepWorkDirs?: boolean;
+  /**
+   * Most workers running at once (default: twice the cores). Later starts are accepted and wait, in order, for one
+   * to end; they count as workers (listed, stoppable, ended at their deadline). Without a bound a burst of tasks
+   * starts a process each at once and exhausts the machine's memory and this process's file descriptors.
+   */
+  maxWorkers?: number;
 }
 
 /** A Compute that also says which isolation it settled on. */
@@ -46,6 +53,8 @@ const pidNamespaceWrapper = [
   '--mount-proc',
   '--',
 ];
+/** The default bound on workers running at once. */
+export const defaultMaxWorkers = Math.max(2, 2 * availableParallelism());
 /** How long to keep killing a worker's leftover processes before giving up and reporting them. */
 const reapTimeoutMs = 10_000;
 
@@ -83,6 +92,9 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
 
   const workers = new Map<string, Worker>();
   const starting = new Set<Promise<void>>();
+  const maxWorkers = options.maxWorkers ?? defaultMaxWorkers;
+  /** Accepted starts waiting for a free place, oldest first. */
+  const waiting = new Map<string, { request: WorkerRequest; dir: string; deadlineTimer: NodeJS.Timeout }>();
   let closed = false;
 
   async function start(request: WorkerRequest): Promise<void> {
@@ -92,7 +104,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     }
     const { taskId } = request;
     if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(taskId)) throw new Error(`unsafe task ID ${JSON.stringify(taskId)}`);
-    if (workers.has(taskId)) {
+    if (workers.has(taskId) || waiting.has(taskId)) {
       logger.info('worker.duplicate-start', { taskId });
       return;
     }
@@ -107,12 +119,52 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       }
       throw error;
     }
-    const launching = launch(request, dir);
+    if (waiting.size > 0 || workers.size + starting.size >= maxWorkers) {
+      const deadlineTimer = setTimeout(() => endWaiting(taskId, 'deadline'), Math.max(0, Math.min(request.deadline - Date.now(), 2 ** 31 - 1)));
+      waiting.set(taskId, { request, dir, deadlineTimer });
+      logger.info('worker.waiting', { taskId, running: workers.size + starting.size, waiting: waiting.size });
+      return;
+    }
+    await track(launch(request, dir));
+  }
+
+  async function track(launching: Promise<void>): Promise<void> {
     starting.add(launching);
     try {
       await launching;
     } finally {
       starting.delete(launching);
+    }
+  }
+
+  /** Starts the oldest waiting workers while there is room. A start that fails reports its worker vanished. */
+  function startWaiting(): void {
+    for (const [taskId, next] of waiting) {
+      if (closed || workers.size + starting.size >= maxWorkers) return;
+      waiting.delete(taskId);
+      clearTimeout(next.deadlineTimer);
+      void track(launch(next.request, next.dir)).catch((error: unknown) => {
+        logger.error('worker.start-failed', { taskId, error: (error as Error).message });
+        report({ taskId, reason: 'vanished', code: null, signal: null });
+      });
+    }
+  }
+
+  /** Ends a start that never ran: at its deadline, stopped, or closed. */
+  function endWaiting(taskId: string, reason: WorkerExit['reason']): void {
+    const entry = waiting.get(taskId);
+    if (entry === undefined) return;
+    waiting.delete(taskId);
+    clearTimeout(entry.deadlineTimer);
+    logger.info('worker.exited', { taskId, reason, code: null, signal: null, waited: true });
+    report({ taskId, reason, code: null, signal: null });
+  }
+
+  function report(exit: WorkerExit): void {
+    try {
+      onExit(exit);
+    } catch (error) {
+      logger.error('worker.on-exit-failed', { taskId: exit.taskId, error: (error as Error).message });
     }
   }
 
@@ -240,11 +292,8 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     }
     // Whatever went wrong above, the owner hears of the exit exactly once.
     workers.delete(taskId);
-    try {
-      onExit(exit);
-    } catch (error) {
-      logger.error('worker.on-exit-failed', { taskId, error: (error as Error).message });
-    }
+    report(exit);
+    startWaiting();
   }
 
   /**
@@ -268,13 +317,14 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     missingPrograms: (_hostType, programs) => programsNotOnPath(programs, workerPath),
     start,
     async stop(taskId) {
+      endWaiting(taskId, 'exited');
       const worker = workers.get(taskId);
       if (worker === undefined) return;
       worker.stopRequested = true;
       await stopWithGrace(worker.gone, () => kill(worker, 'exited'));
     },
     async list(): Promise<WorkerInfo[]> {
-      return [...workers.values()].map(({ request }) => ({
+      return [...workers.values(), ...waiting.values()].map(({ request }) => ({
         taskId: request.taskId,
         deadline: request.deadline,
         labels: { ...request.labels },
@@ -282,6 +332,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     },
     async close() {
       closed = true;
+      for (const taskId of [...waiting.keys()]) endWaiting(taskId, 'exited');
       await Promise.allSettled([...starting]);
       await Promise.all([...workers.values()].map((worker) => kill(worker, 'exited')));
     },
