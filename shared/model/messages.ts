@@ -52,7 +52,7 @@ export const TaskFinished = z.strictObject({
       code: z.number().int().nullable(),
       signal: z.string().nullable(),
       /** What the runtime itself saw go wrong for this worker, such as its result refused for want of space. */
-      note: z.string().max(1000).optional(),
+      note: z.string().max(8192).optional(),
     })
     .optional(),
 });
