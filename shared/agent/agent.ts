@@ -4,6 +4,7 @@ import { lchown, mkdir, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { describeDiskSpace, isDiskFull, measureDiskSpace } from '../disk-space.ts';
 import type { TaskResult, TaskSpec } from '../model/wire.ts';
 import { createByteRing } from './byte-ring.ts';
 import { createChunkedLog, keptRange, type ChunkedLog } from './chunked-log.ts';
@@ -13,7 +14,7 @@ import { packSnapshot } from './snapshot.ts';
 import { unpackTarball, UnpackLimitError, type UnpackLimits } from './unpack.ts';
 
 // The agent runs inside workers and is copied into their images: it imports node built-ins, zod (through the wire
-// schemas) and tar, and nothing else from the project.
+// schemas), tar and shared/disk-space.ts (built-ins only), and nothing else from the project.
 
 /** One task for the agent to run, and the knobs tests turn. */
 export interface AgentOptions {
@@ -206,6 +207,7 @@ async function runTask(context: TaskContext): Promise<Status> {
     const ran = await runStep(step, argv, stepContext);
     steps.push(ran.outcome);
     if (ran.timedOut) return 'timed-out';
+    if (ran.outcome.exitCode !== 0 && (await fullDisk(context, ran.outcome))) return 'error';
     if (ran.outcome.exitCode !== 0) {
       if (spec.keepGoing !== true) return 'failed';
       failed = true;
@@ -213,6 +215,21 @@ async function runTask(context: TaskContext): Promise<Status> {
   }
   if (failed) return 'failed';
   return spec.snapshot === undefined ? 'passed' : uploadSnapshot(context, spec.snapshot);
+}
+
+/**
+ * Whether the step failed on a full disk: its work directory's file system has (next to) no space or no file left.
+ * Then nothing it or a later step did can be trusted to say anything about the commit: the step is marked with what
+ * was measured, and the task stops as the machine's failure.
+ */
+async function fullDisk(context: TaskContext, outcome: StepOutcome): Promise<boolean> {
+  const space = await measureDiskSpace(context.options.workDir);
+  if (space === undefined || !isDiskFull(space)) return false;
+  outcome.diskFull = space;
+  const reason = `the worker's disk is full: ${describeDiskSpace(space)}; step ${outcome.name} failed there, and no later step was run`;
+  context.log.write(`:: ${reason}\n`);
+  context.errors.push(reason);
+  return true;
 }
 
 /**

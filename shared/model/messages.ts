@@ -51,6 +51,8 @@ export const TaskFinished = z.strictObject({
       reason: z.enum(['exited', 'deadline', 'vanished']),
       code: z.number().int().nullable(),
       signal: z.string().nullable(),
+      /** What the runtime itself saw go wrong for this worker, such as its result refused for want of space. */
+      note: z.string().max(8192).optional(),
     })
     .optional(),
 });

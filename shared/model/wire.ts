@@ -63,7 +63,7 @@ export const TaskResult = z.strictObject({
   taskId: z.string().regex(/^[0-9a-f]{24}$/),
   /**
    * `failed`: a step failed, or the tree was over a size limit (no step failed; `error` says which limit).
-   * `error`: the agent could not do its job (source download failed, ...); counts as an infra failure.
+   * `error`: the agent could not do its job (source download failed, its disk filled, ...); counts as an infra failure.
    */
   status: z.enum(['passed', 'failed', 'timed-out', 'error']),
   startedAt: z.number().int(),
@@ -81,6 +81,16 @@ export const TaskResult = z.strictObject({
       log: z.strictObject({ start: z.number().int().min(0), end: z.number().int().min(0) }).optional(),
       /** For a step that exited 127 (not found): the program that was not there, when the agent could tell which. */
       missing: z.string().max(200).optional(),
+      /** For a step that failed with its work directory's file system full: what the agent measured there. */
+      diskFull: z
+        .strictObject({
+          path: z.string().max(4096),
+          freeBytes: z.number().int().min(0),
+          totalBytes: z.number().int().min(0),
+          freeFiles: z.number().int().min(0),
+          totalFiles: z.number().int().min(0),
+        })
+        .optional(),
     }),
   ),
   log: z.strictObject({ bytes: z.number().int().min(0), truncated: z.boolean(), chunks: z.number().int().min(0) }),

@@ -1,3 +1,4 @@
+import { describeDiskSpace } from '../disk-space.ts';
 import { describeError, PermanentError } from '../errors.ts';
 import type { TaskFinished } from '../model/messages.ts';
 import { validate } from '../model/messages.ts';
@@ -73,7 +74,7 @@ export function createCollect(deps: PipelineDeps) {
     }
     if (exit?.reason === 'vanished') return { status: 'lost', reason: 'the worker vanished without a result' };
     const how = exit?.signal ? `killed by ${exit.signal}` : `exited with code ${exit?.code ?? 'unknown'}`;
-    return { status: 'lost', reason: `the worker ${how} without a result` };
+    return { status: 'lost', reason: `the worker ${how} without a result${exit?.note === undefined ? '' : `: ${exit.note}`}` };
   }
 
   function outcomeOfResult(task: Task, bytes: Uint8Array): TaskOutcome {
@@ -85,6 +86,13 @@ export function createCollect(deps: PipelineDeps) {
       const reason = `malformed result: ${describeError(error)}`;
       deps.logger.error('task.malformed-result', { task: task.id, reason });
       return { status: 'lost', reason };
+    }
+    // A full disk is the machine's fault too. Unlike a missing program it may pass: the space a worker finds depends on
+    // what else shares its disk at the time, and a fresh worker starts with an empty directory. So it is retried.
+    const full = result.steps.find((step) => step.diskFull !== undefined);
+    if (full?.diskFull !== undefined) {
+      const how = full.signal === undefined ? `exited ${full.exitCode ?? '?'}` : `was killed by ${full.signal}`;
+      return { status: 'lost', reason: `${full.name} ${how} with the worker's disk full: ${describeDiskSpace(full.diskFull)}`, result };
     }
     // A program the worker did not have is the machine's fault: no other attempt on the same environment fares better.
     const notFound = result.steps.find((step) => step.exitCode === 127);

@@ -1,5 +1,7 @@
 /** The blobs port: source tarballs, logs and results, handed to workers only as signed, expiring URLs. */
 
+import { RetryableError } from '../errors.ts';
+
 export interface SignOptions {
   method: 'GET' | 'PUT';
   /** ms since the epoch. */
@@ -23,6 +25,14 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   /** A URL that lets its holder do one kind of request to one object until it expires, and nothing else. */
   signUrl(key: string, options: SignOptions): Promise<string>;
+}
+
+/**
+ * A write the store refused for want of room (its disk is full): the message names the object and what is left.
+ * Retryable, as space may be freed; an HTTP front answers it with 507 Insufficient Storage.
+ */
+export class StoreFullError extends RetryableError {
+  override name = 'StoreFullError';
 }
 
 /** Throws unless `key` is a plain relative object name: no empty, `.` or `..` segment, no odd characters. */

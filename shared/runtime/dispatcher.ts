@@ -17,11 +17,13 @@ export interface Route {
 
 /** Idle pulls wait at most this long, so expired leases and due retries are picked up without a publish. */
 const idlePollMs = 250;
+/** How long after a failed pull the next is tried, unless a publish wakes the loop sooner. */
+const pullRetryMs = 1000;
 
 /**
  * Feeds queued messages to functions as Pub/Sub push would: each delivery becomes a `messagePublished` CloudEvent;
  * a function that returns acks it, one that throws nacks it (redelivery with backoff, then the dead letters).
- * Wakes at once on a publish in this process.
+ * Wakes at once on a publish in this process. A pull that fails is reported and tried again, never fatal.
  */
 export function createDispatcher(options: { queue: MessageQueue; routes: Route[]; logger: Logger; project: string }) {
   const { queue, logger } = options;
@@ -35,9 +37,22 @@ export function createDispatcher(options: { queue: MessageQueue; routes: Route[]
   async function loop(route: Route): Promise<void> {
     const signal = signals.get(route.topic) ?? new Signal();
     let running = 0;
+    let failing = false;
     while (!stopped) {
       const room = route.concurrency - running;
-      const deliveries = room > 0 ? await queue.pull(route.subscription, room) : [];
+      let deliveries: Delivery[];
+      try {
+        deliveries = room > 0 ? await queue.pull(route.subscription, room) : [];
+      } catch (error) {
+        // A queue that cannot lease now (its disk is full, say) still holds its messages: pull again after a pause.
+        // The first failure is reported; the rest until it recovers would only repeat it.
+        if (!failing) logger.error('message.pull-failed', { subscription: route.subscription, reason: describeError(error) });
+        failing = true;
+        await signal.wait(pullRetryMs);
+        continue;
+      }
+      if (failing) logger.info('message.pull-recovered', { subscription: route.subscription });
+      failing = false;
       if (deliveries.length === 0) {
         await signal.wait(idlePollMs);
         continue;

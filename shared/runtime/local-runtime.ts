@@ -90,13 +90,22 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     pending.add(tracked);
   }
 
+  /** Tasks whose result the blob store had no room for, and what it said: why such a worker ended without one. */
+  const refusedResults = new Map<string, string>();
   const onExit: OnWorkerExit = (exit) => {
+    const refused = refusedResults.get(exit.taskId);
+    refusedResults.delete(exit.taskId);
     track(
       publishMessage(queue, topics.taskFinished, {
         v: 1,
         taskId: exit.taskId,
         cause: 'exited',
-        exit: { reason: exit.reason, code: exit.code, signal: exit.signal },
+        exit: {
+          reason: exit.reason,
+          code: exit.code,
+          signal: exit.signal,
+          ...(refused === undefined ? {} : { note: `its result was refused: ${refused}` }),
+        },
       }),
       'exit-notice',
     );
@@ -132,11 +141,18 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     store: blobs,
     signer,
     onFinalized: (key) => {
-      if (taskIdOfResultKey(key) !== undefined) {
+      const taskId = taskIdOfResultKey(key);
+      if (taskId !== undefined) {
+        refusedResults.delete(taskId);
         track(publishObjectFinalized(queue, { bucket: 'local', name: key }), 'result-notice');
       }
     },
     onError: (error) => logger.error('blobs.failed', { error: describeError(error) }),
+    onStoreFull: (key, error) => {
+      logger.error('blobs.store-full', { key, error: error.message });
+      const taskId = taskIdOfResultKey(key);
+      if (taskId !== undefined) refusedResults.set(taskId, error.message);
+    },
   });
   blobServer?.on('request', (req, res) => {
     if (req.url?.startsWith('/blobs/')) void blobHandler(req, res);

@@ -8,7 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import { createBlobHandler } from '../../shared/adapters/local/blob-server.ts';
 import { createFolderBlobs } from '../../shared/adapters/local/folder-blobs.ts';
 import { createUrlSigner, type UrlSigner } from '../../shared/adapters/local/url-signer.ts';
-import type { BlobStore } from '../../shared/ports/blobs.ts';
+import { StoreFullError, type BlobStore } from '../../shared/ports/blobs.ts';
+import { listenForTests } from '../fakes/http.ts';
 import { createMemoryBlobs } from '../fakes/memory-blobs.ts';
 import { blobsContract, withBlobServer } from './blobs.contract.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -168,6 +169,38 @@ describe('folder blobs only', () => {
     assert.equal(await store.exists('clash/f/g'), false);
     assert.deepEqual(await store.list('clash/'), ['clash/d/x', 'clash/f']);
     assert.deepEqual((await allEntries()).filter((name) => name.includes('~')), []);
+  });
+});
+
+describe('blob endpoint over a store with no room', () => {
+  it('answers a PUT with 507 and a reason, and reports the refusal apart from its failures', async () => {
+    const signer = createUrlSigner({ baseUrl: 'http://127.0.0.1:1', secret: randomBytes(32) });
+    const memory = createMemoryBlobs({ signer });
+    const full = new StoreFullError('no room for blob "results/x.json": 0 bytes free of 64 MiB on the file system of /data/blobs');
+    const store: BlobStore = {
+      ...memory,
+      async putStream(_key, source) {
+        for await (const chunk of source) void chunk;
+        throw full;
+      },
+    };
+    const refused: Array<[string, Error]> = [];
+    const errors: Error[] = [];
+    const handler = createBlobHandler({ store, signer, onError: (error) => errors.push(error), onStoreFull: (key, error) => refused.push([key, error]) });
+    const server = createServer((req, res) => void handler(req, res));
+    const port = await listenForTests(server);
+    try {
+      const url = new URL(await signer.sign('results/x.json', { method: 'PUT', expiresAt: Date.now() + 60_000 }));
+      url.host = `127.0.0.1:${port}`;
+      const response = await fetch(url, { method: 'PUT', body: '{}' });
+      assert.equal(response.status, 507);
+      assert.equal(await response.text(), 'insufficient storage: the blob store has no room');
+      assert.deepEqual(refused, [['results/x.json', full]]);
+      assert.deepEqual(errors, []);
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
   });
 });
 

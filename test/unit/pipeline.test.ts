@@ -435,3 +435,41 @@ describe('pipeline: malformed messages go to the dead letters with the reason', 
     });
   }
 });
+
+describe("pipeline: a full disk is the machine's fault, never the commit's", () => {
+  it('a step that failed on a full disk makes a lost worker naming the disk, retried on a fresh one', async () => {
+    const h = await createPipelineHarness();
+    const { buildId: id, taskId } = await launchOne(h);
+    const diskFull = { path: '/work', freeBytes: 4096, totalBytes: 10 * 2 ** 30, freeFiles: 1000, totalFiles: 655360 };
+    const full = { ...result(taskId, 'error'), error: "the worker's disk is full", steps: [{ name: 'make', exitCode: 2, durationMs: 1, diskFull }] };
+    await h.blobs.put(blobKeys.result(taskId), JSON.stringify(full));
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
+    await h.drain();
+    assert.equal((await h.state.get(collections.tasks, taskId))?.reason, "make exited 2 with the worker's disk full: 4.0 KiB free of 10 GiB on the file system of /work");
+    const build = await h.state.get(collections.builds, id);
+    assert.equal(build?.status, 'running');
+    assert.equal(build?.attempts, 2, 'retried: the next worker may find room');
+  });
+
+  it('a file system out of files (inodes) is named as such', async () => {
+    const h = await createPipelineHarness();
+    const { taskId } = await launchOne(h);
+    const diskFull = { path: '/work', freeBytes: 5 * 2 ** 30, totalBytes: 10 * 2 ** 30, freeFiles: 0, totalFiles: 655360 };
+    const full = { ...result(taskId, 'error'), steps: [{ name: 'make', exitCode: 1, durationMs: 1, diskFull }] };
+    await h.blobs.put(blobKeys.result(taskId), JSON.stringify(full));
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
+    await h.drain();
+    assert.equal((await h.state.get(collections.tasks, taskId))?.reason, "make exited 1 with the worker's disk full: no file left of 655360 (5.0 GiB free) on the file system of /work");
+  });
+
+  it("a worker whose result the runtime had no room for ends with the runtime's note as its reason", async () => {
+    const h = await createPipelineHarness();
+    const { taskId } = await launchOne(h);
+    const note = 'its result was refused: no room for blob "results/x.json": 0 bytes free of 64 MiB on the file system of /data/blobs';
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'exited', exit: { reason: 'exited', code: 1, signal: null, note } });
+    await h.drain();
+    const task = await h.state.get(collections.tasks, taskId);
+    assert.equal(task?.status, 'lost');
+    assert.equal(task?.reason, `the worker exited with code 1 without a result: ${note}`);
+  });
+});

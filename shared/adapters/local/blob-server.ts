@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { PermanentError, ensureError } from '../../errors.ts';
-import type { BlobStore } from '../../ports/blobs.ts';
+import { StoreFullError, type BlobStore } from '../../ports/blobs.ts';
 import type { UrlSigner } from './url-signer.ts';
 
 export interface BlobHandlerOptions {
@@ -13,6 +13,8 @@ export interface BlobHandlerOptions {
   defaultMaxBytes?: number;
   /** Sees every failure the handler answered with a 500 or a cut connection; nothing is logged otherwise. */
   onError?: (error: Error) => void;
+  /** Sees each PUT answered with 507 because the store had no room for it (a StoreFullError naming what is left). */
+  onStoreFull?: (key: string, error: StoreFullError) => void;
 }
 
 const PREFIX = '/blobs/';
@@ -21,7 +23,8 @@ const PEEK_BYTES = 64 * 1024;
 
 /**
  * An HTTP handler for `/blobs/<key>` that serves signed GET and PUT requests over any BlobStore. It never throws:
- * refusals are 403/404/405/413 with a short plain-text reason, and failures are a 500 reported to `onError`.
+ * refusals are 403/404/405/413 with a short plain-text reason, a store with no room is a 507 reported to `onStoreFull`,
+ * and other failures are a 500 reported to `onError`.
  */
 export function createBlobHandler(
   options: BlobHandlerOptions,
@@ -103,6 +106,16 @@ export function createBlobHandler(
     } catch (error) {
       // The store's own error may be of any shape; our counter knows whether the limit was the reason.
       if (tooLarge) return refuseBody(req, res, 413, 'too large');
+      if (error instanceof StoreFullError) {
+        // The worker is told why, but not where: the store's paths and sizes are this machine's business.
+        refuseBody(req, res, 507, 'insufficient storage: the blob store has no room');
+        try {
+          options.onStoreFull?.(key, error);
+        } catch (callbackError) {
+          report(callbackError);
+        }
+        return;
+      }
       report(error);
       return refuseBody(req, res, 500, 'internal error');
     }

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
+import { describeDiskSpace, measureDiskSpace } from '../../disk-space.ts';
 import { PermanentError } from '../../errors.ts';
-import { assertBlobKey, type BlobStore } from '../../ports/blobs.ts';
+import { assertBlobKey, StoreFullError, type BlobStore } from '../../ports/blobs.ts';
 import type { UrlSigner } from './url-signer.ts';
 
 export interface FolderBlobsOptions {
@@ -20,7 +21,8 @@ const SEGMENT = /^[A-Za-z0-9._-]+$/;
  * A blob store in a folder: each key is a file under `root`. Writes go to a temp file beside the target and are
  * renamed into place, so readers see the old object or the new one. Symlinks are never followed: a symlink on a
  * key's folder path makes every operation on that key reject; a symlink as the object itself makes reads and
- * `exists` reject, while `put` replaces the link and `delete` removes it (rename and unlink act on the link).
+ * `exists` reject, while `put` replaces the link and `delete` removes it (rename and unlink act on the link). A write
+ * the folder's file system has no room for rejects with StoreFullError.
  */
 export function createFolderBlobs(options: FolderBlobsOptions): BlobStore {
   const root = resolve(options.root);
@@ -109,9 +111,14 @@ export function createFolderBlobs(options: FolderBlobsOptions): BlobStore {
     maxBytes: number | undefined,
   ): Promise<{ bytes: number }> => {
     const { dirs, file } = locate(key);
-    await walkDirs(key, dirs, true);
     const temp = `${file}${TEMP_MARK}${randomBytes(8).toString('hex')}`;
-    const handle = await open(temp, 'wx');
+    let handle: FileHandle;
+    try {
+      await walkDirs(key, dirs, true);
+      handle = await open(temp, 'wx');
+    } catch (error) {
+      throw await asStoreFull(key, error);
+    }
     let bytes = 0;
     try {
       try {
@@ -136,9 +143,18 @@ export function createFolderBlobs(options: FolderBlobsOptions): BlobStore {
       });
     } catch (error) {
       await unlink(temp).catch(() => undefined);
-      throw error;
+      throw await asStoreFull(key, error);
     }
     return { bytes };
+  };
+
+  /** ENOSPC (or a quota's EDQUOT) as a StoreFullError that says what the folder's file system has left. */
+  const asStoreFull = async (key: string, error: unknown): Promise<unknown> => {
+    const code = errorCode(error);
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') return error;
+    const space = await measureDiskSpace(root);
+    const left = space === undefined ? `the file system of ${root} is full` : describeDiskSpace(space);
+    return new StoreFullError(`no room for blob ${JSON.stringify(key)}: ${left}`, { cause: error });
   };
 
   return {
