@@ -91,7 +91,8 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
   const hostNamespace = isolation === 'pid-namespace' ? await readlink('/proc/self/ns/pid') : undefined;
 
   const workers = new Map<string, Worker>();
-  const starting = new Set<Promise<void>>();
+  /** Launches in flight, with their requests: workers too, though not yet in `workers`. */
+  const starting = new Map<Promise<void>, WorkerRequest>();
   const maxWorkers = options.maxWorkers ?? defaultMaxWorkers;
   /** Accepted starts waiting for a free place, oldest first. */
   const waiting = new Map<string, { request: WorkerRequest; dir: string; deadlineTimer: NodeJS.Timeout }>();
@@ -125,11 +126,11 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       logger.info('worker.waiting', { taskId, running: workers.size + starting.size, waiting: waiting.size });
       return;
     }
-    await track(launch(request, dir));
+    await track(launch(request, dir), request);
   }
 
-  async function track(launching: Promise<void>): Promise<void> {
-    starting.add(launching);
+  async function track(launching: Promise<void>, request: WorkerRequest): Promise<void> {
+    starting.set(launching, request);
     try {
       await launching;
     } finally {
@@ -143,7 +144,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       if (closed || workers.size + starting.size >= maxWorkers) return;
       waiting.delete(taskId);
       clearTimeout(next.deadlineTimer);
-      void track(launch(next.request, next.dir)).catch((error: unknown) => {
+      void track(launch(next.request, next.dir), next.request).catch((error: unknown) => {
         logger.error('worker.start-failed', { taskId, error: (error as Error).message });
         report({ taskId, reason: 'vanished', code: null, signal: null });
       });
@@ -324,7 +325,8 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       await stopWithGrace(worker.gone, () => kill(worker, 'exited'));
     },
     async list(): Promise<WorkerInfo[]> {
-      return [...workers.values(), ...waiting.values()].map(({ request }) => ({
+      const launching = [...starting.values()].filter((request) => !workers.has(request.taskId)).map((request) => ({ request }));
+      return [...workers.values(), ...waiting.values(), ...launching].map(({ request }) => ({
         taskId: request.taskId,
         deadline: request.deadline,
         labels: { ...request.labels },
@@ -333,7 +335,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     async close() {
       closed = true;
       for (const taskId of [...waiting.keys()]) endWaiting(taskId, 'exited');
-      await Promise.allSettled([...starting]);
+      await Promise.allSettled([...starting.keys()]);
       await Promise.all([...workers.values()].map((worker) => kill(worker, 'exited')));
     },
   };
