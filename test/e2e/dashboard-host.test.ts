@@ -26,7 +26,7 @@ describe('the local dashboard answers only under the names it serves', () => {
   let port: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'hermetic-host-'));
-    const catalog = parseConfig({ repos: [], builders: {} }, 'host-test.json');
+    const catalog = parseConfig({ repos: [], builders: { quick: { type: 'command', command: 'true' } } }, 'host-test.json');
     runtime = await startLocalRuntime({ dataDir: join(dir, 'data'), catalog, logger: silentLogger, pollIntervalMs: 0, port: 0, containers: 'off' });
     port = new URL(runtime.url).port;
   });

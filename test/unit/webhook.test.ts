@@ -137,7 +137,7 @@ async function postPartly(port: number, headers: Record<string, string>, body: B
 }
 
 describe('webhook: a body it will not take is refused before it is read', () => {
-  const catalog = parseConfig({ repos: [], builders: {} }, 'test.json');
+  const catalog = parseConfig({ repos: [], builders: { quick: { type: 'command', command: 'true' } } }, 'test.json');
   const forged = 'sha256=' + '0'.repeat(64);
   const cap = 5 * 1024 * 1024;
   let server: Server;
