@@ -71,6 +71,17 @@ function integrity(path: string): unknown {
   }
 }
 
+
+/** A repo whose first commit's build writes 200 MB, and a config that builds it twice at most. */
+async function fillingRepo(path: string) {
+  const repo = await createTestRepo(path);
+  const filling = await repo.commit({ 'build.sh': 'head -c 200M /dev/zero > fill\n' }, 'fill the disk');
+  const rawConfig = {
+    repos: [{ name: 'repo', url: repo.path, builders: ['sh'] }],
+    builders: { sh: { type: 'command', command: 'sh build.sh', maxAttempts: 2 } },
+  };
+  return { repo, filling, rawConfig };
+}
 describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
   const mounts: string[] = [];
   const dirs: string[] = [];
@@ -93,12 +104,7 @@ describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
   it('a step that fills the data directory, then a full database: infra-failure naming the full disk, 507s, `up` serving, the database intact, and once space is freed the next build passes', async () => {
     const { dir } = await tmpfs('64m');
     const dataDir = join(dir, 'data');
-    const repo = await createTestRepo(join(dir, 'repo'));
-    const filling = await repo.commit({ 'build.sh': 'head -c 200M /dev/zero > fill\n' }, 'fill the disk');
-    const rawConfig = {
-      repos: [{ name: 'repo', url: repo.path, builders: ['sh'] }],
-      builders: { sh: { type: 'command', command: 'sh build.sh', maxAttempts: 2 } },
-    };
+    const { repo, filling, rawConfig } = await fillingRepo(join(dir, 'repo'));
     const logger = keepingLogger();
     const runtime = await startLocalRuntime({ dataDir, catalog: parseConfig(rawConfig, 'disk-full.json'), logger, pollIntervalMs: 0, port: 0, containers: 'off', reapIntervalMs: 1_000 });
     try {
@@ -149,12 +155,7 @@ describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
     const dataDir = join(dir, 'data');
     // The workers' disk apart from the data directory's, as a container's or a VM's is: the result still lands.
     await mount(join(dataDir, 'workers'), '16m');
-    const repo = await createTestRepo(join(dir, 'repo'));
-    const filling = await repo.commit({ 'build.sh': 'head -c 200M /dev/zero > fill\n' }, 'fill the disk');
-    const rawConfig = {
-      repos: [{ name: 'repo', url: repo.path, builders: ['sh'] }],
-      builders: { sh: { type: 'command', command: 'sh build.sh', maxAttempts: 2 } },
-    };
+    const { repo, filling, rawConfig } = await fillingRepo(join(dir, 'repo'));
     const runtime = await startLocalRuntime({ dataDir, catalog: parseConfig(rawConfig, 'disk-full.json'), logger: silentLogger, pollIntervalMs: 0, port: 0, containers: 'off' });
     try {
       await runtime.pollNow();
