@@ -5,6 +5,7 @@ import { deploymentIdPattern } from '../../model/ids.ts';
 import type { TaskSpec } from '../../model/wire.ts';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
+import { atDeadline, type DeadlineTimer } from '../deadline-timer.ts';
 import { stopWithGrace } from '../stop-with-grace.ts';
 import { createStartOnce } from '../start-once.ts';
 
@@ -87,13 +88,12 @@ const waitRecheckMs = 30_000;
 interface Worker {
   taskId: string;
   container: Docker.Container;
-  deadline: number;
   killReason?: WorkerExit['reason'];
   /** The kill request in flight or done; resolves true when a signal reached a running container. */
   killing?: Promise<boolean>;
   /** Stopped by its owner (its result is in): an exit then is expected, not a warning. */
   stopRequested?: boolean;
-  deadlineTimer?: NodeJS.Timeout;
+  deadlineTimer?: DeadlineTimer;
   /** Settles after onExit was called. */
   gone: Promise<void>;
 }
@@ -193,23 +193,11 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
   }
 
   function watch(taskId: string, container: Docker.Container, deadline: number): Worker {
-    const worker: Worker = { taskId, container, deadline, gone: Promise.resolve() };
+    const worker: Worker = { taskId, container, gone: Promise.resolve() };
     workers.set(taskId, worker);
     worker.gone = waitForExit(worker).then((outcome) => finish(worker, outcome));
-    armDeadline(worker);
+    worker.deadlineTimer = atDeadline(deadline, () => void kill(worker, 'deadline'));
     return worker;
-  }
-
-  function armDeadline(worker: Worker): void {
-    // setTimeout overflows past 2^31-1 ms; re-arm until the deadline is really here.
-    const delay = worker.deadline - Date.now();
-    worker.deadlineTimer = setTimeout(
-      () => {
-        if (Date.now() < worker.deadline) armDeadline(worker);
-        else void kill(worker, 'deadline');
-      },
-      Math.max(0, Math.min(delay, 2 ** 31 - 1)),
-    );
   }
 
   /** Resolves when the container has stopped (with its exit code) or is gone without one (vanished). */
@@ -259,7 +247,7 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
 
   async function finish(worker: Worker, outcome: { code: number | null; vanished: boolean }): Promise<void> {
     const { taskId, container } = worker;
-    clearTimeout(worker.deadlineTimer);
+    worker.deadlineTimer?.cancel();
     // A kill in flight decides whether this exit was ours.
     const killed = (await worker.killing) === true;
     const exit: WorkerExit = outcome.vanished

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
+import { atDeadline, type DeadlineTimer } from '../deadline-timer.ts';
 import { stopWithGrace } from '../stop-with-grace.ts';
 import { programsNotOnPath } from './programs-on-path.ts';
 
@@ -67,7 +68,7 @@ interface Worker {
   killReason?: WorkerExit['reason'];
   /** Stopped by its owner (its result is in): an exit then is expected, not a warning. */
   stopRequested?: boolean;
-  deadlineTimer?: NodeJS.Timeout;
+  deadlineTimer?: DeadlineTimer;
   /** Settles after onExit was called. */
   gone: Promise<void>;
 }
@@ -95,7 +96,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
   const starting = new Map<Promise<void>, WorkerRequest>();
   const maxWorkers = options.maxWorkers ?? defaultMaxWorkers;
   /** Accepted starts waiting for a free place, oldest first. */
-  const waiting = new Map<string, { request: WorkerRequest; dir: string; deadlineTimer: NodeJS.Timeout }>();
+  const waiting = new Map<string, { request: WorkerRequest; dir: string; deadlineTimer: DeadlineTimer }>();
   let closed = false;
 
   async function start(request: WorkerRequest): Promise<void> {
@@ -121,7 +122,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       throw error;
     }
     if (waiting.size > 0 || workers.size + starting.size >= maxWorkers) {
-      const deadlineTimer = setTimeout(() => endWaiting(taskId, 'deadline'), Math.max(0, Math.min(request.deadline - Date.now(), 2 ** 31 - 1)));
+      const deadlineTimer = atDeadline(request.deadline, () => endWaiting(taskId, 'deadline'));
       waiting.set(taskId, { request, dir, deadlineTimer });
       logger.info('worker.waiting', { taskId, running: workers.size + starting.size, waiting: waiting.size });
       return;
@@ -143,7 +144,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     for (const [taskId, next] of waiting) {
       if (closed || workers.size + starting.size >= maxWorkers) return;
       waiting.delete(taskId);
-      clearTimeout(next.deadlineTimer);
+      next.deadlineTimer.cancel();
       void track(launch(next.request, next.dir), next.request).catch((error: unknown) => {
         logger.error('worker.start-failed', { taskId, error: (error as Error).message });
         report({ taskId, reason: 'vanished', code: null, signal: null });
@@ -156,7 +157,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     const entry = waiting.get(taskId);
     if (entry === undefined) return;
     waiting.delete(taskId);
-    clearTimeout(entry.deadlineTimer);
+    entry.deadlineTimer.cancel();
     logger.info('worker.exited', { taskId, reason, code: null, signal: null, waited: true });
     report({ taskId, reason, code: null, signal: null });
   }
@@ -218,22 +219,10 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       // EPIPE: the agent died before reading its spec; its exit tells the rest.
     });
     child.stdin?.end(JSON.stringify(request.spec));
-    armDeadline(worker);
+    worker.deadlineTimer = atDeadline(request.deadline, () => void kill(worker, 'deadline'));
     if (hostNamespace !== undefined) void learnNamespace(worker, hostNamespace);
     logger.info('worker.started', { taskId, pid: child.pid ?? null, isolation });
     if (closed) void kill(worker, 'exited');
-  }
-
-  function armDeadline(worker: Worker): void {
-    // setTimeout overflows past 2^31-1 ms; re-arm until the deadline is really here.
-    const delay = worker.request.deadline - Date.now();
-    worker.deadlineTimer = setTimeout(
-      () => {
-        if (Date.now() < worker.request.deadline) armDeadline(worker);
-        else void kill(worker, 'deadline');
-      },
-      Math.max(0, Math.min(delay, 2 ** 31 - 1)),
-    );
   }
 
   /**
@@ -277,7 +266,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
 
   async function finish(worker: Worker, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     const { taskId } = worker.request;
-    clearTimeout(worker.deadlineTimer);
+    worker.deadlineTimer?.cancel();
     const exit: WorkerExit = { taskId, reason: worker.killReason ?? 'exited', code, signal };
     try {
       const leftovers = await reap(worker);
