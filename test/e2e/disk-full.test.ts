@@ -13,7 +13,7 @@ import { buildId } from '../../shared/model/ids.ts';
 import { silentLogger, type Fields, type Logger } from '../../shared/ports/log.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createDispatcher } from '../../shared/runtime/dispatcher.ts';
-import { startLocalRuntime } from '../../shared/runtime/local-runtime.ts';
+import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { hangGuardMs, waitUntil } from '../helpers/wait.ts';
 
@@ -82,6 +82,16 @@ async function fillingRepo(path: string) {
   };
   return { repo, filling, rawConfig };
 }
+
+/** Polls, waits for the build of `commit` on the `sh` builder, and returns it with its tasks (and those as text). */
+async function pollAndBuild(runtime: LocalRuntime, commit: string) {
+  await runtime.pollNow();
+  const id = buildId('repo', commit, 'sh');
+  await runtime.waitForBuilds([id], hangGuardMs);
+  const build = await runtime.deps.state.get(collections.builds, id);
+  const tasks = await runtime.deps.state.query(collections.tasks, { where: { buildId: id } });
+  return { build, tasks, attempts: JSON.stringify(tasks.map((task) => [task.attempt, task.status, task.reason])) };
+}
 describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
   const mounts: string[] = [];
   const dirs: string[] = [];
@@ -108,12 +118,7 @@ describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
     const logger = keepingLogger();
     const runtime = await startLocalRuntime({ dataDir, catalog: parseConfig(rawConfig, 'disk-full.json'), logger, pollIntervalMs: 0, port: 0, containers: 'off', reapIntervalMs: 1_000 });
     try {
-      await runtime.pollNow();
-      const filled = buildId('repo', filling, 'sh');
-      await runtime.waitForBuilds([filled], hangGuardMs);
-      const build = await runtime.deps.state.get(collections.builds, filled);
-      const tasks = await runtime.deps.state.query(collections.tasks, { where: { buildId: filled } });
-      const attempts = JSON.stringify(tasks.map((task) => [task.attempt, task.status, task.reason]));
+      const { build, attempts } = await pollAndBuild(runtime, filling);
       // Its worker's directory is on the data directory's disk: the step filled both, so the result could not land.
       assert.equal(build?.status, 'infra-failure', attempts);
       assert.match(build?.reason ?? '', /^worker lost 2 times; last: the worker exited with code 1 without a result: its result was refused: no room for blob "results\/[0-9a-f]{24}\.json": .* free of 64 MiB on the file system of \S+\/data\/blobs$/, attempts);
@@ -139,10 +144,7 @@ describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
       assert.equal(integrity(join(dataDir, 'hermetic.db')), 'ok');
 
       await rm(filler);
-      await runtime.pollNow();
-      const next = buildId('repo', passing, 'sh');
-      await runtime.waitForBuilds([next], hangGuardMs);
-      const passed = await runtime.deps.state.get(collections.builds, next);
+      const { build: passed } = await pollAndBuild(runtime, passing);
       assert.equal(passed?.status, 'passed', passed?.reason);
     } finally {
       await runtime.stop();
@@ -158,21 +160,13 @@ describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
     const { repo, filling, rawConfig } = await fillingRepo(join(dir, 'repo'));
     const runtime = await startLocalRuntime({ dataDir, catalog: parseConfig(rawConfig, 'disk-full.json'), logger: silentLogger, pollIntervalMs: 0, port: 0, containers: 'off' });
     try {
-      await runtime.pollNow();
-      const filled = buildId('repo', filling, 'sh');
-      await runtime.waitForBuilds([filled], hangGuardMs);
-      const build = await runtime.deps.state.get(collections.builds, filled);
-      const tasks = await runtime.deps.state.query(collections.tasks, { where: { buildId: filled } });
-      const attempts = JSON.stringify(tasks.map((task) => [task.attempt, task.status, task.reason]));
+      const { build, tasks, attempts } = await pollAndBuild(runtime, filling);
       assert.equal(build?.status, 'infra-failure', attempts);
       assert.match(build?.reason ?? '', /^worker lost 2 times; last: sh build\.sh exited 1 with the worker's disk full: .* free of 16 MiB on the file system of \S+\/data\/workers\/[0-9a-f]{24}$/, attempts);
       assert.deepEqual(tasks.map((task) => task.status), ['lost', 'lost']);
 
       const passing = await repo.commit({ 'build.sh': 'echo fine\n' }, 'fits');
-      await runtime.pollNow();
-      const next = buildId('repo', passing, 'sh');
-      await runtime.waitForBuilds([next], hangGuardMs);
-      const passed = await runtime.deps.state.get(collections.builds, next);
+      const { build: passed } = await pollAndBuild(runtime, passing);
       assert.equal(passed?.status, 'passed', passed?.reason);
     } finally {
       await runtime.stop();
