@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { parseConfig } from '../../shared/config/config.ts';
 import { ensureImages } from '../../shared/images/build-images.ts';
@@ -15,9 +13,9 @@ import { collections } from '../../shared/ports/state.ts';
 import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
 import { engineSocket, startEngineProxy } from '../helpers/engine-proxy.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
+import { runUpUntilKilled } from '../helpers/killed-up.ts';
 import { hangGuardMs, waitUntil } from '../helpers/wait.ts';
 
-const bin = fileURLToPath(new URL('../../bin/hermetic.js', import.meta.url));
 const docker = new Docker();
 const socket = engineSocket();
 const noEngine =
@@ -47,25 +45,16 @@ describe('faults under a running pipeline', () => {
     const configFile = join(dir, 'config.json');
     await writeFile(configFile, JSON.stringify(rawConfig));
     const dataDir = join(dir, 'data');
-    const args = [bin, 'up', '--config', configFile, '--port', '0', '--data', dataDir, '--no-docker'];
+    const args = ['--config', configFile, '--port', '0', '--data', dataDir, '--no-docker'];
 
     // Each run is killed once it has done a little more: a few launches, then a few verdicts, then more. The
     // pipeline writes to SQLite all the while (tasks, builds, the queue), so each kill lands among writes.
     for (const verdictsBeforeKill of [0, 3, 8]) {
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      const exited = new Promise((resolve) => child.on('exit', resolve));
-      try {
-        await waitUntil(
-          () => (stderr.match(/▶ started/g) ?? []).length >= 2 && (stderr.match(/✓ passed/g) ?? []).length >= verdictsBeforeKill,
-          `${verdictsBeforeKill} verdicts in this run`,
-          { detail: () => stderr.slice(-2000) },
-        );
-      } finally {
-        child.kill('SIGKILL');
-        await exited;
-      }
+      await runUpUntilKilled(
+        args,
+        (stderr) => (stderr.match(/▶ started/g) ?? []).length >= 2 && (stderr.match(/✓ passed/g) ?? []).length >= verdictsBeforeKill,
+        `${verdictsBeforeKill} verdicts in this run`,
+      );
     }
 
     const database = new DatabaseSync(join(dataDir, 'hermetic.db'), { readOnly: true });

@@ -11,6 +11,7 @@ import { silentLogger } from '../../shared/ports/log.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { startLocalRuntime } from '../../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
+import { runUpUntilKilled } from '../helpers/killed-up.ts';
 import { processesWithEnv } from '../helpers/processes.ts';
 import { hangGuardMs, waitUntil } from '../helpers/wait.ts';
 
@@ -34,15 +35,9 @@ describe('a runtime stopped in the middle of a build', () => {
     return { dir, commit, rawConfig, configFile, dataDir: join(dir, 'data') };
   }
 
-  /** Runs `hermetic up ARGS` until its worker has started, then kills it with SIGKILL. */
-  async function upKilledMidBuild(args: string[], started: () => boolean | Promise<boolean> = () => true): Promise<void> {
-    const child = spawn(process.execPath, [bin, 'up', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    await waitUntil(async () => /▶ started/.test(stderr) && (await started()), 'the worker to start');
-    child.kill('SIGKILL');
-    await exited;
+  /** Runs `hermetic up ARGS` until its worker has started (and `started` says so too), then kills it with SIGKILL. */
+  function upKilledMidBuild(args: string[], started: () => boolean | Promise<boolean> = () => true): Promise<void> {
+    return runUpUntilKilled(args, async (stderr) => /▶ started/.test(stderr) && (await started()), 'the worker to start');
   }
 
   it('kills the worker, and after a restart the build reaches exactly one verdict on a fresh attempt', async () => {
