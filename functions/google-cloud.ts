@@ -15,12 +15,14 @@ import { createPubsubPublisher } from '../shared/adapters/gcp/pubsub-publisher.t
 import { createGitSource } from '../shared/adapters/local/git-source.ts';
 import { wireGitHub } from '../shared/adapters/github/connect.ts';
 import { loadConfig, type Config } from '../shared/config/config.ts';
+import { ConfigError } from '../shared/errors.ts';
 import { readGitHubEnvironment } from '../shared/config/github-environment.ts';
 import { createDashboard } from '../shared/dashboard/dashboard.ts';
 import { listHostTypes } from '../shared/images/host-types.ts';
 import { deploymentIdOfBucket } from '../shared/model/ids.ts';
 import type { Logger } from '../shared/ports/log.ts';
 import { defaultPipelineOptions } from '../shared/pipeline/deps.ts';
+import { proxyDirectories } from '../shared/pipeline/go-modules.ts';
 import { createFunctions, type Functions } from './functions.ts';
 
 /** The deployed source's root, where HERMETIC_CONFIG is looked up. */
@@ -50,9 +52,18 @@ async function defaultClients(environment: GoogleCloudEnvironment): Promise<Goog
   return { ...stores, pubsub: new PubSub({ projectId: environment.project }) };
 }
 
-/** The builders config the environment names, inside the deployed source. */
-function loadCatalog(environment: GoogleCloudEnvironment): Promise<Config> {
-  return loadConfig(resolve(sourceRoot, environment.configFile));
+/**
+ * The builders config the environment names, inside the deployed source. A `file://` module proxy is a directory on
+ * the one machine that runs `hermetic up`; no Compute Engine worker can read it, so it is refused here.
+ */
+async function loadCatalog(environment: GoogleCloudEnvironment): Promise<Config> {
+  const config = await loadConfig(resolve(sourceRoot, environment.configFile));
+  for (const builder of config.builders.values()) {
+    if (builder.modules !== undefined && proxyDirectories(builder.modules.proxy).length > 0) {
+      throw new ConfigError(`${config.file}: builders.${builder.name}.goProxy: ${JSON.stringify(builder.modules.proxy)} reads a directory of one machine; on Google Cloud expected http(s) proxies or "direct"`);
+    }
+  }
+  return config;
 }
 
 /** The blobs bucket over a Storage client, signing through IAM (or the tests' endpoint). */

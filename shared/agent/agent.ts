@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openAsBlob } from 'node:fs';
-import { lchown, mkdir, readdir, realpath, rm, stat } from 'node:fs/promises';
+import { chmod, lchown, mkdir, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -8,6 +8,7 @@ import { describeDiskSpace, isDiskFull, measureDiskSpace } from '../disk-space.t
 import type { TaskResult, TaskSpec } from '../model/wire.ts';
 import { createByteRing } from './byte-ring.ts';
 import { createChunkedLog, keptRange, type ChunkedLog } from './chunked-log.ts';
+import { goModuleFinding } from './go-findings.ts';
 import { putWithRetry } from './put-with-retry.ts';
 import { describeFailure } from './upload-retry.ts';
 import { packSnapshot } from './snapshot.ts';
@@ -142,7 +143,9 @@ async function runTask(context: TaskContext): Promise<Status> {
 
   const fetchTimeout = AbortSignal.timeout(Math.max(1, softDeadline - now()));
   const fetchStarted = now();
-  const fetched = spec.source.layout === 'snapshot' ? 'snapshot' : 'source';
+  let fetched = spec.source.layout === 'snapshot' ? 'snapshot' : 'source';
+  const modules = spec.goModules;
+  const modcache = join(options.workDir, moduleCacheDir);
   try {
     const warn = (message: string) => log.write(`:: tar: ${message}\n`);
     if (spec.source.layout === 'snapshot') {
@@ -152,17 +155,34 @@ async function runTask(context: TaskContext): Promise<Status> {
     } else {
       await fetchSource(spec.source.url, src, spec.unpack, fetchTimeout, warn);
     }
+    if (modules?.url !== undefined) {
+      fetched = 'module cache';
+      // Packed as the work directory's `gomodcache/`, as a snapshot packs it.
+      await fetchSource(modules.url, options.workDir, spec.unpack, fetchTimeout, warn);
+    }
     report.source = { seconds: roundSeconds(now() - fetchStarted) };
   } catch (error) {
     if (fetchTimeout.aborted) {
-      log.write(':: deadline reached while fetching the source; no step was run\n');
+      log.write(`:: deadline reached while fetching the ${fetched}; no step was run\n`);
       return 'timed-out';
     }
     if (error instanceof UnpackLimitError) return overLimit(context, `the ${fetched} ${error.message}; no step was run`);
-    const reason = `cannot fetch the source: ${describeFailure(error)}`;
+    const reason = `cannot fetch the ${fetched}: ${describeFailure(error)}`;
     log.write(`:: ${reason}\n`);
     errors.push(reason);
     return 'error';
+  }
+  if (modules !== undefined) {
+    try {
+      await mkdir(modcache, { recursive: true });
+      // Steps only read the modules they were given: nothing they do can change what the next step builds with.
+      if (modules.upload === undefined) await makeReadOnly(modcache);
+    } catch (error) {
+      const reason = `cannot prepare the module cache: ${describeFailure(error)}`;
+      log.write(`:: ${reason}\n`);
+      errors.push(reason);
+      return 'error';
+    }
   }
 
   const isolation = options.isolateSteps;
@@ -170,6 +190,8 @@ async function runTask(context: TaskContext): Promise<Status> {
   if (isolation !== undefined) {
     try {
       await handOver(src, home, isolation);
+      // The fetch task's steps write the module cache it uploads.
+      if (modules?.upload !== undefined) await chownTree(modcache, isolation.uid, isolation.gid);
     } catch (error) {
       const reason = `cannot hand the source and home to uid ${isolation.uid}: ${describeFailure(error)}`;
       log.write(`:: ${reason}\n`);
@@ -183,6 +205,7 @@ async function runTask(context: TaskContext): Promise<Status> {
     ...options.baseEnv,
     ...(isolation === undefined ? {} : { HOME: home }),
     ...spec.env,
+    ...(modules === undefined ? {} : { GOMODCACHE: modcache }),
   };
   const hermeticEnv = { HERMETIC_TASK_ID: spec.taskId, HERMETIC_ATTEMPT: String(spec.attempt) };
   let failed = false;
@@ -214,7 +237,38 @@ async function runTask(context: TaskContext): Promise<Status> {
     }
   }
   if (failed) return 'failed';
+  if (modules?.upload !== undefined) return uploadModuleCache(context, modules.upload);
   return spec.snapshot === undefined ? 'passed' : uploadSnapshot(context, spec.snapshot);
+}
+
+/** Where a task's Go module cache is, in its work directory (see TaskSpec.goModules). */
+const moduleCacheDir = 'gomodcache';
+
+/** Takes write permission from everything under `dir`: files and directories alike. Links are left as they are. */
+async function makeReadOnly(dir: string): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  await Promise.all(
+    entries.map(async (entry) => {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) return makeReadOnly(path);
+      if (entry.isFile()) await chmod(path, (await stat(path)).mode & 0o555);
+    }),
+  );
+  await chmod(dir, 0o555);
+}
+
+/**
+ * Packs the module cache the fetch task's steps made and PUTs it, leaving out go's VCS checkouts (used only to
+ * download). The same limits as a snapshot apply.
+ */
+async function uploadModuleCache(context: TaskContext, upload: { url: string; maxBytes: number }): Promise<Status> {
+  return uploadTree(context, {
+    what: 'module cache',
+    url: upload.url,
+    maxBytes: upload.maxBytes,
+    include: [moduleCacheDir],
+    exclude: [`${moduleCacheDir}/cache/vcs`],
+  });
 }
 
 /**
@@ -254,15 +308,40 @@ async function stepDirectory(src: string, dir: string | undefined): Promise<stri
 }
 
 /**
- * Packs `src/` (less the excluded paths) and `home/` of the work directory and PUTs the tarball to the snapshot URL,
- * streaming it from disk. Returns 'passed' once it landed, 'failed' when it is over a limit (its packed size, or
- * what it would unpack to), and 'error' when it could not be packed or uploaded, with the reason noted.
+ * Packs `src/` (less the excluded paths), `home/` and the module cache of the work directory, those that exist, and
+ * PUTs the snapshot.
  */
 async function uploadSnapshot(context: TaskContext, snapshot: NonNullable<TaskSpec['snapshot']>): Promise<Status> {
+  const { workDir } = context.options;
+  const present = await Promise.all(['home', moduleCacheDir].map((dir) => stat(join(workDir, dir)).then((stats) => (stats.isDirectory() ? [dir] : []), () => [])));
+  return uploadTree(context, {
+    what: 'snapshot',
+    url: snapshot.url,
+    maxBytes: snapshot.maxBytes,
+    include: ['src', ...present.flat()],
+    exclude: snapshot.exclude.map((path) => `src/${path}`),
+  });
+}
+
+interface TreeUpload {
+  what: 'snapshot' | 'module cache';
+  url: string;
+  maxBytes: number;
+  /** Entries of the work directory to pack, and paths under them to leave out. */
+  include: string[];
+  exclude: string[];
+}
+
+/**
+ * Packs part of the work directory and PUTs the tarball, streaming it from disk. Returns 'passed' once it landed,
+ * 'failed' when it is over a limit (its packed size, or what it would unpack to), and 'error' when it could not be
+ * packed or uploaded, with the reason noted.
+ */
+async function uploadTree(context: TaskContext, tree: TreeUpload): Promise<Status> {
   const { options, now, log, errors, report } = context;
-  const { workDir } = options;
-  // Outside src/ and home/, so the tarball is not packed into itself.
-  const file = join(workDir, 'snapshot.tar.gz');
+  const { what } = tree;
+  // Outside what is packed, so the tarball is not packed into itself.
+  const file = join(options.workDir, 'upload.tar.gz');
   const fail = (reason: string): Status => {
     log.write(`:: ${reason}\n`);
     errors.push(reason);
@@ -271,39 +350,32 @@ async function uploadSnapshot(context: TaskContext, snapshot: NonNullable<TaskSp
   try {
     let packed: Awaited<ReturnType<typeof packSnapshot>>;
     try {
-      const home = await stat(join(workDir, 'home')).then(
-        (stats) => stats.isDirectory(),
-        () => false,
-      );
-      packed = await packSnapshot(workDir, file, {
-        include: home ? ['src', 'home'] : ['src'],
-        exclude: snapshot.exclude.map((path) => `src/${path}`),
-      });
+      packed = await packSnapshot(options.workDir, file, { include: tree.include, exclude: tree.exclude });
     } catch (error) {
-      return fail(`cannot pack the snapshot: ${describeFailure(error)}`);
+      return fail(`cannot pack the ${what}: ${describeFailure(error)}`);
     }
     const { unpack } = options.spec;
-    if (packed.bytes > snapshot.maxBytes) {
-      return overLimit(context, `snapshot not uploaded: it is ${packed.bytes} bytes, over its limit of ${snapshot.maxBytes} bytes`);
+    if (packed.bytes > tree.maxBytes) {
+      return overLimit(context, `${what} not uploaded: it is ${packed.bytes} bytes, over its limit of ${tree.maxBytes} bytes`);
     }
-    // The shards would refuse to unpack it.
+    // The tasks that use it would refuse to unpack it.
     if (packed.unpackedBytes > unpack.maxBytes) {
-      return overLimit(context, `snapshot not uploaded: it unpacks to ${packed.unpackedBytes} bytes, over its limit of ${unpack.maxBytes} bytes`);
+      return overLimit(context, `${what} not uploaded: it unpacks to ${packed.unpackedBytes} bytes, over its limit of ${unpack.maxBytes} bytes`);
     }
     if (packed.files > unpack.maxEntries) {
-      return overLimit(context, `snapshot not uploaded: it holds ${packed.files} entries, over its limit of ${unpack.maxEntries}`);
+      return overLimit(context, `${what} not uploaded: it holds ${packed.files} entries, over its limit of ${unpack.maxEntries}`);
     }
     const uploadStarted = now();
     try {
-      await putWithRetry(snapshot.url, await openAsBlob(file), { what: 'snapshot', contentType: 'application/gzip' });
+      await putWithRetry(tree.url, await openAsBlob(file), { what, contentType: 'application/gzip' });
     } catch (error) {
-      return fail(`cannot upload the snapshot: ${describeFailure(error)}`);
+      return fail(`cannot upload the ${what}: ${describeFailure(error)}`);
     }
     const uploadSeconds = roundSeconds(now() - uploadStarted);
     const packSeconds = roundSeconds(packed.seconds * 1000);
-    report.snapshot = { bytes: packed.bytes, files: packed.files, packSeconds, uploadSeconds };
+    if (what === 'snapshot') report.snapshot = { bytes: packed.bytes, files: packed.files, packSeconds, uploadSeconds };
     log.write(
-      `:: snapshot: ${(packed.bytes / 1e6).toFixed(1)} MB, ${packed.files} files, ` +
+      `:: ${what}: ${(packed.bytes / 1e6).toFixed(1)} MB, ${packed.files} files, ` +
         `packed in ${packSeconds.toFixed(1)}s, uploaded in ${uploadSeconds.toFixed(1)}s\n`,
     );
     return 'passed';
@@ -486,6 +558,8 @@ function runStep(
       // 127 is the shell's "command not found": say which, so the verdict can blame the machine, not the commit.
       const missing = exitCode === 127 ? (notFound ?? programNotFoundIn(tail.contents().toString('utf8'))) : undefined;
       if (missing !== undefined) outcome.missing = missing;
+      const finding = exitCode === 0 ? undefined : goModuleFinding(tail.contents().toString('utf8'), step.fetchesModules === true);
+      if (finding !== undefined) outcome.finding = finding;
       resolve({ outcome, timedOut });
     };
 

@@ -41,6 +41,15 @@ const builderCommon = {
   spot: z.boolean().default(true),
 };
 
+const goProxyError =
+  'expected a GOPROXY value: "off", or proxies separated by "," or "|", each an http(s):// URL, a file:/// directory in the proxy layout, or "direct"';
+
+/** A GOPROXY list as the go command reads it: `off` alone, or entries of http(s) URLs, absolute file URLs and `direct`. */
+function isGoProxy(value: string): boolean {
+  if (value === 'off') return true;
+  return value.split(/[,|]/).every((entry) => entry === 'direct' || /^https?:\/\/[^\s,|]+$/.test(entry) || /^file:\/\/\/[^\s,|]*$/.test(entry));
+}
+
 const shardCount = z.number().int().min(1).max(256);
 
 /** Make once, snapshot, test in shards: the shard counts, and what to do with units that fail. */
@@ -62,6 +71,10 @@ const goModuleBuilder = z.strictObject({
   type: z.literal('go-module'),
   /** Package patterns for vet, build and test. */
   packages: z.array(z.string().regex(/^[A-Za-z0-9._/-]+$/, 'expected a package pattern')).min(1).default(['./...']),
+  /** Where the module-fetch task gets dependencies from: a GOPROXY value; `off` fetches nothing. */
+  goProxy: z.string().refine(isGoProxy, goProxyError).default('https://proxy.golang.org'),
+  /** The checksum database go consults for modules go.sum does not list: a GOSUMDB value, or `off`. */
+  goSumDb: z.string().regex(/^[\x21-\x7e]+( [\x21-\x7e]+)?$/, 'expected a GOSUMDB value such as "sum.golang.org" or "off"').default('sum.golang.org'),
 });
 
 /** The Go source tree itself: `make.bash`, then `go tool dist test` units in shards. */
@@ -187,6 +200,9 @@ export function parseConfig(json: unknown, file: string): Config {
       network: builder.network,
       spot: builder.spot,
       ...(testsOf(builder) ?? {}),
+      ...(builder.type === 'go-module' && builder.goProxy !== 'off'
+        ? { modules: { proxy: builder.goProxy, sumDb: builder.goSumDb, packages: builder.packages } }
+        : {}),
     });
   }
   const repos: Repo[] = [];

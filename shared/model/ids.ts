@@ -65,6 +65,14 @@ export function snapshotKey(tree: string, recipe: unknown): string {
   return digest(['snapshot', tree, JSON.stringify(recipe)]);
 }
 
+/**
+ * Deterministic key of a module cache: the module files (paths and contents) and how they are fetched (proxy,
+ * checksum database, host type, packages, environment).
+ */
+export function moduleCacheKey(files: ReadonlyArray<{ path: string; text: string }>, recipe: unknown): string {
+  return digest(['modules', JSON.stringify(files), JSON.stringify(recipe)]);
+}
+
 /** Deterministic ID of a builder's learned duration for one test unit. */
 export function durationDocId(builder: string, unit: string): string {
   return digest(['duration', builder, unit]);

@@ -20,6 +20,8 @@ export interface Step {
   env?: Record<string, string>;
   /** Its stdout is the task's output (a unit listing), not part of the log. */
   capture?: boolean;
+  /** The step that fetches Go modules: a failure to reach the proxy is the machine's, not the commit's. */
+  fetchesModules?: boolean;
   /**
    * A test step: a make-only trybot leaves it out, and one that names its tests runs `argv` with the names in place
    * of everything after the first `fixedArgs` (`go test PKGS` -> `go test NAMES`).
@@ -74,6 +76,28 @@ export interface Builder {
   spot: boolean;
   /** Present when the builder makes once and tests in shards; `steps` is then unused. */
   tests?: TestSuite;
+  /** A go-module builder's dependencies: where a fetch task gets them. Absent: nothing is fetched (GOPROXY=off). */
+  modules?: GoModules;
+}
+
+/** Where a Go module's dependencies come from, and which packages need them. */
+export interface GoModules {
+  /** A GOPROXY value: proxy URLs, `file://` directories in the proxy layout, `direct`, separated by `,` or `|`. */
+  proxy: string;
+  /** A GOSUMDB value, or `off`. */
+  sumDb: string;
+  /** The packages the builder vets, builds and tests: their dependencies are what is fetched. */
+  packages: string[];
+}
+
+/**
+ * A build's module cache: being made by its fetch task (`fetch`, the build's current task), or `ready` in the blob
+ * store under `key` (made by this build, or `reused` from an earlier one).
+ */
+export interface BuildModules {
+  key: string;
+  phase: 'fetch' | 'ready';
+  reused?: boolean;
 }
 
 /** A repository on GitHub (or GitHub Enterprise), as its API names it. */
@@ -164,6 +188,8 @@ export interface Build {
   attempts: number;
   /** A whole build's current task. Sharded builds keep theirs in `sharding`. */
   taskId?: string;
+  /** Its module cache, when its tree needs modules fetched. */
+  modules?: BuildModules;
   /** How a sharded build is getting on: its make task, plan, shard tasks, retries and merged verdict. */
   sharding?: Sharding;
   /** Why the build failed or is an infra failure, in words. */

@@ -20,6 +20,8 @@ const step = z.strictObject({
   env: z.record(z.string(), z.string()).optional(),
   /** Its stdout becomes the result's `output` (up to `outputBytes`), not part of the log. */
   capture: z.boolean().optional(),
+  /** It fetches Go modules: when it fails for want of the proxy, that is the machine's failure. */
+  fetchesModules: z.boolean().optional(),
 });
 
 export const TaskSpec = z.strictObject({
@@ -48,6 +50,17 @@ export const TaskSpec = z.strictObject({
   /** When every step passed: pack `src/` (less `exclude`) and `home/` and PUT the snapshot here. */
   snapshot: z
     .strictObject({ url: z.url(), exclude: z.array(relativePath), maxBytes: z.number().int().min(1) })
+    .optional(),
+  /**
+   * A Go module cache at `gomodcache/` in the work directory, named by GOMODCACHE. With `url`, the blob there is
+   * unpacked into it, read-only, before the steps; with `upload`, the steps write it and, when all passed, it is packed
+   * and PUT there. With neither, it is what a snapshot brought, or empty, and read-only.
+   */
+  goModules: z
+    .strictObject({
+      url: z.url().optional(),
+      upload: z.strictObject({ url: z.url(), maxBytes: z.number().int().min(1) }).optional(),
+    })
     .optional(),
   log: z.strictObject({
     /** One signed PUT URL per chunk, in order; chunk i is rewritten as it grows, up to chunkBytes. */
@@ -81,6 +94,11 @@ export const TaskResult = z.strictObject({
       log: z.strictObject({ start: z.number().int().min(0), end: z.number().int().min(0) }).optional(),
       /** For a step that exited 127 (not found): the program that was not there, when the agent could tell which. */
       missing: z.string().max(200).optional(),
+      /**
+       * What the agent recognised in a failed step's output, and whose it is: the commit's (a go.sum that does not
+       * verify) or the environment's (a module proxy that cannot be reached).
+       */
+      finding: z.strictObject({ blame: z.enum(['commit', 'environment']), text: z.string().max(1000) }).optional(),
       /** For a step that failed with its work directory's file system full: what the agent measured there. */
       diskFull: z
         .strictObject({
@@ -124,6 +142,8 @@ export const blobKeys = {
   result: (taskId: string) => `results/${taskId}.json`,
   /** A built tree, keyed by what went into it (see snapshotKey). */
   snapshot: (key: string) => `snapshots/${key}/tree.tar.gz`,
+  /** A module cache, keyed by the module files and how they were fetched (see moduleCacheKey). */
+  modules: (key: string) => `modules/${key}.tar.gz`,
   /** The units listed from that tree; written after the snapshot landed, so its presence means both are whole. */
   snapshotUnits: (key: string) => `snapshots/${key}/units.json`,
   /** A sharded build's merged log. */

@@ -9,6 +9,7 @@ import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask, type TaskOutcome } from './finish-task.ts';
 import { publishFollowUp } from './follow-up.ts';
+import { modulesStep } from './go-modules.ts';
 import { missingToolsReason } from './missing-tools.ts';
 import { keepListing, makeStep, plannedFields, planTests } from './sharding.ts';
 
@@ -29,11 +30,21 @@ export function createCollect(deps: PipelineDeps) {
     }
     const outcome = await outcomeOf(task, message);
     if (outcome === undefined) return;
-    const build = await finishTask(deps, task.id, task.step === makeStep ? await withPlannedTests(task, outcome) : outcome);
+    const build = await finishTask(deps, task.id, await withWhatItMade(task, outcome));
     // The result is in: the worker has nothing left to do, and a VM costs money until it is gone.
     if (message.cause === 'result') await deps.compute.stop(task.id);
     if (build?.sharding !== undefined && terminalBuildStatuses.includes(build.status)) await stopTheRest(build.id);
   };
+
+  /** A make task's outcome with its tests planned; a module fetch's, checked to have left its module cache. */
+  async function withWhatItMade(task: Task, outcome: TaskOutcome): Promise<TaskOutcome> {
+    if (task.step === makeStep) return withPlannedTests(task, outcome);
+    if (task.step !== modulesStep || outcome.status !== 'passed') return outcome;
+    const build = await deps.state.get(collections.builds, task.buildId);
+    const key = build?.modules?.key;
+    if (key !== undefined && (await deps.blobs.exists(blobKeys.modules(key)))) return outcome;
+    return { ...outcome, status: 'lost', reason: 'the module fetch passed but its module cache is not in the blob store' };
+  }
 
   /**
    * A make task that passed leaves a snapshot and a unit listing: the listing is kept beside the snapshot and
@@ -100,6 +111,9 @@ export function createCollect(deps: PipelineDeps) {
       const reason = `${notFound.name} exited 127: ${missingToolsReason(notFound.missing === undefined ? [] : [notFound.missing], task.hostType ?? 'unknown')}`;
       return { status: 'lost', final: true, reason, result };
     }
+    // The module proxy out of reach is the machine's failure, and may pass on another worker.
+    const unreachable = result.steps.find((step) => step.exitCode !== 0 && step.finding?.blame === 'environment');
+    if (unreachable?.finding !== undefined) return { status: 'lost', reason: `${unreachable.name}: ${unreachable.finding.text}`, result };
     switch (result.status) {
       case 'passed':
         return { status: 'passed', result };
@@ -107,7 +121,8 @@ export function createCollect(deps: PipelineDeps) {
         const failed = result.steps.find((step) => step.exitCode !== 0);
         const how = failed?.signal ? `was killed by ${failed.signal}` : `exited ${failed?.exitCode ?? '?'}`;
         // No step failed: the tree was over a size limit, which the agent names.
-        return { status: 'failed', reason: failed ? `${failed.name} ${how}` : (result.error ?? 'a step failed'), result };
+        const finding = failed?.finding === undefined ? '' : `: ${failed.finding.text}`;
+        return { status: 'failed', reason: failed ? `${failed.name} ${how}${finding}` : (result.error ?? 'a step failed'), result };
       }
       case 'timed-out':
         return { status: 'timed-out', reason: 'timed out before its deadline', result };

@@ -15,6 +15,7 @@ import { collections } from '../ports/state.ts';
 import { buildFields } from './log-fields.ts';
 import type { PipelineDeps } from './deps.ts';
 import { publishFollowUp } from './follow-up.ts';
+import { modulesStep } from './go-modules.ts';
 import { newTask } from './new-task.ts';
 import { currentTaskIds, enterTests, makeStep, type PlannedTests } from './sharding.ts';
 
@@ -103,6 +104,7 @@ function nextBuild(build: Build, task: Task, outcome: TaskOutcome, maxAttempts: 
     finishedAt: now,
     ...(reason === undefined ? {} : { reason }),
   });
+  if (task.step === modulesStep) return afterModules(build, outcome, verdict(verdictOf(outcome.status), `modules: ${reasonOf(outcome, task, maxAttempts)}`));
   if (sharding === undefined) {
     return verdict(verdictOf(outcome.status), outcome.status === 'passed' ? undefined : reasonOf(outcome, task, maxAttempts));
   }
@@ -113,6 +115,16 @@ function nextBuild(build: Build, task: Task, outcome: TaskOutcome, maxAttempts: 
   if (build.mode?.kind === 'make') return { ...verdict('passed', 'make only: no tests were run'), sharding: { ...sharding, phase: 'merged' } };
   if (outcome.tests === undefined) return verdict('infra-failure', 'make: passed, but its units were not planned');
   return enterTests(build, sharding, outcome.tests, now);
+}
+
+/**
+ * A build whose module fetch ended: with its modules ready it has no task until it is planned again; otherwise it
+ * ends as `failed`, the fetch's verdict on the commit's go.sum, or an infra failure.
+ */
+function afterModules(build: Build, outcome: TaskOutcome, ended: Build): Build {
+  if (outcome.status !== 'passed' || build.modules === undefined) return ended;
+  const { taskId: _fetchTask, ...rest } = build;
+  return { ...rest, modules: { ...build.modules, phase: 'ready' } };
 }
 
 function replaceTask(sharding: Sharding, from: string, to: string): Sharding {

@@ -7,7 +7,7 @@ import { currentTaskIds } from './sharding.ts';
 
 /**
  * Publishes whatever message should follow from a build's stored state: `build-finished` for a verdict not yet
- * reported, `task-ready` for each current task not yet launched, and `tests-finished` for a sharded build whose
+ * reported, `build-requested` for a build with no task yet, `task-ready` for each current task not yet launched, and `tests-finished` for a sharded build whose
  * shards (or retries) are all in. Handlers call it after every state change, and again on every redelivery, so a
  * crash between a commit and a publish is healed by the redelivery; downstream handlers are idempotent, so a
  * message sent twice does nothing the second time.
@@ -17,6 +17,11 @@ export async function publishFollowUp(deps: Pick<PipelineDeps, 'state' | 'publis
     if (build.reportedAt === undefined) {
       await publishMessage(deps.publisher, topics.buildFinished, { v: 1, buildId: build.id });
     }
+    return;
+  }
+  // Back from its module fetch with no task yet: plan it again.
+  if (build.sharding === undefined && build.taskId === undefined) {
+    await publishMessage(deps.publisher, topics.buildRequested, { v: 1, buildId: build.id, repo: build.repo, commit: build.commit, builder: build.builder });
     return;
   }
   const ids = build.sharding === undefined ? (build.taskId === undefined ? [] : [build.taskId]) : currentTaskIds(build.sharding);

@@ -1,19 +1,19 @@
 import { PermanentError } from '../errors.ts';
 import type { TaskReady } from '../model/messages.ts';
-import type { Builder, Step, Task } from '../model/types.ts';
+import type { Builder, GoModules, Step, Task } from '../model/types.ts';
+import type { WorkerRequest } from '../ports/compute.ts';
 import { unitStep } from '../sharding/test-suites.ts';
 import { formatIssues } from '../model/messages.ts';
 import { blobKeys, TaskSpec } from '../model/wire.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask } from './finish-task.ts';
+import { fetchEnv, fetchStep, modulesStep, proxyDirectories, readyModuleKey } from './go-modules.ts';
+import { createSourceTarballs } from './source-tarball.ts';
 import { missingToolsReason } from './missing-tools.ts';
 import { announceMoves } from './report.ts';
 import { hostTypeFor, makeStep } from './sharding.ts';
 import { stepsForMode } from '../trybots/builders.ts';
-
-/** Source tarballs remembered as uploaded; past this the memory starts over. */
-const maxRememberedSources = 10_000;
 
 /** The largest result object a worker may upload, besides its captured output. */
 const maxResultBytes = 1 << 20;
@@ -31,6 +31,26 @@ interface Work {
   outputBytes?: number;
   /** Where the worker puts its snapshot of the built tree, and what it leaves out. */
   snapshot?: { key: string; exclude: string[]; maxBytes: number };
+  /** A go-module task's module cache: unpacked from `download`, made and uploaded to `upload`, or neither (see TaskSpec). */
+  goModules?: { download?: string; upload?: string };
+  /** Its steps may reach the network (a module fetch), whatever the builder says. */
+  network?: boolean;
+}
+
+/** What a worker needs to reach a builder's module proxy: the local directories of its `file://` entries. */
+function proxyAccess(modules: GoModules): Pick<WorkerRequest, 'readOnlyPaths'> {
+  const readOnlyPaths = proxyDirectories(modules.proxy);
+  return readOnlyPaths.length === 0 ? {} : { readOnlyPaths };
+}
+
+/** The signed URLs of a task's module cache: a GET for one to unpack, a PUT capped at the unpack limit for one to make. */
+async function signModules(deps: Pick<PipelineDeps, 'blobs'>, modules: NonNullable<Work['goModules']>, builder: Builder, expiresAt: number): Promise<NonNullable<TaskSpec['goModules']>> {
+  return {
+    ...(modules.download === undefined ? {} : { url: await deps.blobs.signUrl(blobKeys.modules(modules.download), { method: 'GET', expiresAt }) }),
+    ...(modules.upload === undefined
+      ? {}
+      : { upload: { url: await deps.blobs.signUrl(blobKeys.modules(modules.upload), { method: 'PUT', expiresAt, maxBytes: builder.unpack.maxBytes }), maxBytes: builder.unpack.maxBytes } }),
+  };
 }
 
 /**
@@ -41,9 +61,7 @@ interface Work {
  * failure that says so.
  */
 export function createLaunch(deps: PipelineDeps) {
-  // Source tarballs are content-addressed and never change: remember which are in place, and let concurrent
-  // launches of one commit's builders share a single archive-and-upload.
-  const sources = new Map<string, Promise<void>>();
+  const sources = createSourceTarballs(deps);
 
   return async function launch(message: TaskReady): Promise<void> {
     const task = await deps.state.get(collections.tasks, message.taskId);
@@ -85,7 +103,8 @@ export function createLaunch(deps: PipelineDeps) {
       spec,
       deadline,
       labels: { task: task.id, build: task.buildId, builder: task.builder, repo: task.repo },
-      network: builder.network,
+      network: work.network ?? builder.network,
+      ...(work.network === true && builder.modules !== undefined ? proxyAccess(builder.modules) : {}),
       spot: builder.spot,
     });
     const machine = deps.compute.machineOf?.(hostType, builder.spot);
@@ -123,18 +142,7 @@ export function createLaunch(deps: PipelineDeps) {
       await finishTask(deps, task.id, { status: 'lost', final: true, reason: `repo "${task.repo}" is not configured` });
       return undefined;
     }
-    const key = blobKeys.source(task.repo, task.commit);
-    let upload = sources.get(key);
-    if (upload === undefined) {
-      upload = (async () => {
-        if (!(await deps.blobs.exists(key))) await deps.blobs.put(key, await deps.source.archive(repo, task.commit));
-      })();
-      upload.catch(() => sources.delete(key));
-      if (sources.size >= maxRememberedSources) sources.clear();
-      sources.set(key, upload);
-    }
-    await upload;
-    return key;
+    return sources.ensure(repo, task.commit);
   }
 
   /**
@@ -144,11 +152,21 @@ export function createLaunch(deps: PipelineDeps) {
    */
   async function workFor(task: Task, builder: Builder): Promise<Work | undefined> {
     const suite = builder.tests;
+    const build = suite === undefined && builder.modules === undefined ? undefined : await deps.state.get(collections.builds, task.buildId);
+    if (task.step === modulesStep) {
+      const key = build?.modules?.key;
+      if (builder.modules === undefined || key === undefined) throw new PermanentError(`task ${task.id} fetches modules for build ${task.buildId}, which has none to fetch`);
+      const sourceKey = await ensureSource(task);
+      if (sourceKey === undefined) return undefined;
+      return { sourceKey, steps: [fetchStep(builder.modules)], env: fetchEnv(builder.modules), goModules: { upload: key }, network: true };
+    }
+    // Where a go-module builder's steps find modules: the build's fetched cache, or an empty one (read-only, both).
+    const download = build === undefined ? undefined : readyModuleKey(build);
+    const modules = builder.modules === undefined ? {} : { goModules: download === undefined ? {} : { download } };
     if (suite === undefined) {
       const sourceKey = await ensureSource(task);
-      return sourceKey === undefined ? undefined : { sourceKey, steps: stepsForMode(builder.steps, task.mode), env: {} };
+      return sourceKey === undefined ? undefined : { sourceKey, steps: stepsForMode(builder.steps, task.mode), env: {}, ...modules };
     }
-    const build = await deps.state.get(collections.builds, task.buildId);
     const snapshotKey = build?.sharding?.snapshotKey;
     if (snapshotKey === undefined) throw new PermanentError(`build ${task.buildId} of task ${task.id} is not a sharded build`);
     if (task.step === makeStep) {
@@ -160,6 +178,7 @@ export function createLaunch(deps: PipelineDeps) {
         env: {},
         outputBytes: maxOutputBytes,
         snapshot: { key: snapshotKey, exclude: suite.snapshotExclude, maxBytes: suite.snapshotMaxBytes },
+        ...modules,
       };
     }
     if (!(await deps.blobs.exists(blobKeys.snapshot(snapshotKey)))) {
@@ -173,6 +192,8 @@ export function createLaunch(deps: PipelineDeps) {
       keepGoing: true,
       // A test can tell it is being run again to check a failure.
       env: task.step.startsWith('retry-') ? { HERMETIC_RETRY: '1' } : {},
+      // The snapshot brought the make task's module cache.
+      ...(builder.modules === undefined ? {} : { goModules: {} }),
     };
   }
 
@@ -194,6 +215,7 @@ export function createLaunch(deps: PipelineDeps) {
             exclude: work.snapshot.exclude,
             maxBytes: work.snapshot.maxBytes,
           };
+    const goModules = work.goModules === undefined ? undefined : await signModules(deps, work.goModules, builder, expiresAt);
     return {
       v: 1,
       taskId: task.id,
@@ -210,6 +232,7 @@ export function createLaunch(deps: PipelineDeps) {
       ...(work.keepGoing === undefined ? {} : { keepGoing: work.keepGoing }),
       ...(work.outputBytes === undefined ? {} : { outputBytes: work.outputBytes }),
       ...(snapshot === undefined ? {} : { snapshot }),
+      ...(goModules === undefined ? {} : { goModules }),
       log: { chunkUrls, chunkBytes },
       result: {
         url: await deps.blobs.signUrl(blobKeys.result(task.id), { method: 'PUT', expiresAt, maxBytes: maxResultBytes + (work.outputBytes ?? 0) }),

@@ -13,6 +13,11 @@ export interface WorkerRequest {
   labels: Record<string, string>;
   /** The builder lets its steps reach the network; adapters that cut it off otherwise leave it on. */
   network?: boolean;
+  /**
+   * Directories of the machine that runs the pipeline which the worker must read at the same paths (a `file://`
+   * module proxy). Adapters whose workers share that file system ignore it; those whose workers run elsewhere refuse.
+   */
+  readOnlyPaths?: string[];
   /** The builder allows Spot VMs; adapters without them ignore it. */
   spot?: boolean;
 }

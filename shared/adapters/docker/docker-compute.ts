@@ -105,7 +105,8 @@ export function containerName(deployment: string, taskId: string): string {
 
 /**
  * Compute on a Docker engine: one container per task (see containerName), from the host type's image, with every
- * capability dropped but the few the agent needs, resource limits, no mounts, and only an internal network. The
+ * capability dropped but the few the agent needs, resource limits, no mounts but the read-only directories a request
+ * names, and only an internal network. The
  * task's spec is copied in as a root-only file before start. Killed at its deadline; removed when it exits. On
  * creation it adopts the containers an earlier runtime of the same deployment left: running ones are watched, exited
  * ones reported and removed. Rejects when the engine does not answer or the network exists but is not internal.
@@ -163,6 +164,8 @@ export async function createDockerCompute(options: DockerComputeOptions): Promis
           MemorySwap: memoryBytes,
           PidsLimit: pids,
           NetworkMode: networkAccess ? 'bridge' : network,
+          // A file:// module proxy on this machine, read-only at the same path, for the task that fetches modules.
+          ...(request.readOnlyPaths === undefined ? {} : { Binds: request.readOnlyPaths.map((path) => `${path}:${path}:ro`) }),
           // The agent is PID 1: when it exits, the kernel kills everything else in the container.
           Init: false,
           AutoRemove: false,

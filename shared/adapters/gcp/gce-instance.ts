@@ -186,6 +186,9 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
   if (Buffer.byteLength(spec) > maxMetadataValueBytes) {
     throw new Error(`the spec of task ${request.taskId} is ${Buffer.byteLength(spec)} bytes; instance metadata holds at most ${maxMetadataValueBytes}`);
   }
+  if (request.readOnlyPaths !== undefined && request.readOnlyPaths.length > 0) {
+    throw new Error(`task ${request.taskId} reads ${request.readOnlyPaths.join(', ')} from the machine that runs the pipeline (a file:// module proxy), which a Compute Engine worker cannot see; use an http(s) proxy`);
+  }
   const stepNetwork = request.network === true;
   const boot =
     hostType.kind === 'cos-container'
