@@ -189,7 +189,7 @@ async function runTask(context: TaskContext): Promise<Status> {
   const home = join(options.workDir, 'home');
   if (isolation !== undefined) {
     try {
-      await handOver(src, home, isolation);
+      await handOver(src, home, isolation, spec.source.layout === 'snapshot');
       // The fetch task's steps write the module cache it uploads.
       if (modules?.upload !== undefined) await chownTree(modcache, isolation.uid, isolation.gid);
     } catch (error) {
@@ -461,12 +461,15 @@ async function fetchSource(
 }
 
 /**
- * Makes `home` and gives it and the unpacked tree, both whole, to the steps' user: a snapshot's home already holds
- * files (a build cache) the steps write to. Links are changed, never followed.
+ * Gives the unpacked tree and `home` to the steps' user: a snapshot's home (unpacked whole, as root) holds files
+ * the steps write to, a build cache. Otherwise home is the image's, already the user's with its warm build cache;
+ * only the directory itself is handed over, as chowning every file of an image layer would copy each one up.
+ * Links are changed, never followed.
  */
-async function handOver(src: string, home: string, isolation: StepIsolation): Promise<void> {
+async function handOver(src: string, home: string, isolation: StepIsolation, homeFromSnapshot: boolean): Promise<void> {
   await mkdir(home, { recursive: true });
-  await chownTree(home, isolation.uid, isolation.gid);
+  if (homeFromSnapshot) await chownTree(home, isolation.uid, isolation.gid);
+  else await lchown(home, isolation.uid, isolation.gid);
   await chownTree(src, isolation.uid, isolation.gid);
 }
 
