@@ -170,6 +170,28 @@ describe('hermetic images, built for real', { skip: noEngine, timeout: 30 * 60_0
     assert.match(result.output, /^go test failed\r?$/m);
   });
 
+  it('carries the standard library of each Go configuration, vetted, in the steps\' build cache', async () => {
+    // A module that imports fmt: a cold cache vets dozens of std packages for their facts first; a warm one vets
+    // the module's own package alone. The step's home, as the agent gives it, is /work/home.
+    const script = [
+      'set -e',
+      'mkdir -p /tmp/m && cd /tmp/m',
+      'printf "module m\\n\\ngo 1.18\\n" > go.mod',
+      'printf "package m\\n\\nimport \\"fmt\\"\\n\\n// Hello greets.\\nfunc Hello() string { return fmt.Sprint(\\"hello\\") }\\n" > m.go',
+      'echo "vet runs: $(HOME=/work/home GOPROXY=off go vet -x ./... 2>&1 | grep -c \'/vet .*vet.cfg$\')"',
+      'echo "cold vet runs: $(HOME=/tmp/cold GOPROXY=off go vet -x ./... 2>&1 | grep -c \'/vet .*vet.cfg$\')"',
+    ].join('\n');
+    for (const hostType of wanted) {
+      const tag = tags.get(hostType);
+      if (tag === undefined) continue; // linux-386 where the kernel runs no 32-bit programs
+      const result = await shell(tag, script, '1000:1000');
+      assert.equal(result.code, 0, result.output);
+      assert.match(result.output, /^vet runs: 1\r?$/m, `${hostType}: ${result.output}`);
+      const cold = Number(/^cold vet runs: (\d+)/m.exec(result.output)?.[1]);
+      assert.ok(cold > 10, `${hostType}: an empty cache vets std first (${cold} runs), so the warm figure means something`);
+    }
+  });
+
   it('builds a missing parent first, once, and the child on it', async () => {
     const envDir = join(scratch, 'env-family');
     // A fresh comment in the parent gives fresh tags, so nothing left by an earlier run counts as built.

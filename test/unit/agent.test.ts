@@ -614,6 +614,37 @@ describe('runAgent for sharded runs', () => {
     assert.equal(result.snapshot, undefined);
   });
 
+  test('a fetch task uploads the module cache its steps wrote; a build task gets it read-only, and a make task passes it to its shards', async () => {
+    const modulesKey = blobKeys.modules(`test-${newTaskId()}`);
+    const fill = [
+      'mkdir -p "$GOMODCACHE/cache/download/example.com/dep/@v" "$GOMODCACHE/cache/vcs/abc"',
+      'echo zip > "$GOMODCACHE/cache/download/example.com/dep/@v/v1.0.0.zip"',
+      'echo clone > "$GOMODCACHE/cache/vcs/abc/HEAD"',
+    ].join(' && ');
+    const fetch = { ...makeSpec({ steps: [['sh', '-c', fill]] }), goModules: { upload: { url: server.url(modulesKey), maxBytes: 1 << 20 } } };
+    const fetched = await run(fetch);
+    assert.equal(fetched.result.status, 'passed', fetched.log);
+    assert.match(fetched.log, /^:: module cache: 0\.0 MB, \d+ files, packed in/m);
+    assert.ok(server.objects.has(modulesKey), 'the module cache was uploaded');
+
+    const snapshotKey = blobKeys.snapshot(`test-${newTaskId()}`);
+    const use = [
+      'test "$GOMODCACHE" = "$(cd .. && pwd)/gomodcache"',
+      'cat "$GOMODCACHE/cache/download/example.com/dep/@v/v1.0.0.zip"',
+      'test ! -e "$GOMODCACHE/cache/vcs" && echo no-vcs',
+      'stat -c %a "$GOMODCACHE/cache/download" "$GOMODCACHE/cache/download/example.com/dep/@v/v1.0.0.zip"',
+    ].join(' && ');
+    const make = { ...makeSpec({ steps: [['sh', '-c', use]] }), goModules: { url: server.url(modulesKey) }, snapshot: { url: server.url(snapshotKey), exclude: [], maxBytes: 1 << 20 } };
+    const made = await run(make);
+    assert.equal(made.result.status, 'passed', made.log);
+    assert.equal(stepLog(make, made.result.steps[0]), 'zip\nno-vcs\n555\n444\n', 'unpacked read-only, without the VCS checkouts');
+
+    const shard = { ...makeSpec({ steps: [['sh', '-c', use]], source: 'missing' }), source: { url: server.url(snapshotKey), layout: 'snapshot' as const }, goModules: {} };
+    const sharded = await run(shard);
+    assert.equal(sharded.result.status, 'passed', sharded.log);
+    assert.equal(stepLog(shard, sharded.result.steps[0]), 'zip\nno-vcs\n555\n444\n', 'the snapshot brought the module cache');
+  });
+
   test('a snapshot without src/ still gives the steps a src directory', async () => {
     const spec = makeSpec({ steps: [['sh', '-c', 'basename "$PWD"; cat ../home/note']] });
     server.objects.set(blobKeys.source('test', spec.taskId), tarball([{ path: 'home/note', body: 'only home\n' }]));

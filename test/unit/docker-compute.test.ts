@@ -262,6 +262,21 @@ describe('Docker compute', { skip }, () => {
     }
   });
 
+  test('a request that names directories gets them read-only at the same paths, and nothing else', async () => {
+    const s = await setup();
+    const mirror = await mkdtemp(join(tmpdir(), 'hermetic-mirror-'));
+    try {
+      const taskId = newTaskId();
+      await s.compute.start({ ...s.request(taskId, { steps: [['sleep', '300']] }), readOnlyPaths: [mirror] });
+      const info = await docker.getContainer(containerName(deployment, taskId)).inspect();
+      assert.deepEqual(info.HostConfig.Binds, [`${mirror}:${mirror}:ro`]);
+      assert.deepEqual(info.Mounts.map((mount) => [mount.Source, mount.Destination, mount.RW]), [[mirror, mirror, false]]);
+    } finally {
+      await s.compute.close();
+      await rm(mirror, { recursive: true, force: true });
+    }
+  });
+
   test('limits, capabilities and the network are applied; no mounts, no spec in the environment', async () => {
     const s = await setup({ limits: { cpus: 1, memoryBytes: 512 * 1024 ** 2, pids: 300 } });
     try {

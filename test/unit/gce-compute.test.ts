@@ -116,6 +116,10 @@ describe('Compute Engine instance body', () => {
     assert.throws(() => instanceBody(request({ labels: { 'a.b': '1', a_b: '2' } }), { deployment, zone, hostType: cos, now: 0 }), /collide/);
   });
 
+  test('refuses a worker that would read a directory of the pipeline\'s machine (a file:// module proxy)', () => {
+    assert.throws(() => instanceBody({ ...request(), readOnlyPaths: ['/srv/go-mirror'] }, { deployment, zone, hostType: cos, now: 0 }), /reads \/srv\/go-mirror from the machine that runs the pipeline .*use an http\(s\) proxy/);
+  });
+
   test('no service account, a run-time limit from the deadline that deletes the VM, no automatic restart', () => {
     const body = instanceBody(request({ deadline: 1_000_000 + 90_500 }), { deployment, zone, hostType: cos, now: 1_000_000 });
     assert.equal('serviceAccounts' in body, false, 'no service account at all: the metadata server has no token');
