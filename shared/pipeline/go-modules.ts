@@ -97,6 +97,25 @@ export function proxyDirectories(proxy: string): string[] {
     .map((entry) => decodeURIComponent(new URL(entry).pathname));
 }
 
+/**
+ * Where a fetch task's steps need to connect: each http(s) proxy, and the checksum database, which go asks for
+ * through a proxy that serves it or else directly at its name (`sum.golang.org`, or the URL a GOSUMDB value gives).
+ * Undefined when the list has `direct`: go then fetches from each module's own host, which cannot be known ahead.
+ */
+export function fetchEgress(modules: GoModules): Array<{ host: string; port: number }> | undefined {
+  const entries = modules.proxy.split(/[,|]/);
+  if (entries.includes('direct')) return undefined;
+  const [name = '', url] = modules.sumDb.split(' ');
+  const sumDb = modules.sumDb === 'off' ? [] : [url ?? `https://${name.split('+')[0] ?? name}`];
+  const places = new Map<string, { host: string; port: number }>();
+  for (const entry of [...entries.filter((entry) => /^https?:\/\//.test(entry)), ...sumDb]) {
+    const parsed = new URL(entry);
+    const port = Number(parsed.port || (parsed.protocol === 'https:' ? 443 : 80));
+    places.set(`${parsed.hostname}:${port}`, { host: parsed.hostname, port });
+  }
+  return [...places.values()];
+}
+
 /** The module cache a build's tasks unpack, when it has one ready. */
 export function readyModuleKey(build: Build): string | undefined {
   return build.modules?.phase === 'ready' ? build.modules.key : undefined;

@@ -8,7 +8,7 @@ import { blobKeys, TaskSpec } from '../model/wire.ts';
 import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { finishTask } from './finish-task.ts';
-import { fetchEnv, fetchStep, modulesStep, proxyDirectories, readyModuleKey } from './go-modules.ts';
+import { fetchEgress, fetchEnv, fetchStep, modulesStep, proxyDirectories, readyModuleKey } from './go-modules.ts';
 import { createSourceTarballs } from './source-tarball.ts';
 import { missingToolsReason } from './missing-tools.ts';
 import { announceMoves } from './report.ts';
@@ -37,10 +37,11 @@ interface Work {
   network?: boolean;
 }
 
-/** What a worker needs to reach a builder's module proxy: the local directories of its `file://` entries. */
-function proxyAccess(modules: GoModules): Pick<WorkerRequest, 'readOnlyPaths'> {
+/** What a fetch worker needs of the world: the local directories of `file://` proxies, and where else it connects. */
+function proxyAccess(modules: GoModules): Pick<WorkerRequest, 'readOnlyPaths' | 'egress'> {
   const readOnlyPaths = proxyDirectories(modules.proxy);
-  return readOnlyPaths.length === 0 ? {} : { readOnlyPaths };
+  const egress = fetchEgress(modules);
+  return { ...(readOnlyPaths.length === 0 ? {} : { readOnlyPaths }), ...(egress === undefined ? {} : { egress }) };
 }
 
 /** The signed URLs of a task's module cache: a GET for one to unpack, a PUT capped at the unpack limit for one to make. */

@@ -18,6 +18,12 @@ export interface WorkerRequest {
    * module proxy). Adapters whose workers share that file system ignore it; those whose workers run elsewhere refuse.
    */
   readOnlyPaths?: string[];
+  /**
+   * With `network`: the only places the steps need (a module fetch: its proxies and checksum database). Adapters that
+   * can hold a worker to them do (a Compute Engine container worker, which also reaches its own signed URLs' host);
+   * the others give the network whole.
+   */
+  egress?: Array<{ host: string; port: number }>;
   /** The builder allows Spot VMs; adapters without them ignore it. */
   spot?: boolean;
 }

@@ -435,6 +435,52 @@ describe('the COS boot script, run by the fake', { skip: process.platform === 'l
   });
 });
 
+describe('the COS boot script of a worker held to its egress, run by the fake', { skip: process.platform === 'linux' ? false : 'needs bash and /proc (Linux)' }, () => {
+  test('lets the containers reach only the hosts asked for and the signed URLs\' host, and DNS', async () => {
+    const blobs = await startFakeBlobServer();
+    const boot = await bootScriptGuest();
+    const gce = await startFakeGce({ guest: boot.guest });
+    const compute = createGceCompute({ deployment, project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions });
+    try {
+      const taskId = newTaskId();
+      const spec = taskSpecFor(blobs, taskId, { steps: [['true']] });
+      await compute.start({ ...request({ taskId, network: true }), spec, egress: [{ host: 'localhost', port: 8443 }] });
+      const name = instanceName(deployment, taskId);
+      await waitUntil(() => boot.records.has(name), 'the boot script ends', { everyMs: 20, detail: () => `VM ${gce.vm(name)?.status ?? 'gone'}` });
+      const record = boot.records.get(name);
+      assert.ok(record?.poweredOff, record?.log);
+      const egress = record.calls.filter((call) => call[0] === 'iptables' && call.includes('HERMETIC-EGRESS')).map((call) => call.slice(1).join(' '));
+      const blobPort = new URL(spec.result.url).port;
+      assert.deepEqual(egress, [
+        '-N HERMETIC-EGRESS',
+        '-A HERMETIC-EGRESS -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN',
+        '-A HERMETIC-EGRESS -d 169.254.169.254/32 -p udp --dport 53 -j RETURN',
+        '-A HERMETIC-EGRESS -d 169.254.169.254/32 -p tcp --dport 53 -j RETURN',
+        '-A HERMETIC-EGRESS -d 127.0.0.1 -p tcp --dport 8443 -j RETURN',
+        `-A HERMETIC-EGRESS -d 127.0.0.1 -p tcp --dport ${blobPort} -j RETURN`,
+        '-A HERMETIC-EGRESS -j DROP',
+        '-I DOCKER-USER 1 -i docker0 -j HERMETIC-EGRESS',
+      ]);
+      const run = record.calls.find((call) => call[0] === 'docker' && call[1] === 'run') ?? [];
+      assert.equal(run.at(-1), '--step-network');
+    } finally {
+      await compute.close();
+      await gce.close();
+      await boot.cleanup();
+      await blobs.close();
+    }
+  });
+
+  test('a worker without the network, or with it whole, gets no egress rules', () => {
+    const whole = instanceBody(request({ network: true }), { deployment, zone, hostType: cos, now: 0 });
+    const offline = instanceBody({ ...request(), egress: [{ host: 'proxy.golang.org', port: 443 }] }, { deployment, zone, hostType: cos, now: 0 });
+    for (const body of [whole, offline]) {
+      const script = body.metadata?.items?.find((item) => item.key === 'startup-script')?.value ?? '';
+      assert.ok(!String(script).includes('HERMETIC-EGRESS'));
+    }
+  });
+});
+
 test('importing the adapter loads no client; its loader loads the two clients it uses, not the whole package', () => {
   const adapter = JSON.stringify(fileURLToPath(new URL('../../shared/adapters/gcp/gce-compute.ts', import.meta.url)));
   const probe = (load: string) => {

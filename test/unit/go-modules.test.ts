@@ -5,7 +5,7 @@ import { parseConfig } from '../../shared/config/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import type { Build, GoModules, Task } from '../../shared/model/types.ts';
 import { blobKeys, TaskSpec } from '../../shared/model/wire.ts';
-import { moduleFilesOf, moduleNeedsOf, proxyDirectories, type ModuleFiles } from '../../shared/pipeline/go-modules.ts';
+import { fetchEgress, moduleFilesOf, moduleNeedsOf, proxyDirectories, type ModuleFiles } from '../../shared/pipeline/go-modules.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createFakeSource } from '../fakes/fake-source.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
@@ -60,6 +60,13 @@ describe('go modules: what a tree needs', () => {
     assert.notEqual(key(base), key(base, { packages: ['./cmd/...'] }));
     assert.notEqual(key(base), key(base, {}, 'linux-386'));
     assert.notEqual(key(base), key(base, {}, 'linux-amd64', { GOFLAGS: '-tags=integration' }));
+  });
+
+  it('knows where a fetch connects: its proxies and the checksum database, unless it goes direct', () => {
+    assert.deepEqual(fetchEgress(modules), [{ host: 'proxy.golang.org', port: 443 }, { host: 'sum.golang.org', port: 443 }]);
+    assert.deepEqual(fetchEgress({ ...modules, proxy: 'http://mirror.internal:3000|file:///srv/m', sumDb: 'off' }), [{ host: 'mirror.internal', port: 3000 }]);
+    assert.deepEqual(fetchEgress({ ...modules, sumDb: 'sum.example+abcd https://sumdb.example:8443/db' }), [{ host: 'proxy.golang.org', port: 443 }, { host: 'sumdb.example', port: 8443 }]);
+    assert.equal(fetchEgress({ ...modules, proxy: 'https://proxy.golang.org,direct' }), undefined);
   });
 
   it('finds the local directories of file:// proxies', () => {
@@ -134,6 +141,7 @@ describe('go modules: the pipeline', () => {
     assert.ok(fetch);
     assert.equal(fetch.taskId, fetching.taskId);
     assert.equal(fetch.network, true, 'the fetch task alone reaches the network');
+    assert.deepEqual(fetch.egress, [{ host: 'proxy.golang.org', port: 443 }, { host: 'sum.golang.org', port: 443 }], 'and only the proxy and the checksum database');
     assert.equal(fetch.spec.env['GOPROXY'], 'https://proxy.golang.org');
     assert.equal(fetch.spec.env['GOSUMDB'], 'sum.golang.org');
     assert.deepEqual(fetch.spec.steps.map((step) => step.argv.slice(0, 4)), [['go', 'list', '-mod=readonly', '-deps']]);

@@ -192,7 +192,7 @@ export function instanceBody(request: WorkerRequest, options: InstanceBodyOption
   const stepNetwork = request.network === true;
   const boot =
     hostType.kind === 'cos-container'
-      ? { key: 'startup-script', value: cosStartupScript(hostType.image, { stepNetwork }) }
+      ? { key: 'startup-script', value: cosStartupScript(hostType.image, { stepNetwork, ...(stepNetwork && request.egress !== undefined ? { egress: [...request.egress, ...specHosts(request.spec)] } : {}) }) }
       : hostType.kind === 'windows'
         ? { key: 'windows-startup-script-ps1', value: windowsStartupScript(hostType) }
         : { key: 'startup-script', value: qemuStartupScript(hostType.guest, { stepNetwork }) };
@@ -274,7 +274,7 @@ ${options.umask ? 'umask 077\n' : ''}curl -sSf --retry 10 --retry-connrefused --
  * Docker adapter's capabilities, then powers the VM off. Powering off, not deleting: the VM has no credentials to
  * delete itself with, and the stopped instance keeps the task's name taken until collect or the reaper deletes it.
  */
-export function cosStartupScript(image: string, options: { stepNetwork: boolean }): string {
+export function cosStartupScript(image: string, options: { stepNetwork: boolean; egress?: ReadonlyArray<{ host: string; port: number }> }): string {
   const caps = ['SYS_ADMIN', 'NET_ADMIN', 'SETUID', 'SETGID', 'SETPCAP', 'CHOWN', 'KILL', 'DAC_OVERRIDE'];
   return `${bootPreamble("Container-Optimized OS): run this VM's one task in the builder container, then power off.", { umask: true })}
 chmod 0400 "$spec"
@@ -284,7 +284,7 @@ iptables -I DOCKER-USER 1 -d 169.254.169.254/32 -j DROP \\
   && iptables -I DOCKER-USER 1 -d 169.254.169.254/32 -p udp --dport 53 -j RETURN \\
   && iptables -I DOCKER-USER 1 -d 169.254.169.254/32 -p tcp --dport 53 -j RETURN \\
   || off "cannot cut the containers off the metadata server"
-image=${shellQuote(image)}
+${options.egress === undefined ? '' : egressRules(options.egress)}image=${shellQuote(image)}
 for attempt in 1 2 3 4 5; do docker pull "$image" && break; sleep $((attempt * 5)); done
 docker run --name hermetic-worker --network bridge \\
   --cap-drop ALL${caps.map((cap) => ` --cap-add ${cap}`).join('')} \\
@@ -295,6 +295,40 @@ code=$?
 say "agent exited with code $code"
 off "task done"
 `;
+}
+
+/**
+ * Holds the containers to `egress` (the host's own traffic, such as the image pull, is not forwarded and so not
+ * held): new connections from docker0 go only to the addresses its hosts resolve to now, on their ports, and
+ * to DNS; everything else is dropped. Replies to allowed connections pass.
+ */
+function egressRules(egress: ReadonlyArray<{ host: string; port: number }>): string {
+  const allow = egress
+    .map(({ host, port }) => `for ip in $(getent ahostsv4 ${shellQuote(host)} | awk '{ print $1 }' | sort -u); do iptables -A HERMETIC-EGRESS -d "$ip" -p tcp --dport ${port} -j RETURN || exit 1; done`)
+    .join('\n  ');
+  return `# The steps may reach only what they need (${egress.map(({ host, port }) => `${host}:${port}`).join(', ')}).
+( set -e
+  iptables -N HERMETIC-EGRESS
+  iptables -A HERMETIC-EGRESS -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+  iptables -A HERMETIC-EGRESS -d 169.254.169.254/32 -p udp --dport 53 -j RETURN
+  iptables -A HERMETIC-EGRESS -d 169.254.169.254/32 -p tcp --dport 53 -j RETURN
+  ${allow}
+  iptables -A HERMETIC-EGRESS -j DROP
+  iptables -I DOCKER-USER 1 -i docker0 -j HERMETIC-EGRESS
+) || off "cannot hold the containers to the hosts they need"
+`;
+}
+
+/** Where a worker's own signed URLs point (the bucket's host): a worker held to its egress still reaches them. */
+function specHosts(spec: WorkerRequest['spec']): Array<{ host: string; port: number }> {
+  const urls = [spec.source.url, spec.result.url, ...spec.log.chunkUrls, ...(spec.goModules?.upload === undefined ? [] : [spec.goModules.upload.url])];
+  const seen = new Map<string, { host: string; port: number }>();
+  for (const url of urls) {
+    const parsed = new URL(url);
+    const port = Number(parsed.port || (parsed.protocol === 'https:' ? 443 : 80));
+    seen.set(`${parsed.hostname}:${port}`, { host: parsed.hostname, port });
+  }
+  return [...seen.values()];
 }
 
 /**
