@@ -9,6 +9,7 @@ import type { TaskResult, TaskSpec } from '../model/wire.ts';
 import { createByteRing } from './byte-ring.ts';
 import { createChunkedLog, keptRange, type ChunkedLog } from './chunked-log.ts';
 import { goModuleFinding } from './go-findings.ts';
+import { createPackageSplitter, packageOutcomes, type PackageClose } from './package-results.ts';
 import { putWithRetry } from './put-with-retry.ts';
 import { describeFailure } from './upload-retry.ts';
 import { packSnapshot } from './snapshot.ts';
@@ -228,10 +229,11 @@ async function runTask(context: TaskContext): Promise<Status> {
     const stepContext: StepContext = { cwd, env, log, now, softDeadline };
     if (step.capture === true) stepContext.capture = context.output.sink();
     const ran = await runStep(step, argv, stepContext);
-    steps.push(ran.outcome);
+    steps.push(...ran.outcomes);
     if (ran.timedOut) return 'timed-out';
-    if (ran.outcome.exitCode !== 0 && (await fullDisk(context, ran.outcome))) return 'error';
-    if (ran.outcome.exitCode !== 0) {
+    const failure = ran.outcomes.find((outcome) => outcome.exitCode !== 0);
+    if (failure !== undefined && (await fullDisk(context, failure))) return 'error';
+    if (failure !== undefined) {
       if (spec.keepGoing !== true) return 'failed';
       failed = true;
     }
@@ -520,18 +522,21 @@ interface StepContext {
 
 /**
  * Runs one step (as `argv`) in its own process group and kills the group when the step ends; its outcome holds the
- * range of the log between its header and footer lines. Never rejects.
+ * range of the log between its header and footer lines. A step of several units has one outcome per unit instead,
+ * each with its share of that range (see packageOutcomes). Never rejects.
  */
 function runStep(
   step: TaskSpec['steps'][number],
   argv: readonly string[],
   context: StepContext,
-): Promise<{ outcome: StepOutcome; timedOut: boolean }> {
+): Promise<{ outcomes: StepOutcome[]; timedOut: boolean }> {
   const { log, now } = context;
   const command = displayCommand(step.argv);
   const started = now();
   log.write(`:: Running ${command}\n`);
   const logStart = log.written();
+  const splitter = step.units === undefined ? undefined : createPackageSplitter(step.units, now);
+  const closes: PackageClose[] = [];
 
   return new Promise((resolve) => {
     let timedOut = false;
@@ -563,7 +568,17 @@ function runStep(
       if (missing !== undefined) outcome.missing = missing;
       const finding = exitCode === 0 ? undefined : goModuleFinding(tail.contents().toString('utf8'), step.fetchesModules === true);
       if (finding !== undefined) outcome.finding = finding;
-      resolve({ outcome, timedOut });
+      if (step.units === undefined) {
+        resolve({ outcomes: [outcome], timedOut });
+        return;
+      }
+      const outcomes = packageOutcomes(step.units, closes, { exitCode, signal, timedOut, startedAt: started, endedAt: started + durationMs, log: range });
+      // What the agent learned of the process (a missing program, a finding) goes with the units that took its exit code.
+      for (const unit of outcomes.filter((each) => each.exitCode === exitCode && exitCode !== 0)) {
+        if (missing !== undefined) unit.missing = missing;
+        if (finding !== undefined) unit.finding = finding;
+      }
+      resolve({ outcomes, timedOut });
     };
 
     const [program = '', ...args] = argv;
@@ -581,7 +596,13 @@ function runStep(
       return;
     }
 
-    const stdout = context.capture ?? ((data: Buffer) => log.write(data));
+    const stdout =
+      context.capture ??
+      ((data: Buffer) => {
+        const offset = log.written();
+        log.write(data);
+        if (splitter !== undefined) closes.push(...splitter.push(data, offset));
+      });
     child.stdout?.on('data', (data: Buffer) => {
       tail.push(data);
       stdout(data);

@@ -27,6 +27,8 @@ export interface Step {
    * of everything after the first `fixedArgs` (`go test PKGS` -> `go test NAMES`).
    */
   test?: { fixedArgs: number };
+  /** Several test units run at once (a batched `dist test`): each package's result line ends its unit's outcome. */
+  units?: { name: string; package: string }[];
 }
 
 /** How a sharded builder's tests are listed and run: a Go module's packages, or the Go tree's `dist test` units. */

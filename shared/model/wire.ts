@@ -22,6 +22,15 @@ const step = z.strictObject({
   capture: z.boolean().optional(),
   /** It fetches Go modules: when it fails for want of the proxy, that is the machine's failure. */
   fetchesModules: z.boolean().optional(),
+  /**
+   * It runs these units' package tests in one `go test` (a batched `dist test`): the result has one step per unit,
+   * named after it, ended by its package's result line in the output, instead of one for the whole step.
+   */
+  units: z
+    .array(z.strictObject({ name: z.string().min(1).max(200), package: z.string().regex(/^[A-Za-z0-9_.+/-]{1,200}$/, 'expected a package path') }))
+    .min(2)
+    .refine((units) => new Set(units.map((unit) => unit.package)).size === units.length, 'expected each package once')
+    .optional(),
 });
 
 export const TaskSpec = z.strictObject({

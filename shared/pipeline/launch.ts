@@ -2,7 +2,7 @@ import { PermanentError } from '../errors.ts';
 import type { TaskReady } from '../model/messages.ts';
 import type { Builder, GoModules, Step, Task } from '../model/types.ts';
 import type { WorkerRequest } from '../ports/compute.ts';
-import { unitStep } from '../sharding/test-suites.ts';
+import { distNamingOf, unitSteps } from '../sharding/test-suites.ts';
 import { formatIssues } from '../model/messages.ts';
 import { blobKeys, TaskSpec } from '../model/wire.ts';
 import { collections } from '../ports/state.ts';
@@ -12,7 +12,7 @@ import { fetchEgress, fetchEnv, fetchStep, modulesStep, proxyDirectories, readyM
 import { createSourceTarballs } from './source-tarball.ts';
 import { missingToolsReason } from './missing-tools.ts';
 import { announceMoves } from './report.ts';
-import { hostTypeFor, makeStep } from './sharding.ts';
+import { hostTypeFor, makeStep, readListing } from './sharding.ts';
 import { stepsForMode } from '../trybots/builders.ts';
 
 /** The largest result object a worker may upload, besides its captured output. */
@@ -186,10 +186,12 @@ export function createLaunch(deps: PipelineDeps) {
       await finishTask(deps, task.id, { status: 'lost', final: true, reason: 'the snapshot of the built tree is gone from the blob store' });
       return undefined;
     }
+    // The Go tree's package units are named by version (see DistNaming): the snapshot's whole listing tells which.
+    const listed = suite.kind === 'go-tree' ? await readListing(deps.blobs, snapshotKey) : undefined;
     return {
       sourceKey: blobKeys.snapshot(snapshotKey),
       layout: 'snapshot',
-      steps: (task.units ?? []).map((unit) => unitStep(suite, unit)),
+      steps: unitSteps(suite, task.units ?? [], listed === undefined ? undefined : distNamingOf(listed)),
       keepGoing: true,
       // A test can tell it is being run again to check a failure.
       env: task.step.startsWith('retry-') ? { HERMETIC_RETRY: '1' } : {},

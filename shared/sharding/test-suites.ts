@@ -159,6 +159,64 @@ export function unitStep(suite: Pick<TestSuite, 'kind' | 'unitEnv'>, unit: Plann
 }
 
 /**
+ * Planned units estimated at most this many seconds are small: consecutive small package units of a Go tree shard
+ * share one `dist test`, which spares each but the first dist's start-up (about 1.4 s). A longer unit keeps its own,
+ * so that its time is its own and a stop at the deadline falls on it alone.
+ */
+export const smallUnitSeconds = 30;
+
+/**
+ * How a `dist test` listing names the units it runs as packages of its one shared `go test`: Go 1.20 and before as
+ * `go_test:<package>` beside bare names of other kinds (`api`, `cgo_test`); Go 1.21 on by the bare package path, and
+ * every bare name is one (dist itself tells them apart by the colon).
+ */
+export type DistNaming = 'go_test-prefix' | 'bare';
+
+/** The naming of a whole `dist test -list` listing (a filtered one may lack the `go_test:` names that tell). */
+export function distNamingOf(listed: readonly ListedUnit[]): DistNaming {
+  return listed.some((unit) => unit.name.startsWith('go_test:')) ? 'go_test-prefix' : 'bare';
+}
+
+/** The package a dist unit tests in dist's shared `go test`, or undefined for a unit of any other kind. */
+export function distPackageOf(name: string, naming: DistNaming): string | undefined {
+  if (naming === 'go_test-prefix') return name.startsWith('go_test:') ? name.slice('go_test:'.length) : undefined;
+  return name.includes(':') ? undefined : name;
+}
+
+/**
+ * The steps a shard worker runs for its planned units, in order: one per unit (unitStep), except that for a Go tree
+ * whose listing's naming is known, each run of two or more consecutive small package units is one `dist test` of
+ * them all, whose result gives each unit its own outcome (the step's `units`).
+ */
+export function unitSteps(suite: Pick<TestSuite, 'kind' | 'unitEnv'>, units: readonly PlannedUnit[], naming: DistNaming | undefined): Step[] {
+  const steps: Step[] = [];
+  let batch: { name: string; package: string }[] = [];
+  const flush = () => {
+    if (batch.length === 1 && batch[0] !== undefined) steps.push(unitStep(suite, { name: batch[0].name, run: { kind: 'whole' }, estimate: 0 }));
+    if (batch.length > 1) steps.push(batchStep(suite, batch));
+    batch = [];
+  };
+  for (const unit of units) {
+    const pkg = suite.kind === 'go-tree' && naming !== undefined && unit.run.kind === 'whole' && unit.estimate <= smallUnitSeconds ? distPackageOf(unit.name, naming) : undefined;
+    if (pkg !== undefined) {
+      batch.push({ name: unit.name, package: pkg });
+      continue;
+    }
+    flush();
+    steps.push(unitStep(suite, unit));
+  }
+  flush();
+  return steps;
+}
+
+function batchStep(suite: Pick<TestSuite, 'unitEnv'>, units: { name: string; package: string }[]): Step {
+  const names = units.map((unit) => unit.name);
+  const name = `${units.length} units: ${names[0]} .. ${names.at(-1)}`;
+  const env = Object.keys(suite.unitEnv).length === 0 ? {} : { env: suite.unitEnv };
+  return { name: name.length > 200 ? `${name.slice(0, 197)}...` : name, argv: ['../bin/go', 'tool', 'dist', 'test', ...names], dir: 'src', ...env, units };
+}
+
+/**
  * The learned observation for a unit split into parts: the parts' sum, less the overhead each part beyond the first
  * added, so the whole unit's estimate stays comparable to a run in one piece.
  */

@@ -27,7 +27,8 @@ const subscription = { ackDeadlineMs: 60_000, maxAttempts: 5, minBackoffMs: 10, 
  * The whole pipeline over in-memory fakes, driven by hand: messages sit in the queue until the test delivers them,
  * once, twice, or in any order. Builders: `ok` (host, 3 attempts), `no-spot` (refuses Spot VMs), `vm` (a host type the fake cannot run), `fb`
  * (prefers one the fake cannot run, falls back to `host`), `gomod` (a Go module as one whole task), and the sharded Go module builders `mod` (3 shards, 2
- * for trybots), `mod-once` (1 shard; the same snapshot as `mod`) and `mod-noretry` (3 shards, failures not retried).
+ * for trybots), `mod-once` (1 shard; the same snapshot as `mod`), `mod-noretry` (3 shards, failures not retried) and
+ * `tree` (the Go tree, 1 shard).
  */
 export async function createPipelineHarness(
   options: {
@@ -82,6 +83,7 @@ export async function createPipelineHarness(
         gomod: { type: 'go-module', timeoutSeconds: 60 },
         'mod-once': { type: 'go-module', shards: 1, maxAttempts: 2, timeoutSeconds: 60 },
         'mod-noretry': { type: 'go-module', shards: 3, retryFailed: false, timeoutSeconds: 60 },
+        tree: { type: 'go-tree', shards: 1, timeoutSeconds: 60 },
       },
     },
     'test-config.json',

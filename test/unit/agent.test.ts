@@ -484,6 +484,68 @@ describe('runAgent for sharded runs', () => {
     }
   });
 
+  // What `dist test` of three package units prints: its headings, then `go test`'s blocks, each ended by its
+  // package's result line, and its closing line; the pauses put the result lines in separate reads of the pipe.
+  const batchOutput = [
+    'printf "\n##### Test execution environment.\n# GOARCH: amd64\n\n##### Testing packages.\n"',
+    'sleep 0.3; printf "ok  \tbufio\t0.1s\n"',
+    'sleep 0.3; printf "%s\n" "--- FAIL: TestX (0.00s)" "    x_test.go:9: broken" FAIL "FAIL\tbytes\t0.2s"',
+    // A result line in two writes, and one naming a package out of turn (ignored).
+    'sleep 0.3; printf "ok  \tbufio\t9s\nok  \tcontain"; sleep 0.2; printf "er/list\t0.3s\n"',
+    // On stderr: only a pause keeps it before what follows on stdout.
+    'echo "2024/01/02 03:04:05 Failed: exit status 1" >&2; sleep 0.2; printf "\nFAILED\n"; exit 1',
+  ].join('; ');
+  const batchUnits = [
+    { name: 'go_test:bufio', package: 'bufio' },
+    { name: 'go_test:bytes', package: 'bytes' },
+    { name: 'go_test:container/list', package: 'container/list' },
+  ];
+
+  test('a batched step reports each unit: its verdict, its own output, its time', async () => {
+    const spec = withSteps({ ...makeSpec({ steps: [['sh', '-c', batchOutput], ['echo', 'after']] }), keepGoing: true }, [{ units: batchUnits }]);
+    const { result, log } = await run(spec);
+    assert.equal(result.status, 'failed');
+    assert.deepEqual(
+      result.steps.map((step) => [step.name, step.exitCode]),
+      [['go_test:bufio', 0], ['go_test:bytes', 1], ['go_test:container/list', 0], [spec.steps[1]?.name, 0]],
+    );
+    const [bufio, bytes, list] = result.steps;
+    assert.equal(stepLog(spec, bufio), '\n##### Test execution environment.\n# GOARCH: amd64\n\n##### Testing packages.\nok  \tbufio\t0.1s\n');
+    assert.equal(stepLog(spec, bytes), '--- FAIL: TestX (0.00s)\n    x_test.go:9: broken\nFAIL\nFAIL\tbytes\t0.2s\n');
+    assert.equal(stepLog(spec, list), 'ok  \tbufio\t9s\nok  \tcontainer/list\t0.3s\n2024/01/02 03:04:05 Failed: exit status 1\n\nFAILED\n');
+    // The units' ranges tile the step's output: from after its header to its footer.
+    assert.equal(bytes?.log?.start, bufio?.log?.end);
+    assert.equal(list?.log?.start, bytes?.log?.end);
+    assert.ok(Buffer.from(log).subarray(0, bufio?.log?.start).toString().endsWith(`:: Running ${displayCommand(spec.steps[0]?.argv ?? [])}\n`));
+    assert.ok(Buffer.from(log).subarray(list?.log?.end).toString().startsWith(':: sh -c '), 'the footer follows the last unit');
+    for (const unit of [bytes, list]) assert.ok((unit?.durationMs ?? 0) >= 250, `${unit?.name} took its own pause, not the whole step`);
+  });
+
+  test('a batched step stopped at the deadline: units done keep their verdicts, the one running timed out, the rest not run', async () => {
+    const units = [...batchUnits, { name: 'go_test:errors', package: 'errors' }];
+    const script = 'printf "##### Testing packages.\nok  \tbufio\t0.1s\n"; sleep 30';
+    const spec = withSteps({ ...makeSpec({ steps: [['sh', '-c', script]], deadlineInMs: 1500 }), keepGoing: true }, [{ units }]);
+    const { result } = await run(spec, { graceMs: 500 });
+    assert.equal(result.status, 'timed-out');
+    assert.deepEqual(
+      result.steps.map((step) => [step.name, step.exitCode]),
+      [['go_test:bufio', 0], ['go_test:bytes', null]],
+    );
+    assert.equal(stepLog(spec, result.steps[0]), '##### Testing packages.\nok  \tbufio\t0.1s\n');
+  });
+
+  test('a batched step that fails with no unit to blame fails every unit without a result line, or all of them', async () => {
+    const none = withSteps({ ...makeSpec({ steps: [['sh', '-c', 'echo "go: cannot find GOROOT" >&2; exit 2']] }), keepGoing: true }, [{ units: batchUnits }]);
+    const { result } = await run(none);
+    assert.deepEqual(result.steps.map((step) => step.exitCode), [2, 2, 2]);
+    assert.equal(stepLog(none, result.steps[0]), 'go: cannot find GOROOT\n', 'the first unit without a result holds the output');
+    assert.deepEqual(result.steps.slice(1).map((step) => stepLog(none, step)), ['', '']);
+
+    const passedThenFailed = 'printf "ok  \tbufio\t1s\nok  \tbytes\t1s\nok  \tcontainer/list\t1s\n"; echo "go tool dist: FAILED" >&2; exit 1';
+    const unpinned = withSteps({ ...makeSpec({ steps: [['sh', '-c', passedThenFailed]] }), keepGoing: true }, [{ units: batchUnits }]);
+    assert.deepEqual((await run(unpinned)).result.steps.map((step) => step.exitCode), [1, 1, 1]);
+  });
+
   test('log ranges point into the uploaded log, the cut marker standing in for what was dropped', async () => {
     const big = ['sh', '-c', 'yes yyyyyyyyy | head -c 3000'];
     const spec = makeSpec({ steps: [big, ['echo', 'middle'], big, ['echo', 'after']], chunks: 1, chunkBytes: 1024 });

@@ -4,6 +4,8 @@ import { durationDocId } from '../../shared/model/ids.ts';
 import { topics } from '../../shared/model/messages.ts';
 import type { Build, Task } from '../../shared/model/types.ts';
 import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
+import { createPackageSplitter, packageOutcomes, type PackageClose } from '../../shared/agent/package-results.ts';
+import { readFileSync } from 'node:fs';
 import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
@@ -368,6 +370,75 @@ describe('sharded builds: when things go wrong', () => {
     assert.deepEqual(await h.compute.list(), [], 'the other shards were stopped');
     for (const task of others) assert.ok(h.exits.some((exit) => exit.taskId === task.id), `${task.step} was stopped`);
     assert.deepEqual(h.reported.map((reported) => reported.id), [id]);
+  });
+
+  it("runs a Go tree shard's small package units in one dist test, each with its own result, and retries only the one that failed", async () => {
+    const h = await createPipelineHarness();
+    const id = await h.request('tree');
+    await finishMake(h, id, ['go_test:bufio', 'go_test:errors', 'go_test:unicode/utf8', 'cgo_test', ''].join('\n'));
+    const [shard] = await tasksOf(h, (await buildOf(h, id)).sharding?.shardTaskIds);
+    assert.ok(shard);
+    const spec = h.compute.started.find((request) => request.taskId === shard.id)?.spec;
+    const batchUnits = [
+      { name: 'go_test:bufio', package: 'bufio' },
+      { name: 'go_test:errors', package: 'errors' },
+      { name: 'go_test:unicode/utf8', package: 'unicode/utf8' },
+    ];
+    assert.deepEqual(
+      spec?.steps.map((step) => ({ argv: step.argv, units: step.units })),
+      [
+        { argv: ['../bin/go', 'tool', 'dist', 'test', 'go_test:bufio', 'go_test:errors', 'go_test:unicode/utf8'], units: batchUnits },
+        { argv: ['../bin/go', 'tool', 'dist', 'test', 'cgo_test'], units: undefined },
+      ],
+      'the package units share one dist test; any other unit keeps its own',
+    );
+
+    // The worker's result, as the agent makes it from what dist printed (captured from Go 1.19 with errors failing).
+    const printed = readFileSync(new URL('../fixtures/dist-test/go1.19-one-failing.txt', import.meta.url));
+    let log = ':: Running ../bin/go tool dist test go_test:bufio go_test:errors go_test:unicode/utf8\n';
+    const start = Buffer.byteLength(log);
+    const closes: PackageClose[] = [];
+    const splitter = createPackageSplitter(batchUnits, () => 40_000 + 1000 * closes.length);
+    for (let at = 0; at < printed.length; at += 7) closes.push(...splitter.push(printed.subarray(at, at + 7), start + at));
+    log += `${printed.toString('utf8')}:: exited 1\n:: Running ../bin/go tool dist test cgo_test\nok\n:: exited 0\n`;
+    const batch = packageOutcomes(batchUnits, closes, {
+      exitCode: 1,
+      signal: null,
+      timedOut: false,
+      startedAt: 39_000,
+      endedAt: 42_500,
+      log: { start, end: start + printed.length },
+    });
+    const cgoStart = Buffer.byteLength(log) - 'ok\n:: exited 0\n'.length;
+    const steps = [...batch, { name: 'cgo_test', exitCode: 0, durationMs: 5000, log: { start: cgoStart, end: cgoStart + 3 } }];
+    await h.blobs.put(blobKeys.logChunk(shard.id, 0), log);
+    const result: TaskResult = { v: 1, taskId: shard.id, status: 'failed', startedAt: 39_000, finishedAt: 48_000, steps, log: { bytes: Buffer.byteLength(log), truncated: false, chunks: 1 } };
+    await h.blobs.put(blobKeys.result(shard.id), JSON.stringify(result));
+    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId: shard.id, cause: 'result' });
+    await h.drain();
+
+    const build = await buildOf(h, id);
+    const [recorded] = await tasksOf(h, [shard.id]);
+    const text = (range: { start: number; end: number } | undefined) => Buffer.from(log).subarray(range?.start, range?.end).toString('utf8');
+    assert.deepEqual(
+      recorded?.unitResults?.map((unit) => [unit.name, unit.status, unit.durationMs]),
+      [
+        ['go_test:bufio', 'passed', 1000],
+        ['go_test:errors', 'failed', 1000],
+        ['go_test:unicode/utf8', 'passed', 1000],
+        ['cgo_test', 'passed', 5000],
+      ],
+    );
+    const [bufio, errors, utf8] = recorded?.unitResults ?? [];
+    assert.match(text(bufio?.log), /^\n##### Test execution environment\.\n[^]*##### Testing packages\.\nok  \tbufio\t\S+\n$/);
+    assert.match(text(errors?.log), /^--- FAIL: TestHermeticFails \(0\.00s\)\n {4}zz_hermetic_test\.go:5: made to fail\nFAIL\nFAIL\terrors\t\S+\n$/);
+    assert.match(text(utf8?.log), /^ok  \tunicode\/utf8\t\S+\nFAIL\ngo tool dist: Failed: exit status 1\n$/);
+
+    assert.equal(build.sharding?.phase, 'retry');
+    const [retry] = await tasksOf(h, build.sharding?.retryTaskIds);
+    assert.deepEqual(retry?.units?.map((unit) => unit.name), ['go_test:errors'], 'only the failed unit runs again');
+    const retrySpec = h.compute.started.find((request) => request.taskId === retry?.id)?.spec;
+    assert.deepEqual(retrySpec?.steps.map((step) => step.argv), [['../bin/go', 'tool', 'dist', 'test', 'go_test:errors']]);
   });
 
   it('counts the units a timed-out shard never reached as failed, and runs them again', async () => {

@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import { parseConfig } from '../../shared/config/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { goTestDirSplit, planShards } from '../../shared/sharding/planner.ts';
-import { mergedUnitOutputs, parseListing, planUnitsOf, unitStep } from '../../shared/sharding/test-suites.ts';
+import { TaskSpec } from '../../shared/model/wire.ts';
+import { distNamingOf, distPackageOf, mergedUnitOutputs, parseListing, planUnitsOf, smallUnitSeconds, unitStep, unitSteps } from '../../shared/sharding/test-suites.ts';
 
 describe('test suites: Go modules', () => {
   it('lists the packages that have tests, with their tests, in listing order', () => {
@@ -76,6 +77,51 @@ describe('test suites: the Go tree', () => {
       assert.deepEqual(step.argv, ['../bin/go', 'tool', 'dist', 'test', step.name]);
       assert.deepEqual(step.env, { GO_BUILDER_NAME: '', GO_TEST_SHARDS: String(parts.length) });
     }
+  });
+
+  it('tells the package units of a listing by its naming: go_test:<pkg> through Go 1.20, bare paths from 1.21', () => {
+    const go119 = parseListing('go-tree', 'go_test:bufio\ngo_test:cmd/go\nosusergo\nruntime:cpu124\napi\n');
+    assert.equal(distNamingOf(go119), 'go_test-prefix');
+    assert.deepEqual(go119.map((unit) => distPackageOf(unit.name, 'go_test-prefix')), ['bufio', 'cmd/go', undefined, undefined, undefined]);
+    const go124 = parseListing('go-tree', 'bufio\ncmd/go\nos/user:osusergo\nruntime:cpu124\ncmd/internal/testdir:1_2\n');
+    assert.equal(distNamingOf(go124), 'bare');
+    assert.deepEqual(go124.map((unit) => distPackageOf(unit.name, 'bare')), ['bufio', 'cmd/go', undefined, undefined, undefined]);
+  });
+
+  it('runs consecutive small package units in one dist test, and every other unit in its own', () => {
+    const suite = { kind: 'go-tree' as const, unitEnv: { GO_BUILDER_NAME: '' } };
+    const whole = (name: string, estimate = 3) => ({ name, run: { kind: 'whole' as const }, estimate });
+    const units = [
+      whole('go_test:a'),
+      whole('go_test:b'),
+      whole('go_test:slow', smallUnitSeconds + 1),
+      whole('go_test:c'),
+      whole('api'),
+      whole('go_test:d'),
+      whole('go_test:e'),
+      whole('go_test:f'),
+    ];
+    const steps = unitSteps(suite, units, 'go_test-prefix');
+    const dist = ['../bin/go', 'tool', 'dist', 'test'];
+    assert.deepEqual(
+      steps.map((step) => [step.argv.slice(4), step.units?.map((unit) => unit.package)]),
+      [
+        [['go_test:a', 'go_test:b'], ['a', 'b']],
+        [['go_test:slow'], undefined],
+        [['go_test:c'], undefined],
+        [['api'], undefined],
+        [['go_test:d', 'go_test:e', 'go_test:f'], ['d', 'e', 'f']],
+      ],
+    );
+    for (const step of steps) {
+      assert.deepEqual(step.argv.slice(0, 4), dist);
+      assert.equal(step.dir, 'src');
+      assert.deepEqual(step.env, { GO_BUILDER_NAME: '' });
+    }
+    // The spec a shard gets stays valid, and a listing whose naming is unknown runs every unit on its own.
+    assert.ok(steps.every((step) => TaskSpec.shape.steps.element.safeParse({ name: step.name, argv: step.argv, dir: step.dir, env: step.env, ...(step.units === undefined ? {} : { units: step.units }) }).success));
+    assert.equal(unitSteps(suite, units, undefined).length, units.length);
+    assert.deepEqual(unitSteps({ kind: 'go-module', unitEnv: {} }, [whole('m/a'), whole('m/b')], 'bare').map((step) => step.units), [undefined, undefined]);
   });
 
   it("lists and runs a Go tree builder without the network as no Go builder, and one with it as one", () => {
