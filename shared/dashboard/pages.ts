@@ -98,8 +98,17 @@ ${commit === undefined ? '' : html`<p>${commit.subject} <span class="muted">(${c
 ${build.reason === undefined ? '' : html`<p class="err">${build.reason}</p>`}
 <p class="muted">${build.finishedAt !== undefined && build.startedAt !== undefined ? `took ${seconds(build.finishedAt - build.startedAt)} · ` : ''}cost ${buildCostText(build, tasks)}
 ${build.reportedAt === undefined ? '' : ' · reported'}</p>
-${build.sharding === undefined ? attemptsTable(tasks) : shardedSection(build, build.sharding, tasks)}`,
+${modulesSection(build, tasks.filter((task) => task.step === 'modules'))}
+${build.sharding === undefined ? attemptsTable(tasks.filter((task) => task.step !== 'modules')) : shardedSection(build, build.sharding, tasks.filter((task) => task.step !== 'modules'))}`,
   );
+}
+
+/** A build's module cache: fetched by its own task (each attempt shown), or reused from an earlier build. */
+function modulesSection(build: Build, fetches: readonly Task[]): Html | string {
+  const modules = build.modules;
+  if (modules === undefined) return '';
+  const how = modules.reused === true ? 'reused from an earlier build with the same module files' : modules.phase === 'fetch' ? 'being fetched' : 'fetched by this build';
+  return html`<h2>modules</h2><p>module cache ${modules.key.slice(0, 12)}: ${how}</p>${fetches.length === 0 ? '' : attemptsTable(fetches)}`;
 }
 
 /** What a build cost so far, and on how many workers: "local" when every worker ran on this machine. */

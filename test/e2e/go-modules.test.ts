@@ -90,6 +90,9 @@ describe('Go modules with dependencies, in the process sandbox, from a proxy on 
     const steps = (await tasksOf(world, build!)).map((task) => `${task.step}:${task.status}`).sort();
     assert.deepEqual(steps, ['build:passed', 'modules:passed']);
     assert.ok(served.requests() > 0, 'the fetch task asked the proxy');
+    const page = await (await fetch(`${world.runtime.url}/build/${build!.id}`)).text();
+    assert.match(page, /<h2>modules<\/h2><p>module cache [0-9a-f]{12}: fetched by this build<\/p>/);
+    assert.match(page, /go list -deps -test \.\/\.\.\.: 0 in/);
   });
 
   it('fetches nothing for a later build with the same go.mod and go.sum', async () => {
@@ -100,6 +103,8 @@ describe('Go modules with dependencies, in the process sandbox, from a proxy on 
     assert.equal(build?.modules?.reused, true);
     assert.deepEqual((await tasksOf(world, build!)).map((task) => task.step), ['build']);
     assert.equal(served.requests(), before, 'no request reached the proxy');
+    const page = await (await fetch(`${world.runtime.url}/build/${build!.id}`)).text();
+    assert.match(page, /module cache [0-9a-f]{12}: reused from an earlier build with the same module files/);
   });
 
   it('fails a go.sum that does not match what the proxy serves, naming the module', async () => {
