@@ -15,8 +15,9 @@ import { enterTests, hostTypeFor, makeStep, plannedFields, planTests, readListin
  * The `plan` function: turns a requested build into its first task. A whole build gets one task. A sharded build
  * gets a make task, or, when an earlier build made a snapshot of the same tree the same way, goes straight to its
  * shards. A go-module build whose tree requires modules not yet in the blob store first gets a module-fetch task;
- * when that passes, the build is requested again and planned as above. A build that is already planned is left as it is (a duplicate request); a build whose builder is no
- * longer configured becomes an infra failure with that reason. Throws PermanentError for a build that does not exist.
+ * when that passes, the build is requested again and planned as above. A build that is already planned is left as it
+ * is (a duplicate request); a build whose builder is no longer configured becomes an infra failure with that reason.
+ * Throws PermanentError for a build that does not exist.
  */
 export function createPlan(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publisher' | 'blobs' | 'compute' | 'source' | 'logger' | 'now'>) {
   const sources = createSourceTarballs(deps);
