@@ -145,7 +145,7 @@ describe('trybots: builders, modes and reuse', () => {
     await publishMessage(h.queue, topics.tryRequested, { v: 1, repo: 'demo', pullRequest: 7, commit, requester: 'rsc', builders: ['ok', 'linux-amd64'] });
     await h.drain();
     const [dead] = await h.queue.list();
-    assert.match(dead?.reason ?? '', /unknown builder "linux-amd64"; expected one of: fb, gomod, mod, mod-noretry, mod-once, no-spot, ok, vm/);
+    assert.match(dead?.reason ?? '', /unknown builder "linux-amd64"; expected one of: fb, gomod, mod, mod-noretry, mod-once, no-spot, ok, tree, vm/);
     assert.match(github.comments[0]?.body ?? '', /unknown builder "linux-amd64"/);
     assert.equal((await tries(h)).length, 0);
   });
