@@ -180,31 +180,33 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
     }
   };
 
-  // Group commit: publishes and acks issued before the event loop turns share one SQLite transaction, so a burst
-  // of them costs one journal write instead of one each. Each call still resolves only once its write is durable.
-  let pending: Array<{ write: () => void; resolve: () => void; reject: (error: unknown) => void }> = [];
-  const groupCommit = (write: () => void): Promise<void> =>
-    new Promise((resolve, reject) => {
+  // Group commit: publishes, pulls and acks issued before the event loop turns share one SQLite transaction, so a
+  // burst of them costs one journal write instead of one each. Each call still resolves only once its write is
+  // durable, with what its write returned.
+  let pending: Array<{ write: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
+  const groupCommit = <R>(write: () => R): Promise<R> =>
+    new Promise<R>((resolve, reject) => {
       if (pending.length === 0) setImmediate(flush);
-      pending.push({ write, resolve, reject });
+      pending.push({ write, resolve: resolve as (value: unknown) => void, reject });
     });
   const flush = (): void => {
     const batch = pending;
     pending = [];
+    let results: unknown[];
     try {
-      atomically(() => batch.forEach((entry) => entry.write()));
-      for (const entry of batch) entry.resolve();
+      results = atomically(() => batch.map((entry) => entry.write()));
     } catch {
       // Something in the batch failed and rolled it all back: redo each alone, so only the bad one fails.
       for (const entry of batch) {
         try {
-          entry.write();
-          entry.resolve();
+          entry.resolve(atomically(entry.write));
         } catch (error) {
           entry.reject(error);
         }
       }
+      return;
     }
+    batch.forEach((entry, index) => entry.resolve(results[index]));
   };
 
   const moveToDeadLetters = (seq: number, attempts: number, reason: string): void => {
@@ -256,8 +258,8 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       }
       const sub = subscription(name);
       if (max === 0) return [];
-      const pulled: { dueAt: number; seq: number; delivery: Delivery }[] = [];
-      atomically(() => {
+      return groupCommit(() => {
+        const pulled: { dueAt: number; seq: number; delivery: Delivery }[] = [];
         const at = now();
         let want = max;
         while (want > 0) {
@@ -291,10 +293,10 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
           // A short batch means nothing more is due; a full one may leave more (or had dead-lettered rows).
           if (rows.length < limit) break;
         }
+        // RETURNING gives rows in no promised order.
+        pulled.sort((a, b) => a.dueAt - b.dueAt || a.seq - b.seq);
+        return pulled.map((entry) => entry.delivery);
       });
-      // RETURNING gives rows in no promised order.
-      pulled.sort((a, b) => a.dueAt - b.dueAt || a.seq - b.seq);
-      return pulled.map((entry) => entry.delivery);
     },
 
     async ack(delivery: Delivery): Promise<void> {
