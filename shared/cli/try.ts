@@ -160,7 +160,7 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
     return exitCodes.ok;
   }
 
-  const code = await withLocalPipeline(dataDir, async ({ state, queue }) => {
+  const code = await withLocalPipeline(io, dataDir, async ({ state, queue }) => {
     const { defaultSubscription } = await import('../runtime/local-runtime.ts');
     // The runtime makes its subscriptions when it starts; made here too, a request sent before then is kept for it.
     await queue.subscribe(topics.tryRequested, 'trybot', defaultSubscription);
@@ -189,10 +189,10 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
  * Runs `use` over the state and queue of the local pipeline whose data directory is `dataDir`, closing them after;
  * undefined, running nothing, when no pipeline has run there.
  */
-async function withLocalPipeline<T>(dataDir: string, use: (pipeline: { state: StateStore; queue: MessageQueue }) => Promise<T>): Promise<T | undefined> {
+async function withLocalPipeline<T>(io: Io, dataDir: string, use: (pipeline: { state: StateStore; queue: MessageQueue }) => Promise<T>): Promise<T | undefined> {
   const { localDatabasePath, openLocalStore } = await import('../adapters/local/local-store.ts');
   if (!(await pathExists(localDatabasePath(dataDir)))) return undefined;
-  const store = openLocalStore(dataDir);
+  const store = openLocalStore(dataDir, (reason) => io.stderr(`hermetic: ${reason}`));
   try {
     return await use(store);
   } finally {
@@ -202,7 +202,7 @@ async function withLocalPipeline<T>(dataDir: string, use: (pipeline: { state: St
 
 /** Prints the open pull requests, each with the trybot requests recorded for its head in the data directory, if any. */
 async function listPullRequests(io: Io, json: boolean, pulls: PullRequest[], dataDir: string | undefined, repo: string): Promise<number> {
-  const recorded = dataDir === undefined ? undefined : await withLocalPipeline(dataDir, ({ state }) => state.query(collections.trybots, { where: { repo } }));
+  const recorded = dataDir === undefined ? undefined : await withLocalPipeline(io, dataDir, ({ state }) => state.query(collections.trybots, { where: { repo } }));
   const runs = recorded ?? [];
   const rows = pulls.map((pull) => ({ ...pull, trybots: runs.filter((run) => run.commit === pull.head.sha).map((run) => ({ id: run.id, status: run.status, requesters: run.requesters })) }));
   if (json) io.stdout(JSON.stringify(rows, null, 2));

@@ -16,7 +16,7 @@ export interface Route {
 }
 
 /** Idle pulls wait at most this long, so expired leases and due retries are picked up without a publish. */
-const idlePollMs = 250;
+const defaultIdlePollMs = 250;
 /** How long after a failed pull the next is tried, unless a publish wakes the loop sooner. */
 const pullRetryMs = 1000;
 
@@ -25,8 +25,9 @@ const pullRetryMs = 1000;
  * a function that returns acks it, one that throws nacks it (redelivery with backoff, then the dead letters).
  * Wakes at once on a publish in this process. A pull that fails is reported and tried again, never fatal.
  */
-export function createDispatcher(options: { queue: MessageQueue; routes: Route[]; logger: Logger; project: string }) {
+export function createDispatcher(options: { queue: MessageQueue; routes: Route[]; logger: Logger; project: string; idlePollMs?: number }) {
   const { queue, logger } = options;
+  const idlePollMs = options.idlePollMs ?? defaultIdlePollMs;
   const signals = new Map(options.routes.map((route) => [route.topic, new Signal()]));
   const settled = new Signal();
   let stopped = false;
@@ -53,10 +54,6 @@ export function createDispatcher(options: { queue: MessageQueue; routes: Route[]
       }
       if (failing) logger.info('message.pull-recovered', { subscription: route.subscription });
       failing = false;
-      if (deliveries.length === 0) {
-        await signal.wait(idlePollMs);
-        continue;
-      }
       for (const delivery of deliveries) {
         running++;
         active++;
@@ -67,6 +64,10 @@ export function createDispatcher(options: { queue: MessageQueue; routes: Route[]
           settled.notify();
         });
       }
+      // No room, or a short batch: nothing more is due now, and asking again at once would lease nothing (in a
+      // write transaction even so). A publish (from a later turn of the event loop) or a finished handler (at the
+      // earliest from a later microtask) wakes the loop, so no wake-up comes before this wait.
+      if (room === 0 || deliveries.length < room) await signal.wait(idlePollMs);
     }
   }
 

@@ -300,6 +300,22 @@ export function queueContract(
       );
     });
 
+    it('fills a large pull in order, past messages that used up their attempts', async () => {
+      await queue.subscribe('t', 's', options);
+      for (let i = 0; i < 3; i++) await queue.publish('t', encode(`hangs ${i}`));
+      for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
+        assert.equal((await queue.pull('s', 10)).length, 3);
+        clock += options.ackDeadlineMs;
+      }
+      const count = 250;
+      for (let i = 0; i < count; i++) await queue.publish('t', encode(String(i)));
+      assert.deepEqual(
+        texts(await queue.pull('s', count)),
+        Array.from({ length: count }, (_, i) => String(i)),
+      );
+      assert.equal((await queue.list()).length, 3);
+    });
+
     it('orders a pull by due time, then publish order', async () => {
       await queue.subscribe('t', 's', options);
       await queue.publish('t', encode('first'));

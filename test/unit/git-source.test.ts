@@ -345,3 +345,11 @@ test('archive of a commit that does not exist is an Error naming it', async (t) 
   const missing = '0123456789abcdef'.repeat(2) + '01234567';
   await assert.rejects(source.archive(repo, missing), new RegExp(`repo "upstream".*has no commit ${missing}`));
 });
+
+test('archive of a hash that names a tree, not a commit, is an Error naming it, even when the mirror has it', async (t) => {
+  const { upstream, source, repo } = await fixture(t);
+  const [head] = await commitMany(upstream, 'c', 1);
+  await source.changes(repo, 'main', undefined, 1);
+  const tree = (await upstream.git('rev-parse', `${head}^{tree}`)).trim();
+  await assert.rejects(source.archive(repo, tree), new RegExp(`repo "upstream".*has no commit ${tree}`));
+});

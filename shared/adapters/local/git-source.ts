@@ -220,10 +220,14 @@ export function createGitSource(options: GitSourceOptions): Source {
 
     async archive(repo, commit): Promise<Uint8Array> {
       const mirror = checkedMirror(repo, commit);
+      // ^{commit}: a hash that names a tree or a blob is refused, as ensureCommit would.
+      const args = ['archive', '--format=tar.gz', '--end-of-options', `${commit}^{commit}`];
       return withMirrorLock(mirror, async () => {
+        // Mostly the commit is in the mirror already (a poll put it there): one git process instead of a check first.
+        const ready = (await exists(mirror)) ? await spawnGit([`--git-dir=${mirror}`, ...args], mirror) : undefined;
+        if (ready?.exitCode === 0) return bytesOf(ready.stdout);
         await ensureCommit(repo, mirror, commit, undefined);
-        const tarball = await git(mirror, ['archive', '--format=tar.gz', '--end-of-options', commit], `repo "${repo.name}": archive of ${commit} failed`);
-        return new Uint8Array(tarball.buffer, tarball.byteOffset, tarball.byteLength);
+        return bytesOf(await git(mirror, args, `repo "${repo.name}": archive of ${commit} failed`));
       });
     },
 
@@ -328,6 +332,10 @@ function parseCommits(output: string): CommitInfo[] {
     });
   }
   return commits;
+}
+
+function bytesOf(output: Buffer): Uint8Array {
+  return new Uint8Array(output.buffer, output.byteOffset, output.byteLength);
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -4,6 +4,7 @@ import type { StateStore } from '../../ports/state.ts';
 import { openDatabase } from './sqlite-database.ts';
 import { createSqliteQueue } from './sqlite-queue.ts';
 import { createSqliteState } from './sqlite-state.ts';
+import { startWalCheckpoints } from './wal-checkpoints.ts';
 
 /** The local pipeline's state and queue: one SQLite file in its data directory. */
 export interface LocalStore {
@@ -20,18 +21,22 @@ export function localDatabasePath(dataDir: string): string {
 
 /**
  * Opens (creating when absent) the local pipeline's database in `dataDir`, holding the directory's lock: deliveries
- * a dead runtime had leased are due again at once.
+ * a dead runtime had leased are due again at once. Its WAL is checkpointed by a thread of its own (see
+ * startWalCheckpoints), which reports trouble to `onCheckpointFailure`.
  */
-export function openLocalStore(dataDir: string): LocalStore {
-  const db = openDatabase(localDatabasePath(dataDir));
+export function openLocalStore(dataDir: string, onCheckpointFailure: (reason: string) => void): LocalStore {
+  const path = localDatabasePath(dataDir);
+  const db = openDatabase(path);
   const state = createSqliteState(db);
   const queue = createSqliteQueue(db, { releaseLeases: true });
+  const checkpoints = startWalCheckpoints(db, path, onCheckpointFailure);
   return {
     state,
     queue,
     async close() {
       await state.close();
       await queue.close();
+      await checkpoints.stop();
       db.close();
     },
   };

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { DatabaseSync, SQLOutputValue } from 'node:sqlite';
+import type { DatabaseSync, SQLOutputValue, StatementSync } from 'node:sqlite';
 import type { DeadLetter, Delivery, MessageQueue, SubscriptionOptions } from '../../ports/messages.ts';
 import { createPublishListeners } from '../publish-listeners.ts';
 
@@ -22,6 +22,9 @@ interface Subscription {
 }
 
 type Row = Record<string, SQLOutputValue>;
+
+/** The most messages one lease statement takes; a larger pull runs it again. */
+const maxLeaseBatch = 100;
 
 /**
  * A durable, at-least-once pull queue in its own tables of the given database, shaped like Pub/Sub: a publish is
@@ -94,15 +97,6 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       `INSERT INTO queue_messages (id, subscription, topic, data, attributes, published_at, visible_at, due_at)
        SELECT :id, name, topic, :data, :attributes, :now, :now, :now FROM queue_subscriptions WHERE topic = :topic`,
     ),
-    // One statement leases a batch: the due messages, oldest due first, each with a fresh ack ID and deadline.
-    lease: db.prepare(
-      `UPDATE queue_messages
-       SET attempts = attempts + 1, due_at = visible_at, visible_at = :until,
-           ack_id = seq || ':' || lower(hex(randomblob(12)))
-       WHERE seq IN (SELECT seq FROM queue_messages WHERE subscription = :subscription AND visible_at <= :now
-                     ORDER BY visible_at, seq LIMIT :max)
-       RETURNING seq, id, topic, data, attributes, published_at, due_at, attempts, ack_id`,
-    ),
     leased: db.prepare('SELECT subscription, attempts FROM queue_messages WHERE seq = ? AND ack_id = ?'),
     ack: db.prepare('DELETE FROM queue_messages WHERE seq = ? AND ack_id = ?'),
     retryAt: db.prepare('UPDATE queue_messages SET visible_at = ?, ack_id = NULL WHERE seq = ?'),
@@ -123,6 +117,27 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
     backlogOf: db.prepare(
       'SELECT count(*) AS count, min(visible_at) AS next FROM queue_messages WHERE subscription = ?',
     ),
+  };
+
+  // One statement leases a batch: the due messages, oldest due first, each with a fresh ack ID and deadline. The
+  // batch size is written into the statement rather than bound: SQLite's planner reads a bound LIMIT, so it
+  // re-prepares such a statement at every run, which cost each pull several times its own work. One statement per
+  // size, prepared on first use; at most maxLeaseBatch of them.
+  const leaseStatements = new Map<number, StatementSync>();
+  const leaseUpTo = (limit: number): StatementSync => {
+    let statement = leaseStatements.get(limit);
+    if (statement === undefined) {
+      statement = db.prepare(
+        `UPDATE queue_messages
+         SET attempts = attempts + 1, due_at = visible_at, visible_at = :until,
+             ack_id = seq || ':' || lower(hex(randomblob(12)))
+         WHERE seq IN (SELECT seq FROM queue_messages WHERE subscription = :subscription AND visible_at <= :now
+                       ORDER BY visible_at, seq LIMIT ${limit})
+         RETURNING seq, id, topic, data, attributes, published_at, due_at, attempts, ack_id`,
+      );
+      leaseStatements.set(limit, statement);
+    }
+    return statement;
   };
 
   if (options.releaseLeases === true) {
@@ -165,31 +180,33 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
     }
   };
 
-  // Group commit: publishes and acks issued before the event loop turns share one SQLite transaction, so a burst
-  // of them costs one journal write instead of one each. Each call still resolves only once its write is durable.
-  let pending: Array<{ write: () => void; resolve: () => void; reject: (error: unknown) => void }> = [];
-  const groupCommit = (write: () => void): Promise<void> =>
-    new Promise((resolve, reject) => {
+  // Group commit: publishes, pulls and acks issued before the event loop turns share one SQLite transaction, so a
+  // burst of them costs one journal write instead of one each. Each call still resolves only once its write is
+  // durable, with what its write returned.
+  let pending: Array<{ write: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
+  const groupCommit = <R>(write: () => R): Promise<R> =>
+    new Promise<R>((resolve, reject) => {
       if (pending.length === 0) setImmediate(flush);
-      pending.push({ write, resolve, reject });
+      pending.push({ write, resolve: resolve as (value: unknown) => void, reject });
     });
   const flush = (): void => {
     const batch = pending;
     pending = [];
+    let results: unknown[];
     try {
-      atomically(() => batch.forEach((entry) => entry.write()));
-      for (const entry of batch) entry.resolve();
+      results = atomically(() => batch.map((entry) => entry.write()));
     } catch {
       // Something in the batch failed and rolled it all back: redo each alone, so only the bad one fails.
       for (const entry of batch) {
         try {
-          entry.write();
-          entry.resolve();
+          entry.resolve(atomically(entry.write));
         } catch (error) {
           entry.reject(error);
         }
       }
+      return;
     }
+    batch.forEach((entry, index) => entry.resolve(results[index]));
   };
 
   const moveToDeadLetters = (seq: number, attempts: number, reason: string): void => {
@@ -241,13 +258,13 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       }
       const sub = subscription(name);
       if (max === 0) return [];
-      const pulled: { dueAt: number; seq: number; delivery: Delivery }[] = [];
-      atomically(() => {
+      return groupCommit(() => {
+        const pulled: { dueAt: number; seq: number; delivery: Delivery }[] = [];
         const at = now();
         let want = max;
         while (want > 0) {
-          const rows = sql.lease.all({ subscription: name, now: at, until: at + sub.ackDeadlineMs, max: want });
-          let exhausted = 0;
+          const limit = Math.min(want, maxLeaseBatch);
+          const rows = leaseUpTo(limit).all({ subscription: name, now: at, until: at + sub.ackDeadlineMs });
           for (const row of rows) {
             const attempts = int(row, 'attempts');
             const seq = int(row, 'seq');
@@ -255,9 +272,9 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
               // Its last lease ran out with no ack: it used up its attempts without a word from the handler.
               const used = attempts - 1;
               moveToDeadLetters(seq, used, `ack deadline exceeded ${used} times`);
-              exhausted++;
               continue;
             }
+            want--;
             pulled.push({
               dueAt: int(row, 'due_at'),
               seq,
@@ -273,14 +290,13 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
               },
             });
           }
-          // Only dead-lettered rows leave a batch short of what is due; fetch that many more.
-          if (exhausted === 0 || rows.length < want) break;
-          want = exhausted;
+          // A short batch means nothing more is due; a full one may leave more (or had dead-lettered rows).
+          if (rows.length < limit) break;
         }
+        // RETURNING gives rows in no promised order.
+        pulled.sort((a, b) => a.dueAt - b.dueAt || a.seq - b.seq);
+        return pulled.map((entry) => entry.delivery);
       });
-      // RETURNING gives rows in no promised order.
-      pulled.sort((a, b) => a.dueAt - b.dueAt || a.seq - b.seq);
-      return pulled.map((entry) => entry.delivery);
     },
 
     async ack(delivery: Delivery): Promise<void> {
