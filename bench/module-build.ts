@@ -120,6 +120,7 @@ async function inWorker(name: string, measured: boolean): Promise<{ seconds: num
     record('worker started to agent start', task.startedAt - task.launchedAt);
     record('source and module download', (task.sourceSeconds ?? 0) * 1000);
     for (const step of task.steps ?? []) record(`step ${step.name}`, step.durationMs);
+    record('the three steps', (task.steps ?? []).reduce((sum, step) => sum + step.durationMs, 0));
     record('agent start to end', task.workerFinishedAt - task.startedAt);
     record('agent end to verdict', build.finishedAt - task.workerFinishedAt);
   }
@@ -128,6 +129,7 @@ async function inWorker(name: string, measured: boolean): Promise<{ seconds: num
 
 const lines: string[] = [];
 const ratios: number[] = [];
+const hostWarm: number[] = [];
 let firstOfGoSum: number | undefined;
 for (const subject of subjects) {
   const repo = repos.get(subject.name);
@@ -158,6 +160,7 @@ for (const subject of subjects) {
     }
     cold.push(coldSeconds);
     warm.push(warmSeconds);
+    hostWarm.push(warmSeconds);
     worker.push(built.seconds);
     ratios.push(built.seconds / warmSeconds);
   }
@@ -172,4 +175,6 @@ for (const line of lines) console.log(line);
 console.log('where a worker build\'s time went, both modules:');
 for (const [phase, values] of phases) console.log(`  ${phase}: ${describe(values, 'ms')}`);
 if (firstOfGoSum !== undefined) console.log(`first build of a new go.sum (fetch task, then the build): ${firstOfGoSum.toFixed(1)} s`);
+const steps = phases.get('the three steps') ?? [];
+console.log(`the steps alone in the worker / host warm: ${(median(steps) / 1000 / median(hostWarm)).toFixed(2)}`);
 console.log(`container / host warm: ${median(ratios).toFixed(2)}`);
