@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { parseConfig } from '../../shared/config/config.ts';
 import { openDatabase } from '../../shared/adapters/local/sqlite-database.ts';
 import { createSqliteQueue } from '../../shared/adapters/local/sqlite-queue.ts';
-import { buildId } from '../../shared/model/ids.ts';
+import { buildId, etagDocId } from '../../shared/model/ids.ts';
 import { silentLogger, type Fields, type Logger } from '../../shared/ports/log.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createDispatcher } from '../../shared/runtime/dispatcher.ts';
@@ -128,7 +128,8 @@ describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
     const dataDir = join(dir, 'data');
     const { repo, filling, rawConfig } = await fillingRepo(join(dir, 'repo'));
     const logger = keepingLogger();
-    const runtime = await startLocalRuntime({ dataDir, catalog: parseConfig(rawConfig, 'disk-full.json'), logger, pollIntervalMs: 0, port: 0, containers: 'off', reapIntervalMs: 1_000 });
+    // A short lease: a message whose ack the full disk refused is delivered again soon after space is freed.
+    const runtime = await startLocalRuntime({ dataDir, catalog: parseConfig(rawConfig, 'disk-full.json'), logger, pollIntervalMs: 0, port: 0, containers: 'off', reapIntervalMs: 1_000, subscription: { ackDeadlineMs: 10_000 } });
     try {
       const { build, attempts } = await pollAndBuild(runtime, filling);
       // Its worker's directory is on the data directory's disk: the step filled both, so the result could not land.
@@ -141,8 +142,12 @@ describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
       emptyWriteAheadLog(join(dataDir, 'hermetic.db'));
       const filler = await fill(dataDir);
       const passing = await repo.commit({ 'build.sh': 'echo fine\n' }, 'fits');
+      // Writes that queue no work (a poll tick that landed would run, fail on the disk and hold its lease for minutes).
       let refused: unknown;
-      for (let tick = 0; tick < 200 && refused === undefined; tick++) await runtime.tick().catch((error: unknown) => (refused = error));
+      for (let write = 0; write < 200 && refused === undefined; write++) {
+        const doc = { key: `disk-full-${write}`, etag: 'e', value: 'x'.repeat(4096), storedAt: 0 };
+        await runtime.deps.state.transaction(async (tx) => tx.set(collections.etags, etagDocId(doc.key), doc)).catch((error: unknown) => (refused = error));
+      }
       assert.match(String(refused), /database or disk is full/);
       const page = await fetch(runtime.url);
       assert.equal(page.status, 200, 'the dashboard answers on a full disk');
