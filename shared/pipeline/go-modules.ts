@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
+import { endpointsOf, type Endpoint } from '../model/endpoints.ts';
 import { moduleCacheKey } from '../model/ids.ts';
 import type { Build, Builder, GoModules, Step } from '../model/types.ts';
 
@@ -102,18 +103,12 @@ export function proxyDirectories(proxy: string): string[] {
  * through a proxy that serves it or else directly at its name (`sum.golang.org`, or the URL a GOSUMDB value gives).
  * Undefined when the list has `direct`: go then fetches from each module's own host, which cannot be known ahead.
  */
-export function fetchEgress(modules: GoModules): Array<{ host: string; port: number }> | undefined {
+export function fetchEgress(modules: GoModules): Endpoint[] | undefined {
   const entries = modules.proxy.split(/[,|]/);
   if (entries.includes('direct')) return undefined;
   const [name = '', url] = modules.sumDb.split(' ');
   const sumDb = modules.sumDb === 'off' ? [] : [url ?? `https://${name.split('+')[0] ?? name}`];
-  const places = new Map<string, { host: string; port: number }>();
-  for (const entry of [...entries.filter((entry) => /^https?:\/\//.test(entry)), ...sumDb]) {
-    const parsed = new URL(entry);
-    const port = Number(parsed.port || (parsed.protocol === 'https:' ? 443 : 80));
-    places.set(`${parsed.hostname}:${port}`, { host: parsed.hostname, port });
-  }
-  return [...places.values()];
+  return endpointsOf([...entries.filter((entry) => /^https?:\/\//.test(entry)), ...sumDb]);
 }
 
 /** The module cache a build's tasks unpack, when it has one ready. */

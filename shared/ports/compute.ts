@@ -1,3 +1,4 @@
+import type { Endpoint } from '../model/endpoints.ts';
 import type { Machine } from '../model/types.ts';
 import type { TaskSpec } from '../model/wire.ts';
 
@@ -23,7 +24,7 @@ export interface WorkerRequest {
    * can hold a worker to them do (a Compute Engine container worker, which also reaches its own signed URLs' host);
    * the others give the network whole.
    */
-  egress?: Array<{ host: string; port: number }>;
+  egress?: Endpoint[];
   /** The builder allows Spot VMs; adapters without them ignore it. */
   spot?: boolean;
 }

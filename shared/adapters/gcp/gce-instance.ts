@@ -1,5 +1,6 @@
 import type { protos } from '@google-cloud/compute';
 import { defaultDiskType, type DiskType } from '../../cost/prices.ts';
+import { endpointsOf, type Endpoint } from '../../model/endpoints.ts';
 import { deploymentIdPattern } from '../../model/ids.ts';
 import type { Machine } from '../../model/types.ts';
 import type { WorkerRequest } from '../../ports/compute.ts';
@@ -274,7 +275,7 @@ ${options.umask ? 'umask 077\n' : ''}curl -sSf --retry 10 --retry-connrefused --
  * Docker adapter's capabilities, then powers the VM off. Powering off, not deleting: the VM has no credentials to
  * delete itself with, and the stopped instance keeps the task's name taken until collect or the reaper deletes it.
  */
-export function cosStartupScript(image: string, options: { stepNetwork: boolean; egress?: ReadonlyArray<{ host: string; port: number }> }): string {
+export function cosStartupScript(image: string, options: { stepNetwork: boolean; egress?: readonly Endpoint[] }): string {
   const caps = ['SYS_ADMIN', 'NET_ADMIN', 'SETUID', 'SETGID', 'SETPCAP', 'CHOWN', 'KILL', 'DAC_OVERRIDE'];
   return `${bootPreamble("Container-Optimized OS): run this VM's one task in the builder container, then power off.", { umask: true })}
 chmod 0400 "$spec"
@@ -302,7 +303,7 @@ off "task done"
  * held): new connections from docker0 go only to the addresses its hosts resolve to now, on their ports, and
  * to DNS; everything else is dropped. Replies to allowed connections pass.
  */
-function egressRules(egress: ReadonlyArray<{ host: string; port: number }>): string {
+function egressRules(egress: readonly Endpoint[]): string {
   const allow = egress
     .map(({ host, port }) => `for ip in $(getent ahostsv4 ${shellQuote(host)} | awk '{ print $1 }' | sort -u); do iptables -A HERMETIC-EGRESS -d "$ip" -p tcp --dport ${port} -j RETURN || exit 1; done`)
     .join('\n  ');
@@ -320,15 +321,8 @@ function egressRules(egress: ReadonlyArray<{ host: string; port: number }>): str
 }
 
 /** Where a worker's own signed URLs point (the bucket's host): a worker held to its egress still reaches them. */
-function specHosts(spec: WorkerRequest['spec']): Array<{ host: string; port: number }> {
-  const urls = [spec.source.url, spec.result.url, ...spec.log.chunkUrls, ...(spec.goModules?.upload === undefined ? [] : [spec.goModules.upload.url])];
-  const seen = new Map<string, { host: string; port: number }>();
-  for (const url of urls) {
-    const parsed = new URL(url);
-    const port = Number(parsed.port || (parsed.protocol === 'https:' ? 443 : 80));
-    seen.set(`${parsed.hostname}:${port}`, { host: parsed.hostname, port });
-  }
-  return [...seen.values()];
+function specHosts(spec: WorkerRequest['spec']): Endpoint[] {
+  return endpointsOf([spec.source.url, spec.result.url, ...spec.log.chunkUrls, ...(spec.goModules?.upload === undefined ? [] : [spec.goModules.upload.url])]);
 }
 
 /**
