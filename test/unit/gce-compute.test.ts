@@ -21,7 +21,7 @@ import {
 import { blobKeys, type TaskSpec } from '../../shared/model/wire.ts';
 import type { WorkerRequest } from '../../shared/ports/compute.ts';
 import { newTaskId } from '../contract/compute.contract.ts';
-import { bootScriptGuest, startFakeGce, type FakeGce } from '../fakes/gce-server.ts';
+import { bootScriptGuest, startFakeGce, type BootRecord, type FakeGce } from '../fakes/gce-server.ts';
 import { startFakeBlobServer, taskSpecFor } from '../helpers/fake-blob-server.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -398,22 +398,47 @@ describe('Compute Engine adapter on the fake API', () => {
   });
 });
 
+/** What one task's COS boot script did in the fake guest. */
+interface CosBoot {
+  record: BootRecord;
+  spec: TaskSpec;
+  taskId: string;
+  name: string;
+  gce: FakeGce;
+}
+
+/**
+ * Starts one task (`extra` over a network request) on a fake Compute Engine whose VMs run the COS boot script in the
+ * fake guest, against a fake blob server; waits for the script to end and hands `check` what it did.
+ */
+async function bootOnFake(extra: Partial<WorkerRequest>, check: (boot: CosBoot) => Promise<void>): Promise<void> {
+  const blobs = await startFakeBlobServer();
+  const boot = await bootScriptGuest();
+  const gce = await startFakeGce({ guest: boot.guest });
+  const compute = createGceCompute({ deployment, project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions });
+  try {
+    const taskId = newTaskId();
+    const spec = taskSpecFor(blobs, taskId, { steps: [['true']] });
+    await compute.start({ ...request({ taskId, network: true }), spec, ...extra });
+    const name = instanceName(deployment, taskId);
+    // Generous: the agent starts slowly on a loaded machine.
+    await waitUntil(() => boot.records.has(name), 'the boot script ends', { everyMs: 20, detail: () => `VM ${gce.vm(name)?.status ?? 'gone'}` });
+    const record = boot.records.get(name);
+    assert.ok(record?.poweredOff, record?.log);
+    assert.ok(blobs.objects.has(blobKeys.result(taskId)), `the agent uploaded the result: ${record.log}`);
+    await check({ record, spec, taskId, name, gce });
+  } finally {
+    await compute.close();
+    await gce.close();
+    await boot.cleanup();
+    await blobs.close();
+  }
+}
+
 describe('the COS boot script, run by the fake', { skip: process.platform === 'linux' ? false : 'needs bash and /proc (Linux)' }, () => {
   test('reads the spec from the metadata server, runs the image with the spec mounted, and powers off', async () => {
-    const blobs = await startFakeBlobServer();
-    const boot = await bootScriptGuest();
-    const gce = await startFakeGce({ guest: boot.guest });
-    const compute = createGceCompute({ deployment, project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions });
-    try {
-      const taskId = newTaskId();
-      await compute.start({ ...request({ taskId, network: true }), spec: taskSpecFor(blobs, taskId, { steps: [['true']] }) });
-      const name = instanceName(deployment, taskId);
-      // Generous: the agent starts slowly on a loaded machine.
-      await waitUntil(() => boot.records.has(name), 'the boot script ends', { everyMs: 20, detail: () => `VM ${gce.vm(name)?.status ?? 'gone'}` });
-      const record = boot.records.get(name);
-      assert.ok(record?.poweredOff, record?.log);
+    await bootOnFake({}, async ({ record, name, gce }) => {
       assert.deepEqual(record.metadataRequests, ['hermetic-task']);
-      assert.ok(blobs.objects.has(blobKeys.result(taskId)), `the agent uploaded the result: ${record.log}`);
       assert.match(record.log, /agent exited with code 0/);
       assert.deepEqual(record.calls[0], ['systemctl', 'start', 'docker']);
       const rules = record.calls.filter((call) => call[0] === 'iptables');
@@ -426,29 +451,11 @@ describe('the COS boot script, run by the fake', { skip: process.platform === 'l
       assert.deepEqual(run.slice(run.indexOf('--cap-drop'), run.indexOf('--cap-drop') + 2), ['--cap-drop', 'ALL']);
       await waitUntil(() => gce.vm(name)?.status === 'TERMINATED', 'the VM is stopped', { everyMs: 20 });
       assert.equal(gce.vm(name)?.ended, 'powered-off');
-    } finally {
-      await compute.close();
-      await gce.close();
-      await boot.cleanup();
-      await blobs.close();
-    }
+    });
   });
-});
 
-describe('the COS boot script of a worker held to its egress, run by the fake', { skip: process.platform === 'linux' ? false : 'needs bash and /proc (Linux)' }, () => {
-  test('lets the containers reach only the hosts asked for and the signed URLs\' host, and DNS', async () => {
-    const blobs = await startFakeBlobServer();
-    const boot = await bootScriptGuest();
-    const gce = await startFakeGce({ guest: boot.guest });
-    const compute = createGceCompute({ deployment, project, zone, hostTypes: new Map([['linux-amd64', cos]]), clientOptions: gce.clientOptions });
-    try {
-      const taskId = newTaskId();
-      const spec = taskSpecFor(blobs, taskId, { steps: [['true']] });
-      await compute.start({ ...request({ taskId, network: true }), spec, egress: [{ host: 'localhost', port: 8443 }] });
-      const name = instanceName(deployment, taskId);
-      await waitUntil(() => boot.records.has(name), 'the boot script ends', { everyMs: 20, detail: () => `VM ${gce.vm(name)?.status ?? 'gone'}` });
-      const record = boot.records.get(name);
-      assert.ok(record?.poweredOff, record?.log);
+  test('held to its egress, lets the containers reach only the hosts asked for and the signed URLs\' host, and DNS', async () => {
+    await bootOnFake({ egress: [{ host: 'localhost', port: 8443 }] }, async ({ record, spec }) => {
       const egress = record.calls.filter((call) => call[0] === 'iptables' && call.includes('HERMETIC-EGRESS')).map((call) => call.slice(1).join(' '));
       const blobPort = new URL(spec.result.url).port;
       assert.deepEqual(egress, [
@@ -463,12 +470,7 @@ describe('the COS boot script of a worker held to its egress, run by the fake', 
       ]);
       const run = record.calls.find((call) => call[0] === 'docker' && call[1] === 'run') ?? [];
       assert.equal(run.at(-1), '--step-network');
-    } finally {
-      await compute.close();
-      await gce.close();
-      await boot.cleanup();
-      await blobs.close();
-    }
+    });
   });
 
   test('a worker without the network, or with it whole, gets no egress rules', () => {
