@@ -34,8 +34,13 @@ export function result(taskId: string, status: TaskResult['status'], exitCode = 
 
 /** Lands `taskId`'s result, announces it, and runs the pipeline until it is quiet. */
 export async function finish(h: PipelineHarness, taskId: string, status: TaskResult['status'], exitCode?: number): Promise<void> {
-  await h.blobs.put(blobKeys.result(taskId), JSON.stringify(result(taskId, status, exitCode)));
-  await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
+  await land(h, result(taskId, status, exitCode));
+}
+
+/** Lands a worker's result as it wrote it, announces it, and runs the pipeline until it is quiet. */
+export async function land(h: PipelineHarness, landed: TaskResult): Promise<void> {
+  await h.blobs.put(blobKeys.result(landed.taskId), JSON.stringify(landed));
+  await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId: landed.taskId, cause: 'result' });
   await h.drain();
 }
 

@@ -4,14 +4,12 @@ import { goModuleFinding } from '../../shared/agent/go-findings.ts';
 import { parseConfig } from '../../shared/config/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import type { Build, GoModules, Task } from '../../shared/model/types.ts';
-import { blobKeys, TaskSpec } from '../../shared/model/wire.ts';
+import { blobKeys, TaskSpec, type TaskResult } from '../../shared/model/wire.ts';
 import { fetchEgress, moduleFilesOf, moduleNeedsOf, proxyDirectories, type ModuleFiles } from '../../shared/pipeline/go-modules.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createFakeSource } from '../fakes/fake-source.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
-import { finish, result } from '../helpers/pipeline-steps.ts';
-import { publishMessage } from '../../shared/pipeline/publish.ts';
-import { topics } from '../../shared/model/messages.ts';
+import { finish, land, result } from '../helpers/pipeline-steps.ts';
 
 const modules: GoModules = { proxy: 'https://proxy.golang.org', sumDb: 'sum.golang.org', packages: ['./...'] };
 const goMod = 'module example.com/app\n\ngo 1.18\n\nrequire example.com/dep v1.0.0\n';
@@ -131,6 +129,12 @@ describe('go modules: the pipeline', () => {
     return h.state.query(collections.tasks, { where: { buildId: id } });
   }
   const commitOf = (h: PipelineHarness, files: Record<string, string>) => h.source.commit('demo', 'main', files);
+  /** Lands a result of the build's current fetch task whose one step failed with `finding`. */
+  async function fetchFails(h: PipelineHarness, id: string, finding: NonNullable<TaskResult['steps'][number]['finding']>): Promise<void> {
+    const failed = result((await build(h, id)).taskId ?? assert.fail('no task'), 'failed');
+    failed.steps = [{ name: 'go list -deps -test ./...', exitCode: 1, durationMs: 5, finding }];
+    await land(h, failed);
+  }
 
   it('fetches first, with the network, then builds offline from the fetched cache', async () => {
     const h = await createPipelineHarness();
@@ -177,12 +181,7 @@ describe('go modules: the pipeline', () => {
   it('fails the build when the fetch finds go.sum wrong, with the agent\'s finding', async () => {
     const h = await createPipelineHarness();
     const id = await h.request('gomod', { commit: commitOf(h, { 'go.mod': goMod, 'go.sum': goSum }) });
-    const taskId = (await build(h, id)).taskId ?? assert.fail('no task');
-    const failed = result(taskId, 'failed');
-    failed.steps = [{ name: 'go list -deps -test ./...', exitCode: 1, durationMs: 5, finding: { blame: 'commit', text: 'go.sum does not match what the module proxy serves for example.com/dep@v1.0.0 (checksum mismatch)' } }];
-    await h.blobs.put(blobKeys.result(taskId), JSON.stringify(failed));
-    await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
-    await h.drain();
+    await fetchFails(h, id, { blame: 'commit', text: 'go.sum does not match what the module proxy serves for example.com/dep@v1.0.0 (checksum mismatch)' });
     const ended = await build(h, id);
     assert.equal(ended.status, 'failed');
     assert.equal(ended.reason, 'modules: go list -deps -test ./... exited 1: go.sum does not match what the module proxy serves for example.com/dep@v1.0.0 (checksum mismatch)');
@@ -193,12 +192,7 @@ describe('go modules: the pipeline', () => {
     const h = await createPipelineHarness();
     const id = await h.request('gomod', { commit: commitOf(h, { 'go.mod': goMod, 'go.sum': goSum }) });
     for (let attempt = 1; attempt <= 3; attempt++) {
-      const taskId = (await build(h, id)).taskId ?? assert.fail('no task');
-      const unreachable = result(taskId, 'failed');
-      unreachable.steps = [{ name: 'go list -deps -test ./...', exitCode: 1, durationMs: 5, finding: { blame: 'environment', text: 'the module proxy could not be reached: dial tcp: lookup proxy.golang.org: no such host' } }];
-      await h.blobs.put(blobKeys.result(taskId), JSON.stringify(unreachable));
-      await publishMessage(h.queue, topics.taskFinished, { v: 1, taskId, cause: 'result' });
-      await h.drain();
+      await fetchFails(h, id, { blame: 'environment', text: 'the module proxy could not be reached: dial tcp: lookup proxy.golang.org: no such host' });
     }
     const ended = await build(h, id);
     assert.equal(ended.status, 'infra-failure');
