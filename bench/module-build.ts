@@ -16,12 +16,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseConfig } from '../shared/config/config.ts';
 import type { Build } from '../shared/model/types.ts';
-import { silentLogger } from '../shared/ports/log.ts';
 import { collections } from '../shared/ports/state.ts';
-import { startLocalRuntime } from '../shared/runtime/local-runtime.ts';
 import { createTestRepo, type TestRepo } from '../test/helpers/git-repo.ts';
 import { writeGoProxy } from '../test/helpers/go-proxy.ts';
 import { benchArgs } from './args.ts';
+import { startBenchRuntime } from './runtime.ts';
 import { describe, median } from './stats.ts';
 
 const usage = `Usage: node bench/module-build.ts [options]
@@ -81,14 +80,7 @@ const catalog = parseConfig(
   { repos: subjects.map((subject) => ({ name: subject.name, url: repos.get(subject.name)?.path ?? '', backfill: 1, builders: ['go'] })), builders: { go: builder } },
   'bench-config.json',
 );
-const runtime = await startLocalRuntime({
-  dataDir: join(dir, 'data'),
-  catalog,
-  logger: silentLogger,
-  pollIntervalMs: 0,
-  port: 0,
-  onProgress: (line) => process.stderr.write(`images: ${line}\n`),
-});
+const runtime = await startBenchRuntime(join(dir, 'data'), catalog);
 
 /** Seconds of `go vet && go build && go test` in `tree` with the given caches, on the host. */
 async function onHost(tree: string, caches: { gocache: string; modcache: string }): Promise<number> {

@@ -11,11 +11,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../shared/config/config.ts';
-import { silentLogger } from '../shared/ports/log.ts';
 import { collections } from '../shared/ports/state.ts';
-import { startLocalRuntime } from '../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../test/helpers/git-repo.ts';
 import { benchArgs } from './args.ts';
+import { startBenchRuntime } from './runtime.ts';
 import { describe, median } from './stats.ts';
 
 const usage = `Usage: node bench/pipeline-overhead.ts [options]
@@ -33,14 +32,7 @@ const catalog = parseConfig(
   { repos: [{ name: 'bench', url: repo.path, branches: ['main'], backfill: 1 }], builders: { noop: { type: 'command', command: 'true', hostType } } },
   'bench-config.json',
 );
-const runtime = await startLocalRuntime({
-  dataDir: join(dir, 'data'),
-  catalog,
-  logger: silentLogger,
-  pollIntervalMs: 0,
-  port: 0,
-  onProgress: (line) => process.stderr.write(`images: ${line}\n`),
-});
+const runtime = await startBenchRuntime(join(dir, 'data'), catalog);
 
 const toStart: number[] = [];
 const toAgent: number[] = [];

@@ -14,10 +14,11 @@ import { buildId } from '../shared/model/ids.ts';
 import type { Build } from '../shared/model/types.ts';
 import type { Logger } from '../shared/ports/log.ts';
 import { collections } from '../shared/ports/state.ts';
-import { startLocalRuntime, type LocalRuntime } from '../shared/runtime/local-runtime.ts';
+import type { LocalRuntime } from '../shared/runtime/local-runtime.ts';
 import { createTestRepo, type TestRepo } from '../test/helpers/git-repo.ts';
 import { scanProcesses } from '../test/helpers/proc-scan.ts';
 import { benchArgs } from './args.ts';
+import { startBenchRuntime } from './runtime.ts';
 
 const usage = `Usage: node bench/soak.ts [options]
   --sandbox-builds N     builds in the process sandbox (default 1000)
@@ -85,7 +86,7 @@ const logger: Logger = {
   warn: (event, fields = {}) => process.stderr.write(`warn ${event} ${JSON.stringify(fields).slice(0, 600)}\n`),
   error: (event, fields = {}) => process.stderr.write(`error ${event} ${JSON.stringify(fields).slice(0, 600)}\n`),
 };
-const runtime = await startLocalRuntime({ dataDir, catalog, logger, pollIntervalMs: 0, port: 0, onProgress: (line) => process.stderr.write(`images: ${line}\n`) });
+const runtime = await startBenchRuntime(dataDir, catalog, logger);
 
 const rows: string[] = [];
 let missed = false;
