@@ -305,7 +305,7 @@ export interface Task {
   unitResults?: UnitResult[];
   /** A make task's snapshot, as its worker reported it. */
   snapshot?: { bytes: number; files: number; packSeconds: number; uploadSeconds: number };
-  /** Seconds the worker took to download and unpack its source or snapshot. */
+  /** Seconds the worker took to download and unpack its source or snapshot, and its module cache if it had one. */
   sourceSeconds?: number;
   createdAt: number;
   /** The host type its worker ran on, set at launch. */

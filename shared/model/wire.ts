@@ -124,7 +124,7 @@ export const TaskResult = z.strictObject({
   /** The captured stdout of the `capture` steps. */
   output: z.string().optional(),
   outputTruncated: z.boolean().optional(),
-  /** How long the source or snapshot took to download and unpack. */
+  /** How long the source or snapshot, and the module cache if any, took to download and unpack. */
   source: z.strictObject({ seconds: z.number().min(0) }).optional(),
   /** The snapshot this task uploaded. */
   snapshot: z
