@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { MessageQueue } from '../../ports/messages.ts';
 import type { StateStore } from '../../ports/state.ts';
+import { groupCommitOf } from './group-commit.ts';
 import { openDatabase } from './sqlite-database.ts';
 import { createSqliteQueue } from './sqlite-queue.ts';
 import { createSqliteState } from './sqlite-state.ts';
@@ -10,7 +11,7 @@ import { startWalCheckpoints } from './wal-checkpoints.ts';
 export interface LocalStore {
   state: StateStore;
   queue: MessageQueue;
-  /** Closes the state, the queue, then the file. */
+  /** Closes the state, the queue, then the file, once what they wrote is committed. */
   close(): Promise<void>;
 }
 
@@ -37,6 +38,7 @@ export function openLocalStore(dataDir: string, onCheckpointFailure: (reason: st
       await state.close();
       await queue.close();
       await checkpoints.stop();
+      groupCommitOf(db).flush();
       db.close();
     },
   };

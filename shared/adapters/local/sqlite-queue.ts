@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { DatabaseSync, SQLOutputValue, StatementSync } from 'node:sqlite';
 import type { DeadLetter, Delivery, MessageQueue, SubscriptionOptions } from '../../ports/messages.ts';
 import { createPublishListeners } from '../publish-listeners.ts';
+import { groupCommitOf } from './group-commit.ts';
 
 export interface SqliteQueueOptions {
   /** The clock for publish times, leases and backoff; Date.now unless a test drives time. */
@@ -77,9 +78,6 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
   `);
 
   const sql = {
-    begin: db.prepare('BEGIN IMMEDIATE'),
-    commit: db.prepare('COMMIT'),
-    rollback: db.prepare('ROLLBACK'),
     getSubscription: db.prepare(
       `SELECT topic, ack_deadline_ms, max_attempts, min_backoff_ms, max_backoff_ms
        FROM queue_subscriptions WHERE name = ?`,
@@ -168,53 +166,16 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
     return found;
   };
 
-  const atomically = <R>(fn: () => R): R => {
-    sql.begin.run();
-    try {
-      const result = fn();
-      sql.commit.run();
-      return result;
-    } catch (error) {
-      if (db.isTransaction) sql.rollback.run();
-      throw error;
-    }
-  };
-
-  // Group commit: publishes, pulls and acks issued before the event loop turns share one SQLite transaction, so a
-  // burst of them costs one journal write instead of one each. Each call still resolves only once its write is
-  // durable, with what its write returned.
-  let pending: Array<{ write: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
-  const groupCommit = <R>(write: () => R): Promise<R> =>
-    new Promise<R>((resolve, reject) => {
-      if (pending.length === 0) setImmediate(flush);
-      pending.push({ write, resolve: resolve as (value: unknown) => void, reject });
-    });
-  const flush = (): void => {
-    const batch = pending;
-    pending = [];
-    let results: unknown[];
-    try {
-      results = atomically(() => batch.map((entry) => entry.write()));
-    } catch {
-      // Something in the batch failed and rolled it all back: redo each alone, so only the bad one fails.
-      for (const entry of batch) {
-        try {
-          entry.resolve(atomically(entry.write));
-        } catch (error) {
-          entry.reject(error);
-        }
-      }
-      return;
-    }
-    batch.forEach((entry, index) => entry.resolve(results[index]));
-  };
+  // Publishes, pulls, acks and the rest join the connection's group commit (see group-commit.ts): a burst of them
+  // costs one journal write instead of one each, and each call resolves once its write is durable.
+  const group = groupCommitOf(db);
 
   const moveToDeadLetters = (seq: number, attempts: number, reason: string): void => {
     sql.copyToDeadLetters.run({ seq, attempts, reason, at: now() });
     sql.remove.run(seq);
   };
 
-  /** The leased row a delivery names, or undefined when its ack ID is stale. Call inside `atomically`. */
+  /** The leased row a delivery names, or undefined when its ack ID is stale. Call inside a group write. */
   const leasedRow = (delivery: Delivery): { seq: number; subscription: string; attempts: number } | undefined => {
     const seq = seqOfAckId(delivery.ackId);
     if (seq === undefined) return undefined;
@@ -229,7 +190,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       checkName('topic', topic);
       checkName('subscription', name);
       checkOptions(name, options);
-      atomically(() => {
+      await group.write(() => {
         const existing = sql.getSubscription.get(name);
         if (existing !== undefined && text(existing, 'topic') !== topic) {
           throw new Error(`subscription ${name} already exists on topic ${text(existing, 'topic')}, not ${topic}`);
@@ -246,7 +207,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       const id = randomUUID();
       // A copy: the row is written at the group commit, after the caller may have reused its buffer.
       const row = { id, topic, data: data.slice(), attributes: encodeAttributes(topic, attributes) };
-      await groupCommit(() => sql.publish.run({ ...row, now: now() }));
+      await group.write(() => sql.publish.run({ ...row, now: now() }));
       listeners.notify(topic);
       return id;
     },
@@ -258,7 +219,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       }
       const sub = subscription(name);
       if (max === 0) return [];
-      return groupCommit(() => {
+      return group.write(() => {
         const pulled: { dueAt: number; seq: number; delivery: Delivery }[] = [];
         const at = now();
         let want = max;
@@ -302,12 +263,12 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
     async ack(delivery: Delivery): Promise<void> {
       assertOpen();
       const seq = seqOfAckId(delivery.ackId);
-      if (seq !== undefined) await groupCommit(() => sql.ack.run(seq, delivery.ackId));
+      if (seq !== undefined) await group.write(() => sql.ack.run(seq, delivery.ackId));
     },
 
     async nack(delivery: Delivery, reason: string): Promise<void> {
       assertOpen();
-      atomically(() => {
+      await group.write(() => {
         const row = leasedRow(delivery);
         if (row === undefined) return;
         const sub = subscription(row.subscription);
@@ -321,7 +282,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
 
     async deadLetter(delivery: Delivery, reason: string): Promise<void> {
       assertOpen();
-      atomically(() => {
+      await group.write(() => {
         const row = leasedRow(delivery);
         if (row !== undefined) moveToDeadLetters(row.seq, row.attempts, reason);
       });
@@ -329,15 +290,10 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
 
     async record(letter: Omit<DeadLetter, 'id' | 'at'>): Promise<void> {
       assertOpen();
-      sql.record.run(
-        randomUUID(),
-        letter.topic,
-        letter.subscription,
-        letter.data,
-        encodeAttributes(letter.topic, letter.attributes),
-        letter.attempts,
-        letter.reason,
-        now(),
+      const attributes = encodeAttributes(letter.topic, letter.attributes);
+      const id = randomUUID();
+      await group.write(() =>
+        sql.record.run(id, letter.topic, letter.subscription, letter.data, attributes, letter.attempts, letter.reason, now()),
       );
     },
 
@@ -346,7 +302,8 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       if (!Number.isSafeInteger(limit) || limit < 0) {
         throw new Error(`dead letters: limit must be a whole number, got ${limit}`);
       }
-      return sql.list.all(limit).map((row) => ({
+      const rows = await group.read(() => sql.list.all(limit));
+      return rows.map((row) => ({
         id: text(row, 'id'),
         topic: text(row, 'topic'),
         subscription: text(row, 'subscription'),
@@ -360,7 +317,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
 
     async backlog(name?: string): Promise<{ count: number; nextDueAt: number | undefined }> {
       assertOpen();
-      const row = name === undefined ? sql.backlogAll.get() : sql.backlogOf.get(name);
+      const row = await group.read(() => (name === undefined ? sql.backlogAll.get() : sql.backlogOf.get(name)));
       const next = row?.['next'];
       return {
         count: row === undefined ? 0 : int(row, 'count'),

@@ -9,6 +9,7 @@ import {
 } from '../../ports/state.ts';
 import { checkDocumentId, createLock, runBufferedTransaction, type BufferedWrite } from '../buffered-transaction.ts';
 import { checkCollectionName, checkIndexedField, checkQuery } from '../query-checks.ts';
+import { groupCommitOf } from './group-commit.ts';
 
 // Collection names and indexed fields are spliced into SQL (a partial index is only used when the query names
 // the same literal), so they are held to plain identifiers; no '_' in collection names keeps index names
@@ -17,10 +18,12 @@ import { checkCollectionName, checkIndexedField, checkQuery } from '../query-che
 /**
  * A state store in one table of the given database: documents as JSON text keyed by (collection, id), with a
  * partial expression index on each indexed field of each collection. Every operation, reads included, waits its
- * turn behind one async lock, so a transaction sees no other operation of this store between its reads and its
- * commit; its writes are applied in one SQLite transaction at the end. Because of that lock, calling the store (not
- * `tx`) from inside a transaction's function waits forever. The store does not own `db`: `close()` only makes later
- * operations reject; whoever opened the database closes it. Schema errors throw here; failed operations reject.
+ * turn behind one async lock, so a transaction sees no other operation of this store between its reads and the
+ * application of its writes, all together, at its end. Writes join the connection's group commit (see
+ * group-commit.ts): the lock is released once they are applied, and an operation resolves once what it wrote or read
+ * is durable. Because of the lock, calling the store (not `tx`) from inside a transaction's function waits forever.
+ * The store does not own `db`: `close()` only makes later operations reject; whoever opened the database closes it.
+ * Schema errors throw here; failed operations reject.
  */
 export function createSqliteState(db: DatabaseSync): StateStore {
   db.exec(`CREATE TABLE IF NOT EXISTS documents (
@@ -68,52 +71,75 @@ export function createSqliteState(db: DatabaseSync): StateStore {
     return row === undefined ? undefined : parseDocument<T>(row['data']);
   };
 
-  const commit = (writes: readonly BufferedWrite[]): void => {
-    if (writes.length === 0) return;
-    const upsert = prepared(
-      'INSERT INTO documents (collection, id, data) VALUES (?, ?, ?) ' +
-        'ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data',
-    );
-    const remove = prepared('DELETE FROM documents WHERE collection = ? AND id = ?');
-    prepared('BEGIN IMMEDIATE').run();
-    try {
-      for (const write of writes) {
-        if (write.data === undefined) remove.run(write.collection, write.id);
-        else upsert.run(write.collection, write.id, write.data);
-      }
-      prepared('COMMIT').run();
-    } catch (error) {
-      // SQLite rolls some failures back by itself; only roll back what is still open.
-      if (db.isTransaction) prepared('ROLLBACK').run();
-      throw error;
+  const group = groupCommitOf(db);
+  const upsert = (write: BufferedWrite): void => {
+    if (write.data === undefined) prepared('DELETE FROM documents WHERE collection = ? AND id = ?').run(write.collection, write.id);
+    else {
+      prepared(
+        'INSERT INTO documents (collection, id, data) VALUES (?, ?, ?) ' +
+          'ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data',
+      ).run(write.collection, write.id, write.data);
     }
+  };
+
+  // What is applied but not yet committed, by document and by collection: an operation that saw any of it resolves
+  // only once it is durable, while one that saw none of it need not wait for the group commit.
+  let unsettledIn: object | undefined;
+  const unsettled = new Set<string>();
+  const applied = (keys: readonly string[]): void => {
+    if (unsettledIn !== group.current()) {
+      unsettled.clear();
+      unsettledIn = group.current();
+    }
+    for (const key of keys) unsettled.add(key);
+  };
+  const settledAfter = (keys: readonly string[]): Promise<void> =>
+    unsettledIn !== undefined && unsettledIn === group.current() && keys.some((key) => unsettled.has(key))
+      ? group.durable()
+      : Promise.resolve();
+  const documentKey = (collection: string, id: string): string => `${collection}\0${id}`;
+
+  /** Runs `operation` under the lock and waits, outside it, until what it read or wrote is durable. */
+  const locked = async <R>(operation: () => Promise<{ result: R; durable: Promise<unknown> }> | { result: R; durable: Promise<unknown> }): Promise<R> => {
+    const { result, durable } = await exclusive(async () => {
+      assertOpen();
+      return operation();
+    });
+    await durable;
+    return result;
   };
 
   return {
     get<T>(collection: Collection<T>, id: string): Promise<T | undefined> {
-      return exclusive(() => {
-        assertOpen();
-        return read(collection, id);
-      });
+      return locked(() => ({ result: read(collection, id), durable: settledAfter([documentKey(collection.name, id)]) }));
     },
 
     query<T>(collection: Collection<T>, query?: Query): Promise<T[]> {
-      return exclusive(() => {
-        assertOpen();
+      return locked(() => {
         ensureIndexes(collection);
         const { sql, params } = compileQuery(collection, query);
-        return prepared(sql)
+        const result = prepared(sql)
           .all(...params)
           .map((row) => parseDocument<T>(row['data']));
+        return { result, durable: settledAfter([collection.name]) };
       });
     },
 
     transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
-      return exclusive(async () => {
-        assertOpen();
-        const { result, writes } = await runBufferedTransaction(fn, { read, checkId });
-        commit(writes);
-        return result;
+      return locked(async () => {
+        const seen: string[] = [];
+        const { result, writes } = await runBufferedTransaction(fn, {
+          read: (collection, id) => {
+            seen.push(documentKey(collection.name, id));
+            return read(collection, id);
+          },
+          checkId,
+        });
+        if (writes.length === 0) return { result, durable: settledAfter(seen) };
+        // Its writes commit with whatever it read of the open transaction.
+        const durable = group.write(() => writes.forEach(upsert));
+        applied(writes.flatMap((write) => [documentKey(write.collection, write.id), write.collection]));
+        return { result, durable };
       });
     },
 
