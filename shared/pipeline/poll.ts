@@ -7,6 +7,12 @@ import { collections } from '../ports/state.ts';
 import type { PipelineDeps } from './deps.ts';
 import { publishMessage } from './publish.ts';
 
+/**
+ * How many of a branch's new commits a poll records at once: their transactions and publishes overlap (many round
+ * trips in one wait on Google Cloud, one group commit on one machine), while the head still moves only after all.
+ */
+const commitsAtOnce = 16;
+
 export interface PollSummary {
   /** Builds requested by this poll, new or re-requested. */
   requested: Array<{ buildId: string; repo: string; commit: string; builder: string }>;
@@ -51,24 +57,28 @@ export function createPoll(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'publi
     }
     const base = deps.now() * 1000;
     const requested: PollSummary['requested'] = [];
-    for (const [index, info] of changes.commits.entries()) {
-      const commit: Commit = { repo: repo.name, ...info, branch, seq: base + index };
-      const queued = await recordCommit(repo, commit);
-      for (const build of queued) {
-        await publishMessage(deps.publisher, topics.buildRequested, {
-          v: 1,
-          buildId: build.id,
-          repo: build.repo,
-          commit: build.commit,
-          builder: build.builder,
-        });
-        requested.push({ buildId: build.id, repo: build.repo, commit: build.commit, builder: build.builder });
+    for (let start = 0; start < changes.commits.length; start += commitsAtOnce) {
+      const window = changes.commits.slice(start, start + commitsAtOnce);
+      const settled = await Promise.allSettled(
+        window.map((info, offset) => requestBuilds(repo, { repo: repo.name, ...info, branch, seq: base + start + offset })),
+      );
+      for (const outcome of settled) {
+        if (outcome.status === 'rejected') throw outcome.reason;
+        requested.push(...outcome.value);
       }
     }
     if (changes.commits.length > 0) {
       deps.logger.info('poll.found', { repo: repo.name, branch, commits: changes.commits.length, head: changes.head });
     }
     await recordBranch(repo, branch, { head: changes.head });
+    return requested;
+  }
+
+  /** Stores the commit and its builds if new, and requests the builds still waiting to be planned. */
+  async function requestBuilds(repo: Repo, commit: Commit): Promise<PollSummary['requested']> {
+    const queued = await recordCommit(repo, commit);
+    const requested = queued.map((build) => ({ buildId: build.id, repo: build.repo, commit: build.commit, builder: build.builder }));
+    await Promise.all(requested.map((request) => publishMessage(deps.publisher, topics.buildRequested, { v: 1, ...request })));
     return requested;
   }
 
