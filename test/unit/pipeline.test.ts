@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildId } from '../../shared/model/ids.ts';
+import { branchDocId, buildId } from '../../shared/model/ids.ts';
 import { topics } from '../../shared/model/messages.ts';
 import { blobKeys } from '../../shared/model/wire.ts';
 import { defaultPipelineOptions } from '../../shared/pipeline/deps.ts';
@@ -57,6 +57,43 @@ describe('pipeline: happy path', () => {
     assert.deepEqual(asked, [false]);
     const [task] = await h.state.query(collections.tasks, { where: { buildId: buildId('demo', commit, 'no-spot') } });
     assert.deepEqual(task?.machine, { type: 'e2-standard-2', spot: false });
+  });
+});
+
+describe('pipeline: a poll of many commits', () => {
+  it('records them in overlapping groups, in order, and moves the head only once every build is requested', async () => {
+    const h = await createPipelineHarness();
+    h.source.push('demo', 'main');
+    await h.poll();
+    await h.take('plan');
+    const branch = async () => h.state.get(collections.branches, branchDocId('demo', 'main'));
+    const first = Array.from({ length: 40 }, (_, i) => h.source.push('demo', 'main', `first ${i}`));
+    await h.poll();
+    const builds = await Promise.all(first.map((commit) => h.state.get(collections.builds, buildId('demo', commit, 'ok'))));
+    const seqs = builds.map((build) => build?.seq ?? Number.NaN);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'later commits have later sequence numbers');
+    assert.equal(new Set(seqs).size, 40);
+    assert.deepEqual(new Set((await h.take('plan')).map((delivery) => JSON.parse(Buffer.from(delivery.data).toString()).commit)), new Set(first));
+    assert.equal((await branch())?.head, first.at(-1));
+
+    // One commit's transaction fails mid-poll: the others land, the head stays, and the next poll finishes the job.
+    const second = Array.from({ length: 20 }, (_, i) => h.source.push('demo', 'main', `second ${i}`));
+    const transaction = h.state.transaction.bind(h.state);
+    let calls = 0;
+    h.state.transaction = async (fn) => {
+      calls++;
+      if (calls === 18) throw new Error('the store refused this one');
+      return transaction(fn);
+    };
+    await h.poll();
+    h.state.transaction = transaction;
+    assert.equal((await branch())?.head, first.at(-1));
+    assert.match((await branch())?.error ?? '', /the store refused this one/);
+    await h.poll();
+    assert.equal((await branch())?.head, second.at(-1));
+    assert.equal((await branch())?.error, undefined);
+    for (const commit of second) assert.ok(await h.state.get(collections.builds, buildId('demo', commit, 'ok')), commit);
+    assert.equal((await h.state.query(collections.builds)).length, 61);
   });
 });
 
