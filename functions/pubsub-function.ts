@@ -1,7 +1,7 @@
 import type { CloudEvent } from '@google-cloud/functions-framework';
-import type { z } from 'zod';
-import { describeError, PermanentError } from '../shared/errors.ts';
-import { decode, topics } from '../shared/model/messages.ts';
+import { RetryableError } from '../shared/errors.ts';
+import { topics } from '../shared/model/messages.ts';
+import type { InboundMessage, MessageHandler } from '../shared/pipeline/message-handler.ts';
 import { topicAttribute } from '../shared/pipeline/publish.ts';
 import type { Logger } from '../shared/ports/log.ts';
 import type { DeadLetters } from '../shared/ports/messages.ts';
@@ -20,67 +20,42 @@ export interface MessagePublishedData {
 }
 
 /** A Pub/Sub-triggered function. */
-export interface PubsubFunction {
-  (event: CloudEvent<MessagePublishedData>): Promise<void>;
-  /**
-   * Records, where people will see it, that a message of this function's topic will never be handled (a build's
-   * verdict, a lost task), as the function does itself on its last delivery. Does nothing for a message it cannot
-   * decode, or a function with nothing to record.
-   */
-  abandon(data: Uint8Array, reason: string): Promise<void>;
-}
+export type PubsubFunction = (event: CloudEvent<MessagePublishedData>) => Promise<void>;
 
 /**
- * Wraps a handler as a Pub/Sub-triggered function: decodes and validates the message, runs the handler, and maps
- * failures the way the platform needs. A PermanentError (malformed message, unknown ID) is recorded in the dead
- * letters with its reason and acknowledged. Any other failure is thrown, so the platform redelivers with backoff,
- * until the last of `maxAttempts` deliveries: then `giveUp` records the failure where people will see it (a build's
- * verdict, say), the message goes to the dead letters, and it is acknowledged, so nothing waits forever.
+ * A core handler as a Pub/Sub-triggered function: the CloudEvent becomes a plain message, and the handler's outcome
+ * becomes what Pub/Sub understands. Ack returns; retry throws, so Pub/Sub redelivers after the subscription's
+ * backoff; dead-letter records the message in `deadLetters` with its reason and returns, so it is acknowledged.
  */
-export function pubsubFunction<S extends z.ZodType>(options: {
-  topic: string;
-  schema: S;
-  handle: (message: z.infer<S>) => Promise<unknown>;
-  giveUp?: (message: z.infer<S>, reason: string) => Promise<unknown>;
-  maxAttempts: number;
-  deadLetters: DeadLetters;
-  logger: Logger;
-}): PubsubFunction {
-  const handle = async (event: CloudEvent<MessagePublishedData>): Promise<void> => {
-    const message = event.data?.message;
-    const data = Buffer.from(message?.data ?? '', 'base64');
-    const attempt = event.data?.deliveryAttempt ?? 1;
-    let decoded: z.infer<S> | undefined;
-    try {
-      decoded = decode(options.schema, data, `${options.topic} message`);
-      await options.handle(decoded);
-    } catch (error) {
-      const permanent = error instanceof PermanentError;
-      if (!permanent && attempt < options.maxAttempts) throw error;
-      const reason = permanent ? describeError(error) : `failed ${attempt} times; last: ${describeError(error)}`;
-      if (!permanent && decoded !== undefined) await options.giveUp?.(decoded, reason);
-      options.logger.error('message.dead-lettered', { topic: options.topic, id: message?.messageId, reason });
+export function pubsubFunction(handler: MessageHandler, options: { topic: string; deadLetters: DeadLetters }): PubsubFunction {
+  return async (event) => {
+    const message = inboundMessage(event, options.topic);
+    const outcome = await handler(message);
+    if (outcome.action === 'retry') throw new RetryableError(outcome.reason, outcome.afterMs === undefined ? undefined : { retryAfterMs: outcome.afterMs });
+    if (outcome.action === 'dead-letter') {
       await options.deadLetters.record({
         topic: options.topic,
-        subscription: event.data?.subscription ?? '',
-        data,
-        attributes: message?.attributes ?? {},
-        attempts: attempt,
-        reason,
+        subscription: message.subscription,
+        data: message.data,
+        attributes: message.attributes,
+        attempts: message.attempt,
+        reason: outcome.reason,
       });
     }
   };
-  const abandon = async (data: Uint8Array, reason: string): Promise<void> => {
-    if (options.giveUp === undefined) return;
-    let decoded: z.infer<S>;
-    try {
-      decoded = decode(options.schema, data, `${options.topic} message`);
-    } catch {
-      return;
-    }
-    await options.giveUp(decoded, reason);
+}
+
+/** The plain message in a `messagePublished` CloudEvent of `topic`. */
+function inboundMessage(event: CloudEvent<MessagePublishedData>, topic: string): InboundMessage {
+  const message = event.data?.message;
+  return {
+    messageId: message?.messageId ?? event.id,
+    topic,
+    subscription: event.data?.subscription ?? '',
+    data: Buffer.from(message?.data ?? '', 'base64'),
+    attributes: message?.attributes ?? {},
+    attempt: event.data?.deliveryAttempt ?? 1,
   };
-  return Object.assign(handle, { abandon });
 }
 
 /** The attributes Pub/Sub adds to a message it forwards to a dead-letter topic. */
@@ -98,8 +73,8 @@ const forwarded = {
 export function deadLetterFunction(options: {
   deadLetters: DeadLetters;
   logger: Logger;
-  /** The function of a topic, to abandon its message. */
-  functionOf: (topic: string) => PubsubFunction | undefined;
+  /** The handler of a topic, to abandon its message. */
+  handlerOf: (topic: string) => MessageHandler | undefined;
 }): PubsubFunction {
   const handle = async (event: CloudEvent<MessagePublishedData>): Promise<void> => {
     const message = event.data?.message;
@@ -111,7 +86,7 @@ export function deadLetterFunction(options: {
     const reason = `Pub/Sub gave up after ${attempts > 0 ? attempts : 'its maximum'} deliveries: the function failed or timed out every time`;
     const data = Buffer.from(message?.data ?? '', 'base64');
     options.logger.error('message.dead-lettered', { topic, id: message?.messageId, reason });
-    await options.functionOf(topic)?.abandon(data, reason);
+    await options.handlerOf(topic)?.abandon(data, reason);
     await options.deadLetters.record({
       topic,
       subscription,
@@ -121,7 +96,7 @@ export function deadLetterFunction(options: {
       reason,
     });
   };
-  return Object.assign(handle, { abandon: async () => {} });
+  return handle;
 }
 
 /** A `messagePublished` CloudEvent for bytes on a topic, shaped as Eventarc delivers it. */

@@ -58,8 +58,11 @@ export interface MessageQueue extends Publisher, DeadLetters {
   pull(subscription: string, max: number): Promise<Delivery[]>;
   /** Done with; never delivered again. */
   ack(delivery: Delivery): Promise<void>;
-  /** Deliver again after backoff; past maxAttempts, into the dead letters with `reason`. */
-  nack(delivery: Delivery, reason: string): Promise<void>;
+  /**
+   * Deliver again after backoff, and no sooner than `retryAfterMs` from now when given (a rate limit's reset, say);
+   * past maxAttempts, into the dead letters with `reason`.
+   */
+  nack(delivery: Delivery, reason: string, retryAfterMs?: number): Promise<void>;
   /** Into the dead letters now, with `reason`. */
   deadLetter(delivery: Delivery, reason: string): Promise<void>;
   /** Messages not yet acked or dead-lettered, and when the earliest of them is due (ms since the epoch). */

@@ -1,6 +1,5 @@
-import type { PubsubFunction } from '../../functions/pubsub-function.ts';
-import { messagePublishedEvent } from '../../functions/pubsub-function.ts';
 import { describeError } from '../errors.ts';
+import type { MessageHandler } from '../pipeline/message-handler.ts';
 import type { Logger } from '../ports/log.ts';
 import type { Delivery, MessageQueue } from '../ports/messages.ts';
 import { Signal } from './signal.ts';
@@ -9,10 +8,9 @@ import { Signal } from './signal.ts';
 export interface Route {
   topic: string;
   subscription: string;
-  handle: PubsubFunction;
+  handle: MessageHandler;
   /** Messages of this subscription handled at once. */
   concurrency: number;
-  maxAttempts: number;
 }
 
 /** Idle pulls wait at most this long, so expired leases and due retries are picked up without a publish. */
@@ -21,11 +19,11 @@ const defaultIdlePollMs = 250;
 const pullRetryMs = 1000;
 
 /**
- * Feeds queued messages to functions as Pub/Sub push would: each delivery becomes a `messagePublished` CloudEvent;
- * a function that returns acks it, one that throws nacks it (redelivery with backoff, then the dead letters).
- * Wakes at once on a publish in this process. A pull that fails is reported and tried again, never fatal.
+ * Feeds queued messages to their handlers and does what each handler's outcome says: ack; nack, for redelivery after
+ * backoff and no sooner than the delay it asked for; or dead-letter. A handler that rejects is nacked. Wakes at once
+ * on a publish in this process. A pull that fails is reported and tried again, never fatal.
  */
-export function createDispatcher(options: { queue: MessageQueue; routes: Route[]; logger: Logger; project: string; idlePollMs?: number }) {
+export function createDispatcher(options: { queue: MessageQueue; routes: Route[]; logger: Logger; idlePollMs?: number }) {
   const { queue, logger } = options;
   const idlePollMs = options.idlePollMs ?? defaultIdlePollMs;
   const signals = new Map(options.routes.map((route) => [route.topic, new Signal()]));
@@ -72,28 +70,14 @@ export function createDispatcher(options: { queue: MessageQueue; routes: Route[]
   }
 
   async function handle(route: Route, delivery: Delivery): Promise<void> {
-    const event = messagePublishedEvent({
-      project: options.project,
-      topic: route.topic,
-      subscription: route.subscription,
-      messageId: delivery.messageId,
-      data: delivery.data,
-      attributes: delivery.attributes,
-      publishedAt: delivery.publishedAt,
-      deliveryAttempt: delivery.attempt,
-    });
     try {
-      await route.handle(event);
-      await queue.ack(delivery);
+      const outcome = await route.handle(delivery);
+      if (outcome.action === 'ack') await queue.ack(delivery);
+      else if (outcome.action === 'retry') await queue.nack(delivery, outcome.reason, outcome.afterMs);
+      else await queue.deadLetter(delivery, outcome.reason);
     } catch (error) {
       const reason = describeError(error);
-      const last = delivery.attempt >= route.maxAttempts;
-      logger[last ? 'error' : 'warn'](last ? 'message.dead-lettered' : 'message.retry', {
-        topic: route.topic,
-        id: delivery.messageId,
-        attempt: delivery.attempt,
-        reason,
-      });
+      logger.warn('message.retry', { topic: route.topic, id: delivery.messageId, attempt: delivery.attempt, reason });
       await queue.nack(delivery, reason).catch((nackError: unknown) => {
         logger.error('message.nack-failed', { topic: route.topic, reason: describeError(nackError) });
       });

@@ -3,7 +3,6 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { createFunctions, triggers, type Functions, type MessageFunctionName } from '../../functions/functions.ts';
 import { createBlobHandler } from '../adapters/local/blob-server.ts';
 import { createFolderBlobs } from '../adapters/local/folder-blobs.ts';
 import { createGitSource } from '../adapters/local/git-source.ts';
@@ -22,6 +21,7 @@ import type { Source } from '../ports/source.ts';
 import type { Reporter } from '../ports/reporter.ts';
 import { collections } from '../ports/state.ts';
 import { defaultPipelineOptions, type Catalog, type PipelineDeps, type PipelineOptions } from '../pipeline/deps.ts';
+import { createHandlers, handlerTopics, type HandlerName, type Handlers } from '../pipeline/handlers.ts';
 import { createPoll, type PollSummary } from '../pipeline/poll.ts';
 import { publishMessage, publishObjectFinalized } from '../pipeline/publish.ts';
 import { dashboardHosts } from './dashboard-hosts.ts';
@@ -180,7 +180,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
     options: { ...defaultPipelineOptions, dashboardUrl: baseUrl, reapGraceMs: 5_000, ...options.pipeline },
   };
   const subscription = { ...defaultSubscription, ...options.subscription };
-  const functions: Functions = createFunctions({
+  const handlers: Handlers = createHandlers({
     ...deps,
     deadLetters: queue,
     maxDeliveryAttempts: subscription.maxAttempts,
@@ -189,23 +189,21 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
   });
   server.on('request', (req, res) => {
     const path = req.url?.split('?')[0];
-    const handler = req.url?.startsWith('/blobs/') ? blobHandler : path === '/webhook' ? functions.webhook : functions.dashboard;
+    const handler = req.url?.startsWith('/blobs/') ? blobHandler : path === '/webhook' ? handlers.webhook : handlers.dashboard;
     void handler(req, res);
   });
 
-  const names = Object.keys(triggers) as MessageFunctionName[];
-  for (const name of names) await queue.subscribe(triggers[name], name, subscription);
+  const names = Object.keys(handlerTopics) as HandlerName[];
+  for (const name of names) await queue.subscribe(handlerTopics[name], name, subscription);
   const dispatcher = createDispatcher({
     queue,
     logger,
-    project: 'local',
     routes: names.map((name) => ({
-      topic: triggers[name],
+      topic: handlerTopics[name],
       subscription: name,
-      handle: functions.message[name],
+      handle: handlers.message[name],
       // One poll and one sweep at a time: overlapping ones would only do the same work twice.
       concurrency: name === 'poll' || name === 'reap' ? 1 : (options.concurrency ?? 16),
-      maxAttempts: subscription.maxAttempts,
     })),
   });
   // The timers play Cloud Scheduler: they publish ticks, and the functions do the work. The reaper also runs once
@@ -230,7 +228,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
   return {
     url: baseUrl,
     deps,
-    functions,
+    handlers,
     queue,
     compute,
     /** Polls every watched branch (of `repos` only, when given) now, in this process, and returns what it requested. */

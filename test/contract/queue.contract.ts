@@ -169,6 +169,22 @@ export function queueContract(
       assert.equal((await queue.backlog('s')).count, 0);
     });
 
+    it('delivers a message nacked with a delay no sooner than asked, and no sooner than its backoff', async () => {
+      await queue.subscribe('t', 's', options);
+      await queue.publish('t', encode('rate-limited'));
+      let delivery = await pullOne('s');
+      await queue.nack(delivery, 'rate limited', 60_000);
+      assert.deepEqual(await queue.backlog('s'), { count: 1, nextDueAt: clock + 60_000 });
+      clock += 59_999;
+      assert.deepEqual(await queue.pull('s', 10), [], 'not due before the delay asked for');
+      clock += 1;
+      delivery = await pullOne('s');
+      assert.equal(delivery.attempt, 2);
+      // A delay shorter than the backoff (2 s at the second attempt) leaves the backoff in force.
+      await queue.nack(delivery, 'rate limited', 10);
+      assert.deepEqual(await queue.backlog('s'), { count: 1, nextDueAt: clock + 2_000 });
+    });
+
     it('makes a nacked message stale: its ack ID no longer acks', async () => {
       await queue.subscribe('t', 's', options);
       await queue.publish('t', encode('m'));

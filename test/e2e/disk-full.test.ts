@@ -8,6 +8,7 @@ import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { parseConfig } from '../../shared/config/config.ts';
 import { openDatabase } from '../../shared/adapters/local/sqlite-database.ts';
+import type { Outcome } from '../../shared/pipeline/message-handler.ts';
 import { createSqliteQueue } from '../../shared/adapters/local/sqlite-queue.ts';
 import { buildId, etagDocId } from '../../shared/model/ids.ts';
 import { silentLogger, type Fields, type Logger } from '../../shared/ports/log.ts';
@@ -199,9 +200,9 @@ describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
     await queue.subscribe('topic', 'sub', { ackDeadlineMs: 1_000, maxAttempts: 5, minBackoffMs: 100, maxBackoffMs: 1_000 });
     await queue.publish('topic', Buffer.from('{}'));
     const handle = Object.assign(
-      async () => {
+      async (): Promise<Outcome> => {
         calls++;
-        if (calls > 1) return;
+        if (calls > 1) return { action: 'ack' };
         // The disk fills under the first delivery: its nack cannot be written, nor the lease of its redelivery.
         db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
         filler = await fill(dataDir);
@@ -209,7 +210,7 @@ describe('a full disk under `hermetic up`', { skip: cannotMount }, () => {
       },
       { abandon: async () => {} },
     );
-    const dispatcher = createDispatcher({ queue, logger, project: 'local', routes: [{ topic: 'topic', subscription: 'sub', handle, concurrency: 1, maxAttempts: 5 }] });
+    const dispatcher = createDispatcher({ queue, logger, routes: [{ topic: 'topic', subscription: 'sub', handle, concurrency: 1 }] });
     try {
       await waitUntil(() => logger.events.some((event) => event.event === 'message.nack-failed'), 'the nack fails');
       await waitUntil(() => logger.events.some((event) => event.event === 'message.pull-failed'), 'a pull fails');

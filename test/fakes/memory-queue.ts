@@ -166,7 +166,7 @@ export function createMemoryQueue(options: MemoryQueueOptions = {}): MessageQueu
       found?.sub.messages.delete(found.message.seq);
     },
 
-    async nack(delivery: Delivery, reason: string): Promise<void> {
+    async nack(delivery: Delivery, reason: string, retryAfterMs = 0): Promise<void> {
       assertOpen();
       const found = leased(delivery);
       if (found === undefined) return;
@@ -176,7 +176,7 @@ export function createMemoryQueue(options: MemoryQueueOptions = {}): MessageQueu
         return;
       }
       message.ackId = undefined;
-      message.visibleAt = now() + Math.min(sub.maxBackoffMs, sub.minBackoffMs * 2 ** (message.attempts - 1));
+      message.visibleAt = now() + Math.max(retryAfterMs, Math.min(sub.maxBackoffMs, sub.minBackoffMs * 2 ** (message.attempts - 1)));
     },
 
     async deadLetter(delivery: Delivery, reason: string): Promise<void> {

@@ -1,5 +1,5 @@
 import type { CloudEvent } from '@google-cloud/functions-framework';
-import { createFunctions, triggers, type MessageFunctionName } from '../../functions/functions.ts';
+import { createFunctions, triggers, type FunctionDeps, type MessageFunctionName } from '../../functions/functions.ts';
 import { messagePublishedEvent, type MessagePublishedData } from '../../functions/pubsub-function.ts';
 import { createUrlSigner } from '../../shared/adapters/local/url-signer.ts';
 import { parseConfig, type RawConfig } from '../../shared/config/config.ts';
@@ -14,6 +14,7 @@ import type { GitHub } from '../../shared/ports/github.ts';
 import type { Reporter } from '../../shared/ports/reporter.ts';
 import { createGitHubReporter } from '../../shared/trybots/github-reporter.ts';
 import { defaultPipelineOptions } from '../../shared/pipeline/deps.ts';
+import { createHandlers } from '../../shared/pipeline/handlers.ts';
 import { publishMessage } from '../../shared/pipeline/publish.ts';
 import { createFakeCompute } from '../fakes/fake-compute.ts';
 import { createFakeSource } from '../fakes/fake-source.ts';
@@ -90,7 +91,7 @@ export async function createPipelineHarness(
   );
   const demoRepo = config.repos[0];
   if (demoRepo === undefined) throw new Error('the harness config has no repo');
-  const functions = createFunctions({
+  const deps: FunctionDeps = {
     catalog: config,
     state,
     publisher: queue,
@@ -105,7 +106,11 @@ export async function createPipelineHarness(
     deadLetters: queue,
     maxDeliveryAttempts: subscription.maxAttempts,
     ...(options.webhookSecret === undefined ? {} : { webhookSecret: options.webhookSecret }),
-  });
+  };
+  // The functions as Google Cloud runs them (CloudEvents in, Pub/Sub's retry by throwing), and the core's handlers
+  // beneath them, which the embedded runtime calls with plain deliveries.
+  const functions = createFunctions(deps);
+  const handlers = createHandlers(deps);
   const names = Object.keys(triggers) as MessageFunctionName[];
   for (const name of names) await queue.subscribe(triggers[name], name, subscription);
 
@@ -132,6 +137,7 @@ export async function createPipelineHarness(
     reported,
     exits,
     functions,
+    handlers,
     advance(ms: number) {
       clock += ms;
     },

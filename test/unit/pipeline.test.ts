@@ -27,6 +27,22 @@ describe('pipeline: happy path', () => {
     assert.deepEqual(h.reported.map((b) => b.id), [id]);
   });
 
+  it('runs from a plain delivery through the core handlers, in no platform\'s wire shape', async () => {
+    const h = await createPipelineHarness();
+    h.source.push('demo', 'main');
+    await h.poll();
+    const [request] = await h.take('plan');
+    assert.ok(request);
+    const plain = { messageId: request.messageId, topic: request.topic, subscription: 'plan', data: request.data, attributes: request.attributes, attempt: 1 };
+    assert.deepEqual(await h.handlers.message.plan(plain), { action: 'ack' });
+    const [ready] = await h.take('launch');
+    assert.ok(ready);
+    assert.deepEqual(await h.handlers.message.launch({ ...plain, messageId: ready.messageId, topic: ready.topic, subscription: 'launch', data: ready.data }), { action: 'ack' });
+    assert.equal(h.compute.started.length, 1);
+    const unknown = { ...plain, data: Buffer.from(JSON.stringify({ v: 1, taskId: 'f'.repeat(24) })) };
+    assert.deepEqual(await h.handlers.message.launch(unknown), { action: 'dead-letter', reason: `task ${'f'.repeat(24)} does not exist` });
+  });
+
   it('hands the worker only signed URLs for its own task, and the builder env', async () => {
     const h = await createPipelineHarness();
     const { taskId } = await launchOne(h);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { createWebhook } from '../../functions/webhook.ts';
+import { createWebhook } from '../../shared/trybots/webhook-http.ts';
 import { parseConfig } from '../../shared/config/config.ts';
 import { decode, topics, TryRequested } from '../../shared/model/messages.ts';
 import { silentLogger } from '../../shared/ports/log.ts';

@@ -266,7 +266,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       if (seq !== undefined) await group.write(() => sql.ack.run(seq, delivery.ackId));
     },
 
-    async nack(delivery: Delivery, reason: string): Promise<void> {
+    async nack(delivery: Delivery, reason: string, retryAfterMs = 0): Promise<void> {
       assertOpen();
       await group.write(() => {
         const row = leasedRow(delivery);
@@ -275,7 +275,7 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
         if (row.attempts >= sub.maxAttempts) {
           moveToDeadLetters(row.seq, row.attempts, reason);
         } else {
-          sql.retryAt.run(now() + backoff(sub, row.attempts), row.seq);
+          sql.retryAt.run(now() + Math.max(retryAfterMs, backoff(sub, row.attempts)), row.seq);
         }
       });
     },

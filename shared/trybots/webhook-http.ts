@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { handleWebhook, type WebhookDeps } from '../shared/trybots/webhook.ts';
+import { handleWebhook, type WebhookDeps } from './webhook.ts';
 
 /**
  * The `webhook` HTTP function over Node's request and response, for functions-framework (which has already read the
