@@ -33,6 +33,7 @@ import { createTestRepo } from '../test/helpers/git-repo.ts';
 import { benchArgs } from './args.ts';
 import type { BenchClients } from './function-memory-target.ts';
 import { median } from './stats.ts';
+import { describeError } from '../shared/errors.ts';
 
 const usage = `Usage: node bench/function-memory.ts [options]
 Measures each deployed function's peak memory, in a process of its own, over whole builds on the local emulators.
@@ -71,7 +72,7 @@ function ruleSize(figureMiB: number): string {
   try {
     return `${sizeFor(figureMiB).memoryMiB} MiB`;
   } catch (error) {
-    return (error as Error).message;
+    return describeError(error);
   }
 }
 

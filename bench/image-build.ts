@@ -10,6 +10,7 @@ import { baseRecipeFor, baseTag } from '../shared/images/recipe.ts';
 import { findHostType } from '../shared/images/host-types.ts';
 import { benchArgs } from './args.ts';
 import { describe } from './stats.ts';
+import { describeError } from '../shared/errors.ts';
 
 const usage = `Usage: node bench/image-build.ts [options]
   --host-type NAME   the host type whose image is built (default linux-amd64)
@@ -31,7 +32,7 @@ const docker = new Docker();
 try {
   await docker.ping();
 } catch (error) {
-  process.stderr.write(`bench: no Docker engine answers (${(error as Error).message}); nothing to measure\n`);
+  process.stderr.write(`bench: no Docker engine answers (${describeError(error)}); nothing to measure\n`);
   process.exit(1);
 }
 const type = await findHostType(hostType);
@@ -78,7 +79,7 @@ for (let run = 0; run < coldRuns; run++) {
       }
     }
   } finally {
-    for (const tag of made) await docker.getImage(tag).remove().catch((error: unknown) => process.stderr.write(`bench: could not remove ${tag}: ${(error as Error).message}\n`));
+    for (const tag of made) await docker.getImage(tag).remove().catch((error: unknown) => process.stderr.write(`bench: could not remove ${tag}: ${describeError(error)}\n`));
   }
 }
 

@@ -30,6 +30,7 @@ import {
 } from '../shared/sharding/go-recording.ts';
 import { planShards } from '../shared/sharding/planner.ts';
 import { benchArgs } from './args.ts';
+import { describeError } from '../shared/errors.ts';
 
 const defaultData = join(import.meta.dirname, 'data', 'go1.19-linux-amd64-2cpu.json');
 const usage = `Usage: node bench/plan-quality.ts [options]
@@ -58,7 +59,7 @@ try {
   text = await readFile(values.data, 'utf8');
 } catch (error) {
   fail(
-    `cannot read the recorded durations ${values.data}: ${(error as Error).message}\n` +
+    `cannot read the recorded durations ${values.data}: ${describeError(error)}\n` +
       'record them first: node bench/record-go-durations.ts (about 40 minutes on 2 cores), or pass --data FILE',
   );
 }
@@ -66,7 +67,7 @@ const recording = ((): GoRecording => {
   try {
     return parseGoRecording(JSON.parse(text));
   } catch (error) {
-    return fail(`${values.data}: ${(error as Error).message}`);
+    return fail(`${values.data}: ${describeError(error)}`);
   }
 })();
 if (!recording.complete) {

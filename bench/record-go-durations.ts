@@ -8,6 +8,7 @@ import { cp, mkdir, mkdtemp, open, readFile, realpath, rm, stat, writeFile } fro
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { benchArgs } from './args.ts';
+import { describeError } from '../shared/errors.ts';
 
 const usage = `Usage: node bench/record-go-durations.ts [options]
   --out FILE           where the JSON goes (default bench/data/go1.19-linux-amd64-2cpu.json)
@@ -308,7 +309,7 @@ try {
   await save(true);
   say(`done: ${timings.length} units sum to ${(sum(timings) / 60).toFixed(1)} min; wrote ${outFile}`);
 } catch (error) {
-  say(`failed: ${(error as Error).message}`);
+  say(`failed: ${describeError(error)}`);
   exitCode = 1;
 } finally {
   if (values.keep) say(`kept ${work}`);

@@ -1,5 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { DatabaseSync } from 'node:sqlite';
+import { describeError } from './errors.ts';
 
 /** SQLite's "database is locked". */
 const sqliteBusy = 5;
@@ -25,7 +26,7 @@ export async function tryFileLock(path: string): Promise<LockAttempt> {
   } catch (error) {
     db.close();
     if ((error as { errcode?: number }).errcode !== sqliteBusy) {
-      throw new Error(`cannot take the lock ${path}: ${(error as Error).message}`, { cause: error });
+      throw new Error(`cannot take the lock ${path}: ${describeError(error)}`, { cause: error });
     }
     const holder = (await readFile(path, 'utf8').catch(() => '')).trim();
     return { holder: /^\d+$/.test(holder) ? Number(holder) : undefined };

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { TaskSpec } from '../model/wire.ts';
 import { runAgent } from './agent.ts';
+import { describeError } from '../errors.ts';
 
 /** The user steps run as under --isolate-steps: the images' `builder`. */
 const stepUser = 1000;
@@ -42,7 +43,7 @@ async function main(): Promise<number> {
       allowPositionals: false,
     }));
   } catch (error) {
-    process.stderr.write(`hermetic-agent: ${(error as Error).message}\n${usage}`);
+    process.stderr.write(`hermetic-agent: ${describeError(error)}\n${usage}`);
     return 2;
   }
   if (values.help === true) {
@@ -63,14 +64,14 @@ async function main(): Promise<number> {
   try {
     text = values.spec === undefined ? await readStdin() : await readFile(values.spec, 'utf8');
   } catch (error) {
-    process.stderr.write(`hermetic-agent: cannot read the task spec: ${(error as Error).message}\n`);
+    process.stderr.write(`hermetic-agent: cannot read the task spec: ${describeError(error)}\n`);
     return 2;
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
-    process.stderr.write(`hermetic-agent: bad task spec: not JSON (${(error as Error).message})\n`);
+    process.stderr.write(`hermetic-agent: bad task spec: not JSON (${describeError(error)})\n`);
     return 2;
   }
   const parsed = TaskSpec.safeParse(json);
@@ -101,7 +102,7 @@ async function main(): Promise<number> {
     );
     return 0;
   } catch (error) {
-    process.stderr.write(`hermetic-agent: ${(error as Error).message}\n`);
+    process.stderr.write(`hermetic-agent: ${describeError(error)}\n`);
     return 1;
   }
 }

@@ -6,6 +6,7 @@ import { programsNotOnPath } from '../adapters/local/programs-on-path.ts';
 import type { Config } from '../config/config.ts';
 import { debianPackageOf } from '../pipeline/missing-tools.ts';
 import { engineTimeoutMs } from '../runtime/local-compute.ts';
+import { describeError } from '../errors.ts';
 
 // A fresh machine is the first thing people try this on. What the run cannot do without is found before anything is
 // built: installed from Debian's archive where this process may (as .ci/run does), else named, with its package, and
@@ -69,7 +70,7 @@ export async function ensurePrerequisites(needed: readonly Prerequisite[], optio
     try {
       await installer(packages, options.onLine);
     } catch (error) {
-      options.onLine(`hermetic: ${(error as Error).message}`);
+      options.onLine(`hermetic: ${describeError(error)}`);
     }
   }
   const left = installer === undefined ? missing : await missingNow();

@@ -15,6 +15,7 @@ import { chooseBuilders, tryIdOf } from '../trybots/builders.ts';
 import { resolveCatalog } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
 import { pathExists } from './path-exists.ts';
+import { describeError } from '../errors.ts';
 
 export const tryHelp = `Usage: hermetic try --repo NAME (--commit HASH | --pr N) --as LOGIN [options]
        hermetic try --repo NAME --list
@@ -148,7 +149,7 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
       'trybot request',
     );
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(describeError(error));
   }
   const id = tryIdOf(request);
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, describeError } from '../errors.ts';
 import { formatIssues } from '../model/messages.ts';
 import type { Builder, GitHubRepo, Repo, Step, TestSuite, TrybotPolicy } from '../model/types.ts';
 import { testSuiteOf } from '../sharding/test-suites.ts';
@@ -172,7 +172,7 @@ export async function loadConfig(file: string): Promise<Config> {
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`${file}: not valid JSON (${(error as Error).message})`, { cause: error });
+    throw new ConfigError(`${file}: not valid JSON (${describeError(error)})`, { cause: error });
   }
   return parseConfig(json, file);
 }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, describeError } from '../errors.ts';
 import { formatIssues } from '../model/messages.ts';
 
 /**
@@ -12,7 +12,7 @@ export async function readJsonFile<S extends z.ZodType>(file: string, schema: S)
   try {
     json = JSON.parse(await readFile(file, 'utf8'));
   } catch (error) {
-    throw new ConfigError(`${file}: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError(`${file}: ${describeError(error)}`, { cause: error });
   }
   refuseProtoKeys(json, file);
   const parsed = schema.safeParse(json);

@@ -6,6 +6,7 @@ import { build } from 'esbuild';
 import { x as extractTar } from 'tar';
 import { pathExists } from '../cli/path-exists.ts';
 import { sha256 } from './recipe.ts';
+import { describeError } from '../errors.ts';
 
 /** What every image carries at /opt/hermetic/: the agent as one ESM file and a Node binary for the image's arch. */
 export interface AgentPayload {
@@ -93,7 +94,7 @@ async function nodeBinaryFor(arch: string, options: AgentPayloadOptions): Promis
       await mkdir(dir, { recursive: true });
       await rename(join(scratch, 'node'), binary);
     } catch (error) {
-      throw new Error(`could not fetch ${spec} from the npm registry: ${(error as Error).message}`, { cause: error });
+      throw new Error(`could not fetch ${spec} from the npm registry: ${describeError(error)}`, { cause: error });
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }

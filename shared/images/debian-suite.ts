@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { describeError } from '../errors.ts';
 
 /**
  * The Debian suite this machine runs (VERSION_CODENAME in os-release), which the base images are made from, so
@@ -6,7 +7,7 @@ import { readFile } from 'node:fs/promises';
  */
 export async function debianSuite(osRelease = '/etc/os-release'): Promise<string> {
   const text = await readFile(osRelease, 'utf8').catch((error: unknown) => {
-    throw new Error(`cannot read ${osRelease} to find the Debian suite: ${(error as Error).message}`, { cause: error });
+    throw new Error(`cannot read ${osRelease} to find the Debian suite: ${describeError(error)}`, { cause: error });
   });
   const match = /^VERSION_CODENAME=["']?([a-z0-9-]+)["']?\s*$/m.exec(text);
   if (match?.[1] === undefined) throw new Error(`${osRelease} names no VERSION_CODENAME; base images are made from a Debian suite`);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pathExists } from '../cli/path-exists.ts';
+import { describeError } from '../errors.ts';
 
 /** Whether programs of a foreign architecture run here through qemu: now, once registered, or not at all and why. */
 export type EmulationState = { state: 'ready'; handler: string } | { state: 'can-enable' } | { state: 'unavailable'; reason: string };
@@ -121,7 +122,7 @@ export function createHostProbe(options: HostProbeOptions = {}): HostProbe {
         try {
           await runFile('mount', ['-t', 'binfmt_misc', 'binfmt_misc', binfmtDir], { timeout: 10_000 });
         } catch (error) {
-          throw new Error(`could not mount binfmt_misc at ${binfmtDir}: ${(error as Error).message.trim()}`, { cause: error });
+          throw new Error(`could not mount binfmt_misc at ${binfmtDir}: ${describeError(error).trim()}`, { cause: error });
         }
         if ((await emulation(foreign)).state === 'ready') return;
       }
@@ -132,7 +133,7 @@ export function createHostProbe(options: HostProbeOptions = {}): HostProbe {
       } catch (error) {
         // Another process may have registered the same name meanwhile; the check below tells.
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new Error(`could not register a qemu handler for ${foreign} in ${binfmtDir}: ${(error as Error).message}`, { cause: error });
+          throw new Error(`could not register a qemu handler for ${foreign} in ${binfmtDir}: ${describeError(error)}`, { cause: error });
         }
       }
       const after = await emulation(foreign);

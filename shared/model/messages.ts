@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { isGitHubLogin, isName, isSafeBranchName, isTestName } from '../config/refs.ts';
-import { PermanentError } from '../errors.ts';
+import { describeError, PermanentError } from '../errors.ts';
 
 /**
  * Versioned message schemas: every message carries `v`, and every edge parses with these before it trusts a
@@ -117,7 +117,7 @@ export function decode<S extends z.ZodType>(schema: S, data: Uint8Array | string
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new PermanentError(`${what}: not JSON (${(error as Error).message})`, { cause: error });
+    throw new PermanentError(`${what}: not JSON (${describeError(error)})`, { cause: error });
   }
   return validate(schema, json, what);
 }

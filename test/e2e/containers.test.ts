@@ -15,12 +15,13 @@ import { collections } from '../../shared/ports/state.ts';
 import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { processesWithEnv } from '../helpers/processes.ts';
+import { describeError } from '../../shared/errors.ts';
 
 const bin = fileURLToPath(new URL('../../bin/hermetic.js', import.meta.url));
 const docker = new Docker();
 const noDocker = await docker.ping().then(
   () => false as const,
-  (error: unknown) => `needs a Docker engine (${(error as Error).message}); .ci/run starts one`,
+  (error: unknown) => `needs a Docker engine (${describeError(error)}); .ci/run starts one`,
 );
 
 const module = {

@@ -17,6 +17,7 @@ import { createDispatcher } from '../../shared/runtime/dispatcher.ts';
 import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { hangGuardMs, waitUntil } from '../helpers/wait.ts';
+import { describeError } from '../../shared/errors.ts';
 
 const run = promisify(execFile);
 
@@ -38,7 +39,7 @@ const cannotMount: string | false = await (async () => {
     await unmount(probe);
     return false;
   } catch (error) {
-    return `cannot mount a tmpfs here: ${(error as Error).message.split('\n')[0]}`;
+    return `cannot mount a tmpfs here: ${describeError(error).split('\n')[0]}`;
   } finally {
     await rm(probe, { recursive: true, force: true });
   }

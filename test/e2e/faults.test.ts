@@ -15,6 +15,7 @@ import { engineSocket, startEngineProxy } from '../helpers/engine-proxy.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { runUpUntilKilled } from '../helpers/killed-up.ts';
 import { hangGuardMs, waitUntil } from '../helpers/wait.ts';
+import { describeError } from '../../shared/errors.ts';
 
 const docker = new Docker();
 const socket = engineSocket();
@@ -23,7 +24,7 @@ const noEngine =
     ? 'the engine is reached over TCP (DOCKER_HOST); its restart is staged on a Unix socket'
     : await docker.ping().then(
         () => false as const,
-        (error: unknown) => `needs a Docker engine (${(error as Error).message}); .ci/run starts one`,
+        (error: unknown) => `needs a Docker engine (${describeError(error)}); .ci/run starts one`,
       );
 
 describe('faults under a running pipeline', () => {

@@ -18,6 +18,7 @@ import { followDockerStream } from '../../shared/images/docker-stream.ts';
 import { hostArch } from '../../shared/images/host-probe.ts';
 import { imageExists } from '../../shared/images/image-exists.ts';
 import { baseRecipeFor, baseTag } from '../../shared/images/recipe.ts';
+import { describeError } from '../../shared/errors.ts';
 
 // The README's first command, run as a newcomer would: on a fresh Debian machine of this one's suite that has only
 // Node.js and npm from Debian (a container made from Debian's packages, with no git, no Go and no Docker engine), in
@@ -31,7 +32,7 @@ const noEngine = await engineProblem(docker, 3000).then((problem) => (problem ==
 /** The Debian base the fresh machine is made from: this machine's suite and architecture. */
 const baseRecipe = await debianSuite().then(
   (suite) => baseRecipeFor(suite, hostArch()),
-  (error: unknown) => (error as Error).message,
+  (error: unknown) => describeError(error),
 );
 /** Why the fresh machine cannot be made here, or false. */
 const cannotMake =

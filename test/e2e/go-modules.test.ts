@@ -13,6 +13,7 @@ import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local
 import { createTestRepo, type TestRepo } from '../helpers/git-repo.ts';
 import { serveGoProxy, writeGoProxy, type GoProxy, type ServedGoProxy } from '../helpers/go-proxy.ts';
 import { needsGo } from '../helpers/toolchain.ts';
+import { describeError } from '../../shared/errors.ts';
 
 // A module with one dependency, served by a proxy the test makes: nothing outside the machine is needed.
 const dep = {
@@ -144,7 +145,7 @@ describe('Go modules with dependencies, in the process sandbox, from a proxy on 
 const docker = new Docker();
 const noDocker = await docker.ping().then(
   () => false as const,
-  (error: unknown) => `needs a Docker engine (${(error as Error).message}); .ci/run starts one`,
+  (error: unknown) => `needs a Docker engine (${describeError(error)}); .ci/run starts one`,
 );
 
 describe('Go modules with dependencies, in containers, from a file:// proxy', { skip: noDocker }, () => {

@@ -11,10 +11,11 @@ import { silentLogger } from '../../shared/ports/log.ts';
 import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { needsGo } from '../helpers/toolchain.ts';
+import { describeError } from '../../shared/errors.ts';
 
 const noDocker = await new Docker().ping().then(
   () => false as const,
-  (error: unknown) => `needs a Docker engine (${(error as Error).message}); .ci/run starts one`,
+  (error: unknown) => `needs a Docker engine (${describeError(error)}); .ci/run starts one`,
 );
 
 const testFile = (pkg: string, body: string) => `package ${pkg}\n\nimport (\n\t"os"\n\t"testing"\n)\n\nvar _ = os.Getenv\n\n${body}\n`;

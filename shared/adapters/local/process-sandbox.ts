@@ -9,6 +9,7 @@ import { silentLogger, type Logger } from '../../ports/log.ts';
 import { atDeadline, type DeadlineTimer } from '../deadline-timer.ts';
 import { stopWithGrace } from '../stop-with-grace.ts';
 import { programsNotOnPath } from './programs-on-path.ts';
+import { describeError } from '../../errors.ts';
 
 /** How a worker's processes are held together so that all of them can be killed. */
 export type Isolation = 'pid-namespace' | 'process-group';
@@ -146,7 +147,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       waiting.delete(taskId);
       next.deadlineTimer.cancel();
       void track(launch(next.request, next.dir), next.request).catch((error: unknown) => {
-        logger.error('worker.start-failed', { taskId, error: (error as Error).message });
+        logger.error('worker.start-failed', { taskId, error: describeError(error) });
         report({ taskId, reason: 'vanished', code: null, signal: null });
       });
     }
@@ -166,7 +167,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     try {
       onExit(exit);
     } catch (error) {
-      logger.error('worker.on-exit-failed', { taskId: exit.taskId, error: (error as Error).message });
+      logger.error('worker.on-exit-failed', { taskId: exit.taskId, error: describeError(error) });
     }
   }
 
@@ -206,7 +207,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
     } catch (error) {
       // Nothing runs, so the task never had a worker: free the record so a retry can start one.
       await rm(dir, { recursive: true, force: true });
-      throw new Error(`cannot start a worker for task ${taskId}: ${(error as Error).message}`, { cause: error });
+      throw new Error(`cannot start a worker for task ${taskId}: ${describeError(error)}`, { cause: error });
     } finally {
       await agentLog?.close();
     }
@@ -276,7 +277,7 @@ export async function createProcessSandbox(options: ProcessSandboxOptions): Prom
       else logger.warn('worker.exited', { ...fields, agentLog: await tail(join(worker.dir, 'agent.log'), 2000) });
       if (options.keepWorkDirs !== true) await emptyDir(worker.dir, logger);
     } catch (error) {
-      logger.error('worker.cleanup-failed', { taskId, error: (error as Error).message });
+      logger.error('worker.cleanup-failed', { taskId, error: describeError(error) });
     } finally {
       await worker.namespace?.pin.close().catch(() => undefined);
     }
@@ -456,7 +457,7 @@ async function emptyDir(dir: string, logger: Logger): Promise<void> {
         await makeWritable(path);
         await rm(path, { recursive: true, force: true });
       } catch (error) {
-        logger.warn('worker.cleanup-failed', { path, error: (error as Error).message });
+        logger.warn('worker.cleanup-failed', { path, error: describeError(error) });
       }
     }
   }
