@@ -1,4 +1,4 @@
-import { isCommitHash, isSafeBranchName } from '../config/refs.ts';
+import { isCommitHash, isSafeBranchName } from '../model/refs.ts';
 import { PermanentError } from '../errors.ts';
 import type { Repo } from '../model/types.ts';
 

@@ -1,10 +1,10 @@
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, repoNameFromUrl, type Config } from '../config/config.ts';
-import { isSafeBranchName } from '../config/refs.ts';
+import { isSafeBranchName } from '../model/refs.ts';
 import { ConfigError } from '../errors.ts';
 import type { Repo } from '../model/types.ts';
-import { pathExists } from './path-exists.ts';
+import { pathExists } from '../path-exists.ts';
 
 /** The project's own folder, where the shipped config and the example recipe live. */
 export const projectDir = fileURLToPath(new URL('../../', import.meta.url));

@@ -4,7 +4,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { deployPlan, teardownNotes, teardownPlan, type Command, type GitHubDeploy, type PlanOptions } from '../../infra/deploy/plan.ts';
 import { placePatterns } from '../adapters/gcp/environment.ts';
-import { isGitHubAppId } from '../config/refs.ts';
+import { isGitHubAppId } from '../model/refs.ts';
 import { describeError } from '../errors.ts';
 import { createTagResolver } from '../images/build-images.ts';
 import { listHostTypes } from '../images/host-types.ts';

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { pathExists } from './path-exists.ts';
+import { pathExists } from '../path-exists.ts';
 
 const run = promisify(execFile);
 

@@ -3,7 +3,7 @@ import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promi
 import { zipSync } from 'fflate';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pathExists } from './path-exists.ts';
+import { pathExists } from '../path-exists.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
 
 export const goTreeHelp = `Usage: hermetic go-tree DIR [options]

@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connectGitHub } from '../adapters/github/connect.ts';
 import { readGitHubEnvironment } from '../config/github-environment.ts';
-import { isCommitHash } from '../config/refs.ts';
+import { isCommitHash } from '../model/refs.ts';
 import { summarize } from '../dashboard/dashboard.ts';
 import { topics, TryRequested, validate } from '../model/messages.ts';
 import { terminalBuildStatuses, type TryMode, type TryRun } from '../model/types.ts';
@@ -14,7 +14,7 @@ import { publishMessage } from '../pipeline/publish.ts';
 import { chooseBuilders, tryIdOf } from '../trybots/builders.ts';
 import { resolveCatalog } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
-import { pathExists } from './path-exists.ts';
+import { pathExists } from '../path-exists.ts';
 import { describeError } from '../errors.ts';
 
 export const tryHelp = `Usage: hermetic try --repo NAME (--commit HASH | --pr N) --as LOGIN [options]

@@ -6,7 +6,7 @@ import { formatIssues } from '../model/messages.ts';
 import type { Builder, GitHubRepo, Repo, Step, TestSuite, TrybotPolicy } from '../model/types.ts';
 import { testSuiteOf } from '../sharding/test-suites.ts';
 import { refuseProtoKeys } from './json-file.ts';
-import { isGitHubLogin, isName, isSafeBranchName } from './refs.ts';
+import { isGitHubLogin, isName, isSafeBranchName } from '../model/refs.ts';
 
 /** The config file: the repos to watch and the builders that build them. Builders are data. */
 

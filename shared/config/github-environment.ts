@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors.ts';
-import { isGitHubAppId } from './refs.ts';
+import { isGitHubAppId } from '../model/refs.ts';
 
 /** How this deployment reaches GitHub, from its environment. */
 export interface GitHubEnvironment {

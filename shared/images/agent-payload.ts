@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import { x as extractTar } from 'tar';
-import { pathExists } from '../cli/path-exists.ts';
+import { pathExists } from '../path-exists.ts';
 import { sha256 } from './recipe.ts';
 import { describeError } from '../errors.ts';
 

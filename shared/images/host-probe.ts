@@ -4,7 +4,7 @@ import { access, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { pathExists } from '../cli/path-exists.ts';
+import { pathExists } from '../path-exists.ts';
 import { describeError } from '../errors.ts';
 
 /** Whether programs of a foreign architecture run here through qemu: now, once registered, or not at all and why. */

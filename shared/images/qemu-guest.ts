@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { readJsonFile } from '../config/json-file.ts';
-import { pathExists } from '../cli/path-exists.ts';
+import { pathExists } from '../path-exists.ts';
 import { agentPayloadFor } from './agent-payload.ts';
 import { debianSuite } from './debian-suite.ts';
 import { readRecipeFiles, sha256 } from './recipe.ts';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isGitHubLogin, isName, isSafeBranchName, isTestName } from '../config/refs.ts';
+import { isGitHubLogin, isName, isSafeBranchName, isTestName } from './refs.ts';
 import { describeError, PermanentError } from '../errors.ts';
 
 /**

@@ -1,4 +1,4 @@
-import { isName, isTestName } from '../config/refs.ts';
+import { isName, isTestName } from '../model/refs.ts';
 import type { TryMode } from '../model/types.ts';
 
 /** What a `/try` comment asks for: builders by name (else the repo's defaults) and a mode (else everything). */

@@ -9,7 +9,7 @@ import { unzipSync } from 'fflate';
 import { zoneinfoZip } from '../../shared/cli/go-tree.ts';
 import { main } from '../../shared/cli/main.ts';
 import type { Io } from '../../shared/cli/io.ts';
-import { pathExists } from '../../shared/cli/path-exists.ts';
+import { pathExists } from '../../shared/path-exists.ts';
 import { needsGo } from '../helpers/toolchain.ts';
 
 const run = promisify(execFile);

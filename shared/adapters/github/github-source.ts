@@ -1,5 +1,5 @@
 import type { Octokit } from 'octokit';
-import { isCommitHash } from '../../config/refs.ts';
+import { isCommitHash } from '../../model/refs.ts';
 import { PermanentError } from '../../errors.ts';
 import type { GitHubRepo, Repo } from '../../model/types.ts';
 import type { EtagCache } from '../../ports/github.ts';

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import { isCommitHash, isSafeBranchName } from '../../config/refs.ts';
+import { isCommitHash, isSafeBranchName } from '../../model/refs.ts';
 import { PermanentError, RetryableError } from '../../errors.ts';
 import type { Repo } from '../../model/types.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
