@@ -39,8 +39,8 @@ export interface GitHubHarness {
   setTeamMembers(org: string, team: string, logins: readonly string[]): void;
   /** What GitHub shows beside `sha`: one entry per context, its latest, in the order contexts first appeared. */
   shown(sha: string): ShownStatus[];
-  /** Everything the world keeps of statuses, history and timestamps included: a repeat must leave it deep-equal. */
-  kept(): unknown;
+  /** Every status or check run the world keeps, history and timestamps included: a repeat must leave it deep-equal. */
+  kept(): readonly unknown[];
   /** Every comment, oldest first. */
   comments(): Array<{ number: number; body: string }>;
   /** Spends the rate limit: every request is refused until it resets. Absent where there is none. */
@@ -116,6 +116,7 @@ export function githubContract(backend: string, make: () => Promise<GitHubHarnes
       const queued: BuilderStatus = { sha, context: 'hermetic/linux', state: 'queued', description: 'queued', targetUrl: 'https://ci.example/build/1' };
       await h.github.setStatus(h.repo, queued);
       assert.deepEqual(h.shown(sha), [{ context: 'hermetic/linux', state: 'pending', description: 'queued', targetUrl: 'https://ci.example/build/1' }]);
+      assert.equal(h.kept().length, 1, 'one status kept, not two');
       const before = structuredClone(h.kept());
       await h.github.setStatus(h.repo, { ...queued });
       assert.deepEqual(h.kept(), before, 'nothing new kept: one status, not two');

@@ -24,8 +24,8 @@ export interface ReporterHarness {
   skipped: string[];
   /** What it shows now of builds of `commit`: one entry per place, the latest, in the order places first appeared. */
   shown(): ShownBuild[];
-  /** Everything it has written, history included: a repeat must leave it deep-equal. */
-  kept(): unknown;
+  /** Everything it has written (statuses, check runs, lines), history included: a repeat must leave it deep-equal. */
+  kept(): readonly unknown[];
   cleanup(): Promise<void>;
 }
 
@@ -63,6 +63,7 @@ export function reporterContract(implementation: string, make: () => Promise<Rep
       assert.equal(more.length, 0, 'one build, shown once');
       assert.equal(shown?.state, 'success');
       assert.ok([links(passed).buildUrl, links(passed).logUrl].includes(shown?.link), `linked to the build or its log: ${shown?.link}`);
+      assert.equal(h.kept().length, 1, 'one thing written, not two');
       const before = structuredClone(h.kept());
       await h.reporter.report(structuredClone(passed), links(passed));
       assert.deepEqual(h.kept(), before);
