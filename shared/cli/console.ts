@@ -30,12 +30,23 @@ export function createConsoleLogger(options: { write: Write; verbose: boolean })
   };
 }
 
-/** Prints each verdict as it is reported, with the link to its log. */
+/** How many verdicts the console remembers printing; past that it forgets the oldest. */
+export const REMEMBERED_VERDICTS = 10_000;
+
+/**
+ * Prints each verdict once, with the link to its log. A verdict is reported again when its message is redelivered
+ * (another reporter failed) or when it lands during a progress update; those repeats print nothing.
+ */
 export function createConsoleReporter(write: Write): Reporter {
   const marks: Record<string, string> = { passed: '✓', failed: '✗', flaky: '~', 'infra-failure': '!' };
+  const printed = new Set<string>();
   return {
     name: 'console',
     async report(build, links) {
+      const key = `${build.id} ${build.status}`;
+      if (printed.has(key)) return;
+      printed.add(key);
+      if (printed.size > REMEMBERED_VERDICTS) printed.delete(printed.values().next().value ?? key);
       const reason = build.reason === undefined ? '' : ` (${build.reason})`;
       write(
         `${marks[build.status] ?? '?'} ${build.status.padEnd(13)} ${build.repo} ${build.commit.slice(0, 12)} ${build.builder}${reason}  ${links.logUrl ?? links.buildUrl}`,

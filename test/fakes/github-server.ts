@@ -416,6 +416,30 @@ export async function startFakeGitHub(options: FakeGitHubOptions = {}): Promise<
     },
     {
       method: 'GET',
+      pattern: /^\/repos\/([^/]+)\/([^/]+)\/commits\/([^/]+)\/status$/,
+      async handle([owner = '', name = '', ref = ''], { url, caller }) {
+        const fullName = `${owner}/${name}`;
+        const repo = repoOf(owner, name, caller);
+        const sha = await commitOf(repo, ref);
+        // The latest status of each context, newest first.
+        const latest = statuses.filter((status) => status.repo === fullName && status.sha === sha && !statuses.some((other) => other.repo === fullName && other.sha === sha && other.context === status.context && other.id > status.id)).reverse();
+        const states = new Set(latest.map((status) => status.state));
+        const state = states.has('error') || states.has('failure') ? 'failure' : latest.length === 0 || states.has('pending') ? 'pending' : 'success';
+        const { items, link } = paginate(url, latest);
+        const body: Omit<Schemas['combined-commit-status'], 'repository'> & { repository: FakeRepository | null } = {
+          state,
+          statuses: items.map(({ repo: _repo, sha: _sha, creator: _creator, ...status }) => status),
+          sha,
+          total_count: latest.length,
+          repository: repository(fullName),
+          commit_url: `${origin}/repos/${fullName}/commits/${sha}`,
+          url: `${origin}/repos/${fullName}/commits/${sha}/status`,
+        };
+        return { status: 200, body, headers: link };
+      },
+    },
+    {
+      method: 'GET',
       pattern: /^\/repos\/([^/]+)\/([^/]+)\/commits\/([^/]+)$/,
       async handle([owner = '', name = '', ref = ''], { req, caller }) {
         const repo = repoOf(owner, name, caller);

@@ -7,7 +7,7 @@ export interface MemoryGitHub extends GitHub {
   orgs: Map<string, Set<string>>;
   teams: Map<string, Set<string>>;
   pulls: Map<number, PullRequest>;
-  /** Every status set, in order. */
+  /** Every status set, in order; setting the one shown again adds nothing, as the adapter does. */
   statuses: Array<{ repo: string } & BuilderStatus>;
   comments: Array<{ repo: string; number: number; body: string }>;
   /** Membership questions asked, as "org:login" or "org/team:login". */
@@ -50,7 +50,7 @@ export function createMemoryGitHub(): MemoryGitHub {
       return pull;
     },
     async openPullRequests() {
-      return [...pulls.values()].filter((pull) => pull.state === 'open');
+      return [...pulls.values()].filter((pull) => pull.state === 'open').sort((a, b) => b.number - a.number);
     },
     async isOrgMember(org, login) {
       asked.push(`${org}:${login}`);
@@ -61,9 +61,12 @@ export function createMemoryGitHub(): MemoryGitHub {
       return teams.get(`${org}/${team}`)?.has(login) ?? false;
     },
     async setStatus(repo, status) {
+      const shown = statuses.findLast((earlier) => earlier.repo === full(repo) && earlier.sha === status.sha && earlier.context === status.context);
+      if (shown !== undefined && shown.state === status.state && shown.description === status.description && shown.targetUrl === status.targetUrl) return;
       statuses.push({ repo: full(repo), ...status });
     },
     async comment(repo, number, body) {
+      if (!pulls.has(number)) throw new PermanentError(`no pull request #${number} to comment on`);
       comments.push({ repo: full(repo), number, body });
     },
   };

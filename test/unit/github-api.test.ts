@@ -44,6 +44,18 @@ describe('GitHub port', { timeout: 300_000 }, () => {
     assert.deepEqual(world.github.checkRuns, []);
   });
 
+  it('under a token, the status already shown is not posted again, even past the first page of contexts', async () => {
+    const { api, world } = await apiOver({ token: TEST_TOKEN });
+    const head = await world.upstream.commit({ 'a.txt': 'a\n' }, 'a');
+    const status = (n: number) => ({ sha: head, context: `hermetic/builder-${n}`, state: 'success', description: 'passed' }) as const;
+    for (let n = 0; n < 101; n++) await api.setStatus(widgets, status(n));
+    // The combined status lists the newest first, so the first context set is on its second page.
+    await api.setStatus(widgets, status(0));
+    assert.equal(world.github.statuses.length, 101);
+    await api.setStatus(widgets, { ...status(0), state: 'failure', description: 'failed' });
+    assert.deepEqual(world.github.statuses.slice(100).map((s) => [s.context, s.state]), [['hermetic/builder-100', 'success'], ['hermetic/builder-0', 'failure']]);
+  });
+
   it('under an App, a status is one check run per commit and context, updated in place and left alone when unchanged', async () => {
     const { api, world } = await apiOver('app');
     const head = await world.upstream.commit({ 'a.txt': 'a\n' }, 'a');

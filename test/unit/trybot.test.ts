@@ -18,6 +18,8 @@ async function harness(): Promise<{ h: PipelineHarness; github: MemoryGitHub }> 
   const github = createMemoryGitHub();
   github.orgs.set('golang', new Set(['gopher']));
   github.teams.set('acme/release', new Set(['releaser']));
+  // The pull request the requests come from (7 unless told), so comments on it land.
+  for (const number of [7, 8, 9]) github.open(number, { sha: 'e'.repeat(40), ref: `change-${number}` }, 'f'.repeat(40));
   return { h: await createPipelineHarness({ trybots: policy, github }), github };
 }
 

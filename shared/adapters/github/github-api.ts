@@ -34,7 +34,8 @@ const MAX_DESCRIPTION = 140;
 const STATUS_STATE = { queued: 'pending', running: 'pending', success: 'success', failure: 'failure', error: 'error' } as const;
 
 /**
- * The GitHub port over the REST API: commit statuses under a token, check runs under a GitHub App. What does not
+ * The GitHub port over the REST API: commit statuses under a token, check runs under a GitHub App, each written only
+ * when what GitHub shows differs. What does not
  * exist (a pull request, an issue) throws PermanentError; rate limits and GitHub's failures throw RetryableError
  * (see createGitHubClient); a membership GitHub will not confirm is a no.
  */
@@ -67,6 +68,35 @@ export function createGitHubApi(deps: GitHubApiDeps): GitHub {
     }
     await deps.etags.set(key, { etag: pages[0]?.etag ?? '', value: pages });
     return pages.flatMap((page) => page.pulls);
+  }
+
+  /**
+   * Posts a commit status unless the one GitHub shows for its context already says the same: every post is kept in
+   * the commit's history (up to 1000 per context) and sent to every webhook, so a repeat would not be idempotent.
+   */
+  async function setCommitStatus(octokit: Octokit, repo: GitHubRepo, status: BuilderStatus): Promise<void> {
+    const state = STATUS_STATE[status.state];
+    const description = cut(status.description, MAX_DESCRIPTION);
+    const shown = await shownStatus(octokit, repo, status.sha, status.context);
+    if (shown !== undefined && shown.state === state && shown.description === description && (shown.target_url ?? undefined) === status.targetUrl) return;
+    await octokit.request('POST /repos/{owner}/{repo}/statuses/{sha}', {
+      owner: repo.owner,
+      repo: repo.name,
+      sha: status.sha,
+      state,
+      context: status.context,
+      description,
+      ...(status.targetUrl === undefined ? {} : { target_url: status.targetUrl }),
+    });
+  }
+
+  /** The latest status of `context` beside `sha`, from the pages of the commit's combined status. */
+  async function shownStatus(octokit: Octokit, repo: GitHubRepo, sha: string, context: string) {
+    for (let page = 1; ; page++) {
+      const response = await octokit.request('GET /repos/{owner}/{repo}/commits/{ref}/status', { owner: repo.owner, repo: repo.name, ref: sha, per_page: PER_PAGE, page });
+      const found = response.data.statuses.find((candidate) => candidate.context === context);
+      if (found !== undefined || !/rel="next"/.test(response.headers.link ?? '')) return found;
+    }
   }
 
   async function setCheckRun(octokit: Octokit, repo: GitHubRepo, status: BuilderStatus): Promise<void> {
@@ -127,16 +157,7 @@ export function createGitHubApi(deps: GitHubApiDeps): GitHub {
 
     async setStatus(repo, status) {
       const octokit = await client.forRepo(repo);
-      if (client.auth === 'app') return setCheckRun(octokit, repo, status);
-      await octokit.request('POST /repos/{owner}/{repo}/statuses/{sha}', {
-        owner: repo.owner,
-        repo: repo.name,
-        sha: status.sha,
-        state: STATUS_STATE[status.state],
-        context: status.context,
-        description: cut(status.description, MAX_DESCRIPTION),
-        ...(status.targetUrl === undefined ? {} : { target_url: status.targetUrl }),
-      });
+      return client.auth === 'app' ? setCheckRun(octokit, repo, status) : setCommitStatus(octokit, repo, status);
     },
 
     async comment(repo, number, body) {
