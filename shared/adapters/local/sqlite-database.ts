@@ -19,15 +19,16 @@ export function openDatabase(path: string): DatabaseSync {
     });
   }
   try {
+    // The busy timeout first: everything after it may wait on another connection's lock.
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     const mode = db.prepare('PRAGMA journal_mode = WAL').get()?.['journal_mode'];
     // An in-memory database has no journal file; anywhere else, WAL is what lets readers and the writer overlap
     // and keeps commits cheap, so a file system that refuses it is reported rather than silently slower.
     if (path !== ':memory:' && mode !== 'wal') {
       throw new Error(`journal_mode is ${String(mode)}, not wal (does the file system support shared memory?)`);
     }
-    db.exec(`PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;`);
-    // Gathers planner statistics for tables that have grown since they were last measured (cheap when none has).
-    db.exec('PRAGMA optimize = 0x10002');
+    db.exec('PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;');
+    gatherStatistics(db);
   } catch (error) {
     db.close();
     throw new Error(`cannot set up database ${path}: ${error instanceof Error ? error.message : String(error)}`, {
@@ -35,4 +36,17 @@ export function openDatabase(path: string): DatabaseSync {
     });
   }
   return db;
+}
+
+/**
+ * Gathers planner statistics for tables that have grown since they were last measured (cheap when none has). Only an
+ * optimisation: ANALYZE needs the write lock, and while another process (a running `hermetic up`) commits, SQLite can
+ * refuse it at once, busy timeout or not, when this connection's snapshot went stale. Then the next opening gathers them.
+ */
+function gatherStatistics(db: DatabaseSync): void {
+  try {
+    db.exec('PRAGMA optimize = 0x10002');
+  } catch (error) {
+    if (!/database is locked|SQLITE_BUSY/i.test(error instanceof Error ? error.message : String(error))) throw error;
+  }
 }
