@@ -4,7 +4,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig } from '../shared/config/config.ts';
+import { parseConfig } from '../shared/core/config/config.ts';
 import { createFakeSource } from '../test/fakes/fake-source.ts';
 import { createParkedCompute, startParkedRuntime } from './parked-compute.ts';
 import { benchArgs } from './args.ts';

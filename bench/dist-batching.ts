@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPackageSplitter, packageOutcomes, type PackageClose } from '../shared/agent/package-results.ts';
 import { commitGoTree, defaultZoneinfo, newestDebianTree, versionOf } from '../shared/cli/go-tree.ts';
-import type { Step } from '../shared/model/types.ts';
-import { parseGoRecording } from '../shared/sharding/go-recording.ts';
-import { distNamingOf, distPackageOf, parseListing, smallUnitSeconds, unitSteps } from '../shared/sharding/test-suites.ts';
+import type { Step } from '../shared/core/model/types.ts';
+import { parseGoRecording } from '../shared/core/sharding/go-recording.ts';
+import { distNamingOf, distPackageOf, parseListing, smallUnitSeconds, unitSteps } from '../shared/core/sharding/test-suites.ts';
 import { benchArgs } from './args.ts';
 import { median } from './stats.ts';
 

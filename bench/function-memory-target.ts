@@ -5,8 +5,8 @@
 import { Firestore } from '@google-cloud/firestore';
 import { PubSub } from '@google-cloud/pubsub';
 import { Storage } from '@google-cloud/storage';
-import { loadGoogleCloud, loadGoogleCloudDashboard } from '../functions/google-cloud.ts';
-import { registerFunctions } from '../functions/index.ts';
+import { loadGoogleCloud, loadGoogleCloudDashboard } from '../shared/runtimes/google-cloud/google-cloud.ts';
+import { registerFunctions } from '../functions/register.ts';
 import type { GceClientOptions } from '../shared/adapters/gcp/gce-compute.ts';
 
 /** Where the bench's emulators and fakes listen, and the credentials they take. */

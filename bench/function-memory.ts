@@ -8,7 +8,7 @@
 //
 // A function's figure is its process's resident high-water mark (VmHWM), plus the largest sum of its child processes'
 // (git, sampled every 50 ms), plus what it left in its TMPDIR: on Cloud Functions /tmp is memory, counted against
-// the same limit. Prints the median of each over --runs whole runs, the size infra/deploy/function-sizes.ts's rule
+// the same limit. Prints the median of each over --runs whole runs, the size shared/runtimes/google-cloud/function-sizes.ts's rule
 // gives, and the extrapolation to the Go repository's full history for the functions that mirror it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -18,13 +18,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PubSub } from '@google-cloud/pubsub';
-import { triggers, type MessageFunctionName } from '../functions/functions.ts';
-import { messagePublishedEvent } from '../functions/pubsub-function.ts';
-import { appEngineClasses, dashboardSize, functionSizes, headroom, sizeFor, type CloudFunctionName } from '../infra/deploy/function-sizes.ts';
+import { triggers, type MessageFunctionName } from '../shared/runtimes/google-cloud/functions.ts';
+import { messagePublishedEvent } from '../shared/adapters/gcp/pubsub-function.ts';
+import { appEngineClasses, dashboardSize, functionSizes, headroom, sizeFor, type CloudFunctionName } from '../shared/runtimes/google-cloud/function-sizes.ts';
 import { createPubsubPublisher } from '../shared/adapters/gcp/pubsub-publisher.ts';
 import { commitGoTree, defaultZoneinfo, newestDebianTree, versionOf } from '../shared/cli/go-tree.ts';
-import { topics } from '../shared/model/messages.ts';
-import { publishMessage, publishObjectFinalized, topicAttribute } from '../shared/pipeline/publish.ts';
+import { topics } from '../shared/core/model/messages.ts';
+import { publishMessage, publishObjectFinalized, topicAttribute } from '../shared/core/pipeline/publish.ts';
 import { bootScriptGuest, startFakeGce } from '../test/fakes/gce-server.ts';
 import { createTestServiceAccount, startFakeGcs } from '../test/fakes/gcs-server.ts';
 import { emulatorHost, emulatorMissing, freePort } from '../test/helpers/emulators.ts';
@@ -33,7 +33,7 @@ import { createTestRepo } from '../test/helpers/git-repo.ts';
 import { benchArgs } from './args.ts';
 import type { BenchClients } from './function-memory-target.ts';
 import { median } from './stats.ts';
-import { describeError } from '../shared/errors.ts';
+import { describeError } from '../shared/core/errors.ts';
 
 const usage = `Usage: node bench/function-memory.ts [options]
 Measures each deployed function's peak memory, in a process of its own, over whole builds on the local emulators.

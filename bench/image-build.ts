@@ -10,7 +10,7 @@ import { baseRecipeFor, baseTag } from '../shared/images/recipe.ts';
 import { findHostType } from '../shared/images/host-types.ts';
 import { benchArgs } from './args.ts';
 import { describe } from './stats.ts';
-import { describeError } from '../shared/errors.ts';
+import { describeError } from '../shared/core/errors.ts';
 
 const usage = `Usage: node bench/image-build.ts [options]
   --host-type NAME   the host type whose image is built (default linux-amd64)

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import type { Catalog } from '../shared/pipeline/deps.ts';
+import type { Catalog } from '../shared/core/pipeline/deps.ts';
 import type { Compute } from '../shared/ports/compute.ts';
 import { silentLogger } from '../shared/ports/log.ts';
 import type { Source } from '../shared/ports/source.ts';
-import { startLocalRuntime } from '../shared/runtime/local-runtime.ts';
+import { startLocalRuntime } from '../shared/runtimes/local/local-runtime.ts';
 import { createFakeCompute } from '../test/fakes/fake-compute.ts';
 
 /**

@@ -10,7 +10,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig } from '../shared/config/config.ts';
+import { parseConfig } from '../shared/core/config/config.ts';
 import { collections } from '../shared/ports/state.ts';
 import { createTestRepo } from '../test/helpers/git-repo.ts';
 import { benchArgs } from './args.ts';

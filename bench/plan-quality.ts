@@ -27,10 +27,10 @@ import {
   parseGoRecording,
   testDirParts,
   type UnitTiming,
-} from '../shared/sharding/go-recording.ts';
-import { planShards } from '../shared/sharding/planner.ts';
+} from '../shared/core/sharding/go-recording.ts';
+import { planShards } from '../shared/core/sharding/planner.ts';
 import { benchArgs } from './args.ts';
-import { describeError } from '../shared/errors.ts';
+import { describeError } from '../shared/core/errors.ts';
 
 const defaultData = join(import.meta.dirname, 'data', 'go1.19-linux-amd64-2cpu.json');
 const usage = `Usage: node bench/plan-quality.ts [options]

@@ -8,7 +8,7 @@ import { cp, mkdir, mkdtemp, open, readFile, realpath, rm, stat, writeFile } fro
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { benchArgs } from './args.ts';
-import { describeError } from '../shared/errors.ts';
+import { describeError } from '../shared/core/errors.ts';
 
 const usage = `Usage: node bench/record-go-durations.ts [options]
   --out FILE           where the JSON goes (default bench/data/go1.19-linux-amd64-2cpu.json)

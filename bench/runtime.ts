@@ -1,6 +1,6 @@
-import type { Catalog } from '../shared/pipeline/deps.ts';
+import type { Catalog } from '../shared/core/pipeline/deps.ts';
 import { silentLogger, type Logger } from '../shared/ports/log.ts';
-import { startLocalRuntime } from '../shared/runtime/local-runtime.ts';
+import { startLocalRuntime } from '../shared/runtimes/local/local-runtime.ts';
 
 /** The embedded runtime a bench drives by hand: no poll timer, any free port, image builds' progress on stderr. */
 export function startBenchRuntime(dataDir: string, catalog: Catalog, logger: Logger = silentLogger) {

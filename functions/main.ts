@@ -1,5 +1,5 @@
-import { loadGoogleCloud, loadGoogleCloudDashboard } from './google-cloud.ts';
-import { registerFunctions } from './index.ts';
+import { loadGoogleCloud, loadGoogleCloudDashboard } from '../shared/runtimes/google-cloud/google-cloud.ts';
+import { registerFunctions } from './register.ts';
 
 // The package's main on Google Cloud: Cloud Functions and the App Engine dashboard load this, and functions-framework
 // serves the one function its target names. The adapters are built on the first event, so a misconfigured function

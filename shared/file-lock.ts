@@ -1,6 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { DatabaseSync } from 'node:sqlite';
-import { describeError } from './errors.ts';
+import { describeError } from './core/errors.ts';
 
 /** SQLite's "database is locked". */
 const sqliteBusy = 5;

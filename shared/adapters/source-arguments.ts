@@ -1,6 +1,6 @@
-import { isCommitHash, isSafeBranchName } from '../model/refs.ts';
-import { PermanentError } from '../errors.ts';
-import type { Repo } from '../model/types.ts';
+import { isCommitHash, isSafeBranchName } from '../core/model/refs.ts';
+import { PermanentError } from '../core/errors.ts';
+import type { Repo } from '../core/model/types.ts';
 
 /** Refuses, naming the repo, a `changes` call no source may run: an unsafe branch, a previous head that is not a full hash, a bad limit. */
 export function checkChangesArguments(repo: Repo, branch: string, previousHead: string | undefined, limit: number): void {

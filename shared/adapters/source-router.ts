@@ -1,4 +1,4 @@
-import type { Repo } from '../model/types.ts';
+import type { Repo } from '../core/model/types.ts';
 import type { Source } from '../ports/source.ts';
 
 /** One Source over two: repos that live on GitHub go to `github`, every other repo to `git`. */

@@ -5,7 +5,7 @@ import { isAbsolute, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { describeDiskSpace, isDiskFull, measureDiskSpace } from '../disk-space.ts';
-import type { TaskResult, TaskSpec } from '../model/wire.ts';
+import type { TaskResult, TaskSpec } from '../core/model/wire.ts';
 import { createByteRing } from './byte-ring.ts';
 import { createChunkedLog, keptRange, type ChunkedLog } from './chunked-log.ts';
 import { goModuleFinding } from './go-findings.ts';

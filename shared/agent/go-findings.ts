@@ -1,4 +1,4 @@
-import type { TaskResult } from '../model/wire.ts';
+import type { TaskResult } from '../core/model/wire.ts';
 
 type Finding = NonNullable<TaskResult['steps'][number]['finding']>;
 

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { TaskSpec } from '../model/wire.ts';
+import { TaskSpec } from '../core/model/wire.ts';
 import { runAgent } from './agent.ts';
-import { describeError } from '../errors.ts';
+import { describeError } from '../core/errors.ts';
 
 /** The user steps run as under --isolate-steps: the images' `builder`. */
 const stepUser = 1000;

@@ -2,7 +2,7 @@
 // one outcome per unit. `go test` prints each package's output whole, then its result line, in the order the packages
 // were given, whatever order they ran in: the result line of the next package still to close ends that unit's share.
 // Built-ins only: the agent is copied into images alone.
-import type { TaskResult } from '../model/wire.ts';
+import type { TaskResult } from '../core/model/wire.ts';
 
 type StepOutcome = TaskResult['steps'][number];
 

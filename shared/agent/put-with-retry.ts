@@ -1,11 +1,11 @@
-import { signedRequest } from '../model/signed-url.ts';
+import { signedRequest } from '../core/model/signed-url.ts';
 import { putResumable } from './resumable-put.ts';
 import { describeFailure, retryableStatus, retryUpload, uploadTimeoutMs, type PutOptions } from './upload-retry.ts';
 
 /**
  * PUTs `body` to `url`, retrying network failures, timeouts, 408, 429 and 5xx with exponential backoff; a Blob (say,
  * from `fs.openAsBlob`) is streamed and read afresh on each attempt. Sends the headers the URL's fragment names (see
- * shared/model/signed-url.ts); a URL that asks for `x-goog-resumable: start` gets a resumable upload instead, which
+ * shared/core/model/signed-url.ts); a URL that asks for `x-goog-resumable: start` gets a resumable upload instead, which
  * resumes where a failed attempt stopped. Throws an Error naming `what` and the last failure when every attempt
  * failed or the server refused (any other 4xx).
  */

@@ -1,9 +1,9 @@
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig, repoNameFromUrl, type Config } from '../config/config.ts';
-import { isSafeBranchName } from '../model/refs.ts';
-import { ConfigError } from '../errors.ts';
-import type { Repo } from '../model/types.ts';
+import { loadConfig, repoNameFromUrl, type Config } from '../core/config/config.ts';
+import { isSafeBranchName } from '../core/model/refs.ts';
+import { ConfigError } from '../core/errors.ts';
+import type { Repo } from '../core/model/types.ts';
 import { pathExists } from '../path-exists.ts';
 
 /** The project's own folder, where the shipped config and the example recipe live. */

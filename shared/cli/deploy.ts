@@ -2,10 +2,10 @@ import { execFile } from 'node:child_process';
 import { access, constants, mkdir, writeFile } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { deployPlan, teardownNotes, teardownPlan, type Command, type GitHubDeploy, type PlanOptions } from '../../infra/deploy/plan.ts';
+import { deployPlan, teardownNotes, teardownPlan, type Command, type GitHubDeploy, type PlanOptions } from '../runtimes/google-cloud/deploy-plan.ts';
 import { placePatterns } from '../adapters/gcp/environment.ts';
-import { isGitHubAppId } from '../model/refs.ts';
-import { describeError } from '../errors.ts';
+import { isGitHubAppId } from '../core/model/refs.ts';
+import { describeError } from '../core/errors.ts';
 import { createTagResolver } from '../images/build-images.ts';
 import { listHostTypes } from '../images/host-types.ts';
 import { projectDir } from './catalog.ts';
@@ -16,7 +16,7 @@ export const deployHelp = `Usage: hermetic deploy --project P --region R [option
 Deploys hermetic to a Google Cloud project with gcloud: the APIs, a Firestore database, the blobs bucket (with
 expiry rules), the topics with a dead-letter topic, service accounts with least privilege (one that Cloud Build
 builds the functions and the dashboard as), the builder images, every function (each with the memory and CPU
-infra/deploy/function-sizes.ts gives it), the scheduler ticks and the dashboard on App Engine. Runs the commands one
+shared/runtimes/google-cloud/function-sizes.ts gives it), the scheduler ticks and the dashboard on App Engine. Runs the commands one
 after another, showing progress on stderr, and stops at the first failure, saying how to resume. Running it again
 is safe: a step whose resource exists counts as done. Run it from the hermetic checkout, after
 \`hermetic images build\`. It uses one of gcloud's beta commands (\`gcloud components install beta\` where gcloud

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import Docker from 'dockerode';
 import { engineProblem } from '../adapters/docker/engine-problem.ts';
-import { describeError } from '../errors.ts';
+import { describeError } from '../core/errors.ts';
 import { buildImages, defaultCacheDir, envDirOf, type BuildReport } from '../images/build-images.ts';
 import { listHostTypes } from '../images/host-types.ts';
 import { imageStatus } from '../images/image-status.ts';

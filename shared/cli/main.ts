@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, describeError } from '../errors.ts';
+import { ConfigError, describeError } from '../core/errors.ts';
 import { projectDir } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
 import { deploy, deployHelp, teardown, teardownHelp } from './deploy.ts';

@@ -3,10 +3,10 @@ import { createInterface } from 'node:readline';
 import Docker from 'dockerode';
 import { engineProblem } from '../adapters/docker/engine-problem.ts';
 import { programsNotOnPath } from '../adapters/local/programs-on-path.ts';
-import type { Config } from '../config/config.ts';
-import { debianPackageOf } from '../pipeline/missing-tools.ts';
-import { engineTimeoutMs } from '../runtime/local-compute.ts';
-import { describeError } from '../errors.ts';
+import type { Config } from '../core/config/config.ts';
+import { debianPackageOf } from '../core/pipeline/missing-tools.ts';
+import { engineTimeoutMs } from '../runtimes/local/local-compute.ts';
+import { describeError } from '../core/errors.ts';
 
 // A fresh machine is the first thing people try this on. What the run cannot do without is found before anything is
 // built: installed from Debian's archive where this process may (as .ci/run does), else named, with its package, and

@@ -1,21 +1,21 @@
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connectGitHub } from '../adapters/github/connect.ts';
-import { readGitHubEnvironment } from '../config/github-environment.ts';
-import { isCommitHash } from '../model/refs.ts';
-import { summarize } from '../dashboard/dashboard.ts';
-import { topics, TryRequested, validate } from '../model/messages.ts';
-import { terminalBuildStatuses, type TryMode, type TryRun } from '../model/types.ts';
+import { readGitHubEnvironment } from '../core/config/github-environment.ts';
+import { isCommitHash } from '../core/model/refs.ts';
+import { summarize } from '../core/dashboard/dashboard.ts';
+import { topics, TryRequested, validate } from '../core/model/messages.ts';
+import { terminalBuildStatuses, type TryMode, type TryRun } from '../core/model/types.ts';
 import type { PullRequest } from '../ports/github.ts';
 import type { MessageQueue } from '../ports/messages.ts';
 import { silentLogger } from '../ports/log.ts';
 import { collections, type StateStore } from '../ports/state.ts';
-import { publishMessage } from '../pipeline/publish.ts';
-import { chooseBuilders, tryIdOf } from '../trybots/builders.ts';
+import { publishMessage } from '../core/pipeline/publish.ts';
+import { chooseBuilders, tryIdOf } from '../core/trybots/builders.ts';
 import { resolveCatalog } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
 import { pathExists } from '../path-exists.ts';
-import { describeError } from '../errors.ts';
+import { describeError } from '../core/errors.ts';
 
 export const tryHelp = `Usage: hermetic try --repo NAME (--commit HASH | --pr N) --as LOGIN [options]
        hermetic try --repo NAME --list
@@ -162,7 +162,7 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
   }
 
   const code = await withLocalPipeline(io, dataDir, async ({ state, queue }) => {
-    const { defaultSubscription } = await import('../runtime/local-runtime.ts');
+    const { defaultSubscription } = await import('../runtimes/local/local-runtime.ts');
     // The runtime makes its subscriptions when it starts; made here too, a request sent before then is kept for it.
     await queue.subscribe(topics.tryRequested, 'trybot', defaultSubscription);
     const messageId = await publishMessage(queue, topics.tryRequested, request);

@@ -1,10 +1,10 @@
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { summarize, type BuildSummary } from '../dashboard/dashboard.ts';
-import { readGitHubEnvironment } from '../config/github-environment.ts';
-import { describeError } from '../errors.ts';
+import { summarize, type BuildSummary } from '../core/dashboard/dashboard.ts';
+import { readGitHubEnvironment } from '../core/config/github-environment.ts';
+import { describeError } from '../core/errors.ts';
 import { collections } from '../ports/state.ts';
-import { startLocalRuntime, type LocalRuntime } from '../runtime/local-runtime.ts';
+import { startLocalRuntime, type LocalRuntime } from '../runtimes/local/local-runtime.ts';
 import { exampleRecipeDir, resolveCatalog } from './catalog.ts';
 import { createConsoleLogger, createConsoleReporter } from './console.ts';
 import { ensureExampleRepo } from './example-repo.ts';

@@ -6,7 +6,7 @@ import { build } from 'esbuild';
 import { x as extractTar } from 'tar';
 import { pathExists } from '../path-exists.ts';
 import { sha256 } from './recipe.ts';
-import { describeError } from '../errors.ts';
+import { describeError } from '../core/errors.ts';
 
 /** What every image carries at /opt/hermetic/: the agent as one ESM file and a Node binary for the image's arch. */
 export interface AgentPayload {

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { c as createTar } from 'tar';
-import { describeError } from '../errors.ts';
+import { describeError } from '../core/errors.ts';
 import { agentPayloadFor, type AgentPayload } from './agent-payload.ts';
 import { makeBaseImage, type MadeImage } from './base-image.ts';
 import { withBuildLock } from './build-lock.ts';

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { describeError } from '../errors.ts';
+import { describeError } from '../core/errors.ts';
 
 /**
  * The Debian suite this machine runs (VERSION_CODENAME in os-release), which the base images are made from, so

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pathExists } from '../path-exists.ts';
-import { describeError } from '../errors.ts';
+import { describeError } from '../core/errors.ts';
 
 /** Whether programs of a foreign architecture run here through qemu: now, once registered, or not at all and why. */
 export type EmulationState = { state: 'ready'; handler: string } | { state: 'can-enable' } | { state: 'unavailable'; reason: string };

@@ -2,8 +2,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { readJsonFile } from '../config/json-file.ts';
-import { ConfigError } from '../errors.ts';
+import { readJsonFile } from '../core/config/json-file.ts';
+import { ConfigError } from '../core/errors.ts';
 
 /** Where the recipes live in this checkout: one folder per host type. */
 export const defaultEnvDir = fileURLToPath(new URL('../../infra/env/', import.meta.url));

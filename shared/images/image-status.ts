@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { describeError } from '../errors.ts';
+import { describeError } from '../core/errors.ts';
 import { createTagResolver, envDirOf, type ImagesOptions } from './build-images.ts';
 import { checkHostType } from './check-host-type.ts';
 import { createHostProbe } from './host-probe.ts';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { z } from 'zod';
-import { readJsonFile } from '../config/json-file.ts';
+import { readJsonFile } from '../core/config/json-file.ts';
 import { pathExists } from '../path-exists.ts';
 import { agentPayloadFor } from './agent-payload.ts';
 import { debianSuite } from './debian-suite.ts';

@@ -1,6 +1,6 @@
 /** The blobs port: source tarballs, logs and results, handed to workers only as signed, expiring URLs. */
 
-import { RetryableError } from '../errors.ts';
+import { RetryableError } from '../core/errors.ts';
 
 export interface SignOptions {
   method: 'GET' | 'PUT';

@@ -1,6 +1,6 @@
-import type { Endpoint } from '../model/endpoints.ts';
-import type { Machine } from '../model/types.ts';
-import type { TaskSpec } from '../model/wire.ts';
+import type { Endpoint } from '../core/model/endpoints.ts';
+import type { Machine } from '../core/model/types.ts';
+import type { TaskSpec } from '../core/model/wire.ts';
 
 /** The compute port: one throwaway worker per task, gone when the task is done or its deadline passes. */
 

@@ -1,4 +1,4 @@
-import type { GitHubRepo } from '../model/types.ts';
+import type { GitHubRepo } from '../core/model/types.ts';
 
 /**
  * The GitHub port: what the trybot path asks of GitHub beyond commits (those are the Source port's): pull requests,

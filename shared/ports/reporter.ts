@@ -1,5 +1,5 @@
-import type { Build } from '../model/types.ts';
-import type { BuildLinks } from '../model/links.ts';
+import type { Build } from '../core/model/types.ts';
+import type { BuildLinks } from '../core/model/links.ts';
 
 /** Where a verdict goes once a build is done: the console, GitHub statuses. */
 export interface Reporter {

@@ -1,4 +1,4 @@
-import type { Repo } from '../model/types.ts';
+import type { Repo } from '../core/model/types.ts';
 
 /** The source port: what is new on a branch, and a commit's tree as a tarball for workers. */
 

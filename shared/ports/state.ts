@@ -1,4 +1,4 @@
-import type { BranchState, Build, Commit, LearnedDuration, Task, TrustRecord, TryRun, Verdict } from '../model/types.ts';
+import type { BranchState, Build, Commit, LearnedDuration, Task, TrustRecord, TryRun, Verdict } from '../core/model/types.ts';
 
 /**
  * The state port: collections of JSON documents with deterministic IDs, and transactions in the shape Firestore

@@ -4,7 +4,7 @@ import { createServer, request, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { createBlobHandler } from '../../shared/adapters/local/blob-server.ts';
 import { createUrlSigner, type UrlSigner } from '../../shared/adapters/local/url-signer.ts';
-import { signedRequest } from '../../shared/model/signed-url.ts';
+import { signedRequest } from '../../shared/core/model/signed-url.ts';
 import type { BlobStore } from '../../shared/ports/blobs.ts';
 
 const INVALID_KEYS = ['../x', '/abs', 'a//b', 'a/./b', '', 'a b', '%2e%2e', 'a/', 'a/..', 'a\\b', 'a/b\n'];

@@ -1,6 +1,6 @@
 import { Storage } from '@google-cloud/storage';
 import { createGcsBlobs } from '../../shared/adapters/gcp/gcs-blobs.ts';
-import { headersFragment, signedRequest } from '../../shared/model/signed-url.ts';
+import { headersFragment, signedRequest } from '../../shared/core/model/signed-url.ts';
 import { createTestServiceAccount, startFakeGcs } from '../fakes/gcs-server.ts';
 import { blobsContract } from './blobs.contract.ts';
 

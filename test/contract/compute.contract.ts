@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { blobKeys } from '../../shared/model/wire.ts';
+import { blobKeys } from '../../shared/core/model/wire.ts';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerRequest } from '../../shared/ports/compute.ts';
 import { taskSpecFor, type FakeBlobServer } from '../helpers/fake-blob-server.ts';
 import { waitUntil } from '../helpers/wait.ts';

@@ -6,7 +6,7 @@ import { describe } from 'node:test';
 import Docker from 'dockerode';
 import { containerName, createDockerCompute } from '../../shared/adapters/docker/docker-compute.ts';
 import { createProcessSandbox, type Isolation } from '../../shared/adapters/local/process-sandbox.ts';
-import type { TaskSpec } from '../../shared/model/wire.ts';
+import type { TaskSpec } from '../../shared/core/model/wire.ts';
 import type { Compute, OnWorkerExit } from '../../shared/ports/compute.ts';
 import { createFakeCompute } from '../fakes/fake-compute.ts';
 import { dockerAnswers, testHostType, testWorkerImage } from '../helpers/agent-test-image.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { PermanentError, RetryableError } from '../../shared/errors.ts';
-import type { GitHubRepo } from '../../shared/model/types.ts';
+import { PermanentError, RetryableError } from '../../shared/core/errors.ts';
+import type { GitHubRepo } from '../../shared/core/model/types.ts';
 import type { BuilderStatus, GitHub } from '../../shared/ports/github.ts';
 
 /** A status as a reader of the commit's page sees it: queued and running are both pending, an error a failure. */

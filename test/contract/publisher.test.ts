@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { PubSub, type Message, type Subscription } from '@google-cloud/pubsub';
 import { createPubsubPublisher } from '../../shared/adapters/gcp/pubsub-publisher.ts';
-import { PermanentError } from '../../shared/errors.ts';
+import { PermanentError } from '../../shared/core/errors.ts';
 import { emulatorHost, emulatorMissing } from '../helpers/emulators.ts';
 import { openTempSqliteQueue } from '../helpers/sqlite-queue.ts';
 import { publisherContract, type Received } from './publisher.contract.ts';

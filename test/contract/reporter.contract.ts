@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { buildLinks } from '../../shared/model/links.ts';
-import type { Build, BuildStatus } from '../../shared/model/types.ts';
+import { buildLinks } from '../../shared/core/model/links.ts';
+import type { Build, BuildStatus } from '../../shared/core/model/types.ts';
 import type { Reporter } from '../../shared/ports/reporter.ts';
 
 /** One build as a reporter shows it: pending (queued or running) or its verdict, in words, with its link. */

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createConsoleReporter, REMEMBERED_VERDICTS } from '../../shared/cli/console.ts';
-import { buildLinks } from '../../shared/model/links.ts';
-import type { Build, Repo } from '../../shared/model/types.ts';
-import { createGitHubReporter } from '../../shared/trybots/github-reporter.ts';
+import { buildLinks } from '../../shared/core/model/links.ts';
+import type { Build, Repo } from '../../shared/core/model/types.ts';
+import { createGitHubReporter } from '../../shared/core/trybots/github-reporter.ts';
 import type { GitHubHarness } from './github.contract.ts';
 import { memoryGitHubHarness, serverGitHubHarness } from '../helpers/github-harness.ts';
 import { reporterContract, type ReporterHarness, type ShownBuild } from './reporter.contract.ts';

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { Parser } from 'tar';
-import { PermanentError } from '../../shared/errors.ts';
-import type { Repo } from '../../shared/model/types.ts';
+import { PermanentError } from '../../shared/core/errors.ts';
+import type { Repo } from '../../shared/core/model/types.ts';
 import type { BranchChanges, Source } from '../../shared/ports/source.ts';
 
 /** What the suite needs from an adapter's world: the source under test and a way to make history in its repo. */

@@ -5,7 +5,7 @@ import { createGitHubClient } from '../../shared/adapters/github/client.ts';
 import { createGitHubSource } from '../../shared/adapters/github/github-source.ts';
 import { createStateEtagCache } from '../../shared/adapters/github/state-etag-cache.ts';
 import { createGitSource } from '../../shared/adapters/local/git-source.ts';
-import type { Repo } from '../../shared/model/types.ts';
+import type { Repo } from '../../shared/core/model/types.ts';
 import { createFakeSource } from '../fakes/fake-source.ts';
 import { createMemoryState } from '../fakes/memory-state.ts';
 import { createTestRepo, type TestRepo } from '../helpers/git-repo.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import type { Build } from '../../shared/model/types.ts';
+import type { Build } from '../../shared/core/model/types.ts';
 import { collections, type Collection, type StateStore } from '../../shared/ports/state.ts';
 
 interface Thing {

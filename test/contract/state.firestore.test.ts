@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Firestore } from '@google-cloud/firestore';
 import { createFirestoreState } from '../../shared/adapters/gcp/firestore-state.ts';
-import { RetryableError } from '../../shared/errors.ts';
+import { RetryableError } from '../../shared/core/errors.ts';
 import { collections, type Collection } from '../../shared/ports/state.ts';
 import { emulatorMissing, firestoreEmulatorProject } from '../helpers/emulators.ts';
 import { buildFixture, stateContract } from './state.contract.ts';

@@ -5,10 +5,10 @@ import { request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseConfig } from '../../shared/config/config.ts';
+import { parseConfig } from '../../shared/core/config/config.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
-import { dashboardHosts } from '../../shared/runtime/dashboard-hosts.ts';
-import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
+import { dashboardHosts } from '../../shared/runtimes/local/dashboard-hosts.ts';
+import { startLocalRuntime, type LocalRuntime } from '../../shared/runtimes/local/local-runtime.ts';
 import { readBody } from '../fakes/http.ts';
 
 /** One request to the runtime's port with the `Host` header a browser would send for `host`. */

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { deployPlan, lifecycleFile, teardownPlan, type Command, type PlanOptions } from '../../infra/deploy/plan.ts';
+import { deployPlan, lifecycleFile, teardownPlan, type Command, type PlanOptions } from '../../shared/runtimes/google-cloud/deploy-plan.ts';
 import { expand, shellLine } from '../../shared/cli/deploy.ts';
 import { startGcloudRunner, type GcloudRun, type GcloudRunner } from '../helpers/gcloud-parse.ts';
 

@@ -6,18 +6,18 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { parseConfig } from '../../shared/config/config.ts';
+import { parseConfig } from '../../shared/core/config/config.ts';
 import { openDatabase } from '../../shared/adapters/local/sqlite-database.ts';
-import type { Outcome } from '../../shared/pipeline/message-handler.ts';
+import type { Outcome } from '../../shared/core/handlers/message-handler.ts';
 import { createSqliteQueue } from '../../shared/adapters/local/sqlite-queue.ts';
-import { buildId, etagDocId } from '../../shared/model/ids.ts';
+import { buildId, etagDocId } from '../../shared/core/model/ids.ts';
 import { silentLogger, type Fields, type Logger } from '../../shared/ports/log.ts';
 import { collections } from '../../shared/ports/state.ts';
-import { createDispatcher } from '../../shared/runtime/dispatcher.ts';
-import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
+import { createDispatcher } from '../../shared/runtimes/local/dispatcher.ts';
+import { startLocalRuntime, type LocalRuntime } from '../../shared/runtimes/local/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { hangGuardMs, waitUntil } from '../helpers/wait.ts';
-import { describeError } from '../../shared/errors.ts';
+import { describeError } from '../../shared/core/errors.ts';
 
 const run = promisify(execFile);
 

@@ -18,7 +18,7 @@ import { followDockerStream } from '../../shared/images/docker-stream.ts';
 import { hostArch } from '../../shared/images/host-probe.ts';
 import { imageExists } from '../../shared/images/image-exists.ts';
 import { baseRecipeFor, baseTag } from '../../shared/images/recipe.ts';
-import { describeError } from '../../shared/errors.ts';
+import { describeError } from '../../shared/core/errors.ts';
 
 // The README's first command, run as a newcomer would: on a fresh Debian machine of this one's suite that has only
 // Node.js and npm from Debian (a container made from Debian's packages, with no git, no Go and no Docker engine), in

@@ -4,16 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
-import { parseConfig } from '../../shared/config/config.ts';
+import { parseConfig } from '../../shared/core/config/config.ts';
 import { ensureImages } from '../../shared/images/build-images.ts';
-import type { Build, Task } from '../../shared/model/types.ts';
+import type { Build, Task } from '../../shared/core/model/types.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
 import { collections } from '../../shared/ports/state.ts';
-import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
+import { startLocalRuntime, type LocalRuntime } from '../../shared/runtimes/local/local-runtime.ts';
 import { createTestRepo, type TestRepo } from '../helpers/git-repo.ts';
 import { serveGoProxy, writeGoProxy, type GoProxy, type ServedGoProxy } from '../helpers/go-proxy.ts';
 import { needsGo } from '../helpers/toolchain.ts';
-import { describeError } from '../../shared/errors.ts';
+import { describeError } from '../../shared/core/errors.ts';
 
 // A module with one dependency, served by a proxy the test makes: nothing outside the machine is needed.
 const dep = {

@@ -10,7 +10,7 @@ import type { Io } from '../../shared/cli/io.ts';
 import { buildImages, ensureImages, imageTagFor, type BuildReport, type BuiltImage } from '../../shared/images/build-images.ts';
 import { checkHostType } from '../../shared/images/check-host-type.ts';
 import { createHostProbe } from '../../shared/images/host-probe.ts';
-import { describeError } from '../../shared/errors.ts';
+import { describeError } from '../../shared/core/errors.ts';
 
 // Builds the real linux-amd64, linux-386 and linux-amd64-race images once (minutes on a fresh machine, seconds
 // after), then runs containers from them. The images are the project's own, tagged by recipe, and are kept like a

@@ -10,7 +10,7 @@ import { qemuStartupScript } from '../../shared/adapters/gcp/gce-instance.ts';
 import { projectDir } from '../../shared/cli/catalog.ts';
 import { defaultCacheDir } from '../../shared/images/build-images.ts';
 import { buildQemuGuest, type QemuGuest } from '../../shared/images/qemu-guest.ts';
-import { blobKeys, TaskResult } from '../../shared/model/wire.ts';
+import { blobKeys, TaskResult } from '../../shared/core/model/wire.ts';
 import { startFakeBlobServer, taskSpecFor, uploadedLog, type FakeBlobServer } from '../helpers/fake-blob-server.ts';
 
 const tools = ['mmdebstrap', 'mke2fs', 'qemu-img', 'qemu-system-x86_64'];

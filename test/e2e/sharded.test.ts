@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
-import { parseConfig } from '../../shared/config/config.ts';
+import { parseConfig } from '../../shared/core/config/config.ts';
 import { ensureImages } from '../../shared/images/build-images.ts';
-import { buildId } from '../../shared/model/ids.ts';
+import { buildId } from '../../shared/core/model/ids.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
-import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
+import { startLocalRuntime, type LocalRuntime } from '../../shared/runtimes/local/local-runtime.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';
 import { needsGo } from '../helpers/toolchain.ts';
-import { describeError } from '../../shared/errors.ts';
+import { describeError } from '../../shared/core/errors.ts';
 
 const noDocker = await new Docker().ping().then(
   () => false as const,

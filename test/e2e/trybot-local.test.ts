@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { main } from '../../shared/cli/main.ts';
-import { loadConfig } from '../../shared/config/config.ts';
+import { loadConfig } from '../../shared/core/config/config.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
-import { startLocalRuntime, type LocalRuntime } from '../../shared/runtime/local-runtime.ts';
+import { startLocalRuntime, type LocalRuntime } from '../../shared/runtimes/local/local-runtime.ts';
 import { createTestRepo, type TestRepo } from '../helpers/git-repo.ts';
 
 /** A request from the CLI, in-process, against the running runtime: its exit code and what it printed. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { packTarball } from '../../shared/adapters/tarball.ts';
-import { PermanentError } from '../../shared/errors.ts';
-import type { Repo } from '../../shared/model/types.ts';
+import { PermanentError } from '../../shared/core/errors.ts';
+import type { Repo } from '../../shared/core/model/types.ts';
 import type { BranchChanges, CommitInfo, Source } from '../../shared/ports/source.ts';
 
 /** The in-memory Source, plus the hooks a test uses to make history. */

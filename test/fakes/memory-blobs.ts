@@ -1,4 +1,4 @@
-import { PermanentError } from '../../shared/errors.ts';
+import { PermanentError } from '../../shared/core/errors.ts';
 import { assertBlobKey, type BlobStore } from '../../shared/ports/blobs.ts';
 import type { UrlSigner } from '../../shared/adapters/local/url-signer.ts';
 

@@ -1,5 +1,5 @@
-import { PermanentError } from '../../shared/errors.ts';
-import type { GitHubRepo } from '../../shared/model/types.ts';
+import { PermanentError } from '../../shared/core/errors.ts';
+import type { GitHubRepo } from '../../shared/core/model/types.ts';
 import type { BuilderStatus, GitHub, PullRequest } from '../../shared/ports/github.ts';
 
 /** The GitHub port in memory, for the pipeline's tests: what it was asked, and what it was told. */

@@ -1,6 +1,6 @@
 import type { Message, PubSub, Subscription } from '@google-cloud/pubsub';
-import { messagePublishedEvent } from '../../functions/pubsub-function.ts';
-import { describeError } from '../../shared/errors.ts';
+import { messagePublishedEvent } from '../../shared/adapters/gcp/pubsub-function.ts';
+import { describeError } from '../../shared/core/errors.ts';
 
 /** One function's trigger: messages on `topic` go to the function served at `url`. */
 export interface RelayRoute {

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { Header } from 'tar';
-import { blobKeys, type TaskSpec } from '../../shared/model/wire.ts';
+import { blobKeys, type TaskSpec } from '../../shared/core/model/wire.ts';
 import { listenForTests } from '../fakes/http.ts';
 
 /** One accepted PUT, as it arrived. */

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { buildId } from '../../shared/model/ids.ts';
-import type { Build } from '../../shared/model/types.ts';
-import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
-import { topics, type TryRequested } from '../../shared/model/messages.ts';
-import { publishMessage } from '../../shared/pipeline/publish.ts';
+import { buildId } from '../../shared/core/model/ids.ts';
+import type { Build } from '../../shared/core/model/types.ts';
+import { blobKeys, type TaskResult } from '../../shared/core/model/wire.ts';
+import { topics, type TryRequested } from '../../shared/core/model/messages.ts';
+import { publishMessage } from '../../shared/core/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import type { PipelineHarness } from './pipeline-harness.ts';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runAgent, displayCommand, finishingGraceMs, programNotFoundIn } from '../../shared/agent/agent.ts';
-import { blobKeys, TaskResult, type TaskSpec } from '../../shared/model/wire.ts';
+import { blobKeys, TaskResult, type TaskSpec } from '../../shared/core/model/wire.ts';
 import { startFakeBlobServer, taskSpecFor, tarball, type FakeBlobServer, type TestSpecOptions } from '../helpers/fake-blob-server.ts';
 import { processesWithArgument } from '../helpers/proc-scan.ts';
 

@@ -3,8 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig, parseConfig } from '../../shared/config/config.ts';
-import { ConfigError } from '../../shared/errors.ts';
+import { loadConfig, parseConfig } from '../../shared/core/config/config.ts';
+import { ConfigError } from '../../shared/core/errors.ts';
 
 /** Asserts that parsing `text` as the config file test.json throws a ConfigError whose message matches. */
 function refused(text: string, message: RegExp): void {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { familyRates, formatCost, machineShape, minimumBilledSeconds, pricePerSecond, taskCost } from '../../shared/cost/prices.ts';
-import { topics } from '../../shared/model/messages.ts';
-import type { Machine } from '../../shared/model/types.ts';
-import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
-import { publishMessage } from '../../shared/pipeline/publish.ts';
+import { familyRates, formatCost, machineShape, minimumBilledSeconds, pricePerSecond, taskCost } from '../../shared/core/cost/prices.ts';
+import { topics } from '../../shared/core/model/messages.ts';
+import type { Machine } from '../../shared/core/model/types.ts';
+import { blobKeys, type TaskResult } from '../../shared/core/model/wire.ts';
+import { publishMessage } from '../../shared/core/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { dashboardBody } from '../helpers/dashboard-client.ts';
 import { createPipelineHarness } from '../helpers/pipeline-harness.ts';

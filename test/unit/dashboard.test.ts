@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { blobKeys } from '../../shared/model/wire.ts';
+import { blobKeys } from '../../shared/core/model/wire.ts';
 import { fetchDashboard } from '../helpers/dashboard-client.ts';
 import { createPipelineHarness } from '../helpers/pipeline-harness.ts';
 import { finish, launchOne } from '../helpers/pipeline-steps.ts';

@@ -5,11 +5,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { deploymentIdPattern } from '../../shared/model/ids.ts';
-import { lockDataDir } from '../../shared/runtime/data-dir-lock.ts';
-import { localDeploymentId } from '../../shared/runtime/deployment-id.ts';
+import { deploymentIdPattern } from '../../shared/core/model/ids.ts';
+import { lockDataDir } from '../../shared/runtimes/local/data-dir-lock.ts';
+import { localDeploymentId } from '../../shared/runtimes/local/deployment-id.ts';
 
-const lockModule = new URL('../../shared/runtime/data-dir-lock.ts', import.meta.url).href;
+const lockModule = new URL('../../shared/runtimes/local/data-dir-lock.ts', import.meta.url).href;
 
 describe('the data directory lock', () => {
   const dirs: string[] = [];

@@ -3,8 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { triggers } from '../../functions/functions.ts';
-import { appEngineClasses, dashboardSize, functionSizes, headroom, sizeFor, type FunctionSize } from '../../infra/deploy/function-sizes.ts';
+import { triggers } from '../../shared/runtimes/google-cloud/functions.ts';
+import { appEngineClasses, dashboardSize, functionSizes, headroom, sizeFor, type FunctionSize } from '../../shared/runtimes/google-cloud/function-sizes.ts';
 import {
   firestoreIndexes,
   deadLetterTopic,
@@ -18,12 +18,12 @@ import {
   teardownPlan,
   workerLabel,
   type Command,
-} from '../../infra/deploy/plan.ts';
+} from '../../shared/runtimes/google-cloud/deploy-plan.ts';
 import { deploy, expand, runPlan, shellLine, teardown, type DeployDeps, type ExecResult } from '../../shared/cli/deploy.ts';
 import type { Io } from '../../shared/cli/io.ts';
 import { main } from '../../shared/cli/main.ts';
 import { requiredVariables } from '../../shared/adapters/gcp/environment.ts';
-import { blobKeys } from '../../shared/model/wire.ts';
+import { blobKeys } from '../../shared/core/model/wire.ts';
 import { collections } from '../../shared/ports/state.ts';
 
 const place = { project: 'hermetic-test-1', region: 'europe-west4', zone: 'europe-west4-a' };

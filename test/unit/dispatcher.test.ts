@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { InboundMessage, Outcome } from '../../shared/pipeline/message-handler.ts';
+import type { InboundMessage, Outcome } from '../../shared/core/handlers/message-handler.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
 import type { MessageQueue } from '../../shared/ports/messages.ts';
-import { createDispatcher } from '../../shared/runtime/dispatcher.ts';
+import { createDispatcher } from '../../shared/runtimes/local/dispatcher.ts';
 import { openTempSqliteQueue } from '../helpers/sqlite-queue.ts';
 import { waitUntil } from '../helpers/wait.ts';
 

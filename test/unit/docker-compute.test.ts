@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Docker from 'dockerode';
 import { containerName, createDockerCompute, type DockerCompute, type DockerComputeOptions } from '../../shared/adapters/docker/docker-compute.ts';
-import { blobKeys, TaskResult } from '../../shared/model/wire.ts';
+import { blobKeys, TaskResult } from '../../shared/core/model/wire.ts';
 import type { WorkerExit, WorkerRequest } from '../../shared/ports/compute.ts';
 import type { Fields, Logger } from '../../shared/ports/log.ts';
 import { newTaskId } from '../contract/compute.contract.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
-import { PermanentError, RetryableError } from '../../shared/errors.ts';
+import { PermanentError, RetryableError } from '../../shared/core/errors.ts';
 import { createGceCompute, type GceComputeOptions } from '../../shared/adapters/gcp/gce-compute.ts';
 import {
   cosStartupScript,
@@ -18,7 +18,7 @@ import {
   type GceHostType,
   type GceInstance,
 } from '../../shared/adapters/gcp/gce-instance.ts';
-import { blobKeys, type TaskSpec } from '../../shared/model/wire.ts';
+import { blobKeys, type TaskSpec } from '../../shared/core/model/wire.ts';
 import type { WorkerRequest } from '../../shared/ports/compute.ts';
 import { newTaskId } from '../contract/compute.contract.ts';
 import { bootScriptGuest, startFakeGce, type BootRecord, type FakeGce } from '../fakes/gce-server.ts';

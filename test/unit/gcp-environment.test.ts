@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Firestore } from '@google-cloud/firestore';
 import { Storage } from '@google-cloud/storage';
-import { loadGoogleCloud, loadGoogleCloudDashboard } from '../../functions/google-cloud.ts';
+import { loadGoogleCloud, loadGoogleCloudDashboard } from '../../shared/runtimes/google-cloud/google-cloud.ts';
 import { createCloudLogger } from '../../shared/adapters/gcp/cloud-logger.ts';
 import { gceHostTypes, loadMachines, seriesDiskTypes } from '../../shared/adapters/gcp/gce-host-types.ts';
 import { listHostTypes } from '../../shared/images/host-types.ts';
 import { readGoogleCloudEnvironment, requiredVariables } from '../../shared/adapters/gcp/environment.ts';
-import { ConfigError } from '../../shared/errors.ts';
+import { ConfigError } from '../../shared/core/errors.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
 
 const complete = {

@@ -5,7 +5,7 @@ import { createGitHubApi } from '../../shared/adapters/github/github-api.ts';
 import { createGitHubClient, type GitHubCredentials } from '../../shared/adapters/github/client.ts';
 import { createStateEtagCache } from '../../shared/adapters/github/state-etag-cache.ts';
 import { createGitSource } from '../../shared/adapters/local/git-source.ts';
-import { PermanentError } from '../../shared/errors.ts';
+import { PermanentError } from '../../shared/core/errors.ts';
 import type { GitHub } from '../../shared/ports/github.ts';
 import { createMemoryState } from '../fakes/memory-state.ts';
 import { createTestRepo } from '../helpers/git-repo.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { readGitHubEnvironment } from '../../shared/config/github-environment.ts';
-import { ConfigError } from '../../shared/errors.ts';
+import { readGitHubEnvironment } from '../../shared/core/config/github-environment.ts';
+import { ConfigError } from '../../shared/core/errors.ts';
 
 const pem = '-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----';
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { goModuleFinding } from '../../shared/agent/go-findings.ts';
-import { parseConfig } from '../../shared/config/config.ts';
-import { ConfigError } from '../../shared/errors.ts';
-import type { Build, GoModules, Task } from '../../shared/model/types.ts';
-import { blobKeys, TaskSpec, type TaskResult } from '../../shared/model/wire.ts';
-import { fetchEgress, moduleFilesOf, moduleNeedsOf, proxyDirectories, type ModuleFiles } from '../../shared/pipeline/go-modules.ts';
+import { parseConfig } from '../../shared/core/config/config.ts';
+import { ConfigError } from '../../shared/core/errors.ts';
+import type { Build, GoModules, Task } from '../../shared/core/model/types.ts';
+import { blobKeys, TaskSpec, type TaskResult } from '../../shared/core/model/wire.ts';
+import { fetchEgress, moduleFilesOf, moduleNeedsOf, proxyDirectories, type ModuleFiles } from '../../shared/core/pipeline/go-modules.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createFakeSource } from '../fakes/fake-source.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fromGrpcError, grpcCode } from '../../shared/adapters/gcp/grpc-error.ts';
-import { PermanentError, RetryableError } from '../../shared/errors.ts';
+import { PermanentError, RetryableError } from '../../shared/core/errors.ts';
 
 const withCode = (code: unknown, message = 'boom'): Error => Object.assign(new Error(message), { code });
 

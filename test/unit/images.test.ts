@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { images } from '../../shared/cli/images.ts';
 import { UsageError, type Io } from '../../shared/cli/io.ts';
-import { ConfigError } from '../../shared/errors.ts';
+import { ConfigError } from '../../shared/core/errors.ts';
 import { bundleAgent } from '../../shared/images/agent-payload.ts';
 import { imageTagFor } from '../../shared/images/build-images.ts';
 import { withBuildLock } from '../../shared/images/build-lock.ts';

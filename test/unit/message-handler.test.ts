@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
-import { PermanentError, RetryableError } from '../../shared/errors.ts';
-import { messageHandler, type InboundMessage } from '../../shared/pipeline/message-handler.ts';
+import { PermanentError, RetryableError } from '../../shared/core/errors.ts';
+import { messageHandler, type InboundMessage } from '../../shared/core/handlers/message-handler.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
 
 const Greeting = z.object({ v: z.literal(1), name: z.string() });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { branchDocId, buildId } from '../../shared/model/ids.ts';
-import { topics } from '../../shared/model/messages.ts';
-import { blobKeys } from '../../shared/model/wire.ts';
-import { defaultPipelineOptions } from '../../shared/pipeline/deps.ts';
-import { publishMessage } from '../../shared/pipeline/publish.ts';
+import { branchDocId, buildId } from '../../shared/core/model/ids.ts';
+import { topics } from '../../shared/core/model/messages.ts';
+import { blobKeys } from '../../shared/core/model/wire.ts';
+import { defaultPipelineOptions } from '../../shared/core/pipeline/deps.ts';
+import { publishMessage } from '../../shared/core/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
 import { finish, launchOne, result } from '../helpers/pipeline-steps.ts';

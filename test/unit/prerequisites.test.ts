@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { programsNotOnPath } from '../../shared/adapters/local/programs-on-path.ts';
 import { ensurePrerequisites, prerequisitesFor } from '../../shared/cli/prerequisites.ts';
-import { parseConfig } from '../../shared/config/config.ts';
-import { missingToolsReason } from '../../shared/pipeline/missing-tools.ts';
+import { parseConfig } from '../../shared/core/config/config.ts';
+import { missingToolsReason } from '../../shared/core/pipeline/missing-tools.ts';
 
 const config = (builders: string[]) =>
   parseConfig(

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createProcessSandbox, type Isolation, type ProcessSandbox } from '../../shared/adapters/local/process-sandbox.ts';
-import { blobKeys, TaskResult } from '../../shared/model/wire.ts';
+import { blobKeys, TaskResult } from '../../shared/core/model/wire.ts';
 import type { WorkerExit, WorkerRequest } from '../../shared/ports/compute.ts';
 import type { Fields, Logger } from '../../shared/ports/log.ts';
 import { newTaskId } from '../contract/compute.contract.ts';

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { z } from 'zod';
-import { goPlanUnits, parseGoRecording, testDirParts } from '../../shared/sharding/go-recording.ts';
-import { learnDuration, learnWeight } from '../../shared/sharding/learn-duration.ts';
+import { goPlanUnits, parseGoRecording, testDirParts } from '../../shared/core/sharding/go-recording.ts';
+import { learnDuration, learnWeight } from '../../shared/core/sharding/learn-duration.ts';
 import {
   fallbackUnitSeconds,
   goTestDirSplit,
@@ -15,8 +15,8 @@ import {
   type Plan,
   type PlanUnit,
   planShards,
-} from '../../shared/sharding/planner.ts';
-import { quoteGoRegexp, runPattern } from '../../shared/sharding/run-pattern.ts';
+} from '../../shared/core/sharding/planner.ts';
+import { quoteGoRegexp, runPattern } from '../../shared/core/sharding/run-pattern.ts';
 
 const run = promisify(execFile);
 const realData = join(import.meta.dirname, '..', '..', 'bench', 'data', 'go1.19-linux-amd64-2cpu.json');

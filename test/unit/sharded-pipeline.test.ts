@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { durationDocId } from '../../shared/model/ids.ts';
-import { topics } from '../../shared/model/messages.ts';
-import type { Build, Task } from '../../shared/model/types.ts';
-import { blobKeys, type TaskResult } from '../../shared/model/wire.ts';
+import { durationDocId } from '../../shared/core/model/ids.ts';
+import { topics } from '../../shared/core/model/messages.ts';
+import type { Build, Task } from '../../shared/core/model/types.ts';
+import { blobKeys, type TaskResult } from '../../shared/core/model/wire.ts';
 import { createPackageSplitter, packageOutcomes, type PackageClose } from '../../shared/agent/package-results.ts';
 import { readFileSync } from 'node:fs';
-import { publishMessage } from '../../shared/pipeline/publish.ts';
+import { publishMessage } from '../../shared/core/pipeline/publish.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';
 

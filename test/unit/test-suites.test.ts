@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
-import { parseConfig } from '../../shared/config/config.ts';
-import { ConfigError } from '../../shared/errors.ts';
-import { goTestDirSplit, planShards } from '../../shared/sharding/planner.ts';
-import { TaskSpec } from '../../shared/model/wire.ts';
-import { distNamingOf, distPackageOf, mergedUnitOutputs, parseListing, planUnitsOf, smallUnitSeconds, unitStep, unitSteps } from '../../shared/sharding/test-suites.ts';
+import { parseConfig } from '../../shared/core/config/config.ts';
+import { ConfigError } from '../../shared/core/errors.ts';
+import { goTestDirSplit, planShards } from '../../shared/core/sharding/planner.ts';
+import { TaskSpec } from '../../shared/core/model/wire.ts';
+import { distNamingOf, distPackageOf, mergedUnitOutputs, parseListing, planUnitsOf, smallUnitSeconds, unitStep, unitSteps } from '../../shared/core/sharding/test-suites.ts';
 
 describe('test suites: Go modules', () => {
   it('lists the packages that have tests, with their tests, in listing order', () => {

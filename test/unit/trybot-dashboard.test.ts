@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { BuildSummary } from '../../shared/dashboard/dashboard.ts';
-import { buildId } from '../../shared/model/ids.ts';
-import type { TryRun } from '../../shared/model/types.ts';
+import type { BuildSummary } from '../../shared/core/dashboard/dashboard.ts';
+import { buildId } from '../../shared/core/model/ids.ts';
+import type { TryRun } from '../../shared/core/model/types.ts';
 import { collections } from '../../shared/ports/state.ts';
 import { dashboardBody, fetchDashboard } from '../helpers/dashboard-client.ts';
 import { createPipelineHarness, type PipelineHarness } from '../helpers/pipeline-harness.ts';

@@ -1,8 +1,8 @@
 import type Docker from 'dockerode';
 import { Header } from 'tar';
 import { z } from 'zod';
-import { deploymentIdPattern } from '../../model/ids.ts';
-import type { TaskSpec } from '../../model/wire.ts';
+import { deploymentIdPattern } from '../../core/model/ids.ts';
+import type { TaskSpec } from '../../core/model/wire.ts';
 import type { Compute, OnWorkerExit, WorkerExit, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
 import { atDeadline, type DeadlineTimer } from '../deadline-timer.ts';

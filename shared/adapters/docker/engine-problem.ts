@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { describeError } from '../../errors.ts';
+import { describeError } from '../../core/errors.ts';
 
 /** Why no Docker engine answers `docker` within `timeoutMs`, or undefined when one does. Never throws. */
 export async function engineProblem(docker: Docker, timeoutMs: number): Promise<string | undefined> {

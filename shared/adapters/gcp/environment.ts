@@ -1,4 +1,4 @@
-import { ConfigError } from '../../errors.ts';
+import { ConfigError } from '../../core/errors.ts';
 
 /** Everything the Google Cloud composition root reads from its environment, checked. */
 export interface GoogleCloudEnvironment {

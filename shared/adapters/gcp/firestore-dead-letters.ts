@@ -1,5 +1,5 @@
 import type { DocumentData, Firestore } from '@google-cloud/firestore';
-import { PermanentError } from '../../errors.ts';
+import { PermanentError } from '../../core/errors.ts';
 import type { DeadLetter, DeadLetters } from '../../ports/messages.ts';
 import { collectionPrefix } from './firestore-state.ts';
 import { fromGrpcError } from './grpc-error.ts';

@@ -6,7 +6,7 @@ import type {
   Query as FirestoreQuery,
   Transaction as FirestoreTransaction,
 } from '@google-cloud/firestore';
-import { PermanentError } from '../../errors.ts';
+import { PermanentError } from '../../core/errors.ts';
 import type { Collection, Query, Scalar, StateStore, Transaction } from '../../ports/state.ts';
 import { checkDocumentId, createLock, runBufferedTransaction, type BufferedWrite } from '../buffered-transaction.ts';
 import { checkCollectionName, checkIndexedField, checkQuery } from '../query-checks.ts';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { InstancesClient, protos, ZoneOperationsClient } from '@google-cloud/compute';
-import { PermanentError, RetryableError } from '../../errors.ts';
+import { PermanentError, RetryableError } from '../../core/errors.ts';
 import type { Compute, WorkerInfo, WorkerRequest } from '../../ports/compute.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
 import { instanceBody, instanceName, machineOf, labelKeys, metadataKeys, type GceHostType, type GceNetwork } from './gce-instance.ts';

@@ -1,8 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { readJsonFile } from '../../config/json-file.ts';
-import { defaultDiskType, diskGbMonth, isDiskType, type DiskType } from '../../cost/prices.ts';
-import { ConfigError } from '../../errors.ts';
+import { readJsonFile } from '../../core/config/json-file.ts';
+import { defaultDiskType, diskGbMonth, isDiskType, type DiskType } from '../../core/cost/prices.ts';
+import { ConfigError } from '../../core/errors.ts';
 import type { HostType } from '../../images/host-types.ts';
 import type { GceHostType } from './gce-instance.ts';
 

@@ -1,8 +1,8 @@
 import type { protos } from '@google-cloud/compute';
-import { defaultDiskType, type DiskType } from '../../cost/prices.ts';
-import { endpointsOf, type Endpoint } from '../../model/endpoints.ts';
-import { deploymentIdPattern } from '../../model/ids.ts';
-import type { Machine } from '../../model/types.ts';
+import { defaultDiskType, type DiskType } from '../../core/cost/prices.ts';
+import { endpointsOf, type Endpoint } from '../../core/model/endpoints.ts';
+import { deploymentIdPattern } from '../../core/model/ids.ts';
+import type { Machine } from '../../core/model/types.ts';
 import type { WorkerRequest } from '../../ports/compute.ts';
 
 /**

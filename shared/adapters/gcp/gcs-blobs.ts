@@ -1,9 +1,9 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { File, Storage } from '@google-cloud/storage';
-import { PermanentError, RetryableError } from '../../errors.ts';
+import { PermanentError, RetryableError } from '../../core/errors.ts';
 import { assertBlobKey, assertSignOptions, type BlobStore } from '../../ports/blobs.ts';
-import { headersFragment } from '../../model/signed-url.ts';
+import { headersFragment } from '../../core/model/signed-url.ts';
 
 /** The bucket, the client the composition root made, and the thresholds of resumable uploads. */
 export interface GcsBlobsOptions {

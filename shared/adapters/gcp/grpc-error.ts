@@ -1,4 +1,4 @@
-import { PermanentError, RetryableError, describeError } from '../../errors.ts';
+import { PermanentError, RetryableError, describeError } from '../../core/errors.ts';
 
 /**
  * How the Google adapters turn a client library's failure into the two kinds the entry points understand. The

@@ -1,5 +1,5 @@
 import type { PubSub, Topic } from '@google-cloud/pubsub';
-import { PermanentError } from '../../errors.ts';
+import { PermanentError } from '../../core/errors.ts';
 import type { Publisher } from '../../ports/messages.ts';
 import { fromGrpcError, grpcCode, grpcStatus } from './grpc-error.ts';
 

@@ -1,6 +1,6 @@
 import { App, Octokit, RequestError } from 'octokit';
-import { PermanentError, RetryableError } from '../../errors.ts';
-import type { GitHubRepo } from '../../model/types.ts';
+import { PermanentError, RetryableError } from '../../core/errors.ts';
+import type { GitHubRepo } from '../../core/model/types.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
 
 /** A personal (or fine-grained) access token, or a GitHub App's key; without `installationId` it is found per repo. */

@@ -1,11 +1,11 @@
-import type { GitHubEnvironment } from '../../config/github-environment.ts';
-import type { Repo } from '../../model/types.ts';
+import type { GitHubEnvironment } from '../../core/config/github-environment.ts';
+import type { Repo } from '../../core/model/types.ts';
 import type { EtagCache, GitHub } from '../../ports/github.ts';
 import type { Logger } from '../../ports/log.ts';
 import type { Reporter } from '../../ports/reporter.ts';
 import type { Source } from '../../ports/source.ts';
 import type { StateStore } from '../../ports/state.ts';
-import { createGitHubReporter } from '../../trybots/github-reporter.ts';
+import { createGitHubReporter } from '../../core/trybots/github-reporter.ts';
 import { routeSources } from '../source-router.ts';
 import { createGitHubApi } from './github-api.ts';
 import { createGitHubClient } from './client.ts';

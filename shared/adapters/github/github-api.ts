@@ -1,6 +1,6 @@
 import type { Octokit } from 'octokit';
-import { PermanentError } from '../../errors.ts';
-import type { GitHubRepo } from '../../model/types.ts';
+import { PermanentError } from '../../core/errors.ts';
+import type { GitHubRepo } from '../../core/model/types.ts';
 import type { BuilderStatus, EtagCache, GitHub, PullRequest } from '../../ports/github.ts';
 import { requestStatus, type GitHubClient } from './client.ts';
 

@@ -1,7 +1,7 @@
 import type { Octokit } from 'octokit';
-import { isCommitHash } from '../../model/refs.ts';
-import { PermanentError } from '../../errors.ts';
-import type { GitHubRepo, Repo } from '../../model/types.ts';
+import { isCommitHash } from '../../core/model/refs.ts';
+import { PermanentError } from '../../core/errors.ts';
+import type { GitHubRepo, Repo } from '../../core/model/types.ts';
 import type { EtagCache } from '../../ports/github.ts';
 import { silentLogger, type Logger } from '../../ports/log.ts';
 import type { BranchChanges, CommitInfo, Source } from '../../ports/source.ts';

@@ -1,4 +1,4 @@
-import { etagDocId } from '../../model/ids.ts';
+import { etagDocId } from '../../core/model/ids.ts';
 import type { EtagCache } from '../../ports/github.ts';
 import { collections, type StateStore } from '../../ports/state.ts';
 

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { PermanentError, ensureError } from '../../errors.ts';
+import { PermanentError, ensureError } from '../../core/errors.ts';
 import { StoreFullError, type BlobStore } from '../../ports/blobs.ts';
 import type { UrlSigner } from './url-signer.ts';
 

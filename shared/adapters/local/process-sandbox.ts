@@ -9,7 +9,7 @@ import { silentLogger, type Logger } from '../../ports/log.ts';
 import { atDeadline, type DeadlineTimer } from '../deadline-timer.ts';
 import { stopWithGrace } from '../stop-with-grace.ts';
 import { programsNotOnPath } from './programs-on-path.ts';
-import { describeError } from '../../errors.ts';
+import { describeError } from '../../core/errors.ts';
 
 /** How a worker's processes are held together so that all of them can be killed. */
 export type Isolation = 'pid-namespace' | 'process-group';

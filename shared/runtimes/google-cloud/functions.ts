@@ -1,0 +1,34 @@
+import { topics } from '../../core/model/messages.ts';
+import { createHandlers, handlerTopics, type HandlerDeps, type HandlerName, type Handlers } from '../../core/handlers/handlers.ts';
+import { deadLetterFunction, pubsubFunction, type PubsubFunction } from '../../adapters/gcp/pubsub-function.ts';
+
+/** What the Google Cloud entry points need: the handlers' deps. */
+export type FunctionDeps = HandlerDeps;
+
+/**
+ * Each message-triggered function and the topic it listens on: the core's handlers, and the function on Pub/Sub's
+ * dead-letter topic. One place, used by the Google Cloud runtime and by deploy.
+ */
+export const triggers = { ...handlerTopics, deadLetter: topics.deadLetters } as const;
+export type MessageFunctionName = keyof typeof triggers;
+
+export interface Functions extends Omit<Handlers, 'message'> {
+  message: Record<MessageFunctionName, PubsubFunction>;
+}
+
+/** Builds every Cloud Function over one set of deps: the core's handlers behind Pub/Sub's CloudEvents. Does no I/O. */
+export function createFunctions(deps: FunctionDeps): Functions {
+  const handlers = createHandlers(deps);
+  const names = Object.keys(handlerTopics) as HandlerName[];
+  const wrapped = Object.fromEntries(
+    names.map((name) => [name, pubsubFunction(handlers.message[name], { topic: handlerTopics[name], deadLetters: deps.deadLetters })]),
+  ) as Record<HandlerName, PubsubFunction>;
+  const byTopic = new Map(names.map((name) => [handlerTopics[name] as string, handlers.message[name]]));
+  return {
+    ...handlers,
+    message: {
+      ...wrapped,
+      deadLetter: deadLetterFunction({ deadLetters: deps.deadLetters, logger: deps.logger, handlerOf: (topic) => byTopic.get(topic) }),
+    },
+  };
+}
