@@ -4,7 +4,7 @@ import { topics } from '../../core/model/messages.ts';
 import type { InboundMessage, MessageHandler } from '../../core/handlers/message-handler.ts';
 import { topicAttribute } from '../../core/pipeline/publish.ts';
 import type { Logger } from '../../ports/log.ts';
-import type { DeadLetters } from '../../ports/messages.ts';
+import type { DeadLetters, Publisher } from '../../ports/messages.ts';
 
 /** The data of a Pub/Sub `messagePublished` CloudEvent, as Eventarc delivers it. */
 export interface MessagePublishedData {
@@ -22,23 +22,56 @@ export interface MessagePublishedData {
 /** A Pub/Sub-triggered function. */
 export type PubsubFunction = (event: CloudEvent<MessagePublishedData>) => Promise<void>;
 
+/** A deferred copy's attributes: when it is due (ms since the epoch), and how many times its handler has run. */
+export const deferral = { notBefore: 'hermetic-not-before', attempts: 'hermetic-attempts' } as const;
+
+export interface PubsubFunctionOptions {
+  topic: string;
+  deadLetters: DeadLetters;
+  /** Publishes deferred copies back to the topic. */
+  publisher: Publisher;
+  /** The subscription's deliveries before Pub/Sub dead-letters a message. */
+  maxDeliveryAttempts: number;
+  now: () => number;
+}
+
 /**
  * A core handler as a Pub/Sub-triggered function: the CloudEvent becomes a plain message, and the handler's outcome
- * becomes what Pub/Sub understands. Ack returns; retry throws, so Pub/Sub redelivers after the subscription's
- * backoff; dead-letter records the message in `deadLetters` with its reason and returns, so it is acknowledged.
+ * becomes what Pub/Sub understands. Ack returns. Dead-letter records the message in `deadLetters` with its reason
+ * and returns, so it is acknowledged. Retry throws, so Pub/Sub redelivers after the subscription's backoff; a retry
+ * that asks for a delay (a rate limit's reset, which may be an hour away, past anything the backoff reaches in its
+ * few attempts) instead acks the message and publishes a copy that says when it is due and how many times it ran.
+ * A copy that arrives early runs no handler: it throws, so Pub/Sub backs off, and before its attempts run out it
+ * hands the wait to a fresh copy. So the handler runs no sooner than asked.
  */
-export function pubsubFunction(handler: MessageHandler, options: { topic: string; deadLetters: DeadLetters }): PubsubFunction {
+export function pubsubFunction(handler: MessageHandler, options: PubsubFunctionOptions): PubsubFunction {
   return async (event) => {
     const message = inboundMessage(event, options.topic);
-    const outcome = await handler(message);
-    if (outcome.action === 'retry') throw new RetryableError(outcome.reason, outcome.afterMs === undefined ? undefined : { retryAfterMs: outcome.afterMs });
+    const notBefore = Number(message.attributes[deferral.notBefore] ?? 0);
+    if (options.now() < notBefore) {
+      if (message.attempt >= options.maxDeliveryAttempts - 1) {
+        await options.publisher.publish(options.topic, message.data, message.attributes);
+        return;
+      }
+      throw new RetryableError(`deferred until ${new Date(notBefore).toISOString()}`);
+    }
+    // A copy's handler has run `attempts` times before; a crash on it is retried by Pub/Sub as the same attempt.
+    const ran = message.attributes[deferral.attempts];
+    const attempt = ran === undefined ? message.attempt : Number(ran) + 1;
+    const outcome = await handler({ ...message, attempt });
+    if (outcome.action === 'retry') {
+      if (outcome.afterMs === undefined) throw new RetryableError(outcome.reason);
+      const due = options.now() + outcome.afterMs;
+      await options.publisher.publish(options.topic, message.data, { ...message.attributes, [deferral.notBefore]: String(due), [deferral.attempts]: String(attempt) });
+      return;
+    }
     if (outcome.action === 'dead-letter') {
       await options.deadLetters.record({
         topic: options.topic,
         subscription: message.subscription,
         data: message.data,
         attributes: message.attributes,
-        attempts: message.attempt,
+        attempts: attempt,
         reason: outcome.reason,
       });
     }

@@ -21,7 +21,10 @@ export function createFunctions(deps: FunctionDeps): Functions {
   const handlers = createHandlers(deps);
   const names = Object.keys(handlerTopics) as HandlerName[];
   const wrapped = Object.fromEntries(
-    names.map((name) => [name, pubsubFunction(handlers.message[name], { topic: handlerTopics[name], deadLetters: deps.deadLetters })]),
+    names.map((name) => {
+      const options = { topic: handlerTopics[name], deadLetters: deps.deadLetters, publisher: deps.publisher, maxDeliveryAttempts: deps.maxDeliveryAttempts, now: deps.now };
+      return [name, pubsubFunction(handlers.message[name], options)];
+    }),
   ) as Record<HandlerName, PubsubFunction>;
   const byTopic = new Map(names.map((name) => [handlerTopics[name] as string, handlers.message[name]]));
   return {
