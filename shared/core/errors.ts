@@ -9,7 +9,10 @@ export class PermanentError extends Error {
   override name = 'PermanentError';
 }
 
-/** A failure worth trying again later: a network blip, a busy resource. `retryAfterMs` is a hint. */
+/**
+ * A failure worth trying again later: a network blip, a busy resource. With `retryAfterMs` (a rate limit's reset),
+ * both runtimes deliver the message again no sooner than that.
+ */
 export class RetryableError extends Error {
   override name = 'RetryableError';
   readonly retryAfterMs: number | undefined;
@@ -17,6 +20,16 @@ export class RetryableError extends Error {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.retryAfterMs = options?.retryAfterMs;
   }
+}
+
+/** The delay a RetryableError in `thrown` or under it (as a `cause`) asks for, if any. */
+export function retryAfterOf(thrown: unknown): number | undefined {
+  let current: unknown = thrown;
+  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
+    if (current instanceof RetryableError && current.retryAfterMs !== undefined) return current.retryAfterMs;
+    current = current.cause;
+  }
+  return undefined;
 }
 
 /** A config file that fails validation; the message names the file, the field and what was expected. */

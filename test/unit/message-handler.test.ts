@@ -42,6 +42,13 @@ describe('a message handler on a plain message', () => {
     assert.deepEqual(gaveUp, ['gopher: failed 3 times; last: rate limit spent']);
   });
 
+  it('finds a rate limit\'s delay under the error a handler wrapped it in', async () => {
+    const { handler } = handlerThat(() => {
+      throw new Error('reporting build b-1', { cause: new RetryableError('rate limit spent', { retryAfterMs: 5_000 }) });
+    });
+    assert.deepEqual(await handler(message({ v: 1, name: 'gopher' })), { action: 'retry', reason: 'reporting build b-1: rate limit spent', afterMs: 5_000 });
+  });
+
   it('retries any other failure with the runtime\'s own backoff', async () => {
     const { handler } = handlerThat(() => {
       throw new Error('connection reset');

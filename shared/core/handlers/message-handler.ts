@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { describeError, PermanentError, RetryableError } from '../errors.ts';
+import { describeError, PermanentError, retryAfterOf } from '../errors.ts';
 import { decode } from '../model/messages.ts';
 import type { Logger } from '../../ports/log.ts';
 import type { Delivery } from '../../ports/messages.ts';
@@ -29,9 +29,9 @@ export interface MessageHandler {
 /**
  * A handler for one topic's messages: decodes and validates the message, runs `handle`, and says what becomes of the
  * message. A PermanentError (a malformed message, an unknown ID) dead-letters it with its reason. Any other failure
- * asks for a retry (no sooner than a RetryableError's `retryAfterMs`) until the last of `maxAttempts` deliveries:
- * then `giveUp` records the failure where people will see it (a build's verdict, say) and the message is
- * dead-lettered, so nothing waits forever. Rejects only if `giveUp` does.
+ * asks for a retry (no sooner than a RetryableError's `retryAfterMs`, wherever it is in the causes) until the last of
+ * `maxAttempts` deliveries: then `giveUp` records the failure where people will see it (a build's verdict, say) and
+ * the message is dead-lettered, so nothing waits forever. Rejects only if `giveUp` does.
  */
 export function messageHandler<S extends z.ZodType>(options: {
   topic: string;
@@ -51,7 +51,7 @@ export function messageHandler<S extends z.ZodType>(options: {
     } catch (error) {
       const permanent = error instanceof PermanentError;
       if (!permanent && message.attempt < options.maxAttempts) {
-        const afterMs = error instanceof RetryableError ? error.retryAfterMs : undefined;
+        const afterMs = retryAfterOf(error);
         const reason = describeError(error);
         options.logger.warn('message.retry', { topic: options.topic, id: message.messageId, attempt: message.attempt, reason, ...(afterMs === undefined ? {} : { afterMs }) });
         return { action: 'retry', reason, ...(afterMs === undefined ? {} : { afterMs }) };
