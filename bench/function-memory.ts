@@ -24,7 +24,8 @@ import { appEngineClasses, dashboardSize, functionSizes, headroom, sizeFor, type
 import { createPubsubPublisher } from '../shared/adapters/gcp/pubsub-publisher.ts';
 import { commitGoTree, defaultZoneinfo, newestDebianTree, versionOf } from '../shared/cli/go-tree.ts';
 import { topics } from '../shared/core/model/messages.ts';
-import { publishMessage, publishObjectFinalized, topicAttribute } from '../shared/core/pipeline/publish.ts';
+import { publishMessage, topicAttribute } from '../shared/core/pipeline/publish.ts';
+import { publishObjectFinalized } from '../shared/adapters/gcp/object-notification.ts';
 import { bootScriptGuest, startFakeGce } from '../test/fakes/gce-server.ts';
 import { createTestServiceAccount, startFakeGcs } from '../test/fakes/gcs-server.ts';
 import { emulatorHost, emulatorMissing, freePort } from '../test/helpers/emulators.ts';

@@ -157,7 +157,7 @@ describe('entry points through functions-framework', () => {
     const before = (await h.queue.list(100)).length;
     assert.equal(await post(landed, objectFinalizedEvent('tasks/0123456789abcdef01234567/log/0000', 'm-log')), 204);
     assert.equal((await h.queue.list(100)).length, before, 'a log chunk is no dead letter');
-    assert.equal(await post(landed, pubsubEvent('result-landed', { bucket: 'hermetic-blobs' }, 'm-noname')), 204);
+    assert.equal(await post(landed, pubsubEvent('result-landed', { bucket: 'hermetic-blobs' }, 'm-noname', { eventType: 'OBJECT_FINALIZE' })), 204);
     const [letter] = await h.queue.list(1);
     assert.match(letter?.reason ?? '', /result-landed message: name: /);
   });

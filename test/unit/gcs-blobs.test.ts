@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { Storage } from '@google-cloud/storage';
 import { createGcsBlobs } from '../../shared/adapters/gcp/gcs-blobs.ts';
-import { ObjectFinalized } from '../../shared/core/model/messages.ts';
+import { ObjectFinalized } from '../../shared/adapters/gcp/object-notification.ts';
 import { putWithRetry } from '../../shared/agent/put-with-retry.ts';
 import { headersFragment, signedRequest } from '../../shared/core/model/signed-url.ts';
 import type { BlobStore } from '../../shared/ports/blobs.ts';

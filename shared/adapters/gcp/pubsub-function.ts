@@ -1,5 +1,5 @@
 import type { CloudEvent } from '@google-cloud/functions-framework';
-import { RetryableError } from '../../core/errors.ts';
+import { describeError, PermanentError, RetryableError } from '../../core/errors.ts';
 import { topics } from '../../core/model/messages.ts';
 import type { InboundMessage, MessageHandler } from '../../core/handlers/message-handler.ts';
 import { topicAttribute } from '../../core/pipeline/publish.ts';
@@ -33,6 +33,11 @@ export interface PubsubFunctionOptions {
   /** The subscription's deliveries before Pub/Sub dead-letters a message. */
   maxDeliveryAttempts: number;
   now: () => number;
+  /**
+   * Turns what arrives on the topic into the handler's message (Cloud Storage's notification into result-landed):
+   * undefined means nothing to do; a PermanentError dead-letters it.
+   */
+  translate?: (message: InboundMessage) => InboundMessage | undefined;
 }
 
 /**
@@ -45,8 +50,19 @@ export interface PubsubFunctionOptions {
  * hands the wait to a fresh copy. So the handler runs no sooner than asked.
  */
 export function pubsubFunction(handler: MessageHandler, options: PubsubFunctionOptions): PubsubFunction {
+  const deadLetter = (message: InboundMessage, attempts: number, reason: string) =>
+    options.deadLetters.record({ topic: options.topic, subscription: message.subscription, data: message.data, attributes: message.attributes, attempts, reason });
   return async (event) => {
-    const message = inboundMessage(event, options.topic);
+    const arrived = inboundMessage(event, options.topic);
+    let message: InboundMessage | undefined;
+    try {
+      message = options.translate === undefined ? arrived : options.translate(arrived);
+    } catch (error) {
+      if (!(error instanceof PermanentError)) throw error;
+      await deadLetter(arrived, arrived.attempt, describeError(error));
+      return;
+    }
+    if (message === undefined) return;
     const notBefore = Number(message.attributes[deferral.notBefore] ?? 0);
     if (options.now() < notBefore) {
       if (message.attempt >= options.maxDeliveryAttempts - 1) {
@@ -65,16 +81,7 @@ export function pubsubFunction(handler: MessageHandler, options: PubsubFunctionO
       await options.publisher.publish(options.topic, message.data, { ...message.attributes, [deferral.notBefore]: String(due), [deferral.attempts]: String(attempt) });
       return;
     }
-    if (outcome.action === 'dead-letter') {
-      await options.deadLetters.record({
-        topic: options.topic,
-        subscription: message.subscription,
-        data: message.data,
-        attributes: message.attributes,
-        attempts: attempt,
-        reason: outcome.reason,
-      });
-    }
+    if (outcome.action === 'dead-letter') await deadLetter(arrived, attempt, outcome.reason);
   };
 }
 
@@ -106,8 +113,8 @@ const forwarded = {
 export function deadLetterFunction(options: {
   deadLetters: DeadLetters;
   logger: Logger;
-  /** The handler of a topic, to abandon its message. */
-  handlerOf: (topic: string) => MessageHandler | undefined;
+  /** Records what the topic's handler would have on its last delivery (see MessageHandler.abandon). */
+  abandon: (topic: string, message: InboundMessage, reason: string) => Promise<void>;
 }): PubsubFunction {
   const handle = async (event: CloudEvent<MessagePublishedData>): Promise<void> => {
     const message = event.data?.message;
@@ -119,7 +126,8 @@ export function deadLetterFunction(options: {
     const reason = `Pub/Sub gave up after ${attempts > 0 ? attempts : 'its maximum'} deliveries: the function failed or timed out every time`;
     const data = Buffer.from(message?.data ?? '', 'base64');
     options.logger.error('message.dead-lettered', { topic, id: message?.messageId, reason });
-    await options.handlerOf(topic)?.abandon(data, reason);
+    const original = { messageId: message?.messageId ?? event.id, topic, subscription, data, attributes, attempt: attempts };
+    await options.abandon(topic, original, reason);
     await options.deadLetters.record({
       topic,
       subscription,

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createDashboard } from '../dashboard/dashboard.ts';
-import { BuildFinished, BuildMoved, BuildRequested, ObjectFinalized, PollTick, ReapTick, TaskFinished, TaskReady, TestsFinished, topics, TryRequested } from '../model/messages.ts';
-import { taskIdOfResultKey } from '../model/wire.ts';
+import { BuildFinished, BuildMoved, BuildRequested, PollTick, ReapTick, ResultLanded, TaskFinished, TaskReady, TestsFinished, topics, TryRequested } from '../model/messages.ts';
 import type { DeadLetters } from '../../ports/messages.ts';
 import { createCollect } from './collect.ts';
 import type { PipelineDeps } from '../pipeline/deps.ts';
@@ -57,12 +56,6 @@ export function createHandlers(deps: HandlerDeps): Handlers {
   const loseTask = (what: string) => (message: { taskId: string }, reason: string) =>
     finishTask(deps, message.taskId, { status: 'lost', reason: `${what} ${reason}` });
   const collect = createCollect(deps);
-  // A result object landed: collect its task at once (no second hop through task-finished).
-  const resultTask = (object: ObjectFinalized): { taskId: string } | undefined => {
-    const taskId = taskIdOfResultKey(object.name);
-    if (taskId === undefined) deps.logger.warn('landed.ignored', { bucket: object.bucket, object: object.name });
-    return taskId === undefined ? undefined : { taskId };
-  };
   const message = {
     poll: messageHandler({ ...wrap, topic: handlerTopics.poll, schema: PollTick, handle: createPoll(deps) }),
     reap: messageHandler({ ...wrap, topic: handlerTopics.reap, schema: ReapTick, handle: createReap(deps) }),
@@ -87,18 +80,13 @@ export function createHandlers(deps: HandlerDeps): Handlers {
       handle: collect,
       giveUp: loseTask('collect'),
     }),
+    // A result landed: collect its task at once (no second hop through task-finished).
     landed: messageHandler({
       ...wrap,
       topic: handlerTopics.landed,
-      schema: ObjectFinalized,
-      handle: async (object) => {
-        const task = resultTask(object);
-        if (task !== undefined) await collect({ v: 1, taskId: task.taskId, cause: 'result' });
-      },
-      giveUp: async (object, reason) => {
-        const task = resultTask(object);
-        if (task !== undefined) await loseTask('collect')(task, reason);
-      },
+      schema: ResultLanded,
+      handle: (landed) => collect({ v: 1, taskId: landed.taskId, cause: 'result' }),
+      giveUp: loseTask('collect'),
     }),
     merge: messageHandler({
       ...wrap,

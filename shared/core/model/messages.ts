@@ -88,16 +88,8 @@ export const TryRequested = z.strictObject({
   /** Where the request came from, for the record. */
   via: z.enum(['topic', 'cli', 'comment']).optional(),
 });
-/**
- * Cloud Storage's object resource, as a bucket notification (payload format JSON_API_V1) carries it: not ours, so not
- * versioned and not strict; only the fields read here are checked.
- */
-export const ObjectFinalized = z.object({
-  bucket: z.string().min(1),
-  name: z.string().min(1),
-  generation: z.string().optional(),
-  size: z.string().optional(),
-});
+/** A worker's result object landed in the blob store: its task can be collected now. */
+export const ResultLanded = z.strictObject({ v: z.literal(1), taskId: id });
 
 export type PollTick = z.infer<typeof PollTick>;
 export type ReapTick = z.infer<typeof ReapTick>;
@@ -108,7 +100,7 @@ export type TestsFinished = z.infer<typeof TestsFinished>;
 export type BuildFinished = z.infer<typeof BuildFinished>;
 export type BuildMoved = z.infer<typeof BuildMoved>;
 export type TryRequested = z.infer<typeof TryRequested>;
-export type ObjectFinalized = z.infer<typeof ObjectFinalized>;
+export type ResultLanded = z.infer<typeof ResultLanded>;
 
 /** Parses and validates raw message bytes; throws PermanentError naming the bad field. */
 export function decode<S extends z.ZodType>(schema: S, data: Uint8Array | string, what: string): z.infer<S> {

@@ -23,7 +23,7 @@ import { collections } from '../../ports/state.ts';
 import { defaultPipelineOptions, type Catalog, type PipelineDeps, type PipelineOptions } from '../../core/pipeline/deps.ts';
 import { createHandlers, handlerTopics, type HandlerName, type Handlers } from '../../core/handlers/handlers.ts';
 import { createPoll, type PollSummary } from '../../core/handlers/poll.ts';
-import { publishMessage, publishObjectFinalized } from '../../core/pipeline/publish.ts';
+import { publishMessage } from '../../core/pipeline/publish.ts';
 import { dashboardHosts } from './dashboard-hosts.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { localDeploymentId } from './deployment-id.ts';
@@ -144,7 +144,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
       const taskId = taskIdOfResultKey(key);
       if (taskId !== undefined) {
         refusedResults.delete(taskId);
-        track(publishObjectFinalized(queue, { bucket: 'local', name: key }), 'result-notice');
+        track(publishMessage(queue, topics.resultLanded, { v: 1, taskId }), 'result-notice');
       }
     },
     onError: (error) => logger.error('blobs.failed', { error: describeError(error) }),
