@@ -8,14 +8,8 @@ import { promisify } from 'node:util';
 import { z } from 'zod';
 import { goPlanUnits, parseGoRecording, testDirParts } from '../../shared/core/sharding/go-recording.ts';
 import { learnDuration, learnWeight } from '../../shared/core/sharding/learn-duration.ts';
-import {
-  fallbackUnitSeconds,
-  goTestDirSplit,
-  partName,
-  type Plan,
-  type PlanUnit,
-  planShards,
-} from '../../shared/core/sharding/planner.ts';
+import { fallbackUnitSeconds, goTestDirSplit, partName, type PlanUnit, planShards } from '../../shared/core/sharding/planner.ts';
+import type { ShardPlan } from '../../shared/core/model/shard-plan.ts';
 import { quoteGoRegexp, runPattern } from '../../shared/core/sharding/run-pattern.ts';
 
 const run = promisify(execFile);
@@ -87,7 +81,7 @@ function randomInstance(seed: number): Instance {
 }
 
 /** Every property a plan must have, whatever the input. */
-function checkPlan(units: readonly PlanUnit[], shards: number, plan: Plan, label: string): void {
+function checkPlan(units: readonly PlanUnit[], shards: number, plan: ShardPlan, label: string): void {
   const entries = plan.shards.flatMap((shard) => shard.units);
   const close = (a: number, b: number) => Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(a), Math.abs(b));
 

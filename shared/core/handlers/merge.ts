@@ -2,7 +2,7 @@ import { PermanentError } from '../errors.ts';
 import type { TestsFinished } from '../model/messages.ts';
 import { terminalBuildStatuses, terminalTaskStatuses, type Build, type Task } from '../model/types.ts';
 import { blobKeys } from '../model/wire.ts';
-import type { PlannedUnit } from '../sharding/planner.ts';
+import type { PlannedUnit } from '../model/shard-plan.ts';
 import { collections } from '../../ports/state.ts';
 import { buildFields } from '../pipeline/log-fields.ts';
 import type { PipelineDeps } from '../pipeline/deps.ts';

@@ -1,4 +1,4 @@
-import type { Plan, PlannedUnit } from '../sharding/planner.ts';
+import type { ShardPlan, PlannedUnit } from './shard-plan.ts';
 
 /** The pipeline's records. Plain data: stored as documents, rendered on the dashboard, sent in messages. */
 
@@ -213,7 +213,7 @@ export interface Sharding {
   /** The current attempt of the make task, when one ran. */
   makeTaskId?: string;
   /** The shard plan, recorded when the units were listed. */
-  plan?: Plan;
+  plan?: ShardPlan;
   /** Every planned unit's name in the order the listing gave: the merged log's order. */
   units?: string[];
   /** When the shard tasks were made, ms since the epoch: the start of the test phase's wall time. */

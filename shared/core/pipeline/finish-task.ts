@@ -10,7 +10,7 @@ import {
   type Task,
   type UnitResult,
 } from '../model/types.ts';
-import type { PlannedUnit } from '../sharding/planner.ts';
+import type { PlannedUnit } from '../model/shard-plan.ts';
 import { collections } from '../../ports/state.ts';
 import { buildFields } from './log-fields.ts';
 import type { PipelineDeps } from './deps.ts';

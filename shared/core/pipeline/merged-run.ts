@@ -1,7 +1,7 @@
 // A sharded build's results put back together: each unit's verdict over its first run and its retry, the build's
 // verdict and its figures, and the merged log that reads like one run. Pure: the caller reads the tasks and logs.
 import type { Build, BuildStatus, Task, TestSuiteKind, TestSummary, UnitResult } from '../model/types.ts';
-import type { PlannedUnit } from '../sharding/planner.ts';
+import type { PlannedUnit } from '../model/shard-plan.ts';
 import { mergedUnitOutputs, wholeSecondsOfParts } from '../sharding/test-suites.ts';
 
 /** One planned unit over the build: where it ran first, how, and its retry if it had one. */

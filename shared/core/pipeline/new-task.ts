@@ -1,6 +1,6 @@
 import { taskId } from '../model/ids.ts';
 import type { Build, Task } from '../model/types.ts';
-import type { PlannedUnit } from '../sharding/planner.ts';
+import type { PlannedUnit } from '../model/shard-plan.ts';
 
 /** The step name of a whole-build task (one task runs all of a builder's steps). */
 export const buildStep = 'build';

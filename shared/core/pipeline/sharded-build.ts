@@ -3,7 +3,8 @@ import type { Build, Builder, Sharding, Task, TestSuite } from '../model/types.t
 import { blobKeys } from '../model/wire.ts';
 import type { BlobStore } from '../../ports/blobs.ts';
 import type { Compute } from '../../ports/compute.ts';
-import { planShards, type Plan, type PlannedUnit } from '../sharding/planner.ts';
+import { planShards } from '../sharding/planner.ts';
+import type { ShardPlan, PlannedUnit } from '../model/shard-plan.ts';
 import { parseListing, planUnitsOf, type ListedUnit } from '../sharding/test-suites.ts';
 import { buildFields } from './log-fields.ts';
 import type { PipelineDeps } from './deps.ts';
@@ -52,7 +53,7 @@ export function currentTaskIds(sharding: Sharding): string[] {
 
 /** A plan, the first attempt of each of its shard tasks, and every planned unit's name in listing order. */
 export interface PlannedTests {
-  plan: Plan;
+  plan: ShardPlan;
   tasks: Task[];
   order: string[];
   /** Units a trybot asked for by name that the listing does not have: the build fails naming them, running none. */

@@ -15,7 +15,7 @@
 //    when both shards end below the old maximum, until none helps. This never raises the makespan and never
 //    empties a shard.
 //
-// What it claims (`Plan.guarantee`, checked by the tests on every plan): with m shards, P the planned total and
+// What it claims (`ShardPlan.guarantee`, checked by the tests on every plan): with m shards, P the planned total and
 // p(m+1) the (m+1)-th longest piece (0 if there are <= m pieces),
 //     makespan <= max(longest piece, P/m + (1 - 1/m) * p(m+1)).
 // Proof: LPT puts the first m pieces on m distinct shards (an empty shard is least loaded, or ties on load and has
@@ -24,14 +24,13 @@
 // was the least loaded when j arrived, so its load then was at most the mean of the others' work, (P - p(j))/m; the
 // makespan is at most (P - p(j))/m + p(j) <= P/m + (1 - 1/m) p(m+1). The improvement pass only lowers it.
 // Against the optimum for the same pieces, LPT is within 4/3 - 1/(3m) (Graham, 1969); the tests check that too,
-// by brute force on small instances. Against `Plan.bound`, the ideal below which no plan can go (the largest floor,
+// by brute force on small instances. Against `ShardPlan.bound`, the ideal below which no plan can go (the largest floor,
 // and the unsplit total / N; a true lower bound as long as cutting never saves work, as in the equal-share model),
 // the planner is measured, not proved: bench/plan-quality.ts on real durations, and the tests on the same data.
 
 import { runPattern } from './run-pattern.ts';
+import { shardPlanVersion, type PlannedRun, type PlannedShard, type ShardPlan } from '../model/shard-plan.ts';
 
-/** The version of the plan's shape, recorded with it. */
-export const planVersion = 1;
 
 /** Seconds a part costs beyond its share of the unit's work, unless the split or the options say otherwise. */
 export const defaultPartOverheadSeconds = 5;
@@ -101,68 +100,6 @@ export interface PlanOptions {
   readonly split?: boolean;
 }
 
-/** What one planned unit runs: the unit as listed, one of its parts, or a `-run` subset of its tests. */
-export type PlannedRun =
-  | { readonly kind: 'whole' }
-  | {
-      readonly kind: 'part';
-      /** The unit it is a part of. */
-      readonly of: string;
-      readonly index: number;
-      readonly parts: number;
-      /** Variables to set when listing and running it (the part count). */
-      readonly env: Readonly<Record<string, string>>;
-    }
-  | {
-      readonly kind: 'tests';
-      readonly of: string;
-      readonly index: number;
-      readonly parts: number;
-      /** The `-run` pattern: `^(TestA|TestB)$`, names escaped. */
-      readonly pattern: string;
-      /** The tests it selects, in the package's order. */
-      readonly tests: readonly string[];
-    };
-
-/** One entry of a shard: a name to report it under, what to run, and its estimate in seconds. */
-export interface PlannedUnit {
-  readonly name: string;
-  readonly run: PlannedRun;
-  readonly estimate: number;
-}
-
-/** One shard: its index (0-based), its units in the builder's listing order, and its estimated seconds. */
-export interface PlannedShard {
-  readonly index: number;
-  readonly units: readonly PlannedUnit[];
-  readonly estimate: number;
-}
-
-/** The plan, recorded with the build: plain JSON. All durations are estimated seconds. */
-export interface Plan {
-  readonly version: typeof planVersion;
-  /** The N asked for; `shards` has fewer entries when there are fewer pieces than N. */
-  readonly requestedShards: number;
-  readonly shards: readonly PlannedShard[];
-  /** The longest shard's estimate. */
-  readonly makespan: number;
-  /** The sum of all planned units' estimates (part overheads included). */
-  readonly total: number;
-  /** The ideal: max(the largest floor, the unsplit total / N); no plan beats it unless cutting saves work. */
-  readonly bound: number;
-  /** What the planner proves: makespan <= max(longest piece, total/m + (1 - 1/m) * (m+1)-th longest piece). */
-  readonly guarantee: number;
-  /** The seconds given to units never seen, and why that value. */
-  readonly defaultSeconds: number;
-  readonly defaultFrom: 'option' | 'median' | 'constant';
-  /** Units that had no learned duration. */
-  readonly defaulted: readonly string[];
-  /** Units that were cut, and into how many parts. */
-  readonly splits: readonly { readonly unit: string; readonly parts: number }[];
-  /** Anything a reader of the plan should know (fewer shards than asked, defaults used). */
-  readonly notes: readonly string[];
-}
-
 interface Piece {
   readonly name: string;
   readonly run: PlannedRun;
@@ -190,10 +127,10 @@ interface Resolved {
 /**
  * Splits `units` (one builder's, in listing order) into at most `shards` shards, balanced by estimated duration.
  * Every unit appears exactly once, whole or as all of its parts; no shard is empty while another has two or more
- * units; the makespan is at most `Plan.guarantee`. Throws RangeError for a shard count that is not a positive
+ * units; the makespan is at most `ShardPlan.guarantee`. Throws RangeError for a shard count that is not a positive
  * integer, duplicate unit names, or duplicate test names within a unit.
  */
-export function planShards(units: readonly PlanUnit[], shards: number, options: PlanOptions = {}): Plan {
+export function planShards(units: readonly PlanUnit[], shards: number, options: PlanOptions = {}): ShardPlan {
   if (!Number.isInteger(shards) || shards < 1) {
     throw new RangeError(`shard count must be a positive integer, got ${shards}`);
   }
@@ -243,7 +180,7 @@ export function planShards(units: readonly PlanUnit[], shards: number, options: 
     .map((unit) => ({ unit: unit.name, parts: counts.get(unit.name) ?? 1 }));
 
   return {
-    version: planVersion,
+    version: shardPlanVersion,
     requestedShards: shards,
     shards: planned,
     makespan: Math.max(0, ...planned.map((shard) => shard.estimate)),

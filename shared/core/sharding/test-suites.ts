@@ -2,7 +2,8 @@
 // runs on a shard worker, and how a unit's output is tidied so the merged log reads like one run. Pure logic: the
 // listing comes from an untrusted worker, so it is parsed strictly and bounded, and nothing here does I/O.
 import type { Step, TestSuite, TestSuiteKind } from '../model/types.ts';
-import { defaultPartOverheadSeconds, goTestDirSplit, type PlannedUnit, type PlanUnit } from './planner.ts';
+import { defaultPartOverheadSeconds, goTestDirSplit, type PlanUnit } from './planner.ts';
+import type { PlannedUnit } from '../model/shard-plan.ts';
 
 /** A unit as the make worker listed it: its name and, where the kind can split it by test, its tests. */
 export interface ListedUnit {
