@@ -4,7 +4,7 @@ import { chmod, lchown, mkdir, readdir, realpath, rm, stat } from 'node:fs/promi
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { describeDiskSpace, isDiskFull, measureDiskSpace } from '../disk-space.ts';
+import { describeDiskSpace, isDiskFull, measureDiskSpace } from '../core/disk-space.ts';
 import type { TaskResult, TaskSpec } from '../core/model/wire.ts';
 import { createByteRing } from './byte-ring.ts';
 import { createChunkedLog, keptRange, type ChunkedLog } from './chunked-log.ts';
@@ -16,7 +16,7 @@ import { packSnapshot } from './snapshot.ts';
 import { unpackTarball, UnpackLimitError, type UnpackLimits } from './unpack.ts';
 
 // The agent runs inside workers and is copied into their images: it imports node built-ins, zod (through the wire
-// schemas), tar and shared/disk-space.ts (built-ins only), and nothing else from the project.
+// schemas), tar and shared/core/disk-space.ts (built-ins only), and nothing else from the project.
 
 /** One task for the agent to run, and the knobs tests turn. */
 export interface AgentOptions {

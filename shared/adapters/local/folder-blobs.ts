@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, lstatSync, type Stats } from 'node:fs';
 import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
-import { describeDiskSpace, measureDiskSpace } from '../../disk-space.ts';
+import { describeDiskSpace, measureDiskSpace } from '../../core/disk-space.ts';
 import { PermanentError } from '../../core/errors.ts';
 import { assertBlobKey, StoreFullError, type BlobStore } from '../../ports/blobs.ts';
 import type { UrlSigner } from './url-signer.ts';

@@ -1,4 +1,4 @@
-import { describeDiskSpace } from '../../disk-space.ts';
+import { describeDiskSpace } from '../disk-space.ts';
 import { describeError, PermanentError } from '../errors.ts';
 import type { TaskFinished } from '../model/messages.ts';
 import { validate } from '../model/messages.ts';
