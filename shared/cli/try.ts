@@ -11,7 +11,7 @@ import type { MessageQueue } from '../ports/messages.ts';
 import { silentLogger } from '../ports/log.ts';
 import { collections, type StateStore } from '../ports/state.ts';
 import { publishMessage } from '../core/pipeline/publish.ts';
-import { chooseBuilders, tryIdOf } from '../core/trybots/builders.ts';
+import { chooseBuilders, tryIdOf } from '../core/trybots/try-modes.ts';
 import { resolveCatalog } from './catalog.ts';
 import { exitCodes, UsageError, type Io } from './io.ts';
 import { pathExists } from '../path-exists.ts';

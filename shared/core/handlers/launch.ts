@@ -11,9 +11,9 @@ import { finishTask } from '../pipeline/finish-task.ts';
 import { fetchEgress, fetchEnv, fetchStep, modulesStep, proxyDirectories, readyModuleKey } from '../pipeline/go-modules.ts';
 import { createSourceTarballs } from '../pipeline/source-tarball.ts';
 import { missingToolsReason } from '../pipeline/missing-tools.ts';
-import { announceMoves } from './report.ts';
+import { announceMoves } from '../pipeline/announce-moves.ts';
 import { hostTypeFor, makeStep, readListing } from '../pipeline/sharded-build.ts';
-import { stepsForMode } from '../trybots/builders.ts';
+import { stepsForMode } from '../trybots/try-modes.ts';
 
 /** The largest result object a worker may upload, besides its captured output. */
 const maxResultBytes = 1 << 20;

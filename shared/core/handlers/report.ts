@@ -1,17 +1,10 @@
 import { PermanentError } from '../errors.ts';
 import { buildLinks } from '../model/links.ts';
-import { topics, type BuildFinished, type BuildMoved } from '../model/messages.ts';
+import type { BuildFinished } from '../model/messages.ts';
 import { terminalBuildStatuses, type Build, type BuildStatus, type Verdict } from '../model/types.ts';
 import { collections } from '../../ports/state.ts';
-import { modeKey, verdictIdOf } from '../trybots/builders.ts';
+import { modeKey, verdictIdOf } from '../trybots/try-modes.ts';
 import type { PipelineDeps } from '../pipeline/deps.ts';
-import { publishMessage } from '../pipeline/publish.ts';
-
-/** Publishes `build-moved` for each build (queued, or started running) when a reporter shows progress; else nothing. */
-export async function announceMoves(deps: Pick<PipelineDeps, 'reporters' | 'publisher'>, buildIds: readonly string[]): Promise<void> {
-  if (!deps.reporters.some((reporter) => reporter.progress !== undefined)) return;
-  for (const buildId of buildIds) await publishMessage(deps.publisher, topics.buildMoved, { v: 1, buildId });
-}
 
 /**
  * The `report` function: hands a build's verdict to every reporter, then marks the build reported and records the
@@ -49,20 +42,3 @@ export function createReport(deps: Pick<PipelineDeps, 'catalog' | 'state' | 'rep
 
 /** An infra failure says nothing about the tree, so it is never reused. */
 const reusable: readonly BuildStatus[] = ['passed', 'failed', 'flaky'];
-
-/**
- * The `progress` function: shows a build that moved short of its verdict (queued, running) through the reporters
- * that show progress. A verdict that landed meanwhile is shown again after, so a late progress update never
- * outlives it. Throws PermanentError for an unknown build.
- */
-export function createProgress(deps: Pick<PipelineDeps, 'state' | 'reporters' | 'options'>) {
-  return async function progress(message: BuildMoved): Promise<void> {
-    const build = await deps.state.get(collections.builds, message.buildId);
-    if (build === undefined) throw new PermanentError(`build ${message.buildId} does not exist`);
-    if (terminalBuildStatuses.includes(build.status)) return;
-    for (const reporter of deps.reporters) await reporter.progress?.(build, buildLinks(build, deps.options.dashboardUrl));
-    const after = await deps.state.get(collections.builds, build.id);
-    if (after === undefined || !terminalBuildStatuses.includes(after.status)) return;
-    for (const reporter of deps.reporters) await reporter.report(after, buildLinks(after, deps.options.dashboardUrl));
-  };
-}

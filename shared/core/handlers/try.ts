@@ -5,11 +5,11 @@ import { topics, type TryRequested } from '../model/messages.ts';
 import type { Build, Repo, TryMode, TryRun } from '../model/types.ts';
 import type { CommitInfo } from '../../ports/source.ts';
 import { collections, type Transaction } from '../../ports/state.ts';
-import { chooseBuilders, modeKey, modeProblem, needsTouchedFiles, tryIdOf, verdictIdOf } from '../trybots/builders.ts';
+import { chooseBuilders, modeKey, modeProblem, needsTouchedFiles, tryIdOf, verdictIdOf } from '../trybots/try-modes.ts';
 import { createTrust } from '../trybots/trust.ts';
 import type { PipelineDeps } from '../pipeline/deps.ts';
 import { publishMessage } from '../pipeline/publish.ts';
-import { announceMoves } from './report.ts';
+import { announceMoves } from '../pipeline/announce-moves.ts';
 
 type TryDeps = Pick<PipelineDeps, 'catalog' | 'state' | 'publisher' | 'source' | 'github' | 'reporters' | 'logger' | 'now' | 'options'>;
 
