@@ -20,6 +20,9 @@ export interface DeadLetter {
   at: number;
 }
 
+/** A message moved to the dead letters because its last lease ran out. */
+export type ExpiredLetter = Omit<DeadLetter, 'id' | 'at'>;
+
 export interface DeadLetters {
   /** Keeps a message that can never be handled, with the reason. */
   record(letter: Omit<DeadLetter, 'id' | 'at'>): Promise<void>;
@@ -69,5 +72,11 @@ export interface MessageQueue extends Publisher, DeadLetters {
   backlog(subscription?: string): Promise<{ count: number; nextDueAt: number | undefined }>;
   /** Calls `listener` after each publish through this object, so a dispatcher can wake at once. */
   onPublish(listener: (topic: string) => void): () => void;
+  /**
+   * Calls `listener` once a message whose last lease ran out unanswered (its handler hung or its runtime died on the
+   * last attempt) is in the dead letters, so the runtime can record what its handler would have on giving up.
+   * Returns the listener's remover.
+   */
+  onExpired(listener: (letter: ExpiredLetter) => void): () => void;
   close(): Promise<void>;
 }

@@ -233,8 +233,10 @@ export function queueContract(
       assert.equal(letters[0]?.at, START + 3);
     });
 
-    it('dead-letters a message whose last lease ran out, and fills the pull with the next one', async () => {
+    it('dead-letters a message whose last lease ran out, tells who listens, and fills the pull with the next one', async () => {
       await queue.subscribe('t', 's', options);
+      const heard: Array<{ text: string; subscription: string; reason: string; attempts: number }> = [];
+      queue.onExpired((letter) => heard.push({ text: decode(letter.data), subscription: letter.subscription, reason: letter.reason, attempts: letter.attempts }));
       const id = await queue.publish('t', encode('hangs'));
       for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
         assert.equal((await pullOne('s')).attempt, attempt);
@@ -248,6 +250,7 @@ export function queueContract(
       assert.equal(letter.reason, `ack deadline exceeded ${options.maxAttempts} times`);
       assert.equal(letter.attempts, options.maxAttempts);
       assert.equal((await queue.backlog('s')).count, 1);
+      assert.deepEqual(heard, [{ text: 'hangs', subscription: 's', reason: `ack deadline exceeded ${options.maxAttempts} times`, attempts: options.maxAttempts }]);
     });
 
     it('counts the backlog and tells when the next message is due', async () => {

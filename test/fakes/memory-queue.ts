@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createPublishListeners } from '../../shared/adapters/publish-listeners.ts';
-import type { DeadLetter, Delivery, MessageQueue, SubscriptionOptions } from '../../shared/ports/messages.ts';
+import type { DeadLetter, Delivery, ExpiredLetter, MessageQueue, SubscriptionOptions } from '../../shared/ports/messages.ts';
 
 export interface MemoryQueueOptions {
   /** The clock for publish times, leases and backoff; Date.now unless a test drives time. */
@@ -32,7 +32,8 @@ export function createMemoryQueue(options: MemoryQueueOptions = {}): MessageQueu
   const now = options.now ?? Date.now;
   const subscriptions = new Map<string, Subscription>();
   const deadLetters: DeadLetter[] = [];
-  const listeners = createPublishListeners();
+  const listeners = createPublishListeners<string>();
+  const expired = createPublishListeners<ExpiredLetter>();
   let nextSeq = 1;
   let closed = false;
   const assertOpen = (): void => {
@@ -137,10 +138,13 @@ export function createMemoryQueue(options: MemoryQueueOptions = {}): MessageQueu
         .filter((message) => message.visibleAt <= at)
         .sort((a, b) => a.visibleAt - b.visibleAt || a.seq - b.seq);
       const deliveries: Delivery[] = [];
+      const expiredNow: ExpiredLetter[] = [];
       for (const message of due) {
         if (deliveries.length >= max) break;
         if (message.attempts >= sub.maxAttempts) {
-          moveToDeadLetters(name, sub, message, message.attempts, `ack deadline exceeded ${message.attempts} times`);
+          const reason = `ack deadline exceeded ${message.attempts} times`;
+          moveToDeadLetters(name, sub, message, message.attempts, reason);
+          expiredNow.push({ topic: message.topic, subscription: name, data: new Uint8Array(message.data), attributes: { ...message.attributes }, attempts: message.attempts, reason });
           continue;
         }
         message.attempts++;
@@ -157,6 +161,7 @@ export function createMemoryQueue(options: MemoryQueueOptions = {}): MessageQueu
           publishedAt: message.publishedAt,
         });
       }
+      for (const letter of expiredNow) expired.notify(letter);
       return deliveries;
     },
 
@@ -225,6 +230,10 @@ export function createMemoryQueue(options: MemoryQueueOptions = {}): MessageQueu
 
     onPublish(listener: (topic: string) => void): () => void {
       return listeners.add(listener);
+    },
+
+    onExpired(listener: (letter: ExpiredLetter) => void): () => void {
+      return expired.add(listener);
     },
 
     async close(): Promise<void> {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../../shared/core/config/config.ts';
 import { PermanentError } from '../../shared/core/errors.ts';
-import { modeProblem, stepsForMode } from '../../shared/core/trybots/builders.ts';
+import { modeProblem, stepsForMode } from '../../shared/core/trybots/try-modes.ts';
 import { buildId } from '../../shared/core/model/ids.ts';
 import { decode, topics, TryRequested } from '../../shared/core/model/messages.ts';
 import type { TryMode, TryRun } from '../../shared/core/model/types.ts';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { DatabaseSync, SQLOutputValue, StatementSync } from 'node:sqlite';
-import type { DeadLetter, Delivery, MessageQueue, SubscriptionOptions } from '../../ports/messages.ts';
+import type { DeadLetter, Delivery, ExpiredLetter, MessageQueue, SubscriptionOptions } from '../../ports/messages.ts';
 import { createPublishListeners } from '../publish-listeners.ts';
 import { groupCommitOf } from './group-commit.ts';
 
@@ -143,7 +143,8 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
   }
 
   const subscriptions = new Map<string, Subscription>();
-  const listeners = createPublishListeners();
+  const listeners = createPublishListeners<string>();
+  const expired = createPublishListeners<ExpiredLetter>();
   let closed = false;
   const assertOpen = (): void => {
     if (closed) throw new Error('message queue is closed');
@@ -219,7 +220,8 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
       }
       const sub = subscription(name);
       if (max === 0) return [];
-      return group.write(() => {
+      const expiredNow: ExpiredLetter[] = [];
+      const deliveries = await group.write(() => {
         const pulled: { dueAt: number; seq: number; delivery: Delivery }[] = [];
         const at = now();
         let want = max;
@@ -232,7 +234,9 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
             if (attempts > sub.maxAttempts) {
               // Its last lease ran out with no ack: it used up its attempts without a word from the handler.
               const used = attempts - 1;
-              moveToDeadLetters(seq, used, `ack deadline exceeded ${used} times`);
+              const reason = `ack deadline exceeded ${used} times`;
+              moveToDeadLetters(seq, used, reason);
+              expiredNow.push({ topic: text(row, 'topic'), subscription: name, data: bytes(row, 'data'), attributes: decodeAttributes(text(row, 'attributes')), attempts: used, reason });
               continue;
             }
             want--;
@@ -258,6 +262,8 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
         pulled.sort((a, b) => a.dueAt - b.dueAt || a.seq - b.seq);
         return pulled.map((entry) => entry.delivery);
       });
+      for (const letter of expiredNow) expired.notify(letter);
+      return deliveries;
     },
 
     async ack(delivery: Delivery): Promise<void> {
@@ -327,6 +333,10 @@ export function createSqliteQueue(db: DatabaseSync, options: SqliteQueueOptions 
 
     onPublish(listener: (topic: string) => void): () => void {
       return listeners.add(listener);
+    },
+
+    onExpired(listener: (letter: ExpiredLetter) => void): () => void {
+      return expired.add(listener);
     },
 
     async close(): Promise<void> {

@@ -195,6 +195,14 @@ export async function startLocalRuntime(options: LocalRuntimeOptions) {
 
   const names = Object.keys(handlerTopics) as HandlerName[];
   for (const name of names) await queue.subscribe(handlerTopics[name], name, subscription);
+  // A message whose handler never answered on its last attempt (it hung, or a runtime died under it) went to the dead
+  // letters from the queue itself: record what its handler would have on giving up, as Pub/Sub's dead-letter function
+  // does on Google Cloud, so no build waits on it forever.
+  queue.onExpired((letter) => {
+    const name = names.find((candidate) => candidate === letter.subscription);
+    logger.error('message.dead-lettered', { topic: letter.topic, subscription: letter.subscription, reason: letter.reason });
+    if (name !== undefined) track(handlers.message[name].abandon(letter.data, letter.reason), `abandon ${name}`);
+  });
   const dispatcher = createDispatcher({
     queue,
     logger,
