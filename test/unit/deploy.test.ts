@@ -16,6 +16,7 @@ import {
   resultNotification,
   serviceNameOf,
   teardownPlan,
+  workerFilter,
   workerLabel,
   type Command,
 } from '../../shared/runtimes/google-cloud/deploy-plan.ts';
@@ -151,7 +152,7 @@ describe('deploy plan', () => {
     assert.equal(update && flag(update, 'lifecycle-file'), lifecycleFile);
     const file = JSON.parse(readFileSync(new URL(`../../${lifecycleFile}`, import.meta.url), 'utf8')) as ReturnType<typeof lifecycleConfig>;
     assert.deepEqual(file, lifecycleConfig(), `${lifecycleFile} is out of date`);
-    const keys = [blobKeys.source('r', 'c'), blobKeys.logChunk('t', 0), blobKeys.result('t'), blobKeys.snapshot('k'), blobKeys.snapshotUnits('k'), blobKeys.mergedLog('b')];
+    const keys = [blobKeys.source('r', 'c'), blobKeys.logChunk('t', 0), blobKeys.result('t'), blobKeys.snapshot('k'), blobKeys.snapshotUnits('k'), blobKeys.mergedLog('b'), blobKeys.modules('k')];
     for (const key of keys) {
       const rules = file.rule.filter((rule) => rule.condition.matchesPrefix.some((prefix) => key.startsWith(prefix)));
       assert.equal(rules.length, 1, `${key} should expire by exactly one rule`);
@@ -436,10 +437,11 @@ describe('teardown plan', () => {
     });
   }
 
-  it('deletes every worker VM, after the functions that start them are gone', () => {
+  it("deletes every worker VM of this deployment, and no other's, after the functions that start them are gone", () => {
     const list = setter(down, 'WORKERS');
     assert.ok(list);
-    assert.equal(flag(list, 'filter'), `labels.${workerLabel}:*`);
+    assert.equal(flag(list, 'filter'), workerFilter(bucket.slice('gs://'.length)));
+    assert.match(flag(list, 'filter') ?? '', new RegExp(`^labels\\.${workerLabel}:\\* AND labels\\.hermetic-deployment=[0-9a-f]{8}$`));
     const remove = down.find((command) => starts(command, 'gcloud', 'compute', 'instances', 'delete', '${WORKERS}'));
     assert.ok(remove);
     const lastFunction = Math.max(...find(down, 'gcloud', 'functions', 'delete').map((command) => down.indexOf(command)));

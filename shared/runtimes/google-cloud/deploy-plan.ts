@@ -1,5 +1,7 @@
 import { triggers, type MessageFunctionName } from './functions.ts';
+import { deploymentIdOfBucket } from '../../core/model/ids.ts';
 import { topics } from '../../core/model/messages.ts';
+import { labelKeys } from '../../adapters/gcp/gce-instance.ts';
 import { collections } from '../../ports/state.ts';
 import { dashboardSize, functionSizes } from './function-sizes.ts';
 
@@ -68,7 +70,7 @@ export function serviceNameOf(entryPoint: string): string {
 
 /** What the bucket keeps, by key prefix (see blobKeys), and for how many days. The file the deploy applies. */
 export const lifecycleFile = 'infra/deploy/lifecycle.json';
-export const lifecycleDays = { 'source/': 7, 'tasks/': 30, 'results/': 30, 'builds/': 30, 'snapshots/': 14 } as const;
+export const lifecycleDays = { 'source/': 7, 'tasks/': 30, 'results/': 30, 'builds/': 30, 'snapshots/': 14, 'modules/': 30 } as const;
 
 /** The lifecycle configuration `gcloud storage buckets update --lifecycle-file` takes: delete by age and prefix. */
 export function lifecycleConfig(days: Readonly<Record<string, number>> = lifecycleDays) {
@@ -215,8 +217,16 @@ export const firestoreIndexes = [
 /** Service account IDs (the part before `@`). */
 export const accountIds = { functions: 'hermetic-functions', events: 'hermetic-events', worker: 'hermetic-worker', build: 'hermetic-build' } as const;
 
-/** The label every worker VM carries (with the task ID as its value); teardown deletes every VM that has it. */
-export const workerLabel = 'hermetic-task';
+/**
+ * The label every worker VM carries (with the task ID as its value). Teardown deletes the VMs that have it and name
+ * this deployment (its ID from the bucket), so another deployment's workers in the same project are left running.
+ */
+export const workerLabel = labelKeys.task;
+
+/** The filter that lists this deployment's worker VMs. */
+export function workerFilter(bucket: string): string {
+  return `labels.${workerLabel}:* AND labels.${labelKeys.deployment}=${deploymentIdOfBucket(bucket)}`;
+}
 
 /** Where `gcloud app deploy` finds the dashboard's app.yaml, written by the deploy itself. */
 export const appYamlFile = '.hermetic/deploy/app.yaml';
@@ -595,8 +605,8 @@ export function teardownPlan(options: PlanOptions): Command[] {
     const service = serviceNameOf(name);
     remove(`the ${name} function, with its Eventarc trigger and subscription`, ['gcloud', 'functions', 'delete', service, '--gen2', `--region=${region}`, '--quiet', ...p]);
   }
-  remove(`find the workers still alive (VMs labelled ${workerLabel})`, [
-    'gcloud', 'compute', 'instances', 'list', `--filter=labels.${workerLabel}:*`, `--zones=${names.zone}`, '--format=value(name)', ...p,
+  remove(`find this deployment's workers still alive (VMs labelled ${workerLabel} and its ID)`, [
+    'gcloud', 'compute', 'instances', 'list', `--filter=${workerFilter(bucket)}`, `--zones=${names.zone}`, '--format=value(name)', ...p,
   ], { sets: 'WORKERS' });
   remove('delete them: nothing a task started outlives the deploy', ['gcloud', 'compute', 'instances', 'delete', '${WORKERS}', `--zone=${names.zone}`, '--quiet', ...p]);
 
