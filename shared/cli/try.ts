@@ -193,7 +193,7 @@ export async function tryCommand(args: string[], io: Io): Promise<number> {
 async function withLocalPipeline<T>(io: Io, dataDir: string, use: (pipeline: { state: StateStore; queue: MessageQueue }) => Promise<T>): Promise<T | undefined> {
   const { localDatabasePath, openLocalStore } = await import('../adapters/local/local-store.ts');
   if (!(await pathExists(localDatabasePath(dataDir)))) return undefined;
-  const store = openLocalStore(dataDir, (reason) => io.stderr(`hermetic: ${reason}`));
+  const store = openLocalStore(dataDir, { owner: false, onCheckpointFailure: (reason) => io.stderr(`hermetic: ${reason}`) });
   try {
     return await use(store);
   } finally {

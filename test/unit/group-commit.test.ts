@@ -95,4 +95,25 @@ describe('group commit on one SQLite connection', () => {
     assert.deepEqual(committedRows(), [7]);
     await pending;
   });
+
+  it('waits for another connection of this process to let go of the write lock without blocking the event loop', async () => {
+    db.exec('DELETE FROM t');
+    const group = groupCommitOf(db);
+    // Another connection takes the write lock, as a command run inside the same process would, and lets go of it
+    // on a timer: a busy wait in this thread would keep that timer from ever firing.
+    other.exec('BEGIN IMMEDIATE');
+    other.exec('INSERT INTO t (x) VALUES (1)');
+    const events: string[] = [];
+    setTimeout(() => {
+      events.push('the other connection commits');
+      other.exec('COMMIT');
+    }, 50);
+    const first = group.write(() => db.prepare('INSERT INTO t (x) VALUES (2)').run());
+    const second = group.write(() => db.prepare('INSERT INTO t (x) VALUES (3)').run());
+    events.push('writes asked for');
+    await Promise.all([first, second]);
+    events.push('writes committed');
+    assert.deepEqual(events, ['writes asked for', 'the other connection commits', 'writes committed']);
+    assert.deepEqual(committedRows(), [1, 2, 3]);
+  });
 });

@@ -21,16 +21,17 @@ export function localDatabasePath(dataDir: string): string {
 }
 
 /**
- * Opens (creating when absent) the local pipeline's database in `dataDir`, holding the directory's lock: deliveries
- * a dead runtime had leased are due again at once. Its WAL is checkpointed by a thread of its own (see
- * startWalCheckpoints), which reports trouble to `onCheckpointFailure`.
+ * Opens (creating when absent) the local pipeline's database in `dataDir`. The runtime, which holds the directory's
+ * lock (`owner`), makes the deliveries a dead runtime had leased due again at once; a command that opens the store
+ * beside a running runtime (`hermetic try`) must not, or it would take the live runtime's leases away. Its WAL is
+ * checkpointed by a thread of its own (see startWalCheckpoints), which reports trouble to `onCheckpointFailure`.
  */
-export function openLocalStore(dataDir: string, onCheckpointFailure: (reason: string) => void): LocalStore {
+export function openLocalStore(dataDir: string, options: { owner: boolean; onCheckpointFailure: (reason: string) => void }): LocalStore {
   const path = localDatabasePath(dataDir);
   const db = openDatabase(path);
   const state = createSqliteState(db);
-  const queue = createSqliteQueue(db, { releaseLeases: true });
-  const checkpoints = startWalCheckpoints(db, path, onCheckpointFailure);
+  const queue = createSqliteQueue(db, { releaseLeases: options.owner });
+  const checkpoints = startWalCheckpoints(db, path, options.onCheckpointFailure);
   return {
     state,
     queue,

@@ -1,7 +1,7 @@
 import { DatabaseSync } from 'node:sqlite';
 
 /** How long a statement waits for another connection's lock before failing with SQLITE_BUSY. */
-const BUSY_TIMEOUT_MS = 5000;
+export const BUSY_TIMEOUT_MS = 5000;
 
 /**
  * Opens (creating if missing) the SQLite database at `path`, or a private in-memory one for `':memory:'`, set up for

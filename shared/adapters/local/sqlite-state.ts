@@ -136,8 +136,9 @@ export function createSqliteState(db: DatabaseSync): StateStore {
           checkId,
         });
         if (writes.length === 0) return { result, durable: settledAfter(seen) };
-        // Its writes commit with whatever it read of the open transaction.
-        const durable = group.write(() => writes.forEach(upsert));
+        // Applied before the lock is let go, so the next operation reads them; they commit with whatever this read
+        // of the open transaction.
+        const { durable } = await group.apply(() => writes.forEach(upsert));
         applied(writes.flatMap((write) => [documentKey(write.collection, write.id), write.collection]));
         return { result, durable };
       });

@@ -79,7 +79,7 @@ export const defaultSubscription: SubscriptionOptions = {
 export async function startLocalRuntime(options: LocalRuntimeOptions) {
   const { dataDir, logger } = options;
   const lock = await lockDataDir(dataDir);
-  const store = openLocalStore(dataDir, (reason) => logger.error('database.checkpoint-failed', { reason }));
+  const store = openLocalStore(dataDir, { owner: true, onCheckpointFailure: (reason) => logger.error('database.checkpoint-failed', { reason }) });
   const { state, queue } = store;
   const pending = new Set<Promise<unknown>>();
   /** Publishes from callbacks (a finished upload, a worker's exit) are tracked, so "quiet" means quiet. */
