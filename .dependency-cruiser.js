@@ -32,10 +32,22 @@ export default {
       to: { path: sdks, reachable: true },
     },
     {
+      name: 'core-packages-are-small-and-pure',
+      comment:
+        'Besides the SDKs above, shared/core/ takes only small pure libraries from npm, so that a new platform ' +
+        'client cannot slip in under a name the SDK list lacks. Adding one here is a decision: say why in the commit.',
+      severity: 'error',
+      from: { path: '^shared/core/' },
+      to: {
+        dependencyTypes: ['npm', 'npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown'],
+        pathNot: '(^|/)node_modules/(zod|tar)/',
+      },
+    },
+    {
       name: 'ports-are-interfaces',
       comment:
         'A port is an interface over the model: it names the model\'s types, other ports, Node\'s built-in types and ' +
-        'the two error kinds (shared/core/errors.ts, so a port can say which of its failures are retryable), and ' +
+        'the error kinds (shared/core/errors.ts, so a port can say which of its failures are retryable), and ' +
         'nothing else, so every adapter and fake implements it without pulling in logic or a platform.',
       severity: 'error',
       from: { path: '^shared/ports/' },
