@@ -24,10 +24,8 @@ export class RetryableError extends Error {
 
 /** The delay a RetryableError in `thrown` or under it (as a `cause`) asks for, if any. */
 export function retryAfterOf(thrown: unknown): number | undefined {
-  let current: unknown = thrown;
-  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
-    if (current instanceof RetryableError && current.retryAfterMs !== undefined) return current.retryAfterMs;
-    current = current.cause;
+  for (const error of causeChain(thrown)) {
+    if (error instanceof RetryableError && error.retryAfterMs !== undefined) return error.retryAfterMs;
   }
   return undefined;
 }
@@ -48,13 +46,18 @@ export function ensureError(thrown: unknown): Error {
 /** The message of an error and of each `cause` under it, joined: "a: b: c". */
 export function describeError(thrown: unknown): string {
   const parts: string[] = [];
+  for (const error of causeChain(thrown)) if (!parts.includes(error.message)) parts.push(error.message);
+  return parts.join(': ');
+}
+
+/** `thrown` and each `cause` under it, as Errors, five at most. */
+function* causeChain(thrown: unknown): Generator<Error> {
   let current: unknown = thrown;
   for (let depth = 0; current !== undefined && depth < 5; depth++) {
     const error = ensureError(current);
-    if (!parts.includes(error.message)) parts.push(error.message);
+    yield error;
     current = error.cause;
   }
-  return parts.join(': ');
 }
 
 function safeString(value: unknown): string {
