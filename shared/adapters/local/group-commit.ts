@@ -1,5 +1,5 @@
-import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { BUSY_TIMEOUT_MS } from './sqlite-database.ts';
+import type { DatabaseSync } from 'node:sqlite';
+import { BUSY_TIMEOUT_MS, preparedStatements } from './sqlite-database.ts';
 
 /**
  * Group commit for one SQLite connection: every write made through it in one turn of the event loop (the state
@@ -57,14 +57,9 @@ export function groupCommitOf(db: DatabaseSync): GroupCommit {
 }
 
 function createGroupCommit(db: DatabaseSync): GroupCommit {
-  const statements = new Map<string, StatementSync>();
+  const prepared = preparedStatements(db);
   const run = (sql: string): void => {
-    let statement = statements.get(sql);
-    if (statement === undefined) {
-      statement = db.prepare(sql);
-      statements.set(sql, statement);
-    }
-    statement.run();
+    prepared(sql).run();
   };
 
   let open: Open | undefined;

@@ -1,4 +1,4 @@
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 
 /** How long a statement waits for another connection's lock before failing with SQLITE_BUSY. */
 export const BUSY_TIMEOUT_MS = 5000;
@@ -49,4 +49,17 @@ function gatherStatistics(db: DatabaseSync): void {
   } catch (error) {
     if (!/database is locked|SQLITE_BUSY/i.test(error instanceof Error ? error.message : String(error))) throw error;
   }
+}
+
+/** A statement cache for `db`: each SQL text is prepared once, on first use. */
+export function preparedStatements(db: DatabaseSync): (sql: string) => StatementSync {
+  const statements = new Map<string, StatementSync>();
+  return (sql) => {
+    let statement = statements.get(sql);
+    if (statement === undefined) {
+      statement = db.prepare(sql);
+      statements.set(sql, statement);
+    }
+    return statement;
+  };
 }

@@ -1,4 +1,4 @@
-import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
+import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import {
   collections,
   type Collection,
@@ -10,6 +10,7 @@ import {
 import { checkDocumentId, createLock, runBufferedTransaction, type BufferedWrite } from '../buffered-transaction.ts';
 import { checkCollectionName, checkIndexedField, checkQuery } from '../query-checks.ts';
 import { groupCommitOf } from './group-commit.ts';
+import { preparedStatements } from './sqlite-database.ts';
 
 // Collection names and indexed fields are spliced into SQL (a partial index is only used when the query names
 // the same literal), so they are held to plain identifiers; no '_' in collection names keeps index names
@@ -33,15 +34,7 @@ export function createSqliteState(db: DatabaseSync): StateStore {
     PRIMARY KEY (collection, id)
   )`);
 
-  const statements = new Map<string, StatementSync>();
-  const prepared = (sql: string): StatementSync => {
-    let statement = statements.get(sql);
-    if (statement === undefined) {
-      statement = db.prepare(sql);
-      statements.set(sql, statement);
-    }
-    return statement;
-  };
+  const prepared = preparedStatements(db);
 
   const indexed = new Set<string>();
   const ensureIndexes = (collection: Collection<unknown>): void => {
