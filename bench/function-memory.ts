@@ -25,7 +25,7 @@ import { createPubsubPublisher } from '../shared/adapters/gcp/pubsub-publisher.t
 import { commitGoTree, defaultZoneinfo, newestDebianTree, versionOf } from '../shared/cli/go-tree.ts';
 import { topics } from '../shared/core/model/messages.ts';
 import { publishMessage, topicAttribute } from '../shared/core/pipeline/publish.ts';
-import { publishObjectFinalized } from '../shared/adapters/gcp/object-notification.ts';
+import { notifyResultLanded } from '../test/helpers/bucket-notification.ts';
 import { bootScriptGuest, startFakeGce } from '../test/fakes/gce-server.ts';
 import { createTestServiceAccount, startFakeGcs } from '../test/fakes/gcs-server.ts';
 import { emulatorHost, emulatorMissing, freePort } from '../test/helpers/emulators.ts';
@@ -249,9 +249,7 @@ async function once(run: number, scratch: string, repos: { calc: string; mod: st
   const gcs = await startFakeGcs({
     buckets: [bucket],
     serviceAccount: account,
-    onFinalized: (object) => {
-      if (object.name.startsWith('results/')) void publishObjectFinalized(notify, object);
-    },
+    onFinalized: (object) => notifyResultLanded(notify, object),
   });
   const boot = await bootScriptGuest();
   const gce = await startFakeGce({ guest: boot.guest });

@@ -18,7 +18,7 @@ import { topics } from '../../shared/core/model/messages.ts';
 import { blobKeys } from '../../shared/core/model/wire.ts';
 import { silentLogger } from '../../shared/ports/log.ts';
 import { publishMessage } from '../../shared/core/pipeline/publish.ts';
-import { publishObjectFinalized } from '../../shared/adapters/gcp/object-notification.ts';
+import { notifyResultLanded } from './bucket-notification.ts';
 import { bootScriptGuest, startFakeGce, type BootScriptGuest, type FakeGce } from '../fakes/gce-server.ts';
 import { createTestServiceAccount, startFakeGcs, type FakeGcs } from '../fakes/gcs-server.ts';
 import { emulatorHost, emulatorMissing } from './emulators.ts';
@@ -97,9 +97,7 @@ export function googleCloudBuildSuite(name: string, options: GoogleCloudBuildOpt
         buckets: [bucket],
         ...(options.docker === undefined ? {} : { host: options.docker.gateway }),
         serviceAccount: account,
-        onFinalized: (object) => {
-          if (object.name.startsWith('results/')) void publishObjectFinalized(notify, object);
-        },
+        onFinalized: (object) => notifyResultLanded(notify, object),
       });
       boot = await bootScriptGuest(options.docker === undefined ? {} : { docker: 'engine' });
       // The image as deploy pushes it: the VM's `docker run` finds it here under its registry name.

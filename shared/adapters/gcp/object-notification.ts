@@ -3,7 +3,6 @@ import type { InboundMessage } from '../../core/handlers/message-handler.ts';
 import { decode, topics, type ResultLanded } from '../../core/model/messages.ts';
 import { taskIdOfResultKey } from '../../core/model/wire.ts';
 import type { Logger } from '../../ports/log.ts';
-import type { Publisher } from '../../ports/messages.ts';
 
 /**
  * Cloud Storage's object resource, as a bucket notification (payload format JSON_API_V1) carries it: not ours, so not
@@ -37,16 +36,4 @@ export function resultLandedOf(message: InboundMessage, logger: Logger): Inbound
   }
   const landed: ResultLanded = { v: 1, taskId };
   return { ...message, data: Buffer.from(JSON.stringify(landed)) };
-}
-
-/** Publishes an object's landing as Cloud Storage's bucket notifications do (OBJECT_FINALIZE, JSON_API_V1): for tests and benches that play the bucket. */
-export function publishObjectFinalized(publisher: Publisher, object: ObjectFinalized): Promise<string> {
-  const attributes: Record<string, string> = {
-    eventType: 'OBJECT_FINALIZE',
-    payloadFormat: 'JSON_API_V1',
-    bucketId: object.bucket,
-    objectId: object.name,
-  };
-  if (object.generation !== undefined) attributes['objectGeneration'] = object.generation;
-  return publisher.publish(topics.resultLanded, Buffer.from(JSON.stringify(object)), attributes);
 }
